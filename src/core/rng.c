@@ -1,0 +1,125 @@
+/* Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011).
+ * A stream is a 64-bit key and a 64-bit block counter; block k yields four 32-bit words.
+ * Fills are parallel over blocks, so results never depend on the thread count. */
+#include <math.h>
+
+#include "kronvi/core.h"
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+static inline void kvi__philox(uint32_t out[4], uint64_t key, uint64_t ctr) {
+  uint32_t c0 = (uint32_t)ctr, c1 = (uint32_t)(ctr >> 32), c2 = 0x6a09e667u, c3 = 0xf3bcc908u;
+  uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+  for (int r = 0; r < 10; r++) {
+    uint64_t p0 = (uint64_t)PHILOX_M0 * c0, p1 = (uint64_t)PHILOX_M1 * c2;
+    uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
+    uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+    c1 = (uint32_t)p1;
+    c3 = (uint32_t)p0;
+    c0 = n0;
+    c2 = n2;
+    k0 += PHILOX_W0;
+    k1 += PHILOX_W1;
+  }
+  out[0] = c0;
+  out[1] = c1;
+  out[2] = c2;
+  out[3] = c3;
+}
+
+/* splitmix64 to spread (seed, id) into a key */
+static uint64_t kvi__mix(uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+kvi_rng kvi_rng_stream(uint64_t seed, uint64_t stream_id) {
+  kvi_rng r;
+  r.key = kvi__mix(kvi__mix(seed) ^ (stream_id * 0xD1B54A32D192ED03ull + 0x8CB92BA72F3D8DD7ull));
+  r.ctr = 0;
+  return r;
+}
+
+/* uniform in (0, 1) from 32 bits (never 0 or 1) */
+static inline double kvi__u01(uint32_t x) { return ((double)x + 0.5) * (1.0 / 4294967296.0); }
+
+void kvi_rng_uniform(kvi_rng *r, kvi_real *out, size_t n) {
+  size_t nb = (n + 3) / 4;
+  uint64_t base = r->ctr;
+#pragma omp parallel for schedule(static) if (nb > 4096)
+  for (size_t b = 0; b < nb; b++) {
+    uint32_t w[4];
+    kvi__philox(w, r->key, base + b);
+    for (int j = 0; j < 4 && b * 4 + j < n; j++) out[b * 4 + j] = (kvi_real)kvi__u01(w[j]);
+  }
+  r->ctr += nb;
+}
+
+/* Box-Muller: each block gives two pairs (u1, u2) -> four normals. */
+static inline void kvi__normal4(double z[4], uint64_t key, uint64_t ctr) {
+  uint32_t w[4];
+  kvi__philox(w, key, ctr);
+  const double two_pi = 6.283185307179586476925;
+  for (int p = 0; p < 2; p++) {
+    double u1 = kvi__u01(w[2 * p]), u2 = kvi__u01(w[2 * p + 1]);
+    double rad = sqrt(-2.0 * log(u1));
+    z[2 * p] = rad * cos(two_pi * u2);
+    z[2 * p + 1] = rad * sin(two_pi * u2);
+  }
+}
+
+void kvi_rng_normal(kvi_rng *r, kvi_real *out, size_t n) {
+  size_t nb = (n + 3) / 4;
+  uint64_t base = r->ctr;
+#pragma omp parallel for schedule(static) if (nb > 2048)
+  for (size_t b = 0; b < nb; b++) {
+    double z[4];
+    kvi__normal4(z, r->key, base + b);
+    for (int j = 0; j < 4 && b * 4 + j < n; j++) out[b * 4 + j] = (kvi_real)z[j];
+  }
+  r->ctr += nb;
+}
+
+void kvi_rng_normal_f64(kvi_rng *r, double *out, size_t n) {
+  size_t nb = (n + 3) / 4;
+  uint64_t base = r->ctr;
+#pragma omp parallel for schedule(static) if (nb > 2048)
+  for (size_t b = 0; b < nb; b++) {
+    double z[4];
+    kvi__normal4(z, r->key, base + b);
+    for (int j = 0; j < 4 && b * 4 + j < n; j++) out[b * 4 + j] = z[j];
+  }
+  r->ctr += nb;
+}
+
+uint32_t kvi_rng_u32(kvi_rng *r) {
+  uint32_t w[4];
+  kvi__philox(w, r->key, r->ctr++);
+  return w[0];
+}
+
+uint64_t kvi_rng_below(kvi_rng *r, uint64_t bound) {
+  if (bound <= 1) return 0;
+  /* rejection sampling on 64 bits for exact uniformity */
+  uint64_t lim = UINT64_MAX - UINT64_MAX % bound;
+  for (;;) {
+    uint32_t w[4];
+    kvi__philox(w, r->key, r->ctr++);
+    uint64_t x = ((uint64_t)w[0] << 32) | w[1];
+    if (x < lim) return x % bound;
+  }
+}
+
+void kvi_rng_shuffle(kvi_rng *r, int64_t *idx, size_t n) {
+  for (size_t i = n; i > 1; i--) {
+    size_t j = (size_t)kvi_rng_below(r, i);
+    int64_t t = idx[i - 1];
+    idx[i - 1] = idx[j];
+    idx[j] = t;
+  }
+}

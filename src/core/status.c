@@ -1,0 +1,41 @@
+/* Status codes and the thread-local detail message. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "kronvi/core.h"
+
+static _Thread_local char kvi__errbuf[1024];
+
+const char *kvi_status_str(kvi_status s) {
+  switch (s) {
+#define KVI__STR(name, code, msg) \
+  case name:                      \
+    return msg;
+    KVI_STATUS_TABLE(KVI__STR)
+#undef KVI__STR
+  }
+  return "unknown status";
+}
+
+const char *kvi_status_name(kvi_status s) {
+  switch (s) {
+#define KVI__NAME(name, code, msg) \
+  case name:                       \
+    return #name;
+    KVI_STATUS_TABLE(KVI__NAME)
+#undef KVI__NAME
+  }
+  return "KVI_UNKNOWN";
+}
+
+const char *kvi_last_error(void) { return kvi__errbuf; }
+
+void kvi_clear_error(void) { kvi__errbuf[0] = 0; }
+
+kvi_status kvi_fail(kvi_status s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(kvi__errbuf, sizeof kvi__errbuf, fmt, ap);
+  va_end(ap);
+  return s;
+}

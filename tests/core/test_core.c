@@ -1,0 +1,134 @@
+/* Core: status table, arena, RNG (moments, determinism across thread counts), BLAS wrappers,
+ * parameter views. */
+#include "kvi_test.h"
+
+static void test_status(void) {
+  CHECK(strcmp(kvi_status_name(KVI_ERR_SHAPE), "KVI_ERR_SHAPE") == 0);
+  CHECK(kvi_fail(KVI_ERR_ARG, "bad %d", 7) == KVI_ERR_ARG);
+  CHECK(strcmp(kvi_last_error(), "bad 7") == 0);
+  kvi_clear_error();
+  CHECK(kvi_last_error()[0] == 0);
+}
+
+static void test_arena(void) {
+  kvi_arena *a = kvi_arena_create(1024);
+  CHECK(a != NULL);
+  kvi_arena_mark m0 = kvi_arena_get_mark(a);
+  char *p1 = kvi_arena_alloc(a, 100);
+  char *p2 = kvi_arena_alloc(a, 3u << 20); /* larger than a chunk */
+  CHECK(p1 && p2 && ((uintptr_t)p1 % 64) == 0 && ((uintptr_t)p2 % 64) == 0);
+  memset(p2, 1, 3u << 20);
+  size_t cap = kvi_arena_capacity(a);
+  kvi_arena_reset(a, m0);
+  char *q1 = kvi_arena_alloc(a, 100);
+  char *q2 = kvi_arena_alloc(a, 3u << 20);
+  CHECK(q1 == p1 && q2 == p2);           /* reuse, no new chunks */
+  CHECK(kvi_arena_capacity(a) == cap);
+  CHECK(kvi_arena_peak(a) >= (3u << 20));
+  kvi_arena_free(a);
+}
+
+static void test_rng(void) {
+  enum { N = 200001 };
+  kvi_real *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+  kvi_set_threads(1);
+  kvi_rng r = kvi_rng_stream(42, 7);
+  kvi_rng_normal(&r, x, N);
+  kvi_set_threads(2);
+  kvi_rng r2 = kvi_rng_stream(42, 7);
+  kvi_rng_normal(&r2, y, N);
+  CHECK(memcmp(x, y, N * sizeof *x) == 0); /* bit-identical across thread counts */
+  CHECK(r.ctr == r2.ctr);
+  double s = 0, s2 = 0, s4 = 0;
+  for (int i = 0; i < N; i++) s += x[i], s2 += x[i] * x[i], s4 += x[i] * x[i] * x[i] * x[i];
+  double mean = s / N, var = s2 / N - mean * mean;
+  /* 5 standard errors: se(mean) = 1/sqrt(N), se(var) = sqrt(2/N) */
+  CHECK(fabs(mean) < 5 / sqrt((double)N));
+  CHECK(fabs(var - 1) < 5 * sqrt(2.0 / N));
+  CHECK(fabs(s4 / N - 3) < 5 * sqrt(96.0 / N));
+  /* different streams differ; consecutive fills continue the stream */
+  kvi_rng r3 = kvi_rng_stream(42, 8);
+  kvi_rng_normal(&r3, y, 16);
+  CHECK(memcmp(x, y, 16 * sizeof *x) != 0);
+  kvi_rng r4 = kvi_rng_stream(42, 7);
+  kvi_rng_normal(&r4, y, 8);
+  kvi_rng_normal(&r4, y + 8, 8);
+  CHECK(memcmp(x, y, 16 * sizeof *x) == 0);
+  kvi_rng_uniform(&r4, y, N);
+  double mn = 1, mx = 0, su = 0;
+  for (int i = 0; i < N; i++) mn = fmin(mn, y[i]), mx = fmax(mx, y[i]), su += y[i];
+  CHECK(mn > 0 && mx < 1);
+  CHECK(fabs(su / N - 0.5) < 5 * sqrt(1.0 / 12 / N));
+  int64_t idx[10];
+  for (int i = 0; i < 10; i++) idx[i] = i;
+  kvi_rng_shuffle(&r4, idx, 10);
+  int seen[10] = {0};
+  for (int i = 0; i < 10; i++) seen[idx[i]]++;
+  for (int i = 0; i < 10; i++) CHECK(seen[i] == 1);
+  free(x);
+  free(y);
+}
+
+static void test_blas(void) {
+  int N = 300, K = 37;
+  kvi_real *A = malloc(sizeof(kvi_real) * N * K), *B = malloc(sizeof(kvi_real) * K * N);
+  kvi_real *C1 = calloc((size_t)N * N, sizeof(kvi_real)), *C2 = calloc((size_t)N * N, sizeof(kvi_real));
+  kvi_rng r = kvi_rng_stream(1, 1);
+  kvi_rng_normal(&r, A, (size_t)N * K);
+  kvi_rng_normal(&r, B, (size_t)N * K);
+  /* A^T-shaped use: op(A) = A^T with A stored (K, N) */
+  kvi_gemm(true, false, N, N, K, 1, A, N, B, N, 0, C1, N);
+  kvi_gemm_lower(true, false, N, K, 1, A, N, B, N, 0, C2, N);
+  double err = 0;
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j <= i; j++) err = fmax(err, fabs(C1[i * N + j] - C2[i * N + j]));
+  CHECK(err < 1e-9);
+  /* Cholesky of an SPD matrix and its inverse */
+  int n = 5;
+  kvi_real S[25], L[25], Si[25];
+  kvi_syrk(false, n, K, 1, A, K, 0, S, n); /* lower of A(5,K) A^T */
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++) S[i * n + j] = S[j * n + i];
+  memcpy(L, S, sizeof S);
+  memcpy(Si, S, sizeof S);
+  CHECK_OK(kvi_potrf(n, L, n));
+  CHECK_OK(kvi_spd_inverse(n, Si, n));
+  kvi_real P[25];
+  kvi_gemm(false, false, n, n, n, 1, S, n, Si, n, 0, P, n);
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) CHECK_NEAR(P[i * n + j], i == j ? 1.0 : 0.0, 1e-8);
+  kvi_real bad[4] = {1, 2, 2, 1};
+  CHECK_FAILS(kvi_potrf(2, bad, 2));
+  CHECK_FAILS(kvi_potrf(0, bad, 2));
+  free(A), free(B), free(C1), free(C2);
+}
+
+static void test_params(void) {
+  kvi_params p;
+  kvi_params_init(&p);
+  int i0, i1;
+  int64_t s0[2] = {3, 5}, s1[1] = {7};
+  CHECK_OK(kvi_params_add(&p, "l0.M", KVI_ROLE_MEAN, 2, s0, &i0));
+  CHECK_OK(kvi_params_add(&p, "l0.b", KVI_ROLE_BIAS, 1, s1, &i1));
+  CHECK_FAILS(kvi_params_add(&p, "l0.M", KVI_ROLE_MEAN, 2, s0, NULL));
+  int64_t bad[1] = {0};
+  CHECK_FAILS(kvi_params_add(&p, "z", KVI_ROLE_MEAN, 1, bad, NULL));
+  CHECK_OK(kvi_params_alloc(&p));
+  CHECK(kvi_params_find(&p, "l0.b") == i1);
+  CHECK(kvi_params_find(&p, "nope") == -1);
+  CHECK(((uintptr_t)kvi_params_data(&p, i1) % 64) == 0);
+  CHECK(kvi_params_data(&p, i1) >= kvi_params_data(&p, i0) + 15);
+  CHECK_FAILS(kvi_params_add(&p, "late", KVI_ROLE_MEAN, 1, s1, NULL));
+  kvi_real v[2] = {1, NAN};
+  CHECK_FAILS(kvi_check_finite(v, 2, "v"));
+  kvi_params_free(&p);
+}
+
+int main(void) {
+  test_status();
+  test_arena();
+  test_rng();
+  test_blas();
+  test_params();
+  TEST_MAIN_END();
+}
