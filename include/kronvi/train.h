@@ -1,0 +1,109 @@
+/* kronvi train: the ELBO training loop (paper Algorithm 2), evaluation (mean-weight and
+ * Bayesian-model-averaged accuracy, NLL, ECE), sparsification and checkpoints. */
+#ifndef KRONVI_TRAIN_H
+#define KRONVI_TRAIN_H
+
+#include <stdio.h>
+
+#include "kronvi/data.h"
+#include "kronvi/models.h"
+#include "kronvi/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { KVI_TASK_CLASSIFY = 0, KVI_TASK_REGRESS } kvi_task;
+typedef enum { KVI_KL_CONSTANT = 0, KVI_KL_LINEAR, KVI_KL_EXP } kvi_kl_schedule;
+
+typedef struct {
+  kvi_task task;
+  int epochs;
+  int batch;
+  kvi_opt_config opt;
+  double lr_decay; /* learning rate multiplied by this after every epoch */
+  double lr_final; /* if > 0: exponential decay from opt.lr to lr_final over all epochs */
+  kvi_kl_schedule kl_schedule;
+  double
+      kl_warmup; /* epochs: LINEAR beta = min(1, t / warmup); EXP beta = 1 - exp(-5 t / warmup) */
+  int samples;   /* K weight samples for Bayesian model averaging */
+  int eval_samples_every; /* evaluate BMA every N epochs (and at the end); 0: only at the end */
+  uint64_t seed;
+  double prune_threshold; /* drop weights with log alpha above this (3) */
+  int patience;           /* early stopping on validation accuracy/NLL; 0: off */
+  double noise_precision; /* regression: initial noise precision beta */
+  bool learn_noise;       /* regression: learn beta */
+  int progress;           /* 0 silent, 1 one line per epoch, 2 progress bar (terminal) */
+  const char *save_path;  /* checkpoint after every epoch (best on validation when patience) */
+  const char *log_path;   /* CSV metrics per epoch */
+} kvi_train_config;
+
+KVI_API kvi_train_config kvi_train_config_default(void);
+
+/* Metrics on one data set. */
+typedef struct {
+  int64_t n;
+  double acc_mean;   /* accuracy with the posterior-mean weights */
+  double nll_mean;   /* NLL with the mean weights */
+  double acc_bma;    /* accuracy of the average of K sampled predictive distributions */
+  double nll_bma;    /* NLL of that average */
+  double ece;        /* expected calibration error of the BMA probabilities (15 bins) */
+  double acc_pruned; /* accuracy with the mean weights after dropping log alpha > threshold */
+  double rmse_mean;  /* regression: RMSE with the mean weights */
+  int samples;
+} kvi_metrics;
+
+/* Per-layer sparsity (paper Table 1 form). */
+typedef struct {
+  char name[32];
+  int n, m;
+  int64_t total, left;                              /* weights */
+  int rows_total, rows_left, cols_total, cols_left; /* groups with any weight left */
+} kvi_layer_sparsity;
+
+typedef struct {
+  int nlayers;
+  kvi_layer_sparsity layer[64];
+  int64_t total, left;
+} kvi_sparsity;
+
+KVI_API kvi_status kvi_sparsity_compute(kvi_sparsity *out, kvi_net *net, double threshold);
+KVI_API void kvi_sparsity_print(FILE *f, const kvi_sparsity *s, const char *title);
+
+/* Evaluates net on ds in chunks of net->max_batch rows. samples = 0 skips BMA. */
+KVI_API kvi_status kvi_evaluate(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds, int samples,
+                                uint64_t seed, double prune_threshold, kvi_real log_beta);
+
+/* The training state: network, optimizer, counters; enough to resume exactly. */
+typedef struct {
+  kvi_net *net;
+  kvi_optimizer opt;
+  kvi_train_config cfg;
+  int epoch;               /* epochs completed */
+  int64_t step;            /* optimizer steps completed */
+  kvi_real m_beta, v_beta; /* its Adam moments */
+  double best_val;
+  int best_epoch, bad_epochs;
+  double elapsed; /* seconds of training so far */
+} kvi_trainer;
+
+KVI_API kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config *cfg);
+KVI_API void kvi_trainer_free(kvi_trainer *t);
+/* Trains until cfg.epochs (continuing from t->epoch). val may be NULL (no early stopping),
+ * test may be NULL. */
+KVI_API kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset *val,
+                             const kvi_dataset *test);
+/* KL weight beta at a (fractional) epoch. */
+KVI_API double kvi_kl_beta(const kvi_train_config *cfg, double epoch);
+
+/* Checkpoints (safetensors; docs/io.md). Saving is atomic. Loading creates the network and,
+ * if t is given, restores the optimizer state and counters so training resumes exactly. */
+KVI_API kvi_status kvi_checkpoint_save(const char *path, const kvi_trainer *t,
+                                       const kvi_dataset *shape_of);
+KVI_API kvi_status kvi_checkpoint_load(const char *path, kvi_net **net, kvi_trainer *t,
+                                       kvi_train_config *cfg_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,25 @@
+/* Shared helpers of the kronvi command-line tool. */
+#ifndef KRONVI_CLI_H
+#define KRONVI_CLI_H
+
+#include "kronvi/data.h"
+#include "kronvi/io.h"
+#include "kronvi/train.h"
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+int cmd_report(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+
+/* Prints "kronvi: <what>: <library message>" and returns 1. */
+int cli_error(const char *what);
+/* Strict number parsing for flags: prints an error naming the flag and returns false. */
+bool cli_int(const char *flag, const char *s, long lo, long hi, long *out);
+bool cli_double(const char *flag, const char *s, double lo, double hi, double *out);
+/* Loads the classification data of a directory (IDX or CIFAR-10) or a regression CSV. */
+kvi_status cli_load_data(kvi_dataset *train, kvi_dataset *test, const char *path, bool regression,
+                         int targets, const char *test_path, int64_t limit_train,
+                         int64_t limit_test);
+
+#endif
