@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# A short real-data run of the command line on Fashion-MNIST (3000 training images, one epoch)
+# and the commands that read its checkpoint: accuracy must be far above chance (10%), a resumed
+# run must continue from the saved epoch, and inspect/report/prune/eval must work.
+# usage: train_fashion.sh KRONVI TMPDIR
+set -eu
+K=$1
+T=$2
+D=${KRONVI_FASHION:-/usr/share/datasets/fashion-mnist}
+rm -rf "$T" && mkdir -p "$T"
+[ -f "$D/train-images-idx3-ubyte.gz" ] || { echo "Fashion-MNIST not found in $D (apt-get install dataset-fashion-mnist)"; exit 1; }
+"$K" train --data "$D" --arch 784-100-10 --family mn --prior ard --epochs 1 --batch 50 --kl-warmup 2 \
+  --limit-train 3000 --limit-test 1000 --samples 3 --threads 2 --progress lines \
+  --save "$T/m.safetensors" --log "$T/m.csv" | tee "$T/train.out"
+acc=$(awk -F, 'NR==2 {print $11}' "$T/m.csv")
+echo "test accuracy after one epoch on 3000 images: $acc"
+awk -v a="$acc" 'BEGIN { exit !(a > 0.6) }'
+"$K" train --data "$D" --resume "$T/m.safetensors" --epochs 2 --limit-train 3000 --limit-test 1000 \
+  --progress lines --log "$T/m.csv" 2>&1 | tee "$T/resume.out"
+grep -q "resuming .* at epoch 1" "$T/resume.out"
+[ "$(wc -l <"$T/m.csv")" -eq 3 ]
+"$K" eval "$T/m.safetensors" --data "$D" --limit-test 500 --samples 2 --json | tee "$T/eval.json"
+python3 -c "import json,sys; d=json.load(open('$T/eval.json')); assert d['rows']==500 and d['accuracy']>0.6, d"
+"$K" report "$T/m.safetensors" | grep -q "fc1"
+"$K" prune "$T/m.safetensors" --out "$T/p.safetensors" --threshold 3 | grep -q "wrote"
+"$K" inspect "$T/m.safetensors" --json >"$T/inspect.json"
+python3 - "$T/inspect.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+l0 = d["layers"][0]
+assert l0["family"] == "mn" and l0["n"] == 784 and l0["m"] == 100
+assert len(l0["M"]) == 784 and len(l0["M"][0]) == 100
+assert len(l0["U"]) == 784 and len(l0["V"]) == 100
+U = l0["U"]
+assert all(abs(U[i][j] - U[j][i]) < 1e-6 * (1 + abs(U[i][j])) for i in range(0, 784, 97) for j in range(0, 784, 89))
+print("inspect ok")
+PY
+echo "train_fashion: 1 passed, 0 failed"
