@@ -57,6 +57,7 @@ static void train_help(FILE *f) {
       "  --eval-every N         BMA evaluation every N epochs (default: last epoch only)\n"
       "  --prune-threshold T    drop weights with log alpha > T (default 3)\n"
       "  --save PATH            checkpoint (safetensors) written atomically after every epoch\n"
+      "  --save-every N         checkpoint every N epochs instead (and after the last)\n"
       "  --resume PATH          continue training from a checkpoint (its settings; --epochs may\n"
       "                         extend the run)\n"
       "  --log PATH             per-epoch metrics as CSV\n"
@@ -98,6 +99,7 @@ enum {
   O_EVALEVERY,
   O_THR,
   O_SAVE,
+  O_SAVEEVERY,
   O_RESUME,
   O_LOG,
   O_SEED,
@@ -135,6 +137,7 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"eval-every", 1, 0, O_EVALEVERY},
                                            {"prune-threshold", 1, 0, O_THR},
                                            {"save", 1, 0, O_SAVE},
+                                           {"save-every", 1, 0, O_SAVEEVERY},
                                            {"resume", 1, 0, O_RESUME},
                                            {"log", 1, 0, O_LOG},
                                            {"seed", 1, 0, O_SEED},
@@ -375,6 +378,7 @@ int cmd_train(int argc, char **argv) {
     tr.cfg.save_path = cfg.save_path ? cfg.save_path : resume;
     tr.cfg.log_path = cfg.log_path;
     tr.cfg.progress = cfg.progress;
+    tr.cfg.save_every = cfg.save_every;
     if (net->in_size != train.d) {
       fprintf(stderr, "kronvi: %s expects %d features but the data have %d\n", resume, net->in_size,
               train.d);

@@ -34,6 +34,7 @@ typedef struct {
   double noise_precision; /* regression: initial noise precision beta */
   bool learn_noise;       /* regression: learn beta */
   int progress;           /* 0 silent, 1 one line per epoch, 2 progress bar (terminal) */
+  int save_every;         /* checkpoint every N epochs (and after the last); default 1 */
   const char *save_path;  /* checkpoint after every epoch (best on validation when patience) */
   const char *log_path;   /* CSV metrics per epoch */
 } kvi_train_config;

@@ -67,6 +67,7 @@ static char *kvi__meta_json(const kvi_trainer *t, const kvi_dataset *shape_of) {
   kvi_jb_kv_str(&jb, "seed", ""); /* placeholder replaced below: 64-bit exact as a string */
   kvi_jb_kv_num(&jb, "prune_threshold", c->prune_threshold);
   kvi_jb_kv_int(&jb, "patience", c->patience);
+  kvi_jb_kv_int(&jb, "save_every", c->save_every);
   kvi_jb_kv_num(&jb, "noise_precision", c->noise_precision);
   kvi_jb_kv_bool(&jb, "learn_noise", c->learn_noise);
   kvi_jb_end_object(&jb);
@@ -220,6 +221,7 @@ kvi_status kvi_checkpoint_load(const char *path, kvi_net **net_out, kvi_trainer 
     cfg.seed = seed ? strtoull(seed, NULL, 10) : 1;
     cfg.prune_threshold = kvi_json_num(kvi_json_get(tr, "prune_threshold"));
     if (kvi_json_int(kvi_json_get(tr, "patience"), &v)) cfg.patience = (int)v;
+    if (kvi_json_int(kvi_json_get(tr, "save_every"), &v)) cfg.save_every = (int)v;
     cfg.noise_precision = kvi_json_num(kvi_json_get(tr, "noise_precision"));
     cfg.learn_noise = kvi_json_bool(kvi_json_get(tr, "learn_noise"));
     if (!(cfg.opt.lr > 0) || cfg.batch <= 0)

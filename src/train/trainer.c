@@ -28,6 +28,7 @@ kvi_train_config kvi_train_config_default(void) {
   c.prune_threshold = 3.0;
   c.noise_precision = 1.0;
   c.progress = 1;
+  c.save_every = 1;
   return c;
 }
 
@@ -161,6 +162,7 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
       loss_sum += (nll + beta * kl / N) * b;
       seen += b;
       s = kvi_optimizer_step(&t->opt, net->params.data, net->params.grad, lr);
+      if (s) break;
       if (!cls && cfg->learn_noise) { /* Adam on the noise log-precision */
         t->m_beta = 0.9f * t->m_beta + 0.1f * dlb;
         t->v_beta = 0.999f * t->v_beta + 0.001f * dlb * dlb;
@@ -232,13 +234,15 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
         t->bad_epochs++;
       }
     }
-    if (cfg->save_path) {
+    bool stopping = cfg->patience > 0 && t->bad_epochs >= cfg->patience;
+    int every = cfg->save_every > 0 ? cfg->save_every : 1;
+    if (cfg->save_path && (last || stopping || (e + 1) % every == 0)) {
       t->epoch++; /* the checkpoint records completed epochs */
       s = kvi_checkpoint_save(cfg->save_path, t, train);
       t->epoch--;
       if (s) break;
     }
-    if (cfg->patience > 0 && t->bad_epochs >= cfg->patience) {
+    if (stopping) {
       if (cfg->progress >= 1)
         fprintf(stderr, "early stopping: validation has not improved for %d epochs (best %d)\n",
                 cfg->patience, t->best_epoch);
