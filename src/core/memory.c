@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 /* Aligned allocation and the scratch arena. */
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,7 @@
 /* Status codes and the thread-local detail message. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "kronvi/core.h"
 
@@ -33,9 +34,12 @@ const char *kvi_last_error(void) { return kvi__errbuf; }
 void kvi_clear_error(void) { kvi__errbuf[0] = 0; }
 
 kvi_status kvi_fail(kvi_status s, const char *fmt, ...) {
+  /* format into a local buffer first: the arguments may point into kvi__errbuf itself */
+  char tmp[sizeof kvi__errbuf];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(kvi__errbuf, sizeof kvi__errbuf, fmt, ap);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
+  memcpy(kvi__errbuf, tmp, sizeof tmp);
   return s;
 }

@@ -23,7 +23,8 @@ static void expect_error_at(const char *text, size_t len, size_t off, const char
   if (st == KVI_OK || v != NULL || got != off || !strstr(msg, want) ||
       (needle && !strstr(msg, needle))) {
     kvi_test_failures++;
-    fprintf(stderr, "%s:%d: parse of <%.*s>: status %s, offset %zu (want %zu), message \"%s\"%s%s\n",
+    fprintf(stderr,
+            "%s:%d: parse of <%.*s>: status %s, offset %zu (want %zu), message \"%s\"%s%s\n",
             __FILE__, __LINE__, (int)(len < 60 ? len : 60), text, kvi_status_name(st), got, off,
             msg, needle ? " should contain " : "", needle ? needle : "");
   }
@@ -68,7 +69,8 @@ static void test_roundtrip(void) {
   if (!s) return;
   CHECK(strlen(s) == len);
   const char *want =
-      "{\"name\":\"mn-mlp\",\"layers\":3,\"lr\":0.001,\"ard\":true,\"none\":null,\"sizes\":[784,-10,"
+      "{\"name\":\"mn-mlp\",\"layers\":3,\"lr\":0.001,\"ard\":true,\"none\":null,\"sizes\":[784,-"
+      "10,"
       "{\"esc\":\"q\\\" b\\\\ s/ \\b\\f\\n\\r\\t \\u0001\\u001f end\",\"uni\":\"\xc3\xa9 "
       "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80\"},[],{}],\"nul\":\"a\\u0000b\"}";
   CHECK(streq(s, want));
@@ -91,8 +93,9 @@ static void test_roundtrip(void) {
   const kvi_json *inner = kvi_json_at(sizes, 2);
   CHECK(streq(kvi_json_str(kvi_json_get(inner, "esc")), "q\" b\\ s/ \b\f\n\r\t \x01\x1f end"));
   CHECK(streq(kvi_json_str(kvi_json_get(inner, "uni")),
-               "\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80"));
-  CHECK(kvi_json_kind(kvi_json_at(sizes, 3)) == KVI_JSON_ARRAY && kvi_json_len(kvi_json_at(sizes, 3)) == 0);
+              "\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80"));
+  CHECK(kvi_json_kind(kvi_json_at(sizes, 3)) == KVI_JSON_ARRAY &&
+        kvi_json_len(kvi_json_at(sizes, 3)) == 0);
   CHECK(kvi_json_kind(kvi_json_at(sizes, 4)) == KVI_JSON_OBJECT);
   const kvi_json *nul = kvi_json_get(doc, "nul");
   CHECK(kvi_json_str_len(nul) == 3 && memcmp(kvi_json_str(nul), "a\0b", 4) == 0);
@@ -137,7 +140,8 @@ static void test_roundtrip(void) {
   kvi_jb_end_array(&jb);
   kvi_jb_end_object(&jb);
   CHECK_OK(kvi_jb_take(&jb, &again, NULL));
-  CHECK(again && streq(again, "{\n  \"a\": 1,\n  \"b\": [\n    2.5,\n    \"x\"\n  ],\n  \"c\": []\n}"));
+  CHECK(again &&
+        streq(again, "{\n  \"a\": 1,\n  \"b\": [\n    2.5,\n    \"x\"\n  ],\n  \"c\": []\n}"));
   free(again);
 }
 
@@ -150,9 +154,20 @@ static uint64_t splitmix(uint64_t *s) {
 
 static void test_doubles(void) {
   enum { NFIX = 14, NRAND = 20000 };
-  double fixed[NFIX] = {0.1,     1.0 / 3.0,       DBL_MAX, DBL_MIN,  4.9406564584124654e-324,
-                        -0.0,    1e-300,          1e300,   123456789012345678.0,
-                        9007199254740993.0, 2.2250738585072009e-308, -1.5, 1e21, 5e-324};
+  double fixed[NFIX] = {0.1,
+                        1.0 / 3.0,
+                        DBL_MAX,
+                        DBL_MIN,
+                        4.9406564584124654e-324,
+                        -0.0,
+                        1e-300,
+                        1e300,
+                        123456789012345678.0,
+                        9007199254740993.0,
+                        2.2250738585072009e-308,
+                        -1.5,
+                        1e21,
+                        5e-324};
   double *xs = malloc((NFIX + NRAND) * sizeof *xs);
   uint64_t seed = 42;
   int n = 0;
@@ -167,8 +182,8 @@ static void test_doubles(void) {
   kvi_jb_init(&jb, false);
   kvi_jb_begin_array(&jb);
   for (int i = 0; i < n; i++) kvi_jb_num(&jb, xs[i]);
-  kvi_jb_num(&jb, NAN);
-  kvi_jb_num(&jb, -INFINITY);
+  kvi_jb_num(&jb, (double)NAN);
+  kvi_jb_num(&jb, -(double)INFINITY);
   kvi_jb_end_array(&jb);
   char *s = NULL;
   size_t len;
@@ -215,7 +230,8 @@ static void test_doubles(void) {
   CHECK_OK(kvi_json_parse(&doc, nums, strlen(nums)));
   CHECK(!kvi_json_int(kvi_json_at(doc, 0), &a));
   CHECK(kvi_json_num(kvi_json_at(doc, 0)) == 9223372036854775808.0);
-  CHECK(kvi_json_int(kvi_json_at(doc, 1), &a) && a == 0 && signbit(kvi_json_num(kvi_json_at(doc, 1))));
+  CHECK(kvi_json_int(kvi_json_at(doc, 1), &a) && a == 0 &&
+        signbit(kvi_json_num(kvi_json_at(doc, 1))));
   CHECK(!kvi_json_int(kvi_json_at(doc, 2), &a) && kvi_json_num(kvi_json_at(doc, 2)) == 100.0);
   CHECK(kvi_json_num(kvi_json_at(doc, 3)) == 0.01);
   kvi_json_free(doc);
@@ -225,7 +241,9 @@ static void test_unicode(void) {
   const char *text = "[\"\\u00e9\\u65e5\\uD83D\\uDE00\\u0041\\/\", \"\xc3\xa9\"]";
   kvi_json *doc = NULL;
   CHECK_OK(kvi_json_parse(&doc, text, strlen(text)));
-  CHECK(streq(kvi_json_str(kvi_json_at(doc, 0)), "\xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80" "A/"));
+  CHECK(streq(kvi_json_str(kvi_json_at(doc, 0)),
+              "\xc3\xa9\xe6\x97\xa5\xf0\x9f\x98\x80"
+              "A/"));
   CHECK(streq(kvi_json_str(kvi_json_at(doc, 1)), "\xc3\xa9"));
   kvi_json_free(doc);
   /* byte-order mark and surrounding whitespace are fine */
