@@ -89,13 +89,14 @@ KVI_API kvi_status kvi_mn_marginal_var(kvi_real *var, const kvi_mn *q);
 KVI_API kvi_status kvi_mn_kl_gauss(double *out, const kvi_mn *q, const kvi_real *prior_var,
                                    bool prior_var_scalar, kvi_mn_grad *g, kvi_real gscale);
 /* KL with the ARD-optimal prior, alpha_ij = 1/(M_ij^2 + U_ii V_jj) (DESIGN.md §2):
- * 1/2 sum log(1 + M^2/(U_ii V_jj)) + 1/2 [m (sum log U_ii - log|U|) + n (sum log V_jj - log|V|)]. */
+ * 1/2 sum log(1 + M^2/(U_ii V_jj)) + 1/2 [m (sum log U_ii - log|U|) + n (sum log V_jj - log|V|)].
+ */
 KVI_API kvi_status kvi_mn_kl_ard(double *out, const kvi_mn *q, kvi_mn_grad *g, kvi_real gscale);
 /* Group ARD: prior N(0, 1/(tau_i gamma_j)) with log_tau (n), log_gamma (m) as parameters;
  * gradients w.r.t. them go to g_log_tau / g_log_gamma (may be NULL). */
 KVI_API kvi_status kvi_mn_kl_group(double *out, const kvi_mn *q, const kvi_real *log_tau,
-                                   const kvi_real *log_gamma, kvi_mn_grad *g,
-                                   kvi_real *g_log_tau, kvi_real *g_log_gamma, kvi_real gscale);
+                                   const kvi_real *log_gamma, kvi_mn_grad *g, kvi_real *g_log_tau,
+                                   kvi_real *g_log_gamma, kvi_real gscale);
 /* Exact coordinate updates of the group-ARD precisions (`iters` alternations), scale fixed by
  * making mean(log_tau) = mean(log_gamma). S_ij = M_ij^2 + marginal variance (n, m). */
 KVI_API kvi_status kvi_group_ard_update(kvi_real *log_tau, kvi_real *log_gamma, const kvi_real *S,
@@ -147,16 +148,17 @@ KVI_API kvi_status kvi_mndiag_log_alpha(kvi_real *out, const kvi_mndiag *q);
  * used in the entropy of MN+DIAG, with its gradient. */
 KVI_API kvi_status kvi_mndiag_logdet_lower(double *out, const kvi_mndiag *q, kvi_mndiag_grad *g,
                                            kvi_real gscale);
-/* KL(q || ARD-optimal prior) with the log-det lower bound (the ELBO stays a bound):
- * 1/2 sum_ij log(M_ij^2 + Var_ij) - 1/2 logdet_lower - nm/2 ... see docs/prob.md. */
+/* KL(q || ARD-optimal prior alpha_ij = 1/(M_ij^2 + Var_ij)) with the log-det lower bound, an
+ * upper bound on the exact KL (the ELBO stays a bound):
+ *   1/2 sum_ij log(M_ij^2 + Var_ij) - 1/2 logdet_lower
+ * (the trace and mean terms give exactly nm and cancel the -nm); see docs/prob.md. */
 KVI_API kvi_status kvi_mndiag_kl_ard(double *out, const kvi_mndiag *q, kvi_mndiag_grad *g,
                                      kvi_real gscale);
 KVI_API kvi_status kvi_mndiag_kl_gauss(double *out, const kvi_mndiag *q, const kvi_real *prior_var,
                                        bool prior_var_scalar, kvi_mndiag_grad *g, kvi_real gscale);
 KVI_API kvi_status kvi_mndiag_kl_group(double *out, const kvi_mndiag *q, const kvi_real *log_tau,
                                        const kvi_real *log_gamma, kvi_mndiag_grad *g,
-                                       kvi_real *g_log_tau, kvi_real *g_log_gamma,
-                                       kvi_real gscale);
+                                       kvi_real *g_log_tau, kvi_real *g_log_gamma, kvi_real gscale);
 
 /* ---- full-covariance Gaussian N(mu, L L^T), L (d, d) in the Cholesky parameter storage ------ */
 typedef struct {
@@ -167,14 +169,14 @@ typedef struct {
 typedef struct {
   kvi_real *mu, *L;
 } kvi_mvn_grad;
-KVI_API kvi_status kvi_mvn_sample(kvi_real *z, const kvi_mvn *q, const kvi_real *eps); /* mu+L eps */
+KVI_API kvi_status kvi_mvn_sample(kvi_real *z, const kvi_mvn *q,
+                                  const kvi_real *eps); /* mu+L eps */
 /* Backward of the sample: dz -> dmu, dL (added). */
 KVI_API kvi_status kvi_mvn_sample_backward(kvi_mvn_grad *g, const kvi_real *dz, const kvi_mvn *q,
                                            const kvi_real *eps);
 KVI_API kvi_status kvi_mvn_log_prob(double *out, const kvi_mvn *q, const kvi_real *z,
                                     kvi_mvn_grad *g, kvi_real *dz, kvi_real gscale);
-KVI_API kvi_status kvi_mvn_entropy(double *out, const kvi_mvn *q, kvi_mvn_grad *g,
-                                   kvi_real gscale);
+KVI_API kvi_status kvi_mvn_entropy(double *out, const kvi_mvn *q, kvi_mvn_grad *g, kvi_real gscale);
 KVI_API kvi_status kvi_mvn_kl_std(double *out, const kvi_mvn *q, kvi_mvn_grad *g,
                                   kvi_real gscale); /* KL(q || N(0, I)) */
 

@@ -88,7 +88,7 @@ static inline double tu_logpdf(const double *L, int N, const kvi_real *mu, const
 
 /* KL(N(mu, S) || N(0, diag pv)), S given as full matrix Sfull with log det ldS */
 static inline double tu_kl_diagprior(const double *Sfull, double ldS, const kvi_real *mu,
-                              const double *pv, int N) {
+                                     const double *pv, int N) {
   double acc = 0;
   for (int p = 0; p < N; p++)
     acc += (Sfull[p * N + p] + (double)mu[p] * mu[p]) / pv[p] + log(pv[p]) - 1;

@@ -1,0 +1,157 @@
+/* Cholesky-factor parameter storage (strict lower raw, diagonal = log L_ii, upper never read)
+ * and the argument / finiteness checks shared by the DIAG, MN and MN+DIAG code. */
+#include <string.h>
+
+#include "prob/prob_internal.h"
+
+void kvi_chol_materialize(kvi_real *L, const kvi_real *P, int n) {
+  for (int i = 0; i < n; i++) {
+    const kvi_real *p = P + (size_t)i * n;
+    kvi_real *l = L + (size_t)i * n;
+    memcpy(l, p, (size_t)i * sizeof *l);
+    l[i] = KVI__EXP(p[i]);
+    if (i + 1 < n) memset(l + i + 1, 0, (size_t)(n - i - 1) * sizeof *l);
+  }
+}
+
+void kvi__chol_rownorm2_d(double *out, const kvi_real *P, int n) {
+  for (int i = 0; i < n; i++) {
+    const kvi_real *p = P + (size_t)i * n;
+    double s = exp(2.0 * (double)p[i]);
+    for (int k = 0; k < i; k++) s += (double)p[k] * (double)p[k];
+    out[i] = s;
+  }
+}
+
+void kvi_chol_rownorm2(kvi_real *out, const kvi_real *P, int n) {
+  for (int i = 0; i < n; i++) {
+    const kvi_real *p = P + (size_t)i * n;
+    double s = exp(2.0 * (double)p[i]);
+    for (int k = 0; k < i; k++) s += (double)p[k] * (double)p[k];
+    out[i] = (kvi_real)s;
+  }
+}
+
+void kvi_chol_grad_to_params(kvi_real *dP, const kvi_real *dL, const kvi_real *P, int n) {
+#pragma omp parallel for schedule(static) if ((size_t)n * n > 2 * KVI__OMP_MIN)
+  for (int i = 0; i < n; i++) {
+    kvi_real *d = dP + (size_t)i * n;
+    const kvi_real *s = dL + (size_t)i * n;
+    for (int k = 0; k < i; k++) d[k] += s[k];
+    d[i] += KVI__EXP(P[(size_t)i * n + i]) * s[i];
+  }
+}
+
+double kvi__chol_logdet(const kvi_real *P, int n) {
+  double s = 0;
+  for (int i = 0; i < n; i++) s += (double)P[(size_t)i * n + i];
+  return s;
+}
+
+void kvi__chol_add_diag(kvi_real *dP, int n, double val) {
+  for (int i = 0; i < n; i++) dP[(size_t)i * n + i] += (kvi_real)val;
+}
+
+void kvi__chol_rownorm2_backward(kvi_real *dP, const kvi_real *P, int n, const double *gu) {
+  for (int i = 0; i < n; i++) {
+    const kvi_real *p = P + (size_t)i * n;
+    kvi_real *d = dP + (size_t)i * n;
+    double two_g = 2.0 * gu[i];
+    for (int k = 0; k < i; k++) d[k] += (kvi_real)(two_g * (double)p[k]);
+    d[i] += (kvi_real)(two_g * exp(2.0 * (double)p[i]));
+  }
+}
+
+/* ---- checks ------------------------------------------------------------------------------ */
+kvi_status kvi__check_chol_finite(const kvi_real *P, int n, const char *what, const char *fn) {
+  for (int i = 0; i < n; i++) {
+    const kvi_real *p = P + (size_t)i * n;
+    for (int k = 0; k <= i; k++)
+      if (!isfinite(p[k]))
+        return kvi_fail(KVI_ERR_NONFINITE, "%s: %s[%d,%d] is not finite (%g)", fn, what, i, k,
+                        (double)p[k]);
+    /* exp of the log-diagonal must stay a positive finite number */
+    double d = exp((double)p[i]);
+    if (!(d > 0) || !isfinite(d) || !isfinite(KVI__EXP(p[i])) || KVI__EXP(p[i]) <= 0)
+      return kvi_fail(KVI_ERR_NONFINITE,
+                      "%s: log-diagonal %s[%d,%d] = %g gives a zero or infinite factor", fn, what,
+                      i, i, (double)p[i]);
+  }
+  return KVI_OK;
+}
+
+static kvi_status kvi__check_array_finite(const kvi_real *x, size_t cnt, int m, const char *what,
+                                          const char *fn) {
+  for (size_t k = 0; k < cnt; k++)
+    if (!isfinite(x[k]))
+      return kvi_fail(KVI_ERR_NONFINITE, "%s: %s[%zu,%zu] is not finite (%g)", fn, what,
+                      k / (size_t)m, k % (size_t)m, (double)x[k]);
+  return KVI_OK;
+}
+
+kvi_status kvi__check_mn_args(const kvi_mn *q, const char *fn) {
+  if (!q) return kvi_fail(KVI_ERR_ARG, "%s: distribution is NULL", fn);
+  if (q->n <= 0 || q->m <= 0)
+    return kvi_fail(KVI_ERR_ARG, "%s: sizes n=%d, m=%d must be positive", fn, q->n, q->m);
+  if (!q->M || !q->A || !q->B)
+    return kvi_fail(KVI_ERR_ARG, "%s: MN parameter pointer is NULL (M=%p A=%p B=%p)", fn,
+                    (const void *)q->M, (const void *)q->A, (const void *)q->B);
+  return KVI_OK;
+}
+
+kvi_status kvi__check_mn_finite(const kvi_mn *q, const char *fn) {
+  kvi_status s = kvi__check_array_finite(q->M, (size_t)q->n * q->m, q->m, "M", fn);
+  if (s) return s;
+  if ((s = kvi__check_chol_finite(q->A, q->n, "A", fn))) return s;
+  return kvi__check_chol_finite(q->B, q->m, "B", fn);
+}
+
+kvi_status kvi__check_diag_args(const kvi_diag *q, const char *fn) {
+  if (!q) return kvi_fail(KVI_ERR_ARG, "%s: distribution is NULL", fn);
+  if (q->n <= 0 || q->m <= 0)
+    return kvi_fail(KVI_ERR_ARG, "%s: sizes n=%d, m=%d must be positive", fn, q->n, q->m);
+  if (!q->mu || !q->log_sigma)
+    return kvi_fail(KVI_ERR_ARG, "%s: DIAG parameter pointer is NULL (mu=%p log_sigma=%p)", fn,
+                    (const void *)q->mu, (const void *)q->log_sigma);
+  return KVI_OK;
+}
+
+kvi_status kvi__check_diag_finite(const kvi_diag *q, const char *fn) {
+  size_t nm = (size_t)q->n * q->m;
+  kvi_status s = kvi__check_array_finite(q->mu, nm, q->m, "mu", fn);
+  if (s) return s;
+  if ((s = kvi__check_array_finite(q->log_sigma, nm, q->m, "log_sigma", fn))) return s;
+  for (size_t k = 0; k < nm; k++) {
+    kvi_real v = KVI__EXP(2 * q->log_sigma[k]);
+    if (!(v > 0) || !isfinite(v))
+      return kvi_fail(KVI_ERR_NONFINITE,
+                      "%s: log_sigma[%zu,%zu] = %g gives a zero or infinite "
+                      "variance",
+                      fn, k / (size_t)q->m, k % (size_t)q->m, (double)q->log_sigma[k]);
+  }
+  return KVI_OK;
+}
+
+kvi_status kvi__check_mndiag_args(const kvi_mndiag *q, const char *fn) {
+  if (!q) return kvi_fail(KVI_ERR_ARG, "%s: distribution is NULL", fn);
+  kvi_status s = kvi__check_mn_args(&q->mn, fn);
+  if (s) return s;
+  if (!q->log_d) return kvi_fail(KVI_ERR_ARG, "%s: MN+DIAG log_d pointer is NULL", fn);
+  return KVI_OK;
+}
+
+kvi_status kvi__check_mndiag_finite(const kvi_mndiag *q, const char *fn) {
+  kvi_status s = kvi__check_mn_finite(&q->mn, fn);
+  if (s) return s;
+  size_t nm = (size_t)q->mn.n * q->mn.m;
+  if ((s = kvi__check_array_finite(q->log_d, nm, q->mn.m, "log_d", fn))) return s;
+  for (size_t k = 0; k < nm; k++) {
+    kvi_real v = KVI__EXP(q->log_d[k]);
+    if (!(v > 0) || !isfinite(v))
+      return kvi_fail(KVI_ERR_NONFINITE,
+                      "%s: log_d[%zu,%zu] = %g gives a zero or infinite "
+                      "variance",
+                      fn, k / (size_t)q->mn.m, k % (size_t)q->mn.m, (double)q->log_d[k]);
+  }
+  return KVI_OK;
+}

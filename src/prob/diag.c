@@ -1,0 +1,249 @@
+/* Fully factorized Gaussian N(mu, diag sigma^2) over an (n, m) weight matrix: sampling, density,
+ * entropy, KL to Gaussian / ARD / group-ARD priors, and the batched local reparameterization
+ * (docs/prob.md §1 and §4). */
+#include <string.h>
+
+#include "prob/prob_internal.h"
+
+kvi_status kvi_diag_check(const kvi_diag *q) {
+  kvi_status s = kvi__check_diag_args(q, "kvi_diag_check");
+  if (s) return s;
+  return kvi__check_diag_finite(q, "kvi_diag_check");
+}
+
+kvi_status kvi_diag_sample(kvi_real *W, const kvi_diag *q, const kvi_real *eps) {
+  kvi_status s = kvi__check_diag_args(q, "kvi_diag_sample");
+  if (s) return s;
+  if (!W || !eps) return kvi_fail(KVI_ERR_ARG, "kvi_diag_sample: W or eps is NULL");
+  size_t nm = (size_t)q->n * q->m;
+#pragma omp parallel for schedule(static) if (nm > KVI__OMP_MIN)
+  for (size_t k = 0; k < nm; k++) W[k] = q->mu[k] + KVI__EXP(q->log_sigma[k]) * eps[k];
+  return KVI_OK;
+}
+
+kvi_status kvi_diag_log_prob(double *out, const kvi_diag *q, const kvi_real *W) {
+  const char *fn = "kvi_diag_log_prob";
+  kvi_status s = kvi__check_diag_args(q, fn);
+  if (s) return s;
+  if (!out || !W) return kvi_fail(KVI_ERR_ARG, "%s: out or W is NULL", fn);
+  if ((s = kvi__check_diag_finite(q, fn))) return s;
+  size_t nm = (size_t)q->n * q->m;
+  double acc = 0;
+  for (size_t k = 0; k < nm; k++) {
+    double ls = q->log_sigma[k];
+    double z = ((double)W[k] - (double)q->mu[k]) * exp(-ls);
+    acc += -0.5 * z * z - ls;
+  }
+  *out = acc - 0.5 * (double)nm * KVI__LOG_2PI;
+  return KVI_OK;
+}
+
+kvi_status kvi_diag_entropy(double *out, const kvi_diag *q, kvi_diag_grad *g, kvi_real gscale) {
+  const char *fn = "kvi_diag_entropy";
+  kvi_status s = kvi__check_diag_args(q, fn);
+  if (s) return s;
+  if (!out) return kvi_fail(KVI_ERR_ARG, "%s: out is NULL", fn);
+  if ((s = kvi__check_diag_finite(q, fn))) return s;
+  size_t nm = (size_t)q->n * q->m;
+  double acc = 0;
+  for (size_t k = 0; k < nm; k++) acc += q->log_sigma[k];
+  *out = 0.5 * (double)nm * (1.0 + KVI__LOG_2PI) + acc;
+  if (g && g->log_sigma)
+    for (size_t k = 0; k < nm; k++) g->log_sigma[k] += gscale;
+  return KVI_OK;
+}
+
+kvi_status kvi_diag_kl_gauss(double *out, const kvi_diag *q, const kvi_real *prior_var,
+                             bool prior_var_scalar, kvi_diag_grad *g, kvi_real gscale) {
+  const char *fn = "kvi_diag_kl_gauss";
+  kvi_status s = kvi__check_diag_args(q, fn);
+  if (s) return s;
+  if (!out || !prior_var) return kvi_fail(KVI_ERR_ARG, "%s: out or prior_var is NULL", fn);
+  if ((s = kvi__check_diag_finite(q, fn))) return s;
+  size_t nm = (size_t)q->n * q->m, npv = prior_var_scalar ? 1 : nm;
+  for (size_t k = 0; k < npv; k++)
+    if (!(prior_var[k] > 0) || !isfinite(prior_var[k]))
+      return kvi_fail(KVI_ERR_ARG, "%s: prior variance [%zu] = %g must be positive and finite", fn,
+                      k, (double)prior_var[k]);
+  kvi_real *gmu = g ? g->mu : NULL, *gls = g ? g->log_sigma : NULL;
+  double acc = 0, gs = gscale;
+  for (size_t k = 0; k < nm; k++) {
+    double pv = prior_var[prior_var_scalar ? 0 : k], mu = q->mu[k], ls = q->log_sigma[k];
+    double var = exp(2.0 * ls);
+    acc += (var + mu * mu) / pv - 1.0 + log(pv) - 2.0 * ls;
+    if (gmu) gmu[k] += (kvi_real)(gs * mu / pv);
+    if (gls) gls[k] += (kvi_real)(gs * (var / pv - 1.0));
+  }
+  *out = 0.5 * acc;
+  return KVI_OK;
+}
+
+kvi_status kvi_diag_kl_ard(double *out, const kvi_diag *q, kvi_diag_grad *g, kvi_real gscale) {
+  const char *fn = "kvi_diag_kl_ard";
+  kvi_status s = kvi__check_diag_args(q, fn);
+  if (s) return s;
+  if (!out) return kvi_fail(KVI_ERR_ARG, "%s: out is NULL", fn);
+  if ((s = kvi__check_diag_finite(q, fn))) return s;
+  size_t nm = (size_t)q->n * q->m;
+  kvi_real *gmu = g ? g->mu : NULL, *gls = g ? g->log_sigma : NULL;
+  double acc = 0, gs = gscale;
+  for (size_t k = 0; k < nm; k++) {
+    double mu = q->mu[k], var = exp(2.0 * (double)q->log_sigma[k]);
+    double S = mu * mu + var;
+    acc += log1p(mu * mu / var);
+    if (gmu) gmu[k] += (kvi_real)(gs * mu / S);
+    if (gls) gls[k] += (kvi_real)(gs * (var / S - 1.0));
+  }
+  *out = 0.5 * acc;
+  return KVI_OK;
+}
+
+kvi_status kvi_diag_kl_group(double *out, const kvi_diag *q, const kvi_real *log_tau,
+                             const kvi_real *log_gamma, kvi_diag_grad *g, kvi_real *g_log_tau,
+                             kvi_real *g_log_gamma, kvi_real gscale) {
+  const char *fn = "kvi_diag_kl_group";
+  kvi_status s = kvi__check_diag_args(q, fn);
+  if (s) return s;
+  if (!out) return kvi_fail(KVI_ERR_ARG, "%s: out is NULL", fn);
+  if ((s = kvi__check_group_args(log_tau, log_gamma, q->n, q->m, fn))) return s;
+  if ((s = kvi__check_diag_finite(q, fn))) return s;
+  const int n = q->n, m = q->m;
+  kvi_real *gmu = g ? g->mu : NULL, *gls = g ? g->log_sigma : NULL;
+  double *col = NULL; /* column sums sum_i tau_i S_ij for the log_gamma gradient */
+  if (g_log_gamma && !(col = kvi_alloc((size_t)m * sizeof *col))) return KVI_ERR_NOMEM;
+  double gs = gscale, acc = 0, slt = 0, slg = 0;
+  for (int i = 0; i < n; i++) slt += log_tau[i];
+  for (int j = 0; j < m; j++) slg += log_gamma[j];
+  /* KL = 1/2 [sum tau_i gamma_j S_ij - nm - m sum log tau - n sum log gamma - sum log sigma^2],
+   * S_ij = mu_ij^2 + sigma_ij^2 */
+  for (int i = 0; i < n; i++) {
+    double tau = exp((double)log_tau[i]), row = 0;
+    for (int j = 0; j < m; j++) {
+      size_t k = (size_t)i * m + j;
+      double mu = q->mu[k], ls = q->log_sigma[k], var = exp(2.0 * ls);
+      double a = tau * exp((double)log_gamma[j]);
+      double t = a * (mu * mu + var);
+      row += t;
+      acc += t - 2.0 * ls;
+      if (gmu) gmu[k] += (kvi_real)(gs * a * mu);
+      if (gls) gls[k] += (kvi_real)(gs * (a * var - 1.0));
+      if (col) col[j] += t;
+    }
+    if (g_log_tau) g_log_tau[i] += (kvi_real)(gs * 0.5 * (row - m));
+  }
+  if (col) {
+    for (int j = 0; j < m; j++) g_log_gamma[j] += (kvi_real)(gs * 0.5 * (col[j] - n));
+    kvi_free(col);
+  }
+  *out = 0.5 * (acc - (double)n * m - (double)m * slt - (double)n * slg);
+  return KVI_OK;
+}
+
+kvi_status kvi_diag_log_alpha(kvi_real *out, const kvi_diag *q) {
+  kvi_status s = kvi__check_diag_args(q, "kvi_diag_log_alpha");
+  if (s) return s;
+  if (!out) return kvi_fail(KVI_ERR_ARG, "kvi_diag_log_alpha: out is NULL");
+  size_t nm = (size_t)q->n * q->m;
+  /* log(sigma^2 / mu^2); mu^2 floored at 1e-30 so that a zero mean gives a large finite value */
+  for (size_t k = 0; k < nm; k++) {
+    double mu = q->mu[k];
+    out[k] = (kvi_real)(2.0 * (double)q->log_sigma[k] - log(fmax(mu * mu, 1e-30)));
+  }
+  return KVI_OK;
+}
+
+/* ---- diagonal-noise part of the local reparameterization ------------------------------------
+ * Workspace: X2 (B, n) = X^2, var (n, m), sd (B, m) = sqrt(X2 var) (then G), T (n, m). */
+size_t kvi__diagnoise_ws(int batch, int n, int m) {
+  size_t B = (size_t)batch, N = (size_t)n, M = (size_t)m;
+  return kvi__ws_bytes(B * N) + 2 * kvi__ws_bytes(N * M) + kvi__ws_bytes(B * M);
+}
+
+void kvi__diagnoise_forward(kvi_real *Y, void *ws, const kvi_real *logp, kvi_real vscale,
+                            const kvi_real *X, const kvi_real *eps, int batch, int n, int m) {
+  char *cur = ws;
+  size_t bn = (size_t)batch * n, nm = (size_t)n * m, bm = (size_t)batch * m;
+  kvi_real *X2 = kvi__ws_take(&cur, bn), *var = kvi__ws_take(&cur, nm);
+  kvi_real *sd = kvi__ws_take(&cur, bm);
+#pragma omp parallel for schedule(static) if (nm > KVI__OMP_MIN)
+  for (size_t k = 0; k < nm; k++) var[k] = KVI__EXP(vscale * logp[k]);
+#pragma omp parallel for schedule(static) if (bn > KVI__OMP_MIN)
+  for (size_t k = 0; k < bn; k++) X2[k] = X[k] * X[k];
+  kvi_gemm(false, false, batch, m, n, 1, X2, n, var, m, 0, sd, m);
+#pragma omp parallel for schedule(static) if (bm > KVI__OMP_MIN / 4)
+  for (size_t k = 0; k < bm; k++) {
+    kvi_real v = sd[k] > 0 ? KVI__SQRT(sd[k]) : 0; /* rounding can leave a tiny negative */
+    sd[k] = v;
+    Y[k] += v * eps[k];
+  }
+}
+
+void kvi__diagnoise_backward(kvi_real *g_log, kvi_real *dX, const kvi_real *dY, void *ws,
+                             kvi_real vscale, const kvi_real *X, const kvi_real *eps, int batch,
+                             int n, int m) {
+  if (!g_log && !dX) return;
+  char *cur = ws;
+  size_t bn = (size_t)batch * n, nm = (size_t)n * m, bm = (size_t)batch * m;
+  kvi_real *X2 = kvi__ws_take(&cur, bn), *var = kvi__ws_take(&cur, nm);
+  kvi_real *G = kvi__ws_take(&cur, bm), *T = kvi__ws_take(&cur, nm);
+  /* y = sd * eps, sd = sqrt(v): dv = dY eps / (2 sd); sd = 0 (x = 0) is a kink: subgradient 0 */
+#pragma omp parallel for schedule(static) if (bm > KVI__OMP_MIN / 4)
+  for (size_t k = 0; k < bm; k++) {
+    kvi_real sdk = G[k];
+    G[k] = sdk > 0 ? dY[k] * eps[k] / (2 * sdk) : 0;
+  }
+  if (g_log) {
+    /* v = X2 var: dvar = X2^T G; d log p = vscale * var * dvar */
+    kvi_gemm(true, false, n, m, batch, 1, X2, n, G, m, 0, T, m);
+#pragma omp parallel for schedule(static) if (nm > KVI__OMP_MIN)
+    for (size_t k = 0; k < nm; k++) g_log[k] += vscale * var[k] * T[k];
+  }
+  if (dX) {
+    /* dX2 = G var^T (into the X2 buffer, no longer needed); dX += 2 X dX2 */
+    kvi_gemm(false, true, batch, n, m, 1, G, m, var, m, 0, X2, n);
+#pragma omp parallel for schedule(static) if (bn > KVI__OMP_MIN)
+    for (size_t k = 0; k < bn; k++) dX[k] += 2 * X[k] * X2[k];
+  }
+}
+
+/* ---- DIAG local reparameterization ---------------------------------------------------------- */
+static kvi_status kvi__lrt_args(const void *Y, const void *ws, const void *X, const void *eps,
+                                int batch, const char *fn) {
+  if (batch <= 0) return kvi_fail(KVI_ERR_ARG, "%s: batch size %d must be positive", fn, batch);
+  if (!Y || !X) return kvi_fail(KVI_ERR_ARG, "%s: output or input X is NULL", fn);
+  if (eps && !ws) return kvi_fail(KVI_ERR_ARG, "%s: workspace is NULL", fn);
+  if (((uintptr_t)ws) % 64)
+    return kvi_fail(KVI_ERR_ARG, "%s: workspace %p is not 64-byte aligned", fn, ws);
+  return KVI_OK;
+}
+
+size_t kvi_diag_lrt_ws_size(int batch, int n, int m) {
+  if (batch <= 0 || n <= 0 || m <= 0) return 0;
+  return kvi__diagnoise_ws(batch, n, m);
+}
+
+kvi_status kvi_diag_lrt_forward(kvi_real *Y, void *ws, const kvi_diag *q, const kvi_real *X,
+                                const kvi_real *eps1, int batch) {
+  const char *fn = "kvi_diag_lrt_forward";
+  kvi_status s = kvi__check_diag_args(q, fn);
+  if (s) return s;
+  if ((s = kvi__lrt_args(Y, ws, X, eps1, batch, fn))) return s;
+  const int n = q->n, m = q->m;
+  kvi_gemm(false, false, batch, m, n, 1, X, n, q->mu, m, 0, Y, m);
+  if (eps1) kvi__diagnoise_forward(Y, ws, q->log_sigma, 2, X, eps1, batch, n, m);
+  return KVI_OK;
+}
+
+kvi_status kvi_diag_lrt_backward(kvi_diag_grad *g, kvi_real *dX, const kvi_real *dY, void *ws,
+                                 const kvi_diag *q, const kvi_real *X, const kvi_real *eps1,
+                                 int batch) {
+  const char *fn = "kvi_diag_lrt_backward";
+  kvi_status s = kvi__check_diag_args(q, fn);
+  if (s) return s;
+  if ((s = kvi__lrt_args(dY, ws, X, eps1, batch, fn))) return s;
+  const int n = q->n, m = q->m;
+  if (eps1) kvi__diagnoise_backward(g ? g->log_sigma : NULL, dX, dY, ws, 2, X, eps1, batch, n, m);
+  if (g && g->mu) kvi_gemm(true, false, n, m, batch, 1, X, n, dY, m, 1, g->mu, m);
+  if (dX) kvi_gemm(false, true, batch, n, m, 1, dY, m, q->mu, m, 1, dX, n);
+  return KVI_OK;
+}

@@ -1,0 +1,375 @@
+/* Matrix Normal MN(M, A A^T, B B^T) over an (n, m) weight matrix: sampling, density, entropy,
+ * marginal variances, KL to Gaussian / ARD / group-ARD priors and the exact group-ARD update
+ * (docs/prob.md §2 and §3). */
+#include <string.h>
+
+#include "prob/prob_internal.h"
+
+/* Scratch memory from the caller's arena, or from the heap when no arena is given. */
+typedef struct {
+  kvi_arena *arena;
+  kvi_arena_mark mark;
+  void *heap;
+} kvi__scratch;
+
+static void *kvi__scratch_get(kvi__scratch *s, kvi_arena *arena, size_t bytes) {
+  s->arena = arena;
+  s->heap = NULL;
+  if (arena) {
+    s->mark = kvi_arena_get_mark(arena);
+    return kvi_arena_alloc(arena, bytes);
+  }
+  return s->heap = kvi_alloc(bytes);
+}
+
+static void kvi__scratch_put(kvi__scratch *s) {
+  if (s->arena) kvi_arena_reset(s->arena, s->mark);
+  kvi_free(s->heap);
+}
+
+kvi_status kvi_mn_check(const kvi_mn *q) {
+  kvi_status s = kvi__check_mn_args(q, "kvi_mn_check");
+  if (s) return s;
+  return kvi__check_mn_finite(q, "kvi_mn_check");
+}
+
+kvi_status kvi_mn_sample(kvi_real *W, const kvi_mn *q, const kvi_real *E, kvi_arena *scratch) {
+  const char *fn = "kvi_mn_sample";
+  kvi_status s = kvi__check_mn_args(q, fn);
+  if (s) return s;
+  if (!W || !E) return kvi_fail(KVI_ERR_ARG, "%s: W or E is NULL", fn);
+  const int n = q->n, m = q->m;
+  size_t nm = (size_t)n * m;
+  kvi__scratch sc;
+  kvi_real *L =
+      kvi__scratch_get(&sc, scratch, kvi__ws_bytes((size_t)n * n) + kvi__ws_bytes((size_t)m * m));
+  if (!L) return KVI_ERR_NOMEM;
+  char *cur = (char *)L;
+  kvi_real *A = kvi__ws_take(&cur, (size_t)n * n), *B = kvi__ws_take(&cur, (size_t)m * m);
+  kvi_chol_materialize(A, q->A, n);
+  kvi_chol_materialize(B, q->B, m);
+  /* W = M + A E B^T */
+  if (W != E) memcpy(W, E, nm * sizeof *W);
+  kvi_trmm(false, false, false, n, m, 1, A, n, W, m);
+  kvi_trmm(true, true, false, n, m, 1, B, m, W, m);
+  for (size_t k = 0; k < nm; k++) W[k] += q->M[k];
+  kvi__scratch_put(&sc);
+  return KVI_OK;
+}
+
+kvi_status kvi_mn_log_prob(double *out, const kvi_mn *q, const kvi_real *W, kvi_arena *scratch) {
+  const char *fn = "kvi_mn_log_prob";
+  kvi_status s = kvi__check_mn_args(q, fn);
+  if (s) return s;
+  if (!out || !W) return kvi_fail(KVI_ERR_ARG, "%s: out or W is NULL", fn);
+  if ((s = kvi__check_mn_finite(q, fn))) return s;
+  const int n = q->n, m = q->m;
+  size_t nm = (size_t)n * m;
+  kvi__scratch sc;
+  char *cur = kvi__scratch_get(
+      &sc, scratch,
+      kvi__ws_bytes((size_t)n * n) + kvi__ws_bytes((size_t)m * m) + kvi__ws_bytes(nm));
+  if (!cur) return KVI_ERR_NOMEM;
+  kvi_real *A = kvi__ws_take(&cur, (size_t)n * n), *B = kvi__ws_take(&cur, (size_t)m * m);
+  kvi_real *C = kvi__ws_take(&cur, nm);
+  kvi_chol_materialize(A, q->A, n);
+  kvi_chol_materialize(B, q->B, m);
+  /* C = A^{-1} (W - M) B^{-T}: log p = -1/2 ||C||^2 - nm/2 log 2pi - m log|A| - n log|B| */
+  for (size_t k = 0; k < nm; k++) C[k] = W[k] - q->M[k];
+  kvi_trsm(false, false, false, n, m, 1, A, n, C, m);
+  kvi_trsm(true, true, false, n, m, 1, B, m, C, m);
+  double ss = 0;
+  for (size_t k = 0; k < nm; k++) ss += (double)C[k] * (double)C[k];
+  kvi__scratch_put(&sc);
+  *out = -0.5 * ss - 0.5 * (double)nm * KVI__LOG_2PI - (double)m * kvi__chol_logdet(q->A, n) -
+         (double)n * kvi__chol_logdet(q->B, m);
+  return KVI_OK;
+}
+
+kvi_status kvi_mn_entropy(double *out, const kvi_mn *q, kvi_mn_grad *g, kvi_real gscale) {
+  const char *fn = "kvi_mn_entropy";
+  kvi_status s = kvi__check_mn_args(q, fn);
+  if (s) return s;
+  if (!out) return kvi_fail(KVI_ERR_ARG, "%s: out is NULL", fn);
+  if ((s = kvi__check_mn_finite(q, fn))) return s;
+  const int n = q->n, m = q->m;
+  *out = 0.5 * (double)n * m * (1.0 + KVI__LOG_2PI) + (double)m * kvi__chol_logdet(q->A, n) +
+         (double)n * kvi__chol_logdet(q->B, m);
+  if (g && g->A) kvi__chol_add_diag(g->A, n, (double)gscale * m);
+  if (g && g->B) kvi__chol_add_diag(g->B, m, (double)gscale * n);
+  return KVI_OK;
+}
+
+kvi_status kvi_mn_marginal_var(kvi_real *var, const kvi_mn *q) {
+  const char *fn = "kvi_mn_marginal_var";
+  kvi_status s = kvi__check_mn_args(q, fn);
+  if (s) return s;
+  if (!var) return kvi_fail(KVI_ERR_ARG, "%s: var is NULL", fn);
+  const int n = q->n, m = q->m;
+  double *u = kvi_alloc(((size_t)n + m) * sizeof *u);
+  if (!u) return KVI_ERR_NOMEM;
+  double *v = u + n;
+  kvi__chol_rownorm2_d(u, q->A, n);
+  kvi__chol_rownorm2_d(v, q->B, m);
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < m; j++) var[(size_t)i * m + j] = (kvi_real)(u[i] * v[j]);
+  kvi_free(u);
+  return KVI_OK;
+}
+
+kvi_status kvi_mn_log_alpha(kvi_real *out, const kvi_mn *q) {
+  const char *fn = "kvi_mn_log_alpha";
+  kvi_status s = kvi__check_mn_args(q, fn);
+  if (s) return s;
+  if (!out) return kvi_fail(KVI_ERR_ARG, "%s: out is NULL", fn);
+  const int n = q->n, m = q->m;
+  double *u = kvi_alloc(((size_t)n + m) * sizeof *u);
+  if (!u) return KVI_ERR_NOMEM;
+  double *v = u + n;
+  kvi__chol_rownorm2_d(u, q->A, n);
+  kvi__chol_rownorm2_d(v, q->B, m);
+  /* log(U_ii V_jj / M_ij^2), M^2 floored at 1e-30 (a zero mean gives a large finite value) */
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < m; j++) {
+      double mu = q->M[(size_t)i * m + j];
+      out[(size_t)i * m + j] = (kvi_real)(log(u[i] * v[j]) - log(fmax(mu * mu, 1e-30)));
+    }
+  kvi_free(u);
+  return KVI_OK;
+}
+
+kvi_status kvi__uv_init(kvi__uv *w, const kvi_mn *q) {
+  const int n = q->n, m = q->m;
+  double *p = kvi_alloc(2 * ((size_t)n + m) * sizeof *p);
+  if (!p) return KVI_ERR_NOMEM;
+  w->u = p;
+  w->v = p + n;
+  w->gu = p + n + m;
+  w->gv = p + 2 * n + m;
+  kvi__chol_rownorm2_d(w->u, q->A, n);
+  kvi__chol_rownorm2_d(w->v, q->B, m);
+  return KVI_OK;
+}
+
+void kvi__uv_finish(kvi__uv *w, const kvi_mn *q, kvi_mn_grad *g, double gs, double diag_a,
+                    double diag_b) {
+  const int n = q->n, m = q->m;
+  if (g && g->A) {
+    for (int i = 0; i < n; i++) w->gu[i] *= gs;
+    kvi__chol_rownorm2_backward(g->A, q->A, n, w->gu);
+    kvi__chol_add_diag(g->A, n, gs * diag_a);
+  }
+  if (g && g->B) {
+    for (int j = 0; j < m; j++) w->gv[j] *= gs;
+    kvi__chol_rownorm2_backward(g->B, q->B, m, w->gv);
+    kvi__chol_add_diag(g->B, m, gs * diag_b);
+  }
+  kvi_free(w->u);
+}
+
+kvi_status kvi__check_prior_var(const kvi_real *pv, size_t cnt, const char *fn) {
+  for (size_t k = 0; k < cnt; k++)
+    if (!(pv[k] > 0) || !isfinite(pv[k]))
+      return kvi_fail(KVI_ERR_ARG, "%s: prior variance [%zu] = %g must be positive and finite", fn,
+                      k, (double)pv[k]);
+  return KVI_OK;
+}
+
+double kvi__mn_kl_gauss_core(const kvi_mn *q, const kvi_real *log_d, const kvi_real *pv,
+                             bool scalar, kvi__uv *w, kvi_real *gM, kvi_real *glog_d, double gs) {
+  const int n = q->n, m = q->m;
+  double acc = 0;
+  memset(w->gv, 0, (size_t)m * sizeof *w->gv);
+  for (int i = 0; i < n; i++) {
+    double ui = w->u[i], gui = 0;
+    for (int j = 0; j < m; j++) {
+      size_t k = (size_t)i * m + j;
+      double p = pv[scalar ? 0 : k], ip = 1.0 / p, mu = q->M[k];
+      double d = log_d ? exp((double)log_d[k]) : 0.0;
+      acc += (ui * w->v[j] + d + mu * mu) * ip + (scalar ? 0.0 : log(p));
+      gui += w->v[j] * ip;
+      w->gv[j] += ui * ip;
+      if (gM) gM[k] += (kvi_real)(gs * mu * ip);
+      if (glog_d) glog_d[k] += (kvi_real)(gs * 0.5 * d * ip);
+    }
+    w->gu[i] = 0.5 * gui;
+  }
+  for (int j = 0; j < m; j++) w->gv[j] *= 0.5;
+  if (scalar) acc += (double)n * m * log((double)pv[0]);
+  return acc;
+}
+
+kvi_status kvi_mn_kl_gauss(double *out, const kvi_mn *q, const kvi_real *prior_var,
+                           bool prior_var_scalar, kvi_mn_grad *g, kvi_real gscale) {
+  const char *fn = "kvi_mn_kl_gauss";
+  kvi_status s = kvi__check_mn_args(q, fn);
+  if (s) return s;
+  if (!out || !prior_var) return kvi_fail(KVI_ERR_ARG, "%s: out or prior_var is NULL", fn);
+  const int n = q->n, m = q->m;
+  if ((s = kvi__check_prior_var(prior_var, prior_var_scalar ? 1 : (size_t)n * m, fn))) return s;
+  if ((s = kvi__check_mn_finite(q, fn))) return s;
+  kvi__uv w;
+  if ((s = kvi__uv_init(&w, q))) return s;
+  double gs = gscale;
+  double acc =
+      kvi__mn_kl_gauss_core(q, NULL, prior_var, prior_var_scalar, &w, g ? g->M : NULL, NULL, gs);
+  /* KL = 1/2 [acc - nm - m log|U| - n log|V|], log|U| = 2 sum a_i */
+  *out = 0.5 * (acc - (double)n * m) - (double)m * kvi__chol_logdet(q->A, n) -
+         (double)n * kvi__chol_logdet(q->B, m);
+  kvi__uv_finish(&w, q, g, gs, -(double)m, -(double)n);
+  return KVI_OK;
+}
+
+kvi_status kvi_mn_kl_ard(double *out, const kvi_mn *q, kvi_mn_grad *g, kvi_real gscale) {
+  const char *fn = "kvi_mn_kl_ard";
+  kvi_status s = kvi__check_mn_args(q, fn);
+  if (s) return s;
+  if (!out) return kvi_fail(KVI_ERR_ARG, "%s: out is NULL", fn);
+  if ((s = kvi__check_mn_finite(q, fn))) return s;
+  const int n = q->n, m = q->m;
+  kvi__uv w;
+  if ((s = kvi__uv_init(&w, q))) return s;
+  double gs = gscale, acc = 0, slu = 0, slv = 0;
+  kvi_real *gM = g ? g->M : NULL;
+  memset(w.gv, 0, (size_t)m * sizeof *w.gv);
+  /* KL = 1/2 sum log(1 + M^2/(u_i v_j)) + 1/2 [m (sum log u - log|U|) + n (sum log v - log|V|)]
+   *    = 1/2 sum log(M^2 + u_i v_j) - m sum a_i - n sum b_j  (gradients from the second form) */
+  for (int i = 0; i < n; i++) {
+    double ui = w.u[i], gui = 0;
+    slu += log(ui);
+    for (int j = 0; j < m; j++) {
+      size_t k = (size_t)i * m + j;
+      double mu = q->M[k], var = ui * w.v[j], iS = 1.0 / (mu * mu + var);
+      acc += log1p(mu * mu / var);
+      gui += w.v[j] * iS;
+      w.gv[j] += ui * iS;
+      if (gM) gM[k] += (kvi_real)(gs * mu * iS);
+    }
+    w.gu[i] = 0.5 * gui;
+  }
+  for (int j = 0; j < m; j++) {
+    slv += log(w.v[j]);
+    w.gv[j] *= 0.5;
+  }
+  double ldU = 2.0 * kvi__chol_logdet(q->A, n), ldV = 2.0 * kvi__chol_logdet(q->B, m);
+  *out = 0.5 * acc + 0.5 * ((double)m * (slu - ldU) + (double)n * (slv - ldV));
+  kvi__uv_finish(&w, q, g, gs, -(double)m, -(double)n);
+  return KVI_OK;
+}
+
+kvi_status kvi__check_group_args(const kvi_real *log_tau, const kvi_real *log_gamma, int n, int m,
+                                 const char *fn) {
+  if (!log_tau || !log_gamma) return kvi_fail(KVI_ERR_ARG, "%s: log_tau or log_gamma is NULL", fn);
+  for (int i = 0; i < n; i++)
+    if (!isfinite(log_tau[i]))
+      return kvi_fail(KVI_ERR_NONFINITE, "%s: log_tau[%d] is not finite (%g)", fn, i,
+                      (double)log_tau[i]);
+  for (int j = 0; j < m; j++)
+    if (!isfinite(log_gamma[j]))
+      return kvi_fail(KVI_ERR_NONFINITE, "%s: log_gamma[%d] is not finite (%g)", fn, j,
+                      (double)log_gamma[j]);
+  return KVI_OK;
+}
+
+double kvi__mn_kl_group_core(const kvi_mn *q, const kvi_real *log_d, const kvi_real *log_tau,
+                             const kvi_real *log_gamma, kvi__uv *w, kvi_real *gM, kvi_real *glog_d,
+                             kvi_real *g_log_tau, kvi_real *g_log_gamma, double gs) {
+  const int n = q->n, m = q->m;
+  double slt = 0, slg = 0, Tu = 0, Gv = 0, acc = 0;
+  /* gv doubles as the column sums sum_i tau_i S_ij until the end */
+  memset(w->gv, 0, (size_t)m * sizeof *w->gv);
+  for (int i = 0; i < n; i++) {
+    double lt = log_tau[i], tau = exp(lt), row = 0;
+    slt += lt;
+    Tu += tau * w->u[i];
+    for (int j = 0; j < m; j++) {
+      size_t k = (size_t)i * m + j;
+      double gam = exp((double)log_gamma[j]), a = tau * gam, mu = q->M[k];
+      double d = log_d ? exp((double)log_d[k]) : 0.0;
+      double S = mu * mu + w->u[i] * w->v[j] + d;
+      row += gam * S;
+      w->gv[j] += tau * S;
+      if (gM) gM[k] += (kvi_real)(gs * a * mu);
+      if (glog_d) glog_d[k] += (kvi_real)(gs * 0.5 * a * d);
+    }
+    acc += tau * row;
+    if (g_log_tau) g_log_tau[i] += (kvi_real)(gs * 0.5 * (tau * row - m));
+  }
+  for (int j = 0; j < m; j++) {
+    double lg = log_gamma[j], gam = exp(lg);
+    slg += lg;
+    Gv += gam * w->v[j];
+    if (g_log_gamma) g_log_gamma[j] += (kvi_real)(gs * 0.5 * (gam * w->gv[j] - n));
+  }
+  /* sum_ij tau_i gamma_j u_i v_j = (sum tau u)(sum gamma v): d/du_i = tau_i Gv, d/dv_j = gam_j Tu
+   */
+  for (int i = 0; i < n; i++) w->gu[i] = 0.5 * exp((double)log_tau[i]) * Gv;
+  for (int j = 0; j < m; j++) w->gv[j] = 0.5 * exp((double)log_gamma[j]) * Tu;
+  return acc - (double)m * slt - (double)n * slg;
+}
+
+kvi_status kvi_mn_kl_group(double *out, const kvi_mn *q, const kvi_real *log_tau,
+                           const kvi_real *log_gamma, kvi_mn_grad *g, kvi_real *g_log_tau,
+                           kvi_real *g_log_gamma, kvi_real gscale) {
+  const char *fn = "kvi_mn_kl_group";
+  kvi_status s = kvi__check_mn_args(q, fn);
+  if (s) return s;
+  if (!out) return kvi_fail(KVI_ERR_ARG, "%s: out is NULL", fn);
+  const int n = q->n, m = q->m;
+  if ((s = kvi__check_group_args(log_tau, log_gamma, n, m, fn))) return s;
+  if ((s = kvi__check_mn_finite(q, fn))) return s;
+  kvi__uv w;
+  if ((s = kvi__uv_init(&w, q))) return s;
+  double gs = gscale;
+  double acc = kvi__mn_kl_group_core(q, NULL, log_tau, log_gamma, &w, g ? g->M : NULL, NULL,
+                                     g_log_tau, g_log_gamma, gs);
+  /* KL = 1/2 [acc - nm - m log|U| - n log|V|] */
+  *out = 0.5 * (acc - (double)n * m) - (double)m * kvi__chol_logdet(q->A, n) -
+         (double)n * kvi__chol_logdet(q->B, m);
+  kvi__uv_finish(&w, q, g, gs, -(double)m, -(double)n);
+  return KVI_OK;
+}
+
+kvi_status kvi_group_ard_update(kvi_real *log_tau, kvi_real *log_gamma, const kvi_real *S, int n,
+                                int m, int iters) {
+  const char *fn = "kvi_group_ard_update";
+  if (n <= 0 || m <= 0)
+    return kvi_fail(KVI_ERR_ARG, "%s: sizes n=%d, m=%d must be positive", fn, n, m);
+  if (!S) return kvi_fail(KVI_ERR_ARG, "%s: S is NULL", fn);
+  if (iters < 0) return kvi_fail(KVI_ERR_ARG, "%s: iters = %d must be >= 0", fn, iters);
+  kvi_status s = kvi__check_group_args(log_tau, log_gamma, n, m, fn);
+  if (s) return s;
+  size_t nm = (size_t)n * m;
+  for (size_t k = 0; k < nm; k++)
+    if (!(S[k] > 0) || !isfinite(S[k]))
+      return kvi_fail(isfinite(S[k]) ? KVI_ERR_ARG : KVI_ERR_NONFINITE,
+                      "%s: S[%zu,%zu] = %g must be positive and finite", fn, k / (size_t)m,
+                      k % (size_t)m, (double)S[k]);
+  double *tau = kvi_alloc(((size_t)n + m) * sizeof *tau);
+  if (!tau) return KVI_ERR_NOMEM;
+  double *gam = tau + n;
+  for (int i = 0; i < n; i++) tau[i] = exp((double)log_tau[i]);
+  for (int j = 0; j < m; j++) gam[j] = exp((double)log_gamma[j]);
+  for (int it = 0; it < iters; it++) {
+    /* tau_i = m / sum_j gamma_j S_ij (exact minimizer of the group KL in tau given gamma) */
+    for (int i = 0; i < n; i++) {
+      double r = 0;
+      for (int j = 0; j < m; j++) r += gam[j] * (double)S[(size_t)i * m + j];
+      tau[i] = m / r;
+    }
+    /* gamma_j = n / sum_i tau_i S_ij */
+    memset(gam, 0, (size_t)m * sizeof *gam);
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < m; j++) gam[j] += tau[i] * (double)S[(size_t)i * m + j];
+    for (int j = 0; j < m; j++) gam[j] = n / gam[j];
+  }
+  /* fix the scale (tau c, gamma / c leaves the KL unchanged): mean log tau = mean log gamma */
+  double mt = 0, mg = 0;
+  for (int i = 0; i < n; i++) mt += log(tau[i]);
+  for (int j = 0; j < m; j++) mg += log(gam[j]);
+  double shift = 0.5 * (mt / n - mg / m);
+  for (int i = 0; i < n; i++) log_tau[i] = (kvi_real)(log(tau[i]) - shift);
+  for (int j = 0; j < m; j++) log_gamma[j] = (kvi_real)(log(gam[j]) + shift);
+  kvi_free(tau);
+  return KVI_OK;
+}
