@@ -51,7 +51,7 @@ static inline double kvi__u01(uint32_t x) { return ((double)x + 0.5) * (1.0 / 42
 void kvi_rng_uniform(kvi_rng *r, kvi_real *out, size_t n) {
   size_t nb = (n + 3) / 4;
   uint64_t base = r->ctr;
-#pragma omp parallel for schedule(static) if (nb > 4096)
+#pragma omp parallel for schedule(static) if (nb > (1u << 18))
   for (size_t b = 0; b < nb; b++) {
     uint32_t w[4];
     kvi__philox(w, r->key, base + b);
@@ -76,7 +76,7 @@ static inline void kvi__normal4(double z[4], uint64_t key, uint64_t ctr) {
 void kvi_rng_normal(kvi_rng *r, kvi_real *out, size_t n) {
   size_t nb = (n + 3) / 4;
   uint64_t base = r->ctr;
-#pragma omp parallel for schedule(static) if (nb > 2048)
+#pragma omp parallel for schedule(static) if (nb > (1u << 18))
   for (size_t b = 0; b < nb; b++) {
     double z[4];
     kvi__normal4(z, r->key, base + b);
@@ -88,7 +88,7 @@ void kvi_rng_normal(kvi_rng *r, kvi_real *out, size_t n) {
 void kvi_rng_normal_f64(kvi_rng *r, double *out, size_t n) {
   size_t nb = (n + 3) / 4;
   uint64_t base = r->ctr;
-#pragma omp parallel for schedule(static) if (nb > 2048)
+#pragma omp parallel for schedule(static) if (nb > (1u << 18))
   for (size_t b = 0; b < nb; b++) {
     double z[4];
     kvi__normal4(z, r->key, base + b);

@@ -29,7 +29,7 @@ static void test_arena(void) {
 }
 
 static void test_rng(void) {
-  enum { N = 200001 };
+  enum { N = 1100001 }; /* above the parallel threshold of the fills */
   kvi_real *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
   kvi_set_threads(1);
   kvi_rng r = kvi_rng_stream(42, 7);
