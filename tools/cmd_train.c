@@ -54,7 +54,7 @@ static void train_help(FILE *f) {
       "  --patience N           early stopping after N epochs without validation improvement\n"
       "evaluation and output:\n"
       "  --samples K            weight samples for Bayesian model averaging (default 10)\n"
-      "  --eval-every N         BMA evaluation every N epochs (default: last epoch only)\n"
+      "  --eval-every N         BMA evaluation every N epochs (default 1; 0: last epoch only)\n"
       "  --prune-threshold T    drop weights with log alpha > T (default 3)\n"
       "  --save PATH            checkpoint (safetensors) written atomically after every epoch\n"
       "  --save-every N         checkpoint every N epochs instead (and after the last)\n"

@@ -23,7 +23,7 @@ kvi_train_config kvi_train_config_default(void) {
   c.kl_schedule = KVI_KL_LINEAR;
   c.kl_warmup = 0;
   c.samples = 10;
-  c.eval_samples_every = 0;
+  c.eval_samples_every = 1;
   c.seed = 1;
   c.prune_threshold = 3.0;
   c.noise_precision = 1.0;
