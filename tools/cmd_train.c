@@ -293,6 +293,10 @@ int cmd_train(int argc, char **argv) {
       case O_SAVE:
         cfg.save_path = optarg;
         break;
+      case O_SAVEEVERY:
+        ok = cli_int("--save-every", optarg, 1, 1000000, &v);
+        cfg.save_every = (int)v;
+        break;
       case O_RESUME:
         resume = optarg;
         break;

@@ -56,6 +56,7 @@ cp "$T/model.safetensors" "$T/model.orig"
 expect 2 "unknown command" -- "$K" frobnicate
 expect 2 "unrecognized option" -- "$K" train --data "$T/good" --arch 16-3 --no-such-flag
 expect 2 "expects an integer" -- "$K" train --data "$T/good" --arch 16-3 --epochs ten
+expect 2 "expects an integer" -- "$K" train --data "$T/good" --arch 16-3 --save-every 0
 expect 2 "expects a number" -- "$K" train --data "$T/good" --arch 16-3 --lr -1
 expect 2 "--data is required" -- "$K" train --arch 16-3
 expect 2 "--arch is required" -- "$K" train --data "$T/good"
