@@ -27,16 +27,16 @@ typedef float kvi_real;
 /* ---- status ---------------------------------------------------------------------------- */
 /* One table: code, name, meaning. Library functions return kvi_status and, on failure, leave a
  * detail message for the calling thread (kvi_last_error). The library never exits. */
-#define KVI_STATUS_TABLE(X)                                                                    \
-  X(KVI_OK, 0, "ok")                                                                           \
-  X(KVI_ERR_ARG, 1, "invalid argument")                                                        \
-  X(KVI_ERR_SHAPE, 2, "shape mismatch")                                                        \
-  X(KVI_ERR_NONFINITE, 3, "non-finite value")                                                  \
-  X(KVI_ERR_NOMEM, 4, "out of memory")                                                         \
-  X(KVI_ERR_IO, 5, "input/output error")                                                       \
-  X(KVI_ERR_FORMAT, 6, "malformed file")                                                       \
-  X(KVI_ERR_LINALG, 7, "linear algebra failure (matrix not positive definite?)")               \
-  X(KVI_ERR_UNSUPPORTED, 8, "unsupported")                                                     \
+#define KVI_STATUS_TABLE(X)                                                      \
+  X(KVI_OK, 0, "ok")                                                             \
+  X(KVI_ERR_ARG, 1, "invalid argument")                                          \
+  X(KVI_ERR_SHAPE, 2, "shape mismatch")                                          \
+  X(KVI_ERR_NONFINITE, 3, "non-finite value")                                    \
+  X(KVI_ERR_NOMEM, 4, "out of memory")                                           \
+  X(KVI_ERR_IO, 5, "input/output error")                                         \
+  X(KVI_ERR_FORMAT, 6, "malformed file")                                         \
+  X(KVI_ERR_LINALG, 7, "linear algebra failure (matrix not positive definite?)") \
+  X(KVI_ERR_UNSUPPORTED, 8, "unsupported")                                       \
   X(KVI_ERR_STATE, 9, "invalid state")
 
 typedef enum {
@@ -140,12 +140,12 @@ KVI_API const char *kvi_blas_core(void);
 
 /* ---- flat parameter buffers with named views ------------------------------------------- */
 typedef enum {
-  KVI_ROLE_MEAN = 0,    /* posterior mean or point weight */
-  KVI_ROLE_BIAS,        /* point-estimated bias */
-  KVI_ROLE_CHOL,        /* Cholesky factor: strict-lower entries raw, diagonal holds logs */
-  KVI_ROLE_LOG_SIGMA,   /* log standard deviations (DIAG family) */
-  KVI_ROLE_LOG_DIAG,    /* log of an added diagonal variance (MN+DIAG) */
-  KVI_ROLE_PRIOR,       /* prior hyper-parameters (log precisions / log variances) */
+  KVI_ROLE_MEAN = 0,  /* posterior mean or point weight */
+  KVI_ROLE_BIAS,      /* point-estimated bias */
+  KVI_ROLE_CHOL,      /* Cholesky factor: strict-lower entries raw, diagonal holds logs */
+  KVI_ROLE_LOG_SIGMA, /* log standard deviations (DIAG family) */
+  KVI_ROLE_LOG_DIAG,  /* log of an added diagonal variance (MN+DIAG) */
+  KVI_ROLE_PRIOR,     /* prior hyper-parameters (log precisions / log variances) */
   KVI_ROLE_OTHER
 } kvi_role;
 

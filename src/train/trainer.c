@@ -201,13 +201,15 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
            train_acc = cls ? (double)correct / (double)seen : 0;
     if (tty) fprintf(stderr, "\n");
     if (cfg->progress >= 1) {
-      if (cls)
+      if (cls) {
+        char vs[32] = "";
+        if (val && val->n > 0) snprintf(vs, sizeof vs, "  val %.4f", mv.acc_mean);
         fprintf(stderr,
-                "epoch %3d  loss %.4f  train %.4f  val %.4f  test %.4f  pruned %.4f  "
-                "sparsity %.1f%%  kl-beta %.2f  lr %.2e  %.1fs%s",
-                e + 1, train_loss, train_acc, mv.acc_mean, mt.acc_mean, mt.acc_pruned,
-                100 * sparsity, beta, lr, train_time, ks ? "" : "\n");
-      else
+                "epoch %3d  loss %.4f  train %.4f%s  test %.4f  pruned %.4f  sparsity %.1f%%  "
+                "kl-beta %.2f  lr %.2e  %.1fs%s",
+                e + 1, train_loss, train_acc, vs, mt.acc_mean, mt.acc_pruned, 100 * sparsity, beta,
+                lr, train_time, ks ? "" : "\n");
+      } else
         fprintf(stderr, "epoch %3d  loss %.5f  val rmse %.5f  test rmse %.5f  beta %.3g  %.2fs\n",
                 e + 1, train_loss, mv.rmse_mean, mt.rmse_mean, exp((double)t->net->log_beta),
                 train_time);
