@@ -60,8 +60,10 @@ kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config
 
 void kvi_trainer_free(kvi_trainer *t) { kvi_optimizer_free(&t->opt); }
 
-static void kvi__progress(const kvi_trainer *t, int epoch, int64_t i, int64_t nb, double loss,
-                          double acc, double t0) {
+/* Progress bar on a terminal; redrawn at most five times a second, so the sparsity it shows
+ * (recomputed from log alpha at each redraw) costs nothing noticeable. */
+static void kvi__progress(kvi_trainer *t, int epoch, int64_t i, int64_t nb, double loss, double acc,
+                          double t0) {
   int width = 30, fill = (int)(width * (double)i / (double)nb);
   char bar[64];
   for (int k = 0; k < width; k++) bar[k] = k < fill ? '#' : '.';
