@@ -68,9 +68,12 @@ static void kvi__progress(kvi_trainer *t, int epoch, int64_t i, int64_t nb, doub
   char bar[64];
   for (int k = 0; k < width; k++) bar[k] = k < fill ? '#' : '.';
   bar[width] = 0;
-  double el = kvi_time_now() - t0;
-  fprintf(stderr, "\repoch %d/%d [%s] %3d%% loss %.4f acc %.4f %.1fs ", epoch + 1, t->cfg.epochs,
-          bar, (int)(100.0 * (double)i / (double)nb), loss, acc, el);
+  double el = kvi_time_now() - t0, sparsity = 0;
+  kvi_sparsity sp;
+  if (kvi_sparsity_compute(&sp, t->net, t->cfg.prune_threshold) == KVI_OK && sp.total > 0)
+    sparsity = 100.0 * (double)(sp.total - sp.left) / (double)sp.total;
+  fprintf(stderr, "\repoch %d/%d [%s] %3d%% loss %.4f acc %.4f sparsity %.1f%% %.1fs ", epoch + 1,
+          t->cfg.epochs, bar, (int)(100.0 * (double)i / (double)nb), loss, acc, sparsity, el);
   fflush(stderr);
 }
 
