@@ -58,7 +58,6 @@ kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_real *x, const kvi_real *g, 
     /* x -= lr * mhat / (sqrt(vhat) + eps), mhat = m / c1, vhat = v / c2 */
     const kvi_real step = (kvi_real)(lr / c1), rc2 = (kvi_real)(1 / sqrt(c2));
     const kvi_real eps = (kvi_real)o->cfg.eps, decay = (kvi_real)(1 - lr * wd);
-#pragma omp parallel for schedule(static) if (n > (1u << 20))
     for (size_t i = 0; i < n; i++) {
       kvi_real gi = g[i];
       m[i] = b1 * m[i] + (1 - b1) * gi;
@@ -68,7 +67,6 @@ kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_real *x, const kvi_real *g, 
   } else {
     const kvi_real mu = (kvi_real)o->cfg.momentum, lrr = (kvi_real)lr;
     const kvi_real decay = (kvi_real)(1 - lr * wd);
-#pragma omp parallel for schedule(static) if (n > (1u << 20))
     for (size_t i = 0; i < n; i++) {
       m[i] = mu * m[i] + g[i];
       x[i] = decay * x[i] - lrr * m[i];
