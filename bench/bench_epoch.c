@@ -42,22 +42,23 @@ typedef struct {
 } opts;
 
 static void usage(FILE *f, const char *argv0) {
-  fprintf(f,
-          "usage: %s [--data DIR | --synthetic] [--families LIST] [--threads N] [--steps S]\n"
-          "          [--warmup W] [--reps R] [--profile-steps P] [--arch SIZES] [--batch B]\n"
-          "          [--raw] [--no-profile]\n"
-          "  --data DIR          Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)\n"
-          "  --synthetic         random data of the same shape (60000 x 784, 10 classes)\n"
-          "  --families LIST     comma-separated: point,diag,mn,mn-diag (default all four)\n"
-          "  --threads N         kvi_set_threads (default 2)\n"
-          "  --steps S           timed steps per repetition (default 100)\n"
-          "  --warmup W          untimed steps before them (default 10)\n"
-          "  --reps R            repetitions (processes) per family, interleaved (default 3)\n"
-          "  --profile-steps P   steps of the per-phase pass (default 30; 0 = none)\n"
-          "  --arch SIZES        default 784-300-300-300-10\n"
-          "  --batch B           default 100\n"
-          "  --raw               also print the children's RESULT lines\n",
-          argv0);
+  fprintf(
+      f,
+      "usage: %s [--data DIR | --synthetic] [--families LIST] [--threads N] [--steps S]\n"
+      "          [--warmup W] [--reps R] [--profile-steps P] [--arch SIZES] [--batch B]\n"
+      "          [--raw] [--no-profile]\n"
+      "  --data DIR          Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)\n"
+      "  --synthetic         random data of the same shape (60000 x 784, 10 classes)\n"
+      "  --families LIST     comma-separated: point,diag,mn,mn-diag (default all four)\n"
+      "  --threads N         kvi_set_threads (default 2)\n"
+      "  --steps S           timed steps per repetition (default 100)\n"
+      "  --warmup W          untimed steps before them (default 10)\n"
+      "  --reps R            repetitions (processes) per family, interleaved (default 3)\n"
+      "  --profile-steps P   steps of the per-phase pass (default 30; 0 = none)\n"
+      "  --arch SIZES        default 784-300-300-300-10\n"
+      "  --batch B           default 100\n"
+      "  --raw               also print the children's RESULT lines\n",
+      argv0);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -81,9 +82,21 @@ static void die(const char *what) {
 
 /* ---- child: one family, one process --------------------------------------------------------- */
 
-enum { PH_GATHER, PH_NOISE, PH_FWD, PH_ACTF, PH_LOSS, PH_ZERO, PH_BWD, PH_ACTB, PH_KL, PH_ADAM, PH_N };
-static const char *const ph_name[PH_N] = {"gather", "noise", "fwd",  "act_f", "xent",
-                                          "zero",   "bwd",   "act_b", "kl",   "adam"};
+enum {
+  PH_GATHER,
+  PH_NOISE,
+  PH_FWD,
+  PH_ACTF,
+  PH_LOSS,
+  PH_ZERO,
+  PH_BWD,
+  PH_ACTB,
+  PH_KL,
+  PH_ADAM,
+  PH_N
+};
+static const char *const ph_name[PH_N] = {"gather", "noise", "fwd",   "act_f", "xent",
+                                          "zero",   "bwd",   "act_b", "kl",    "adam"};
 
 static int child(const opts *o, const char *family) {
   kvi_set_threads(o->threads);
@@ -130,20 +143,20 @@ static int child(const opts *o, const char *family) {
   double kl = 0, nll = 0;
 
   /* the trainer's step, verbatim */
-#define TRAIN_STEP()                                                                      \
-  do {                                                                                    \
-    int64_t i_ = step % nb;                                                               \
-    kvi_batch_gather(xb, yb, NULL, &train, order.order + i_ * B, B);                      \
-    kvi_rng rng = kvi_rng_stream(1, (1ull << 40) + (uint64_t)step);                       \
-    const kvi_real *out;                                                                  \
-    if (kvi_net_forward(net, &out, xb, B, &rng)) die("forward");                         \
-    int c = 0;                                                                            \
-    if (kvi_softmax_xent(&nll, dout, NULL, &c, out, yb, B, K)) die("loss");              \
-    kvi_params_zero_grad(&net->params);                                                   \
-    if (kvi_net_backward(net, dout, B)) die("backward");                                 \
-    if (kvi_net_kl(net, &kl, (kvi_real)(beta / N))) die("kl");                          \
-    if (kvi_optimizer_step(&opt, net->params.data, net->params.grad, lr)) die("adam");   \
-    step++;                                                                               \
+#define TRAIN_STEP()                                                                   \
+  do {                                                                                 \
+    int64_t i_ = step % nb;                                                            \
+    kvi_batch_gather(xb, yb, NULL, &train, order.order + i_ * B, B);                   \
+    kvi_rng rng = kvi_rng_stream(1, (1ull << 40) + (uint64_t)step);                    \
+    const kvi_real *out;                                                               \
+    if (kvi_net_forward(net, &out, xb, B, &rng)) die("forward");                       \
+    int c = 0;                                                                         \
+    if (kvi_softmax_xent(&nll, dout, NULL, &c, out, yb, B, K)) die("loss");            \
+    kvi_params_zero_grad(&net->params);                                                \
+    if (kvi_net_backward(net, dout, B)) die("backward");                               \
+    if (kvi_net_kl(net, &kl, (kvi_real)(beta / N))) die("kl");                         \
+    if (kvi_optimizer_step(&opt, net->params.data, net->params.grad, lr)) die("adam"); \
+    step++;                                                                            \
   } while (0)
 
   double kl0 = 0; /* KL at initialization: a cross-check of torch_mlp.py's formulas */
@@ -232,10 +245,11 @@ static int child(const opts *o, const char *family) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   const char *ct = getenv("OPENBLAS_CORETYPE");
-  printf("RESULT family=%s s_step=%.6e maxrss_kb=%ld params=%zu blas_core=%s coretype=%s "
-         "threads=%d steps=%d load_s=%.2f kl_init=%.6e train_loss=%.4f",
-         family, s_step, ru.ru_maxrss, net->params.n, kvi_blas_core(), ct ? ct : "(unset)",
-         o->threads, o->steps, t_load, kl0, nll + beta * kl / N);
+  printf(
+      "RESULT family=%s s_step=%.6e maxrss_kb=%ld params=%zu blas_core=%s coretype=%s "
+      "threads=%d steps=%d load_s=%.2f kl_init=%.6e train_loss=%.4f",
+      family, s_step, ru.ru_maxrss, net->params.n, kvi_blas_core(), ct ? ct : "(unset)", o->threads,
+      o->steps, t_load, kl0, nll + beta * kl / N);
   for (int k = 0; k < PH_N; k++) printf(" %s=%.4e", ph_name[k], P ? ph[k] / P : 0.0);
   printf(" ndense=%d", ndense);
   for (int k = 0; k < ndense; k++)
@@ -305,13 +319,15 @@ static int parent(const opts *o, char **argv) {
   printf("bench_epoch: kronvi %s MLP %s, ELU, ARD prior, Adam lr 1e-3, batch %d, %s\n",
          KVI_REAL_NAME, o->arch, o->batch,
          o->synthetic ? "synthetic data (60000 x 784, 10 classes)" : o->data);
-  printf("precision %s | threads %d | BLAS core %s | OPENBLAS_CORETYPE=%s | OMP_WAIT_POLICY=%s | "
-         "%ld CPUs online | load average %.2f %.2f %.2f (shared machine)\n",
-         KVI_REAL_NAME, o->threads, kvi_blas_core(), ct ? ct : "(unset)", wp ? wp : "(unset)",
-         sysconf(_SC_NPROCESSORS_ONLN), la[0], la[1], la[2]);
-  printf("%d timed steps after %d warm-up steps per process; %d processes per family, "
-         "interleaved; s/epoch = s/step x 600; peak RSS includes the data set (~220 MB)\n",
-         o->steps, o->warmup, o->reps);
+  printf(
+      "precision %s | threads %d | BLAS core %s | OPENBLAS_CORETYPE=%s | OMP_WAIT_POLICY=%s | "
+      "%ld CPUs online | load average %.2f %.2f %.2f (shared machine)\n",
+      KVI_REAL_NAME, o->threads, kvi_blas_core(), ct ? ct : "(unset)", wp ? wp : "(unset)",
+      sysconf(_SC_NPROCESSORS_ONLN), la[0], la[1], la[2]);
+  printf(
+      "%d timed steps after %d warm-up steps per process; %d processes per family, "
+      "interleaved; s/epoch = s/step x 600; peak RSS includes the data set (~220 MB)\n",
+      o->steps, o->warmup, o->reps);
   fflush(stdout);
   (void)argv;
   for (int r = 0; r < o->reps; r++) {
@@ -365,8 +381,8 @@ static int parent(const opts *o, char **argv) {
   double diag = NAN;
   for (int f = 0; f < nf; f++)
     if (!strcmp(fr[f].name, "diag")) diag = median(fr[f].s_step, fr[f].nrep);
-  printf("\n%-8s | %10s %10s %10s | %10s %10s | %9s\n", "family", "s/step", "min", "max",
-         "s/epoch", "vs diag", "peak MB");
+  printf("\n%-8s | %10s %10s %10s | %10s %10s | %9s\n", "family", "s/step", "min", "max", "s/epoch",
+         "vs diag", "peak MB");
   for (int f = 0; f < nf; f++) {
     fam_res *R = &fr[f];
     double med = median(R->s_step, R->nrep), lo = R->s_step[0], hi = R->s_step[0], rss = 0;
@@ -375,13 +391,14 @@ static int parent(const opts *o, char **argv) {
       hi = fmax(hi, R->s_step[k]);
       rss = fmax(rss, R->rss_mb[k]);
     }
-    printf("%-8s | %10.5f %10.5f %10.5f | %10.2f %10.2f | %9.1f\n", R->name, med, lo, hi,
-           med * 600, isnan(diag) ? NAN : med / diag, rss);
+    printf("%-8s | %10.5f %10.5f %10.5f | %10.2f %10.2f | %9.1f\n", R->name, med, lo, hi, med * 600,
+           isnan(diag) ? NAN : med / diag, rss);
   }
   if (o->profile && o->profile_steps > 0) {
-    printf("\nwhere the time goes (ms/step, median over processes of the mean of %d clocked steps;"
-           " fwd/bwd/kl: dense layers, noise: kvi_rng_normal of the LRT noise)\n",
-           o->profile_steps);
+    printf(
+        "\nwhere the time goes (ms/step, median over processes of the mean of %d clocked steps;"
+        " fwd/bwd/kl: dense layers, noise: kvi_rng_normal of the LRT noise)\n",
+        o->profile_steps);
     printf("%-8s |", "family");
     for (int q = 0; q < PH_N; q++) printf(" %7s", ph_name[q]);
     printf(" | %7s\n", "sum");
@@ -404,7 +421,8 @@ static int parent(const opts *o, char **argv) {
       printf("%-8s |", R->name);
       for (int d = 0; d < R->ndense && d < MAX_DENSE; d++) {
         double a[MAX_REPS], b[MAX_REPS], c[MAX_REPS];
-        for (int k = 0; k < R->nrep; k++) a[k] = R->lf[k][d], b[k] = R->lb[k][d], c[k] = R->lk[k][d];
+        for (int k = 0; k < R->nrep; k++)
+          a[k] = R->lf[k][d], b[k] = R->lb[k][d], c[k] = R->lk[k][d];
         printf(" fc%d %6.3f/%6.3f/%6.3f |", d, median(a, R->nrep) * 1e3, median(b, R->nrep) * 1e3,
                median(c, R->nrep) * 1e3);
       }
@@ -426,19 +444,32 @@ int main(int argc, char **argv) {
   for (int a = 1; a < argc; a++) {
     const char *s = argv[a];
     int more = a + 1 < argc;
-    if (!strcmp(s, "--data") && more) o.data = argv[++a];
-    else if (!strcmp(s, "--synthetic")) o.synthetic = 1;
-    else if (!strcmp(s, "--families") && more) snprintf(o.families, sizeof o.families, "%s", argv[++a]);
-    else if (!strcmp(s, "--threads") && more) o.threads = atoi(argv[++a]);
-    else if (!strcmp(s, "--steps") && more) o.steps = atoi(argv[++a]);
-    else if (!strcmp(s, "--warmup") && more) o.warmup = atoi(argv[++a]);
-    else if (!strcmp(s, "--reps") && more) o.reps = atoi(argv[++a]);
-    else if (!strcmp(s, "--profile-steps") && more) o.profile_steps = atoi(argv[++a]);
-    else if (!strcmp(s, "--arch") && more) o.arch = argv[++a];
-    else if (!strcmp(s, "--batch") && more) o.batch = atoi(argv[++a]);
-    else if (!strcmp(s, "--raw")) o.raw = 1;
-    else if (!strcmp(s, "--no-profile")) o.profile = 0;
-    else if (!strcmp(s, "--child") && more) child_family = argv[++a];
+    if (!strcmp(s, "--data") && more)
+      o.data = argv[++a];
+    else if (!strcmp(s, "--synthetic"))
+      o.synthetic = 1;
+    else if (!strcmp(s, "--families") && more)
+      snprintf(o.families, sizeof o.families, "%s", argv[++a]);
+    else if (!strcmp(s, "--threads") && more)
+      o.threads = atoi(argv[++a]);
+    else if (!strcmp(s, "--steps") && more)
+      o.steps = atoi(argv[++a]);
+    else if (!strcmp(s, "--warmup") && more)
+      o.warmup = atoi(argv[++a]);
+    else if (!strcmp(s, "--reps") && more)
+      o.reps = atoi(argv[++a]);
+    else if (!strcmp(s, "--profile-steps") && more)
+      o.profile_steps = atoi(argv[++a]);
+    else if (!strcmp(s, "--arch") && more)
+      o.arch = argv[++a];
+    else if (!strcmp(s, "--batch") && more)
+      o.batch = atoi(argv[++a]);
+    else if (!strcmp(s, "--raw"))
+      o.raw = 1;
+    else if (!strcmp(s, "--no-profile"))
+      o.profile = 0;
+    else if (!strcmp(s, "--child") && more)
+      child_family = argv[++a];
     else if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
       usage(stdout, argv[0]);
       return 0;

@@ -14,59 +14,59 @@
 static int kvi_test_failures = 0;
 static int kvi_test_checks = 0;
 
-#define CHECK(cond)                                                                            \
-  do {                                                                                         \
-    kvi_test_checks++;                                                                         \
-    if (!(cond)) {                                                                             \
-      kvi_test_failures++;                                                                     \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                 \
-    }                                                                                          \
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    kvi_test_checks++;                                                         \
+    if (!(cond)) {                                                             \
+      kvi_test_failures++;                                                     \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                          \
   } while (0)
 
 /* |a - b| <= tol * max(1, |b|) */
-#define CHECK_NEAR(a, b, tol)                                                                  \
-  do {                                                                                         \
-    double kvi__a = (double)(a), kvi__b = (double)(b), kvi__t = (double)(tol);                 \
-    kvi_test_checks++;                                                                         \
-    double kvi__s = fabs(kvi__b) > 1.0 ? fabs(kvi__b) : 1.0;                                   \
-    if (!(fabs(kvi__a - kvi__b) <= kvi__t * kvi__s)) {                                         \
-      kvi_test_failures++;                                                                     \
-      fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s = %.12g vs %s = %.12g (tol %.3g)\n",       \
-              __FILE__, __LINE__, #a, kvi__a, #b, kvi__b, kvi__t);                             \
-    }                                                                                          \
+#define CHECK_NEAR(a, b, tol)                                                                      \
+  do {                                                                                             \
+    double kvi__a = (double)(a), kvi__b = (double)(b), kvi__t = (double)(tol);                     \
+    kvi_test_checks++;                                                                             \
+    double kvi__s = fabs(kvi__b) > 1.0 ? fabs(kvi__b) : 1.0;                                       \
+    if (!(fabs(kvi__a - kvi__b) <= kvi__t * kvi__s)) {                                             \
+      kvi_test_failures++;                                                                         \
+      fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s = %.12g vs %s = %.12g (tol %.3g)\n", __FILE__, \
+              __LINE__, #a, kvi__a, #b, kvi__b, kvi__t);                                           \
+    }                                                                                              \
   } while (0)
 
 /* Expects status s == want; prints the library's message otherwise. */
-#define CHECK_STATUS(s, want)                                                                  \
-  do {                                                                                         \
-    kvi_status kvi__s = (s);                                                                   \
-    kvi_test_checks++;                                                                         \
-    if (kvi__s != (want)) {                                                                    \
-      kvi_test_failures++;                                                                     \
-      fprintf(stderr, "%s:%d: %s returned %s, expected %s (%s)\n", __FILE__, __LINE__, #s,     \
-              kvi_status_name(kvi__s), kvi_status_name(want), kvi_last_error());               \
-    }                                                                                          \
+#define CHECK_STATUS(s, want)                                                              \
+  do {                                                                                     \
+    kvi_status kvi__s = (s);                                                               \
+    kvi_test_checks++;                                                                     \
+    if (kvi__s != (want)) {                                                                \
+      kvi_test_failures++;                                                                 \
+      fprintf(stderr, "%s:%d: %s returned %s, expected %s (%s)\n", __FILE__, __LINE__, #s, \
+              kvi_status_name(kvi__s), kvi_status_name(want), kvi_last_error());           \
+    }                                                                                      \
   } while (0)
 
 #define CHECK_OK(s) CHECK_STATUS(s, KVI_OK)
 
 /* A failure status with a non-empty message. */
-#define CHECK_FAILS(s)                                                                         \
-  do {                                                                                         \
-    kvi_clear_error();                                                                         \
-    kvi_status kvi__s = (s);                                                                   \
-    kvi_test_checks++;                                                                         \
-    if (kvi__s == KVI_OK || kvi_last_error()[0] == 0) {                                        \
-      kvi_test_failures++;                                                                     \
-      fprintf(stderr, "%s:%d: %s should fail with a message (got %s)\n", __FILE__, __LINE__,   \
-              #s, kvi_status_name(kvi__s));                                                    \
-    }                                                                                          \
+#define CHECK_FAILS(s)                                                                           \
+  do {                                                                                           \
+    kvi_clear_error();                                                                           \
+    kvi_status kvi__s = (s);                                                                     \
+    kvi_test_checks++;                                                                           \
+    if (kvi__s == KVI_OK || kvi_last_error()[0] == 0) {                                          \
+      kvi_test_failures++;                                                                       \
+      fprintf(stderr, "%s:%d: %s should fail with a message (got %s)\n", __FILE__, __LINE__, #s, \
+              kvi_status_name(kvi__s));                                                          \
+    }                                                                                            \
   } while (0)
 
-#define TEST_MAIN_END()                                                                        \
-  do {                                                                                         \
-    printf("%s: %d checks, %d failed\n", __FILE__, kvi_test_checks, kvi_test_failures);        \
-    return kvi_test_failures ? 1 : 0;                                                          \
+#define TEST_MAIN_END()                                                                 \
+  do {                                                                                  \
+    printf("%s: %d checks, %d failed\n", __FILE__, kvi_test_checks, kvi_test_failures); \
+    return kvi_test_failures ? 1 : 0;                                                   \
   } while (0)
 
 /* Directory for temporary files of this test run (created by CMake), or /tmp. */
@@ -78,8 +78,8 @@ static inline const char *kvi_test_dir(void) {
 /* Central-difference gradient check of f: R^n -> R (double) against an analytic gradient g.
  * Returns the max relative error max_i |g_i - fd_i| / max(1e-6 + |fd_i|, atol_scale). */
 typedef double (*kvi_test_fn)(const double *x, void *ctx);
-static inline double kvi_test_fd_maxerr(kvi_test_fn f, void *ctx, double *x, const double *g,
-                                        int n, double h) {
+static inline double kvi_test_fd_maxerr(kvi_test_fn f, void *ctx, double *x, const double *g, int n,
+                                        double h) {
   double worst = 0;
   for (int i = 0; i < n; i++) {
     double xi = x[i];

@@ -43,7 +43,7 @@ typedef struct kvi_net {
   kvi_real **acts, **grads, **noise;
   void **ws;
   kvi_real log_beta; /* regression: log noise precision of the Gaussian likelihood */
-  int noisy; /* the last forward sampled weights (1) or used the means (0) */
+  int noisy;         /* the last forward sampled weights (1) or used the means (0) */
 } kvi_net;
 
 /* Parses "784-300-300-10" (sizes of the dense layers' inputs and outputs; the first must equal

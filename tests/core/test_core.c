@@ -22,7 +22,7 @@ static void test_arena(void) {
   kvi_arena_reset(a, m0);
   char *q1 = kvi_arena_alloc(a, 100);
   char *q2 = kvi_arena_alloc(a, 3u << 20);
-  CHECK(q1 == p1 && q2 == p2);           /* reuse, no new chunks */
+  CHECK(q1 == p1 && q2 == p2); /* reuse, no new chunks */
   CHECK(kvi_arena_capacity(a) == cap);
   CHECK(kvi_arena_peak(a) >= (3u << 20));
   kvi_arena_free(a);
@@ -72,7 +72,8 @@ static void test_rng(void) {
 static void test_blas(void) {
   int N = 300, K = 37;
   kvi_real *A = malloc(sizeof(kvi_real) * N * K), *B = malloc(sizeof(kvi_real) * K * N);
-  kvi_real *C1 = calloc((size_t)N * N, sizeof(kvi_real)), *C2 = calloc((size_t)N * N, sizeof(kvi_real));
+  kvi_real *C1 = calloc((size_t)N * N, sizeof(kvi_real)),
+           *C2 = calloc((size_t)N * N, sizeof(kvi_real));
   kvi_rng r = kvi_rng_stream(1, 1);
   kvi_rng_normal(&r, A, (size_t)N * K);
   kvi_rng_normal(&r, B, (size_t)N * K);
