@@ -336,19 +336,23 @@ kvi_status kvi_dense_marginal_var(kvi_real *out, const kvi_params *p, const kvi_
 }
 
 kvi_status kvi_dense_log_alpha(kvi_real *out, const kvi_params *p, const kvi_dense *l) {
-  size_t nm = (size_t)l->n * l->m;
-  if (l->family == KVI_FAMILY_POINT) {
-    for (size_t i = 0; i < nm; i++) out[i] = (kvi_real)-1e30;
-    return KVI_OK;
+  switch (l->family) {
+    case KVI_FAMILY_POINT:
+      for (size_t i = 0; i < (size_t)l->n * l->m; i++) out[i] = (kvi_real)-1e30;
+      return KVI_OK;
+    case KVI_FAMILY_DIAG: {
+      kvi_diag q = kvi__diag_view(l, p);
+      return kvi_diag_log_alpha(out, &q);
+    }
+    case KVI_FAMILY_MN: {
+      kvi_mn q = kvi__mn_view(l, p);
+      return kvi_mn_log_alpha(out, &q);
+    }
+    default: {
+      kvi_mndiag q = kvi__mndiag_view(l, p);
+      return kvi_mndiag_log_alpha(out, &q);
+    }
   }
-  kvi_status s = kvi_dense_marginal_var(out, p, l);
-  if (s) return s;
-  const kvi_real *M = kvi_params_data(p, l->iM);
-  for (size_t i = 0; i < nm; i++) {
-    double m2 = (double)M[i] * M[i];
-    out[i] = (kvi_real)(log((double)out[i] + 1e-300) - log(m2 + 1e-300));
-  }
-  return KVI_OK;
 }
 
 size_t kvi_dense_param_count(const kvi_dense *l) {

@@ -64,7 +64,9 @@ static char *kvi__meta_json(const kvi_trainer *t, const kvi_dataset *shape_of) {
   kvi_jb_kv_num(&jb, "kl_warmup", c->kl_warmup);
   kvi_jb_kv_int(&jb, "samples", c->samples);
   kvi_jb_kv_int(&jb, "eval_samples_every", c->eval_samples_every);
-  kvi_jb_kv_str(&jb, "seed", ""); /* placeholder replaced below: 64-bit exact as a string */
+  char seed[24]; /* a decimal string: JSON numbers lose 64-bit precision */
+  snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
+  kvi_jb_kv_str(&jb, "seed", seed);
   kvi_jb_kv_num(&jb, "prune_threshold", c->prune_threshold);
   kvi_jb_kv_int(&jb, "patience", c->patience);
   kvi_jb_kv_int(&jb, "save_every", c->save_every);
@@ -87,24 +89,6 @@ static char *kvi__meta_json(const kvi_trainer *t, const kvi_dataset *shape_of) {
   char *s = NULL;
   size_t len = 0;
   if (kvi_jb_take(&jb, &s, &len) != KVI_OK) return NULL;
-  /* put the seed in as a decimal string (JSON numbers lose 64-bit precision) */
-  const char *ph = "\"seed\":\"\"";
-  char *at = strstr(s, ph);
-  if (at) {
-    char seed[48];
-    snprintf(seed, sizeof seed, "\"seed\":\"%llu\"", (unsigned long long)c->seed);
-    char *r = malloc(len + strlen(seed) + 1);
-    if (!r) {
-      free(s);
-      return NULL;
-    }
-    size_t pre = (size_t)(at - s);
-    memcpy(r, s, pre);
-    strcpy(r + pre, seed);
-    strcat(r, at + strlen(ph));
-    free(s);
-    s = r;
-  }
   return s;
 }
 
