@@ -78,6 +78,57 @@ KVI_API kvi_status kvi_dense_marginal_var(kvi_real *out, const kvi_params *p, co
 /* Parameter count of the variational family (triangular factors counted as n(n+1)/2). */
 KVI_API size_t kvi_dense_param_count(const kvi_dense *l);
 
+/* ---- 2-D convolution (im2col + the dense layer, DESIGN.md section 2) -------------------
+ * Images are stored per example in HWC order: element (y, x, ci) of an h x w x c_in image is at
+ * (y * w + x) * c_in + ci. The weight is a dense layer of size (k*k*c_in) x c_out whose row
+ * (ky * k + kx) * c_in + ci is the input tap (ky, kx, ci) and whose column co is filter co, so
+ * MN rows are input positions and columns are filters. The forward unfolds X into the matrix
+ * cols (B * oh * ow, k*k*c_in) and runs the dense layer on it with B * oh * ow rows: local
+ * reparameterization draws independent noise for every output position. The output is
+ * (B, oh, ow, c_out) in HWC order, the dense layer's (B*oh*ow, c_out) output as it is. */
+typedef struct {
+  kvi_dense d;       /* the (k*k*c_in) x c_out weight and its posterior, prior and bias */
+  int h, w, c_in;    /* input image */
+  int k, stride, pad;
+  int oh, ow, c_out; /* output image: oh = (h + 2 pad - k) / stride + 1 */
+} kvi_conv;
+
+/* Declares "<name>.M" etc. as kvi_dense_declare with n = k*k*c_in, m = c_out. Errors (with a
+ * message) when the kernel does not fit the padded input or a size is not positive. */
+KVI_API kvi_status kvi_conv_declare(kvi_conv *l, kvi_params *p, const char *name, int h, int w,
+                                    int c_in, int c_out, int k, int stride, int pad,
+                                    kvi_family family, kvi_prior prior, double prior_var,
+                                    bool bias);
+/* As kvi_dense_init (fan-in k*k*c_in). */
+KVI_API void kvi_conv_init(const kvi_conv *l, kvi_params *p, kvi_rng *rng, double gain,
+                           double init_log_sigma);
+/* Workspace for a batch: the unfolded input, its gradient and the dense workspace for
+ * batch * oh * ow rows. */
+KVI_API size_t kvi_conv_ws_size(const kvi_conv *l, int batch);
+KVI_API size_t kvi_conv_noise_size(const kvi_conv *l, int batch);
+/* Y (B, oh*ow*c_out); eps (kvi_conv_noise_size) standard normal, or NULL for the mean. */
+KVI_API kvi_status kvi_conv_forward(kvi_real *Y, void *ws, const kvi_conv *l, const kvi_params *p,
+                                    const kvi_real *X, const kvi_real *eps, int batch);
+/* Adds the parameter gradients; writes dX (B, h*w*c_in) when not NULL. Needs the forward's ws,
+ * X and eps. */
+KVI_API kvi_status kvi_conv_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, void *ws,
+                                     const kvi_conv *l, const kvi_real *X, const kvi_real *eps,
+                                     int batch);
+
+/* ---- 2x2 max-pooling with stride 2 (HWC; odd sizes drop the last row / column) ------------ */
+typedef struct {
+  int h, w, c, oh, ow; /* oh = h / 2, ow = w / 2 */
+} kvi_pool;
+
+KVI_API kvi_status kvi_pool_init(kvi_pool *l, int h, int w, int c); /* error if h or w < 2 */
+/* Workspace: the index of each output's maximum (int32, batch * oh * ow * c). */
+KVI_API size_t kvi_pool_ws_size(const kvi_pool *l, int batch);
+KVI_API void kvi_pool_forward(kvi_real *Y, void *ws, const kvi_pool *l, const kvi_real *X,
+                              int batch);
+/* Writes dX (B, h*w*c): dY routed to the forward's maxima, zero elsewhere. */
+KVI_API void kvi_pool_backward(kvi_real *dX, const kvi_real *dY, const void *ws, const kvi_pool *l,
+                               int batch);
+
 /* ---- activations (elementwise, in place allowed for forward) ---------------------------- */
 typedef enum { KVI_ACT_NONE = 0, KVI_ACT_ELU, KVI_ACT_RELU } kvi_act;
 KVI_API const char *kvi_act_name(kvi_act a);
