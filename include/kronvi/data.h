@@ -22,7 +22,7 @@ extern "C" {
 typedef struct {
   int64_t n;    /* rows */
   int d;        /* features per row = c*h*w for images */
-  int c, h, w;  /* image shape (channels, height, width), CHW order in x; 0 for tabular */
+  int c, h, w;  /* image shape (channels, height, width), HWC order in x; 0 for tabular */
   int nclasses; /* classification: number of classes (max label + 1); 0 for regression */
   int k;        /* regression: number of targets; 0 for classification */
   kvi_real *x;  /* (n, d) row-major features */
@@ -70,7 +70,7 @@ KVI_API kvi_status kvi_idx_load_dir(kvi_dataset *train, kvi_dataset *test, const
 KVI_API kvi_status kvi_csv_load(kvi_dataset *out, const char *path, int ntargets);
 
 /* ---- CIFAR-10 binary --------------------------------------------------------------------- */
-/* One batch file: records of 1 label byte + 3072 pixel bytes (3x32x32, CHW); the file size must
+/* One batch file: records of 1 label byte + 3072 pixel bytes (3x32x32, CHW in the file; stored HWC); the file size must
  * be a multiple of 3073, labels < 10. Pixels scaled to [0, 1]; nclasses = 10. */
 KVI_API kvi_status kvi_cifar_load_file(kvi_dataset *out, const char *path);
 /* data_batch_1.bin .. data_batch_5.bin (train) and test_batch.bin (test) from dir, or from
@@ -108,7 +108,7 @@ KVI_API kvi_status kvi_dataset_normalize_scalar(kvi_dataset *ds, kvi_real mean, 
 /* Per-channel normalization of images: x[c] = (x[c] - mean[c]) / std[c], ds->c values each. */
 KVI_API kvi_status kvi_dataset_normalize_channels(kvi_dataset *ds, const kvi_real *mean,
                                                   const kvi_real *std);
-/* Pads images by `pad` zero pixels on every side (28x28 -> 32x32 with pad 2), keeping CHW. */
+/* Pads images by `pad` zero pixels on every side (28x28 -> 32x32 with pad 2), keeping HWC. */
 KVI_API kvi_status kvi_dataset_pad(kvi_dataset *ds, int pad);
 
 /* ---- mini-batches ------------------------------------------------------------------------ */

@@ -45,16 +45,17 @@ void kvi_batch_gather(kvi_real *x_out, int32_t *y_out, kvi_real *t_out, const kv
   }
 }
 
+/* HWC: swaps the pixels (r, a) and (r, w-1-a), all c channels of each. */
 void kvi_image_hflip(kvi_real *x, int c, int h, int w) {
-  for (int ch = 0; ch < c; ch++)
-    for (int r = 0; r < h; r++) {
-      kvi_real *row = x + ((size_t)ch * (size_t)h + (size_t)r) * (size_t)w;
-      for (int a = 0, z = w - 1; a < z; a++, z--) {
-        kvi_real tmp = row[a];
-        row[a] = row[z];
-        row[z] = tmp;
+  for (int r = 0; r < h; r++) {
+    kvi_real *row = x + (size_t)r * (size_t)w * (size_t)c;
+    for (int a = 0, z = w - 1; a < z; a++, z--)
+      for (int ch = 0; ch < c; ch++) {
+        kvi_real tmp = row[(size_t)a * c + ch];
+        row[(size_t)a * c + ch] = row[(size_t)z * c + ch];
+        row[(size_t)z * c + ch] = tmp;
       }
-    }
+  }
 }
 
 void kvi_batch_hflip(kvi_real *x, int b, int c, int h, int w, kvi_rng *rng) {

@@ -75,7 +75,9 @@ static void kvi__cifar_convert(kvi_dataset *ds, int64_t row0, const unsigned cha
     const unsigned char *rec = raw + (size_t)i * KVI_CIFAR_REC;
     ds->y[row0 + i] = rec[0];
     kvi_real *x = ds->x + (size_t)(row0 + i) * KVI_CIFAR_PIX;
-    for (int q = 0; q < KVI_CIFAR_PIX; q++) x[q] = lut[rec[1 + q]];
+    /* the file is CHW (1024 red, 1024 green, 1024 blue); kronvi stores HWC */
+    for (int ch = 0; ch < 3; ch++)
+      for (int q = 0; q < 1024; q++) x[q * 3 + ch] = lut[rec[1 + ch * 1024 + q]];
   }
 }
 

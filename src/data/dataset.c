@@ -301,9 +301,9 @@ kvi_status kvi_dataset_normalize_channels(kvi_dataset *ds, const kvi_real *mean,
   int c = ds->c;
 #pragma omp parallel for schedule(static) if (ds->n > 256)
   for (int64_t i = 0; i < ds->n; i++)
-    for (int ch = 0; ch < c; ch++) {
-      kvi_real *p = ds->x + (size_t)i * (size_t)ds->d + (size_t)ch * hw;
-      for (size_t q = 0; q < hw; q++) p[q] = (p[q] - mean[ch]) / std[ch];
+    for (size_t q = 0; q < hw; q++) { /* HWC: channel ch of pixel q at q * c + ch */
+      kvi_real *p = ds->x + (size_t)i * (size_t)ds->d + q * (size_t)c;
+      for (int ch = 0; ch < c; ch++) p[ch] = (p[ch] - mean[ch]) / std[ch];
     }
   return KVI_OK;
 }
@@ -333,12 +333,11 @@ kvi_status kvi_dataset_pad(kvi_dataset *ds, int pad) {
                     (long long)ds->n, c, h2, w2);
 #pragma omp parallel for schedule(static) if (ds->n > 256)
   for (int64_t i = 0; i < ds->n; i++)
-    for (int ch = 0; ch < c; ch++)
-      for (int r = 0; r < h; r++) {
-        const kvi_real *src = ds->x + (size_t)i * (size_t)ds->d + ((size_t)ch * h + r) * w;
-        kvi_real *dst = nx + (size_t)i * (size_t)d2 + ((size_t)ch * h2 + r + pad) * w2 + pad;
-        memcpy(dst, src, (size_t)w * sizeof(kvi_real));
-      }
+    for (int r = 0; r < h; r++) { /* HWC: one image row is w * c contiguous values */
+      const kvi_real *src = ds->x + (size_t)i * (size_t)ds->d + (size_t)r * w * c;
+      kvi_real *dst = nx + (size_t)i * (size_t)d2 + ((size_t)(r + pad) * w2 + pad) * c;
+      memcpy(dst, src, (size_t)w * c * sizeof(kvi_real));
+    }
   kvi_free(ds->x);
   ds->x = nx;
   ds->h = h2;

@@ -247,7 +247,10 @@ static void test_images(void) {
   kvi_dataset ds;
   CHECK_OK(kvi_dataset_alloc(&ds, 2, 12, 2, 2, 3, 10, 0));
   for (int i = 0; i < 2; i++)
-    for (int q = 0; q < 12; q++) ds.x[i * 12 + q] = (kvi_real)(1 + 100 * i + 10 * (q / 3) + q % 3);
+    for (int c = 0; c < 2; c++) /* HWC */
+      for (int r = 0; r < 2; r++)
+        for (int q = 0; q < 3; q++)
+          ds.x[i * 12 + (r * 3 + q) * 2 + c] = (kvi_real)(1 + 100 * i + 10 * (c * 2 + r) + q);
   CHECK_OK(kvi_dataset_pad(&ds, 0));
   CHECK(ds.d == 12 && ds.h == 2);
   CHECK_OK(kvi_dataset_pad(&ds, 2));
@@ -257,7 +260,7 @@ static void test_images(void) {
     for (int c = 0; c < 2; c++)
       for (int r = 0; r < 6; r++)
         for (int q = 0; q < 7; q++) {
-          kvi_real v = ds.x[i * 84 + (c * 6 + r) * 7 + q];
+          kvi_real v = ds.x[i * 84 + (r * 7 + q) * 2 + c];
           bool inside = r >= 2 && r < 4 && q >= 2 && q < 5;
           kvi_real want =
               inside ? (kvi_real)(1 + 100 * i + 10 * (c * 2 + r - 2) + q - 2) : (kvi_real)0;
@@ -275,9 +278,9 @@ static void test_images(void) {
   CHECK_FAILS(kvi_dataset_normalize_scalar(&ds, 0, 0));
   CHECK_FAILS(kvi_dataset_normalize_scalar(&ds, 0, (kvi_real)NAN));
   kvi_real cm[2] = {1, -1}, cs[2] = {2, 4};
-  kvi_real a = ds.x[16], b = ds.x[42 + 16];
+  kvi_real a = ds.x[16], b = ds.x[42 + 17]; /* channel 0 and channel 1 (HWC) */
   CHECK_OK(kvi_dataset_normalize_channels(&ds, cm, cs));
-  CHECK(ds.x[16] == (a - 1) / 2 && ds.x[42 + 16] == (b + 1) / 4);
+  CHECK(ds.x[16] == (a - 1) / 2 && ds.x[42 + 17] == (b + 1) / 4);
   (void)v1;
   cs[1] = -1;
   CHECK_FAILS(kvi_dataset_normalize_channels(&ds, cm, cs));

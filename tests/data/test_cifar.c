@@ -45,8 +45,9 @@ static int count_bad(const kvi_dataset *ds, int g0) {
   int bad = 0;
   for (int64_t i = 0; i < ds->n; i++) {
     bad += ds->y[i] != label(g0 + (int)i);
-    for (int q = 0; q < PIX; q++)
-      bad += ds->x[i * PIX + q] != (kvi_real)((double)pixel(g0 + (int)i, q) / 255.0);
+    for (int q = 0; q < PIX; q++) /* file byte q = (channel q / 1024, pixel q % 1024); HWC */
+      bad += ds->x[i * PIX + (q % 1024) * 3 + q / 1024] !=
+             (kvi_real)((double)pixel(g0 + (int)i, q) / 255.0);
   }
   return bad;
 }
@@ -194,14 +195,14 @@ static void test_hflip(void) {
   kvi_real img[12], ref[12];
   for (int c = 0; c < 2; c++)
     for (int r = 0; r < 2; r++)
-      for (int q = 0; q < 3; q++) img[(c * 2 + r) * 3 + q] = (kvi_real)(100 * c + 10 * r + q);
+      for (int q = 0; q < 3; q++) img[(r * 3 + q) * 2 + c] = (kvi_real)(100 * c + 10 * r + q); /* HWC */
   memcpy(ref, img, sizeof img);
   kvi_image_hflip(img, 2, 2, 3);
   int bad = 0;
   for (int c = 0; c < 2; c++)
     for (int r = 0; r < 2; r++)
       for (int q = 0; q < 3; q++)
-        bad += img[(c * 2 + r) * 3 + q] != (kvi_real)(100 * c + 10 * r + 2 - q);
+        bad += img[(r * 3 + q) * 2 + c] != (kvi_real)(100 * c + 10 * r + 2 - q);
   CHECK(bad == 0);
   kvi_image_hflip(img, 2, 2, 3);
   CHECK(memcmp(img, ref, sizeof img) == 0);
