@@ -104,6 +104,12 @@ int cmd_eval(int argc, char **argv) {
     s = cli_load_data(&test, &train, a.data, true, net->out_size, NULL, a.limit_test, 0);
   else
     s = cli_load_data(&train, &test, a.data, false, 0, NULL, 1, a.limit_test);
+  /* a convolutional model trained on padded images (--pad) gets the same padding */
+  int pad = net->cfg.in_h > 0 && test.h > 0 ? (net->cfg.in_h - test.h) / 2 : 0;
+  if (!s && pad > 0 && (s = kvi_dataset_pad(&test, pad)) != KVI_OK) {
+    kvi_dataset_free(&train);
+    kvi_dataset_free(&test);
+  }
   if (s) {
     kvi_net_free(net);
     return cli_error("cannot load data");

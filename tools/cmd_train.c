@@ -29,8 +29,16 @@ static void train_help(FILE *f) {
       "  --limit-train N        use only the first N training rows (default all)\n"
       "  --limit-test N         use only the first N test rows (default all)\n"
       "  --standardize          regression: standardize features with training statistics\n"
+      "  --pad N                images: pad N zero pixels on every side (28x28 -> 32x32: 2)\n"
+      "  --hflip                images: random horizontal flips of training images\n"
       "model:\n"
-      "  --arch SIZES           dense layer sizes, e.g. 784-300-300-300-10 (first = input size)\n"
+      "  --arch SPEC            MLP: dense layer sizes, e.g. 784-300-300-300-10 (first = input\n"
+      "                         size). CNN: input channels, then C (a 3x3 convolution with C\n"
+      "                         filters, stride 1, same padding; Ck5s2p0 sets kernel, stride,\n"
+      "                         padding), mp (2x2 max-pooling), flatten, then dense sizes:\n"
+      "                         1-10-mp-20-mp-40-mp-80-mp-flatten-10 (parentheses as in\n"
+      "                         1-10-(mp)-20-(flatten)-10 are accepted); the image height and\n"
+      "                         width come from the data (HWC layout)\n"
       "  --act A                elu (default), relu or none, between dense layers\n"
       "  --family F             point, diag, mn (default) or mn-diag\n"
       "  --prior P              ard (default), group (rows and columns), scalar (one learned\n"
@@ -77,6 +85,8 @@ enum {
   O_LTRAIN,
   O_LTEST,
   O_STD,
+  O_PAD,
+  O_HFLIP,
   O_ARCH,
   O_ACT,
   O_FAMILY,
@@ -115,6 +125,8 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"limit-train", 1, 0, O_LTRAIN},
                                            {"limit-test", 1, 0, O_LTEST},
                                            {"standardize", 0, 0, O_STD},
+                                           {"pad", 1, 0, O_PAD},
+                                           {"hflip", 0, 0, O_HFLIP},
                                            {"arch", 1, 0, O_ARCH},
                                            {"act", 1, 0, O_ACT},
                                            {"family", 1, 0, O_FAMILY},
@@ -169,6 +181,7 @@ int cmd_train(int argc, char **argv) {
   const char *data = NULL, *test_path = NULL, *arch = NULL, *resume = NULL, *progress = "auto";
   long targets = 1, nval = 0, threads = 2, lt = 0, lte = 0, v;
   bool regression = false, standardize = false, epochs_given = false;
+  long pad = 0;
   double d;
   int c;
   optind = 1;
@@ -207,6 +220,12 @@ int cmd_train(int argc, char **argv) {
         break;
       case O_STD:
         standardize = true;
+        break;
+      case O_PAD:
+        ok = cli_int("--pad", optarg, 0, 64, &pad);
+        break;
+      case O_HFLIP:
+        cfg.hflip = true;
         break;
       case O_ARCH:
         arch = optarg;
@@ -367,6 +386,11 @@ int cmd_train(int argc, char **argv) {
     kvi_free(mu), kvi_free(sd);
     if (rc) goto out;
   }
+  if (pad > 0 && (kvi_dataset_pad(&train, (int)pad) ||
+                  (test.n > 0 && kvi_dataset_pad(&test, (int)pad)))) {
+    rc = cli_error("--pad");
+    goto out;
+  }
   if (nval > 0 && kvi_dataset_split(&train, &val, nval, cfg.seed)) {
     rc = cli_error("validation split");
     goto out;
@@ -391,7 +415,8 @@ int cmd_train(int argc, char **argv) {
     }
     fprintf(stderr, "resuming %s at epoch %d (step %lld)\n", resume, tr.epoch, (long long)tr.step);
   } else {
-    int maxb = cfg.batch > 1000 ? cfg.batch : 1000;
+    int maxb = kvi_net_pick_max_batch(arch, cfg.batch);
+    nc.in_h = train.h, nc.in_w = train.w;
     if (kvi_net_create(&net, arch, train.d, &nc, maxb, cfg.seed)) {
       rc = cli_error("--arch");
       goto out;

@@ -70,6 +70,7 @@ static char *kvi__meta_json(const kvi_trainer *t, const kvi_dataset *shape_of) {
   kvi_jb_kv_num(&jb, "prune_threshold", c->prune_threshold);
   kvi_jb_kv_int(&jb, "patience", c->patience);
   kvi_jb_kv_int(&jb, "save_every", c->save_every);
+  kvi_jb_kv_bool(&jb, "hflip", c->hflip);
   kvi_jb_kv_num(&jb, "noise_precision", c->noise_precision);
   kvi_jb_kv_bool(&jb, "learn_noise", c->learn_noise);
   kvi_jb_end_object(&jb);
@@ -206,13 +207,20 @@ kvi_status kvi_checkpoint_load(const char *path, kvi_net **net_out, kvi_trainer 
     cfg.prune_threshold = kvi_json_num(kvi_json_get(tr, "prune_threshold"));
     if (kvi_json_int(kvi_json_get(tr, "patience"), &v)) cfg.patience = (int)v;
     if (kvi_json_int(kvi_json_get(tr, "save_every"), &v)) cfg.save_every = (int)v;
+    cfg.hflip = kvi_json_bool(kvi_json_get(tr, "hflip"));
     cfg.noise_precision = kvi_json_num(kvi_json_get(tr, "noise_precision"));
     cfg.learn_noise = kvi_json_bool(kvi_json_get(tr, "learn_noise"));
     if (!(cfg.opt.lr > 0) || cfg.batch <= 0)
       s = kvi_fail(KVI_ERR_FORMAT, "%s: bad training configuration in metadata", path);
   }
   if (!s) {
-    int maxb = cfg.batch > 1000 ? cfg.batch : 1000;
+    const kvi_json *shape = kvi_json_get(model, "in_shape");
+    int64_t hw[2] = {0, 0};
+    for (int i = 0; i < 2; i++)
+      if (!kvi_json_int(kvi_json_at(shape, (size_t)i + 1), &hw[i]) || hw[i] < 0 || hw[i] > 65536)
+        hw[i] = 0;
+    nc.in_h = (int)hw[0], nc.in_w = (int)hw[1];
+    int maxb = kvi_net_pick_max_batch(arch, cfg.batch);
     s = kvi_net_create(&net, arch, 0, &nc, maxb, cfg.seed);
     if (s) s = kvi_fail(s, "%s: %s", path, kvi_last_error());
   }

@@ -137,6 +137,10 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
       int b = (int)(train->n - i * B < B ? train->n - i * B : B);
       kvi_batch_gather(xb, yb, tb, train, order.order + i * B, b);
       kvi_rng rng = kvi_rng_stream(cfg->seed, (1ull << 40) + (uint64_t)t->step);
+      if (cfg->hflip && train->c > 0) {
+        kvi_rng flip = kvi_rng_stream(cfg->seed, (2ull << 40) + (uint64_t)t->step);
+        kvi_batch_hflip(xb, b, train->c, train->h, train->w, &flip);
+      }
       const kvi_real *out;
       s = kvi_net_forward(net, &out, xb, b, &rng);
       if (s) break;
