@@ -84,6 +84,21 @@ kvi_status kvi_sparsity_compute(kvi_sparsity *out, kvi_net *net, double thr) {
   return KVI_OK;
 }
 
+/* One of the paper's per-layer lines: A (totals), W (left) in units of `unit`, % dropped. */
+static void kvi__print_triple(FILE *f, const char *what, const int64_t *tot, const int64_t *left,
+                              int n, double unit) {
+  const char *fmt = unit > 1 ? "%s%.1f" : "%s%.0f";
+  fprintf(f, "%-12s A ", what);
+  for (int k = 0; k < n; k++) fprintf(f, fmt, k ? "-" : "", (double)tot[k] / unit);
+  fprintf(f, "   W ");
+  for (int k = 0; k < n; k++) fprintf(f, fmt, k ? "-" : "", (double)left[k] / unit);
+  fprintf(f, "   %% ");
+  for (int k = 0; k < n; k++)
+    fprintf(f, "%s%.0f", k ? "-" : "",
+            tot[k] ? 100.0 * (double)(tot[k] - left[k]) / (double)tot[k] : 0.0);
+  fprintf(f, "\n");
+}
+
 /* Paper Table 1 form: A total weights (thousands), W left, % dropped; plus rows and columns. */
 void kvi_sparsity_print(FILE *f, const kvi_sparsity *s, const char *title) {
   double drop = s->total ? 100.0 * (double)(s->total - s->left) / (double)s->total : 0;
@@ -99,19 +114,17 @@ void kvi_sparsity_print(FILE *f, const kvi_sparsity *s, const char *title) {
             l->total ? 100.0 * (double)(l->total - l->left) / (double)l->total : 0.0, l->rows_left,
             l->rows_total, l->cols_left, l->cols_total);
   }
-  fprintf(f, "A ");
+  /* the paper's three tables (Table 2): free zeroing in thousands of weights, row pruning in
+   * hundreds of rows (inputs / input taps), column pruning in columns (neurons / filters) */
+  int64_t tot[64], left[64];
+  for (int k = 0; k < s->nlayers; k++) tot[k] = s->layer[k].total, left[k] = s->layer[k].left;
+  kvi__print_triple(f, "weights (k)", tot, left, s->nlayers, 1e3);
   for (int k = 0; k < s->nlayers; k++)
-    fprintf(f, "%s%.1f", k ? "-" : "", (double)s->layer[k].total / 1e3);
-  fprintf(f, "\nW ");
+    tot[k] = s->layer[k].rows_total, left[k] = s->layer[k].rows_left;
+  kvi__print_triple(f, "rows (100s)", tot, left, s->nlayers, 1e2);
   for (int k = 0; k < s->nlayers; k++)
-    fprintf(f, "%s%.1f", k ? "-" : "", (double)s->layer[k].left / 1e3);
-  fprintf(f, "\n%% ");
-  for (int k = 0; k < s->nlayers; k++) {
-    const kvi_layer_sparsity *l = &s->layer[k];
-    fprintf(f, "%s%.0f", k ? "-" : "",
-            l->total ? 100.0 * (double)(l->total - l->left) / (double)l->total : 0.0);
-  }
-  fprintf(f, "\n");
+    tot[k] = s->layer[k].cols_total, left[k] = s->layer[k].cols_left;
+  kvi__print_triple(f, "columns", tot, left, s->nlayers, 1);
 }
 
 kvi_status kvi_evaluate(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds, int samples,
