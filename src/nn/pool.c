@@ -1,0 +1,77 @@
+/* 2x2 max-pooling with stride 2 over HWC images (docs/nn-conv.md):
+ *   Y[b](oy, ox, ch) = max over dy, dx in {0, 1} of X[b](2 oy + dy, 2 ox + dx, ch),
+ * odd sizes drop the last row / column (oh = h / 2, ow = w / 2). The forward records the offset
+ * (within the example) of each maximum, the first one in the order (0,0), (0,1), (1,0), (1,1)
+ * on ties; the backward routes dY there: dX = sum over outputs of dY * [x is the argmax]. */
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kronvi/nn.h"
+
+#ifndef KVI__POOL_OMP_MIN
+#define KVI__POOL_OMP_MIN (1u << 20)
+#endif
+
+kvi_status kvi_pool_init(kvi_pool *l, int h, int w, int c) {
+  if (!l) return kvi_fail(KVI_ERR_ARG, "pool_init: NULL layer");
+  if (h < 2 || w < 2 || c < 1)
+    return kvi_fail(KVI_ERR_ARG,
+                    "max-pool 2x2: input %dx%dx%d too small (height and width need at least 2, "
+                    "channels at least 1)",
+                    h, w, c);
+  if ((int64_t)h * w * c > INT_MAX)
+    return kvi_fail(KVI_ERR_ARG, "max-pool 2x2: input %dx%dx%d has more than INT_MAX elements", h,
+                    w, c);
+  l->h = h, l->w = w, l->c = c, l->oh = h / 2, l->ow = w / 2;
+  return KVI_OK;
+}
+
+size_t kvi_pool_ws_size(const kvi_pool *l, int batch) {
+  if (batch <= 0) return 0;
+  return (size_t)batch * l->oh * l->ow * l->c * sizeof(int32_t);
+}
+
+void kvi_pool_forward(kvi_real *Y, void *ws, const kvi_pool *l, const kvi_real *X, int batch) {
+  const int w = l->w, c = l->c, oh = l->oh, ow = l->ow;
+  const size_t img = (size_t)l->h * w * c, oimg = (size_t)oh * ow * c;
+  int32_t *idx = ws;
+#pragma omp parallel for schedule(static) if (batch > 1 && (size_t)batch * img > KVI__POOL_OMP_MIN)
+  for (int b = 0; b < batch; b++) {
+    const kvi_real *x = X + (size_t)b * img;
+    kvi_real *y = Y + (size_t)b * oimg;
+    int32_t *id = idx + (size_t)b * oimg;
+    for (int oy = 0; oy < oh; oy++)
+      for (int ox = 0; ox < ow; ox++) {
+        /* offsets of the window's four pixels, channel 0 */
+        int32_t o[4];
+        o[0] = (int32_t)(((2 * oy) * w + 2 * ox) * c);
+        o[1] = o[0] + c;
+        o[2] = o[0] + w * c;
+        o[3] = o[2] + c;
+        size_t out = ((size_t)oy * ow + ox) * c;
+        for (int ch = 0; ch < c; ch++) {
+          int32_t best = o[0] + ch;
+          kvi_real v = x[best];
+          for (int t = 1; t < 4; t++)
+            if (x[o[t] + ch] > v) v = x[o[t] + ch], best = o[t] + ch; /* strict: first max */
+          y[out + ch] = v;
+          id[out + ch] = best;
+        }
+      }
+  }
+}
+
+void kvi_pool_backward(kvi_real *dX, const kvi_real *dY, const void *ws, const kvi_pool *l,
+                       int batch) {
+  const size_t img = (size_t)l->h * l->w * l->c, oimg = (size_t)l->oh * l->ow * l->c;
+  const int32_t *idx = ws;
+#pragma omp parallel for schedule(static) if (batch > 1 && (size_t)batch * img > KVI__POOL_OMP_MIN)
+  for (int b = 0; b < batch; b++) {
+    kvi_real *dx = dX + (size_t)b * img;
+    const kvi_real *dy = dY + (size_t)b * oimg;
+    const int32_t *id = idx + (size_t)b * oimg;
+    memset(dx, 0, img * sizeof *dx);
+    for (size_t o = 0; o < oimg; o++) dx[id[o]] += dy[o]; /* windows are disjoint */
+  }
+}
