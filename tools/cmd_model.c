@@ -7,19 +7,20 @@
 
 #include "cli.h"
 
-enum { M_DATA = 300, M_SAMPLES, M_JSON, M_THREADS, M_THR, M_OUT, M_LTEST, M_SEED };
+enum { M_DATA = 300, M_SAMPLES, M_JSON, M_THREADS, M_THR, M_OUT, M_LTEST, M_SEED, M_STRUCT };
 static const struct option model_opts[] = {
     {"data", 1, 0, M_DATA},        {"samples", 1, 0, M_SAMPLES},
     {"json", 0, 0, M_JSON},        {"threads", 1, 0, M_THREADS},
     {"threshold", 1, 0, M_THR},    {"out", 1, 0, M_OUT},
     {"limit-test", 1, 0, M_LTEST}, {"seed", 1, 0, M_SEED},
-    {"help", 0, 0, 'h'},           {0, 0, 0, 0}};
+    {"structured", 0, 0, M_STRUCT}, {"help", 0, 0, 'h'},
+    {0, 0, 0, 0}};
 
 typedef struct {
   const char *model, *data, *out;
   long samples, threads, limit_test, seed;
   double threshold;
-  bool json, help;
+  bool json, help, structured;
 } model_args;
 
 /* Parses the shared options; returns 0 ok, 2 on a usage error. */
@@ -57,6 +58,11 @@ static int parse_model_args(model_args *a, int argc, char **argv, const char *us
         break;
       case M_SEED:
         ok = cli_int("--seed", optarg, 0, 2147483647, &a->seed);
+        break;
+      case M_STRUCT: /* prune only: its usage text names the flag */
+        a->structured = true;
+        ok = strstr(usage, "--structured") != NULL;
+        if (!ok) fprintf(stderr, "kronvi: --structured is an option of 'kronvi prune'\n");
         break;
       default:
         ok = false;
@@ -144,8 +150,140 @@ int cmd_eval(int argc, char **argv) {
 
 static const char *PRUNE_USAGE =
     "usage: kronvi prune MODEL --out PRUNED [--threshold T]\n"
+    "       kronvi prune MODEL --structured --out SMALL [--threshold T] [--data PATH\n"
+    "                    [--limit-test N]] [--threads N]\n"
     "  Zeroes the posterior means of the weights with log alpha = log(Var/M^2) > T (default 3)\n"
-    "  and writes the result as a new checkpoint (written atomically; MODEL is not changed).\n";
+    "  and writes the result as a new checkpoint (written atomically; MODEL is not changed).\n"
+    "  --structured writes a smaller network instead: neurons / filters whose outgoing weights\n"
+    "  are all pruned are removed, those whose incoming weights are all pruned output a constant\n"
+    "  and are merged into one constant 'ghost' unit; its mean-weight predictions equal the\n"
+    "  pruned model's. Prints units and weights per layer, the variational parameter count and\n"
+    "  the compression ratio. With --data (as 'kronvi eval' loads it) both models are evaluated\n"
+    "  on the test split: accuracies, the largest logit difference and the time of a mean-weight\n"
+    "  pass over the test set (best of 3, same batch and threads) with the speed-up.\n";
+
+/* The image shape a checkpoint records (conv nets: the input size; MLPs: none). */
+static kvi_dataset shape_of(const kvi_net *net) {
+  kvi_dataset d;
+  kvi_dataset_init(&d);
+  if (net->cfg.in_h > 0 && net->cfg.in_w > 0) {
+    d.h = net->cfg.in_h, d.w = net->cfg.in_w;
+    d.c = net->in_size / (d.h * d.w);
+    d.d = net->in_size;
+  }
+  return d;
+}
+
+/* A mean-weight pass over ds: logits (n, K) into out if not NULL, correct argmax predictions
+ * (classification) into *correct if not NULL. */
+static kvi_status mean_pass(kvi_net *net, const kvi_dataset *ds, kvi_real *out, int64_t *correct) {
+  const int K = net->out_size, Bm = net->max_batch;
+  int64_t c = 0;
+  for (int64_t r0 = 0; r0 < ds->n; r0 += Bm) {
+    int b = (int)(ds->n - r0 < Bm ? ds->n - r0 : Bm);
+    const kvi_real *y;
+    kvi_status s = kvi_net_forward(net, &y, ds->x + (size_t)r0 * ds->d, b, NULL);
+    if (s) return s;
+    if (out) memcpy(out + (size_t)r0 * K, y, (size_t)b * K * sizeof *y);
+    for (int i = 0; ds->y && i < b; i++) {
+      int arg = 0;
+      for (int k = 1; k < K; k++)
+        if (y[(size_t)i * K + k] > y[(size_t)i * K + arg]) arg = k;
+      c += arg == ds->y[r0 + i];
+    }
+  }
+  if (correct) *correct = c;
+  return KVI_OK;
+}
+
+/* Best of 3 wall-clock times of a mean-weight pass over ds. */
+static double time_pass(kvi_net *net, const kvi_dataset *ds) {
+  double best = 1e300;
+  for (int r = 0; r < 3; r++) {
+    double t0 = kvi_time_now();
+    if (mean_pass(net, ds, NULL, NULL)) return -1;
+    double t = kvi_time_now() - t0;
+    best = t < best ? t : best;
+  }
+  return best;
+}
+
+static void print_compression(const kvi_compress_info *in, const kvi_net *net, double thr) {
+  printf("structured compression (log alpha > %g): %s -> %s\n", thr, in->arch_before,
+         in->arch_after);
+  printf("%-8s %17s %19s %21s\n", "layer", "inputs", "units", "weights");
+  for (int k = 0; k < in->nlayers; k++) {
+    const kvi_compress_layer *l = &in->layer[k];
+    char ghost[24] = "";
+    if (l->ghost) snprintf(ghost, sizeof ghost, " (ghost: %d)", l->merged);
+    printf("%-8s %7d -> %-7d %7d -> %-7d %9lld -> %-9lld%s\n", l->name, l->n_before, l->n_after,
+           l->units_before, l->units_after, (long long)l->weights_before,
+           (long long)l->weights_after, ghost);
+  }
+  printf("weights: %lld -> %lld (x%.2f)\n", (long long)in->weights_before,
+         (long long)in->weights_after,
+         in->weights_after ? (double)in->weights_before / (double)in->weights_after : 0.0);
+  printf("variational parameters (%s): %zu -> %zu, compression ratio x%.2f\n",
+         kvi_family_name(net->cfg.family), in->params_before, in->params_after,
+         in->params_after ? (double)in->params_before / (double)in->params_after : 0.0);
+  if (in->note[0]) printf("note: %s\n", in->note);
+}
+
+/* --data: accuracies, max |logit difference| and timing of the pruned and compressed models. */
+static int compare_on_data(kvi_net *pruned, kvi_net *small, const model_args *a, bool reg) {
+  kvi_dataset train, test;
+  kvi_status s;
+  if (reg)
+    s = cli_load_data(&test, &train, a->data, true, pruned->out_size, NULL, a->limit_test, 0);
+  else
+    s = cli_load_data(&train, &test, a->data, false, 0, NULL, 1, a->limit_test);
+  int pad = pruned->cfg.in_h > 0 && test.h > 0 ? (pruned->cfg.in_h - test.h) / 2 : 0;
+  if (!s && pad > 0) s = kvi_dataset_pad(&test, pad);
+  if (!s && test.d != pruned->in_size)
+    s = kvi_fail(KVI_ERR_SHAPE, "the data have %d features, the model expects %d", test.d,
+                 pruned->in_size);
+  size_t nk = (size_t)test.n * pruned->out_size;
+  kvi_real *la = NULL, *lb = NULL;
+  if (!s && (!(la = kvi_alloc(nk * sizeof *la)) || !(lb = kvi_alloc(nk * sizeof *lb))))
+    s = kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  int64_t ca = 0, cb = 0;
+  if (!s) s = mean_pass(pruned, &test, la, &ca);
+  if (!s) s = mean_pass(small, &test, lb, &cb);
+  int rc = 0;
+  if (s) {
+    rc = cli_error("cannot evaluate on the data");
+  } else {
+    const int K = pruned->out_size;
+    double d = 0;
+    int64_t differ = 0;
+    for (int64_t i = 0; i < test.n; i++) {
+      int aa = 0, ab = 0;
+      for (int k = 0; k < K; k++) {
+        size_t j = (size_t)i * K + k;
+        d = fmax(d, fabs((double)la[j] - (double)lb[j]));
+        if (la[j] > la[(size_t)i * K + aa]) aa = k;
+        if (lb[j] > lb[(size_t)i * K + ab]) ab = k;
+      }
+      differ += aa != ab;
+    }
+    printf("test set: %lld rows\n", (long long)test.n);
+    if (!reg)
+      printf("accuracy (mean weights): pruned %.4f, compressed %.4f (%s)\n",
+             (double)ca / (double)test.n, (double)cb / (double)test.n,
+             differ ? "predictions differ" : "equal");
+    if (differ) printf("  %lld predictions differ\n", (long long)differ);
+    printf("max |logit difference|: %.3g\n", d);
+    double ta = time_pass(pruned, &test), tb = time_pass(small, &test);
+    printf(
+        "mean-weight inference over the test set (batch %d, %d threads, best of 3): pruned "
+        "%.4f s, compressed %.4f s, speed-up x%.2f\n",
+        pruned->max_batch, kvi_get_threads(), ta, tb, tb > 0 ? ta / tb : 0.0);
+  }
+  kvi_free(la), kvi_free(lb);
+  kvi_dataset_free(&train);
+  kvi_dataset_free(&test);
+  return rc;
+}
 
 int cmd_prune(int argc, char **argv) {
   model_args a;
@@ -155,10 +293,18 @@ int cmd_prune(int argc, char **argv) {
     fprintf(stderr, "kronvi: --out is required\n%s", PRUNE_USAGE);
     return 2;
   }
-  kvi_net *net = NULL;
-  kvi_trainer tr;
+  if (a.data && !a.structured) {
+    fprintf(stderr, "kronvi: --data needs --structured\n%s", PRUNE_USAGE);
+    return 2;
+  }
+  kvi_net *net = NULL, *small = NULL;
+  kvi_trainer tr, ts;
+  memset(&ts, 0, sizeof ts);
   if (kvi_checkpoint_load(a.model, &net, &tr, NULL)) return cli_error("cannot load model");
   int nd = 0, rc = 0;
+  kvi_compress_info info;
+  if (a.structured && kvi_net_compress(&small, &info, net, a.threshold))
+    rc = cli_error("structured compression failed");
   kvi_net_dense(net, 0, &nd);
   for (int k = 0; k < nd && !rc; k++) {
     kvi_dense *l = kvi_net_dense(net, k, NULL);
@@ -174,14 +320,35 @@ int cmd_prune(int argc, char **argv) {
       if (la[i] > a.threshold) M[i] = 0;
     kvi_free(la);
   }
-  kvi_sparsity sp;
-  if (!rc && kvi_sparsity_compute(&sp, net, a.threshold)) rc = cli_error("prune");
-  if (!rc && kvi_checkpoint_save(a.out, &tr, NULL)) rc = cli_error("cannot write pruned model");
-  if (!rc) {
-    kvi_sparsity_print(stdout, &sp, "pruned");
-    printf("wrote %s\n", a.out);
+  kvi_dataset shape = shape_of(net);
+  if (!rc && a.structured) {
+    if (kvi_trainer_init(&ts, small, &tr.cfg)) {
+      rc = cli_error("structured compression failed");
+    } else {
+      small->log_beta = net->log_beta; /* kvi_trainer_init resets it */
+      ts.m_beta = tr.m_beta, ts.v_beta = tr.v_beta;
+      ts.epoch = tr.epoch, ts.step = tr.step, ts.elapsed = tr.elapsed;
+      ts.best_val = tr.best_val, ts.best_epoch = tr.best_epoch;
+      if (kvi_checkpoint_save(a.out, &ts, &shape)) rc = cli_error("cannot write compressed model");
+    }
+    if (!rc) {
+      print_compression(&info, net, a.threshold);
+      printf("wrote %s\n", a.out);
+      fflush(stdout);
+      if (a.data) rc = compare_on_data(net, small, &a, tr.cfg.task == KVI_TASK_REGRESS);
+    }
+  } else if (!rc) {
+    kvi_sparsity sp;
+    if (kvi_sparsity_compute(&sp, net, a.threshold)) rc = cli_error("prune");
+    if (!rc && kvi_checkpoint_save(a.out, &tr, &shape)) rc = cli_error("cannot write pruned model");
+    if (!rc) {
+      kvi_sparsity_print(stdout, &sp, "pruned");
+      printf("wrote %s\n", a.out);
+    }
   }
+  if (ts.net) kvi_trainer_free(&ts);
   kvi_trainer_free(&tr);
+  kvi_net_free(small);
   kvi_net_free(net);
   return rc;
 }

@@ -98,6 +98,38 @@ KVI_API kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi
 /* KL weight beta at a (fractional) epoch. */
 KVI_API double kvi_kl_beta(const kvi_train_config *cfg, double epoch);
 
+/* Structured compression (docs/train.md, "Structured compression"). Per weight layer: */
+typedef struct {
+  char name[32];
+  int n_before, n_after;                 /* inputs (rows of W) */
+  int units_before, units_after;         /* output neurons / filters (after: ghost included) */
+  int ghost;                             /* 1: a constant "ghost" unit was added */
+  int merged;                            /* units folded into the ghost unit */
+  int forced;                            /* 1: every unit was removable, one was kept */
+  int64_t weights_before, weights_after; /* n * m */
+  size_t params_before, params_after;    /* kvi_dense_param_count */
+  double jitter; /* relative jitter the new Cholesky factors needed (0: none) */
+} kvi_compress_layer;
+
+typedef struct {
+  int nlayers; /* weight layers */
+  kvi_compress_layer layer[64];
+  int64_t weights_before, weights_after;
+  size_t params_before, params_after; /* kvi_net_param_count */
+  char arch_before[256], arch_after[256];
+  char note[512]; /* warnings ("" when none): layers with every unit removable, jitter */
+} kvi_compress_info;
+
+/* Builds in *out a smaller network without the neurons / filters that the pruned network
+ * (means of the weights with log alpha > threshold set to zero) does not need: a unit whose
+ * outgoing weights are all pruned is removed; a unit whose incoming weights are all pruned
+ * outputs a constant and is merged with the others into one constant "ghost" unit. The data's
+ * inputs and the outputs are kept. The mean-weight predictions of *out equal the pruned
+ * network's up to rounding; the posterior of the kept weights is the exact marginal of the
+ * original (MN: U' = T U T^T, V' = V[J,J]). Threshold NaN: KVI_ERR_ARG. */
+KVI_API kvi_status kvi_net_compress(kvi_net **out, kvi_compress_info *info, const kvi_net *net,
+                                    double threshold);
+
 /* Checkpoints (safetensors; docs/io.md). Saving is atomic. Loading creates the network and,
  * if t is given, restores the optimizer state and counters so training resumes exactly. */
 KVI_API kvi_status kvi_checkpoint_save(const char *path, const kvi_trainer *t,
