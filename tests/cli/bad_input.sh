@@ -46,6 +46,9 @@ os.makedirs(d + "/badmagic", exist_ok=True)
 open(d + "/badmagic/train-images-idx3-ubyte", "wb").write(struct.pack(">IIII", 0x1234, 60, 4, 4) + b"\0" * 960)
 labs(d + "/badmagic/train-labels-idx1-ubyte.gz", 60)
 imgs(d + "/badmagic/t10k-images-idx3-ubyte.gz", 30, 4, 4); labs(d + "/badmagic/t10k-labels-idx1-ubyte.gz", 30)
+os.makedirs(d + "/cifar", exist_ok=True)
+for name in ["data_batch_%d.bin" % i for i in range(1, 6)] + ["test_batch.bin"]:
+    open(d + "/cifar/" + name, "wb").write(bytes(3073 * 2 + (100 if name.endswith("3.bin") else 0)))
 open(d + "/nan.csv", "w").write("a,b,y\n1,2,3\n4,nan,6\n")
 open(d + "/ragged.csv", "w").write("1,2,3\n4,5\n")
 PY
@@ -68,6 +71,14 @@ expect 1 "magic" -- "$K" train --data "$T/badmagic" --arch 16-3
 expect 1 "16 features" -- "$K" train --data "$T/good" --arch 784-300-10 --progress none
 expect 1 "architecture" -- "$K" train --data "$T/good" --arch 16-x-3
 expect 1 "outputs" -- "$K" train --data "$T/good" --arch 16-2 --progress none
+# convolutional specs that do not fit 4x4x1 images, and a corrupt CIFAR-10 batch
+expect 1 "needs h, w >= 2\|pool" -- "$K" train --data "$T/good" --arch 1-4-mp-4-mp-4-mp-flatten-3 --progress none
+expect 1 "kernel 5x5 does not fit" -- "$K" train --data "$T/good" --arch 1-4k5p0-flatten-3 --progress none
+expect 1 "with 3 channels" -- "$K" train --data "$T/good" --arch 3-4-mp-flatten-3 --progress none
+expect 1 "needs 'flatten'" -- "$K" train --data "$T/good" --arch 1-4-mp-3 --progress none
+expect 1 "unknown layer" -- "$K" train --data "$T/good" --arch 1-4-pool-flatten-3 --progress none
+expect 1 "unknown option" -- "$K" train --data "$T/good" --arch 1-4x3-flatten-3 --progress none
+expect 1 "3073" -- "$K" train --data "$T/cifar" --arch 3-4-mp-flatten-10 --progress none
 expect 1 "nan" -- "$K" train --task regression --data "$T/nan.csv" --targets 1 --arch 2-1
 expect 1 "line 2" -- "$K" train --task regression --data "$T/ragged.csv" --targets 1 --arch 2-1
 
