@@ -7,7 +7,7 @@
  * with kvi_net_create, runs --warmup steps and then times --steps training steps exactly as
  * src/train/trainer.c does them (kvi_batch_gather, kvi_net_forward with a noise stream,
  * kvi_softmax_xent, kvi_params_zero_grad, kvi_net_backward, kvi_net_kl with gscale beta/N,
- * kvi_optimizer_step); seconds per epoch = seconds per step x (N / batch) = x 600.
+ * kvi_optimizer_step_params); seconds per epoch = seconds per step x (N / batch) = x 600.
  * After the timed steps a child runs the same steps once more with a clock around every phase and
  * every layer (the "where the time goes" tables); that pass does not enter the main timing.
  *
@@ -155,7 +155,7 @@ static int child(const opts *o, const char *family) {
     kvi_params_zero_grad(&net->params);                                                \
     if (kvi_net_backward(net, dout, B)) die("backward");                               \
     if (kvi_net_kl(net, &kl, (kvi_real)(beta / N))) die("kl");                         \
-    if (kvi_optimizer_step(&opt, net->params.data, net->params.grad, lr)) die("adam"); \
+    if (kvi_optimizer_step_params(&opt, &net->params, lr)) die("adam"); \
     step++;                                                                            \
   } while (0)
 
@@ -232,7 +232,7 @@ static int child(const opts *o, const char *family) {
       LAP(lk[d]);
       d++;
     }
-    if (kvi_optimizer_step(&opt, net->params.data, net->params.grad, lr)) die("adam");
+    if (kvi_optimizer_step_params(&opt, &net->params, lr)) die("adam");
     LAP(ph[PH_ADAM]);
     step++;
 #undef LAP

@@ -19,7 +19,9 @@
 # Then: one epoch of `kronvi train` per family (the printed epoch time, a cross-check of the
 # extrapolation) and the per-phase profile of bench_epoch.
 #
-# Environment knobs: BUILD (build-bench), STEPS (100), WARMUP (10), REPS (3),
+# BASE=DIR (optional) adds the same four kronvi configurations for DIR/bench_epoch, named base-*,
+# e.g. a build of an earlier commit, interleaved with the others for a before/after comparison.
+# Environment knobs: BUILD (build-bench), BASE (unset), STEPS (100), WARMUP (10), REPS (3),
 # FAMILIES ("point diag mn mn-diag"), TRAIN_THREADS ("2 1": threads of the `kronvi train` runs,
 # empty to skip), PROFILE (1), PY (/usr/bin/python3), LOG ($BUILD/bench-speed.log: all raw lines).
 set -euo pipefail
@@ -67,6 +69,10 @@ CONFIGS=(
   "pt-omp1-ob2-ctunset|t|1|2|unset|"
   "pt-omp1-ob1-ctunset|t|1|1|unset|"
 )
+if [[ -n ${BASE:-} ]]; then
+  CONFIGS+=("base-t2|b|2|-|asis|" "base-t2-ctunset|b|2|-|unset|" "base-t1|b|1|-|asis|"
+            "base-t1-ctunset|b|1|-|unset|")
+fi
 
 run_one() { # config-line family
   local name side thr ob ct extra fam=$2 out
@@ -74,8 +80,10 @@ run_one() { # config-line family
   local envs=()
   [[ $ct == unset ]] && envs+=(-u OPENBLAS_CORETYPE)
   [[ -n $extra ]] && envs+=("$extra")
-  if [[ $side == k ]]; then
-    out=$(env "${envs[@]}" "$BUILD/bench_epoch" --child "$fam" --threads "$thr" --steps "$STEPS" \
+  if [[ $side == k || $side == b ]]; then
+    local bin="$BUILD/bench_epoch"
+    [[ $side == b ]] && bin="$BASE/bench_epoch"
+    out=$(env "${envs[@]}" "$bin" --child "$fam" --threads "$thr" --steps "$STEPS" \
       --warmup "$WARMUP" --no-profile "${DATA_ARGS[@]}" | grep '^RESULT' || true)
   else
     out=$(env "${envs[@]}" OMP_NUM_THREADS="$thr" MKL_NUM_THREADS="$thr" \
@@ -119,11 +127,12 @@ for c, _ in rows:
         confs.append(c)
 kconfs = [c for c in confs if c.startswith("kvi")]
 tconfs = [c for c in confs if c.startswith("pt")]
+bconfs = [c for c in confs if c.startswith("base")]
 med = {k: statistics.median(t for t, _ in v) for k, v in rows.items()}
 rss = {k: max(m for _, m in v) for k, v in rows.items()}
 print("\nall configurations: s/epoch (median of s/step x 600; min-max over repetitions)")
 print(f"{'configuration':<22} " + " ".join(f"{f:>20}" for f in fams))
-for c in kconfs + tconfs:
+for c in kconfs + bconfs + tconfs:
     cells = []
     for f in fams:
         v = [t for t, _ in rows.get((c, f), [])]
@@ -156,6 +165,9 @@ def table(title, kpick):
 table("kronvi best configuration per family vs PyTorch best configuration per family "
       "(X/DIAG: kronvi s/epoch of the family over DIAG's in the same kronvi configuration)",
       lambda f: best(kconfs, f))
+if bconfs:
+    table("BASE (before) best configuration per family vs PyTorch best configuration",
+          lambda f: best(bconfs, f))
 if "kvi-t2" in kconfs:
     table("kronvi default (--threads 2, OPENBLAS_CORETYPE as is) vs PyTorch best configuration",
           lambda f: "kvi-t2")

@@ -33,6 +33,10 @@ KVI_API kvi_status kvi_optimizer_init(kvi_optimizer *o, const kvi_opt_config *cf
 KVI_API void kvi_optimizer_free(kvi_optimizer *o);
 /* One step on x (n) with gradient g (n) and learning rate lr (overrides cfg.lr, for schedules). */
 KVI_API kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_real *x, const kvi_real *g, double lr);
+/* The same step on p->data with gradient p->grad (p->n must equal the optimizer's n), skipping
+ * the strict upper triangles of the Cholesky views (role KVI_ROLE_CHOL): they are never read,
+ * stay zero and have zero gradient, so the result equals kvi_optimizer_step's, in less time. */
+KVI_API kvi_status kvi_optimizer_step_params(kvi_optimizer *o, kvi_params *p, double lr);
 
 #ifdef __cplusplus
 }

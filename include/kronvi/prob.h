@@ -55,6 +55,8 @@ typedef struct {
 KVI_API void kvi_chol_materialize(kvi_real *L, const kvi_real *P, int n);
 /* Diagonal of L L^T: out_i = sum_k L_ik^2 (= U_ii), from parameter storage P. */
 KVI_API void kvi_chol_rownorm2(kvi_real *out, const kvi_real *P, int n);
+/* trace(L L^T) = sum_i (L L^T)_ii from parameter storage P, in double. */
+KVI_API double kvi_chol_trace(const kvi_real *P, int n);
 /* Converts a gradient w.r.t. the materialized L (dL, lower part) into a gradient w.r.t. the
  * parameter storage and adds it into dP: strict lower as is, diagonal times exp(P_ii). */
 KVI_API void kvi_chol_grad_to_params(kvi_real *dP, const kvi_real *dL, const kvi_real *P, int n);

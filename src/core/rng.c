@@ -3,6 +3,7 @@
  * Fills are parallel over blocks, so results never depend on the thread count. */
 #include <math.h>
 
+#include "core/vmath.h"
 #include "kronvi/core.h"
 
 #define PHILOX_M0 0xD2511F53u
@@ -73,17 +74,74 @@ static inline void kvi__normal4(double z[4], uint64_t key, uint64_t ctr) {
   }
 }
 
+#ifdef KVI_DOUBLE
+void kvi_rng_normal(kvi_rng *r, kvi_real *out, size_t n) { kvi_rng_normal_f64(r, out, n); }
+#else
+/* Single precision: the same block layout (block k of the stream gives out[4k .. 4k + 3] from
+ * its two word pairs), Box-Muller in float with the vectorizable log / sincos of vmath.h, over
+ * chunks of KVI__NCHUNK blocks whose Philox words are generated lane-parallel (structure of
+ * arrays). u1 uses the top 24 bits, (x + 1/2) 2^-24 in (0, 1), so |z| <= 5.9. */
+#define KVI__NCHUNK 64
+
+KVI__HOT static void kvi__normal_chunk(float *out, uint64_t key, uint64_t ctr, size_t nb) {
+  uint32_t w0[KVI__NCHUNK], w1[KVI__NCHUNK], w2[KVI__NCHUNK], w3[KVI__NCHUNK];
+  float z0[KVI__NCHUNK], z1[KVI__NCHUNK], z2[KVI__NCHUNK], z3[KVI__NCHUNK];
+  const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+#pragma omp simd
+  for (size_t b = 0; b < KVI__NCHUNK; b++) {
+    uint64_t c = ctr + b;
+    uint32_t c0 = (uint32_t)c, c1 = (uint32_t)(c >> 32), c2 = 0x6a09e667u, c3 = 0xf3bcc908u;
+    uint32_t a0 = k0, a1 = k1;
+    for (int rd = 0; rd < 10; rd++) {
+      uint64_t p0 = (uint64_t)PHILOX_M0 * c0, p1 = (uint64_t)PHILOX_M1 * c2;
+      uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ a0;
+      uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ a1;
+      c1 = (uint32_t)p1;
+      c3 = (uint32_t)p0;
+      c0 = n0;
+      c2 = n2;
+      a0 += PHILOX_W0;
+      a1 += PHILOX_W1;
+    }
+    w0[b] = c0, w1[b] = c1, w2[b] = c2, w3[b] = c3;
+  }
+  const float s24 = 1.0f / 16777216.0f;
+#pragma omp simd
+  for (size_t b = 0; b < KVI__NCHUNK; b++) {
+    float u1 = ((float)(int32_t)(w0[b] >> 8) + 0.5f) * s24;
+    float u2 = ((float)(int32_t)(w1[b] >> 8) + 0.5f) * s24;
+    float u3 = ((float)(int32_t)(w2[b] >> 8) + 0.5f) * s24;
+    float u4 = ((float)(int32_t)(w3[b] >> 8) + 0.5f) * s24;
+    float ra = sqrtf(-2.0f * kvi__vlogf(u1)), rb = sqrtf(-2.0f * kvi__vlogf(u3));
+    float sa, ca, sb, cb;
+    kvi__vsincos2pif(&sa, &ca, u2);
+    kvi__vsincos2pif(&sb, &cb, u4);
+    z0[b] = ra * ca, z1[b] = ra * sa, z2[b] = rb * cb, z3[b] = rb * sb;
+  }
+  for (size_t b = 0; b < nb; b++) {
+    out[4 * b] = z0[b];
+    out[4 * b + 1] = z1[b];
+    out[4 * b + 2] = z2[b];
+    out[4 * b + 3] = z3[b];
+  }
+}
+
 void kvi_rng_normal(kvi_rng *r, kvi_real *out, size_t n) {
-  size_t nb = (n + 3) / 4;
+  size_t nb = (n + 3) / 4, nfull = n / 4, nch = (nfull + KVI__NCHUNK - 1) / KVI__NCHUNK;
   uint64_t base = r->ctr;
 #pragma omp parallel for schedule(static) if (nb > (1u << 18))
-  for (size_t b = 0; b < nb; b++) {
-    double z[4];
-    kvi__normal4(z, r->key, base + b);
-    for (int j = 0; j < 4 && b * 4 + j < n; j++) out[b * 4 + j] = (kvi_real)z[j];
+  for (size_t c = 0; c < nch; c++) {
+    size_t b0 = c * KVI__NCHUNK, cnt = nfull - b0 < KVI__NCHUNK ? nfull - b0 : KVI__NCHUNK;
+    kvi__normal_chunk(out + 4 * b0, r->key, base + b0, cnt);
+  }
+  if (nb > nfull) { /* a last, partial block */
+    float t[4 * KVI__NCHUNK];
+    kvi__normal_chunk(t, r->key, base + nfull, 1);
+    for (size_t j = 0; 4 * nfull + j < n; j++) out[4 * nfull + j] = t[j];
   }
   r->ctr += nb;
 }
+#endif
 
 void kvi_rng_normal_f64(kvi_rng *r, double *out, size_t n) {
   size_t nb = (n + 3) / 4;

@@ -1,10 +1,18 @@
 /* Elementwise activations. ELU: y = x (x > 0), e^x - 1 (x <= 0); dy/dx = 1 or y + 1.
- * OpenMP loops in the hot path only run in parallel above ~1M elements: below that, waking a
- * second thread pool next to OpenBLAS's spinning threads costs more than the loop. */
+ * The loops are vectorized (`omp simd`, branch-free expm1 in single precision) and stay on the
+ * calling thread below ~1M elements: there, waking a second thread pool next to OpenBLAS's
+ * spinning threads costs more than the loop. */
 #include <math.h>
 #include <string.h>
 
 #include "kronvi/nn.h"
+
+#include "core/vmath.h" /* KVI__HOT, vectorizable expm1f */
+#ifdef KVI_DOUBLE
+#define KVI__EXPM1 expm1
+#else
+#define KVI__EXPM1 kvi__vexpm1f
+#endif
 
 const char *kvi_act_name(kvi_act a) {
   return a == KVI_ACT_ELU ? "elu" : a == KVI_ACT_RELU ? "relu" : "none";
@@ -23,10 +31,32 @@ kvi_status kvi_act_parse(kvi_act *a, const char *s) {
   return KVI_OK;
 }
 
+static inline kvi_real kvi__elu(kvi_real x) {
+  kvi_real e = KVI__EXPM1(x);
+  return x > 0 ? x : e;
+}
+
+KVI__HOT static void kvi__elu_forward(kvi_real *y, const kvi_real *x, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; i++) y[i] = kvi__elu(x[i]);
+}
+
+KVI__HOT static void kvi__elu_backward(kvi_real *dx, const kvi_real *dy, const kvi_real *x,
+                                       const kvi_real *y, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; i++) {
+    kvi_real d = dy[i], t = d * (y[i] + 1); /* both arms computed: a select, not a branch */
+    dx[i] = x[i] > 0 ? d : t;
+  }
+}
+
 void kvi_act_forward(kvi_real *y, const kvi_real *x, size_t n, kvi_act a) {
-  if (a == KVI_ACT_ELU) {
-#pragma omp parallel for schedule(static) if (n > (1u << 20))
-    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : (kvi_real)expm1(x[i]);
+  if (a == KVI_ACT_ELU && n <= (1u << 20)) {
+    kvi__elu_forward(y, x, n);
+  } else if (a == KVI_ACT_ELU) {
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < n; c += 4096)
+      kvi__elu_forward(y + c, x + c, n - c < 4096 ? n - c : 4096);
   } else if (a == KVI_ACT_RELU) {
 #pragma omp parallel for schedule(static) if (n > (1u << 20))
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
@@ -37,9 +67,12 @@ void kvi_act_forward(kvi_real *y, const kvi_real *x, size_t n, kvi_act a) {
 
 void kvi_act_backward(kvi_real *dx, const kvi_real *dy, const kvi_real *x, const kvi_real *y,
                       size_t n, kvi_act a) {
-  if (a == KVI_ACT_ELU) {
-#pragma omp parallel for schedule(static) if (n > (1u << 20))
-    for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : dy[i] * (y[i] + 1);
+  if (a == KVI_ACT_ELU && n <= (1u << 20)) {
+    kvi__elu_backward(dx, dy, x, y, n);
+  } else if (a == KVI_ACT_ELU) {
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < n; c += 4096)
+      kvi__elu_backward(dx + c, dy + c, x + c, y + c, n - c < 4096 ? n - c : 4096);
   } else if (a == KVI_ACT_RELU) {
 #pragma omp parallel for schedule(static) if (n > (1u << 20))
     for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : 0;

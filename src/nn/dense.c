@@ -223,18 +223,9 @@ static double kvi__second_moment_sum(const kvi_params *p, const kvi_dense *l) {
   double s = 0;
   for (size_t i = 0; i < (size_t)n * m; i++) s += (double)M[i] * M[i];
   if (l->iA >= 0) {
-    const kvi_real *A = kvi_params_data(p, l->iA), *B = kvi_params_data(p, l->iB);
-    double su = 0, sv = 0;
-    for (int i = 0; i < n; i++)
-      for (int k = 0; k <= i; k++) {
-        double a = k == i ? exp(A[(size_t)i * n + k]) : A[(size_t)i * n + k];
-        su += a * a;
-      }
-    for (int j = 0; j < m; j++)
-      for (int k = 0; k <= j; k++) {
-        double b = k == j ? exp(B[(size_t)j * m + k]) : B[(size_t)j * m + k];
-        sv += b * b;
-      }
+    /* sum_ij U_ii V_jj = trace(U) trace(V) */
+    double su = kvi_chol_trace(kvi_params_data(p, l->iA), n);
+    double sv = kvi_chol_trace(kvi_params_data(p, l->iB), m);
     s += su * sv;
   }
   if (l->iS >= 0) {

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kronvi/optim.h"
+#include "core/vmath.h" /* KVI__HOT */
 #include "internal.h"
 
 kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind) {
@@ -47,30 +48,89 @@ void kvi_optimizer_free(kvi_optimizer *o) {
   o->m = o->v = NULL;
 }
 
-kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_real *x, const kvi_real *g, double lr) {
-  o->t++;
-  size_t n = o->n;
-  kvi_real *m = o->m, *v = o->v;
+/* Constants of one step (t already incremented). */
+typedef struct {
+  kvi_real b1, b2, step, rc2, eps, decay, mu, lr;
+} kvi__opt_consts;
+
+static kvi__opt_consts kvi__opt_prepare(const kvi_optimizer *o, double lr) {
+  kvi__opt_consts k;
   const double wd = o->cfg.weight_decay;
+  k.b1 = (kvi_real)o->cfg.beta1, k.b2 = (kvi_real)o->cfg.beta2;
+  const double c1 = 1 - pow(o->cfg.beta1, (double)o->t), c2 = 1 - pow(o->cfg.beta2, (double)o->t);
+  /* x -= lr * mhat / (sqrt(vhat) + eps), mhat = m / c1, vhat = v / c2 */
+  k.step = (kvi_real)(lr / c1), k.rc2 = (kvi_real)(1 / sqrt(c2));
+  k.eps = (kvi_real)o->cfg.eps, k.decay = (kvi_real)(1 - lr * wd);
+  k.mu = (kvi_real)o->cfg.momentum, k.lr = (kvi_real)lr;
+  return k;
+}
+
+/* The update of elements [0, n) of x, g and the moment buffers m, v (vectorized; the same
+ * arithmetic per element as a scalar loop, so the result does not depend on the split). */
+KVI__HOT static void kvi__opt_range(const kvi_optimizer *o, const kvi__opt_consts *k,
+                                    kvi_real *restrict x, const kvi_real *restrict g,
+                                    kvi_real *restrict m, kvi_real *restrict v, size_t n) {
   if (o->cfg.kind == KVI_OPT_ADAM) {
-    const kvi_real b1 = (kvi_real)o->cfg.beta1, b2 = (kvi_real)o->cfg.beta2;
-    const double c1 = 1 - pow(o->cfg.beta1, (double)o->t), c2 = 1 - pow(o->cfg.beta2, (double)o->t);
-    /* x -= lr * mhat / (sqrt(vhat) + eps), mhat = m / c1, vhat = v / c2 */
-    const kvi_real step = (kvi_real)(lr / c1), rc2 = (kvi_real)(1 / sqrt(c2));
-    const kvi_real eps = (kvi_real)o->cfg.eps, decay = (kvi_real)(1 - lr * wd);
+    const kvi_real b1 = k->b1, b2 = k->b2, step = k->step, rc2 = k->rc2, eps = k->eps;
+    const kvi_real decay = k->decay;
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
       kvi_real gi = g[i];
-      m[i] = b1 * m[i] + (1 - b1) * gi;
-      v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-      x[i] = decay * x[i] - step * m[i] / (KVI_SQRT(v[i]) * rc2 + eps);
+      kvi_real mi = b1 * m[i] + (1 - b1) * gi;
+      kvi_real vi = b2 * v[i] + (1 - b2) * gi * gi;
+      m[i] = mi;
+      v[i] = vi;
+      x[i] = decay * x[i] - step * mi / (KVI_SQRT(vi) * rc2 + eps);
     }
   } else {
-    const kvi_real mu = (kvi_real)o->cfg.momentum, lrr = (kvi_real)lr;
-    const kvi_real decay = (kvi_real)(1 - lr * wd);
+    const kvi_real mu = k->mu, lrr = k->lr, decay = k->decay;
+#pragma omp simd
     for (size_t i = 0; i < n; i++) {
-      m[i] = mu * m[i] + g[i];
-      x[i] = decay * x[i] - lrr * m[i];
+      kvi_real mi = mu * m[i] + g[i];
+      m[i] = mi;
+      x[i] = decay * x[i] - lrr * mi;
     }
   }
+}
+
+kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_real *x, const kvi_real *g, double lr) {
+  if (!o || !x || !g) return kvi_fail(KVI_ERR_ARG, "kvi_optimizer_step: NULL argument");
+  o->t++;
+  kvi__opt_consts k = kvi__opt_prepare(o, lr);
+  kvi__opt_range(o, &k, x, g, o->m, o->v, o->n);
+  return KVI_OK;
+}
+
+kvi_status kvi_optimizer_step_params(kvi_optimizer *o, kvi_params *p, double lr) {
+  if (!o || !p || !p->data || !p->grad)
+    return kvi_fail(KVI_ERR_ARG, "kvi_optimizer_step_params: NULL argument");
+  if (p->n != o->n)
+    return kvi_fail(KVI_ERR_ARG,
+                    "kvi_optimizer_step_params: %zu parameters, but the optimizer has %zu", p->n,
+                    o->n);
+  o->t++;
+  kvi__opt_consts k = kvi__opt_prepare(o, lr);
+  kvi_real *x = p->data, *m = o->m, *v = o->v;
+  const kvi_real *g = p->grad;
+  /* Elements outside the views, and whole views, in contiguous runs; a square Cholesky view is
+   * stepped row by row over its lower triangle only (its strict upper triangle is never read,
+   * stays zero and has zero gradient, so its update would leave it unchanged). */
+  size_t done = 0;
+  for (int vi = 0; vi < p->nviews; vi++) {
+    const kvi_view *w = &p->views[vi];
+    int64_t r = w->shape[0];
+    bool tri = w->role == KVI_ROLE_CHOL && w->ndim == 2 && w->shape[1] == r &&
+               (size_t)(r * r) == w->size && w->offset >= done;
+    if (!tri) continue;
+    if (w->offset > done)
+      kvi__opt_range(o, &k, x + done, g + done, m + done, v ? v + done : NULL, w->offset - done);
+    for (int64_t i = 0; i < r; i++) {
+      size_t off = w->offset + (size_t)(i * r);
+      kvi__opt_range(o, &k, x + off, g + off, m + off, v ? v + off : NULL, (size_t)i + 1);
+    }
+    done = w->offset + w->size;
+  }
+  if (p->n > done)
+    kvi__opt_range(o, &k, x + done, g + done, m + done, v ? v + done : NULL, p->n - done);
   return KVI_OK;
 }

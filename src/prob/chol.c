@@ -14,22 +14,36 @@ void kvi_chol_materialize(kvi_real *L, const kvi_real *P, int n) {
   }
 }
 
-void kvi__chol_rownorm2_d(double *out, const kvi_real *P, int n) {
+KVI__HOT void kvi__chol_rownorm2_d(double *out, const kvi_real *P, int n) {
   for (int i = 0; i < n; i++) {
     const kvi_real *p = P + (size_t)i * n;
-    double s = exp(2.0 * (double)p[i]);
+    double s = 0;
+#pragma omp simd reduction(+ : s)
     for (int k = 0; k < i; k++) s += (double)p[k] * (double)p[k];
-    out[i] = s;
+    out[i] = s + exp(2.0 * (double)p[i]);
   }
 }
 
 void kvi_chol_rownorm2(kvi_real *out, const kvi_real *P, int n) {
   for (int i = 0; i < n; i++) {
     const kvi_real *p = P + (size_t)i * n;
-    double s = exp(2.0 * (double)p[i]);
+    double s = 0;
+#pragma omp simd reduction(+ : s)
     for (int k = 0; k < i; k++) s += (double)p[k] * (double)p[k];
-    out[i] = (kvi_real)s;
+    out[i] = (kvi_real)(s + exp(2.0 * (double)p[i]));
   }
+}
+
+double kvi_chol_trace(const kvi_real *P, int n) {
+  double t = 0;
+  for (int i = 0; i < n; i++) {
+    const kvi_real *p = P + (size_t)i * n;
+    double s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int k = 0; k < i; k++) s += (double)p[k] * (double)p[k];
+    t += s + exp(2.0 * (double)p[i]);
+  }
+  return t;
 }
 
 void kvi_chol_grad_to_params(kvi_real *dP, const kvi_real *dL, const kvi_real *P, int n) {
@@ -52,12 +66,15 @@ void kvi__chol_add_diag(kvi_real *dP, int n, double val) {
   for (int i = 0; i < n; i++) dP[(size_t)i * n + i] += (kvi_real)val;
 }
 
-void kvi__chol_rownorm2_backward(kvi_real *dP, const kvi_real *P, int n, const double *gu) {
+KVI__HOT void kvi__chol_rownorm2_backward(kvi_real *dP, const kvi_real *P, int n,
+                                          const double *gu) {
   for (int i = 0; i < n; i++) {
     const kvi_real *p = P + (size_t)i * n;
     kvi_real *d = dP + (size_t)i * n;
     double two_g = 2.0 * gu[i];
-    for (int k = 0; k < i; k++) d[k] += (kvi_real)(two_g * (double)p[k]);
+    const kvi_real tg = (kvi_real)two_g;
+#pragma omp simd
+    for (int k = 0; k < i; k++) d[k] += tg * p[k];
     d[i] += (kvi_real)(two_g * exp(2.0 * (double)p[i]));
   }
 }

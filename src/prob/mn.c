@@ -140,14 +140,21 @@ kvi_status kvi_mn_log_alpha(kvi_real *out, const kvi_mn *q) {
 
 kvi_status kvi__uv_init(kvi__uv *w, const kvi_mn *q) {
   const int n = q->n, m = q->m;
-  double *p = kvi_alloc(2 * ((size_t)n + m) * sizeof *p);
+  size_t nd = 2 * ((size_t)n + m), nr = (size_t)n + 3 * (size_t)m;
+  double *p = kvi_alloc(nd * sizeof *p + nr * sizeof(kvi_real));
   if (!p) return KVI_ERR_NOMEM;
   w->u = p;
   w->v = p + n;
   w->gu = p + n + m;
   w->gv = p + 2 * n + m;
+  w->ur = (kvi_real *)(void *)(p + nd);
+  w->vr = w->ur + n;
+  w->r1 = w->vr + m;
+  w->r2 = w->r1 + m;
   kvi__chol_rownorm2_d(w->u, q->A, n);
   kvi__chol_rownorm2_d(w->v, q->B, m);
+  for (int i = 0; i < n; i++) w->ur[i] = (kvi_real)w->u[i];
+  for (int j = 0; j < m; j++) w->vr[j] = (kvi_real)w->v[j];
   return KVI_OK;
 }
 
@@ -220,39 +227,166 @@ kvi_status kvi_mn_kl_gauss(double *out, const kvi_mn *q, const kvi_real *prior_v
   return KVI_OK;
 }
 
+/* The ARD loops run in kvi_real with vectorizable log / exp and per-row partial sums (double
+ * across rows); the column sums of the gradient pass go through a kvi_real row (w->r1) that is
+ * flushed into double every KVI__ARD_ROWS rows. */
+#define KVI__ARD_ROWS 64
+
+KVI__HOT double kvi__mn_ard_logsum(const kvi_mn *q, const kvi_real *log_d, const kvi__uv *w,
+                                   double *sum_log_d) {
+  const int n = q->n, m = q->m;
+  const kvi_real *vr = w->vr;
+  double acc = 0, sld = 0;
+  for (int i = 0; i < n; i++) {
+    const kvi_real *Mi = q->M + (size_t)i * m, ui = w->ur[i];
+    kvi_real row = 0;
+    if (log_d) {
+      const kvi_real *Di = log_d + (size_t)i * m;
+      kvi_real rl = 0;
+#pragma omp simd reduction(+ : row, rl)
+      for (int j = 0; j < m; j++) {
+        kvi_real mu = Mi[j];
+        row += KVI__VLOG(mu * mu + ui * vr[j] + KVI__VEXP(Di[j]));
+        rl += Di[j];
+      }
+      sld += rl;
+    } else {
+#pragma omp simd reduction(+ : row)
+      for (int j = 0; j < m; j++) {
+        kvi_real mu = Mi[j];
+        row += KVI__VLOG(mu * mu + ui * vr[j]);
+      }
+    }
+    acc += row;
+  }
+  if (sum_log_d) *sum_log_d = sld;
+  return acc;
+}
+
+KVI__HOT void kvi__mn_ard_grad(const kvi_mn *q, const kvi_real *log_d, kvi__uv *w, kvi_real *gM,
+                               kvi_real *glog_d, double gs, double *logsum) {
+  const int n = q->n, m = q->m;
+  const kvi_real *vr = w->vr, gsr = (kvi_real)gs, gsh = (kvi_real)(0.5 * gs);
+  kvi_real *cs = w->r1, *dummy = w->r2;
+  double acc = 0;
+  memset(w->gv, 0, (size_t)m * sizeof *w->gv);
+  memset(cs, 0, (size_t)m * sizeof *cs);
+  for (int i = 0; i < n; i++) {
+    const kvi_real *Mi = q->M + (size_t)i * m, ui = w->ur[i];
+    kvi_real *gMi = gM ? gM + (size_t)i * m : dummy, gui = 0, row = 0;
+    if (log_d) {
+      const kvi_real *Di = log_d + (size_t)i * m;
+      kvi_real *gDi = glog_d ? glog_d + (size_t)i * m : dummy;
+      if (logsum) {
+#pragma omp simd reduction(+ : gui, row)
+        for (int j = 0; j < m; j++) {
+          kvi_real mu = Mi[j], d = KVI__VEXP(Di[j]), S = mu * mu + ui * vr[j] + d, iS = 1 / S;
+          row += KVI__VLOG(S);
+          gui += vr[j] * iS;
+          cs[j] += ui * iS;
+          gMi[j] += gsr * mu * iS;
+          gDi[j] += gsh * d * iS;
+        }
+      } else {
+#pragma omp simd reduction(+ : gui)
+        for (int j = 0; j < m; j++) {
+          kvi_real mu = Mi[j], d = KVI__VEXP(Di[j]), iS = 1 / (mu * mu + ui * vr[j] + d);
+          gui += vr[j] * iS;
+          cs[j] += ui * iS;
+          gMi[j] += gsr * mu * iS;
+          gDi[j] += gsh * d * iS;
+        }
+      }
+    } else if (logsum) {
+#pragma omp simd reduction(+ : gui, row)
+      for (int j = 0; j < m; j++) {
+        kvi_real mu = Mi[j], S = mu * mu + ui * vr[j], iS = 1 / S;
+        row += KVI__VLOG(S);
+        gui += vr[j] * iS;
+        cs[j] += ui * iS;
+        gMi[j] += gsr * mu * iS;
+      }
+    } else {
+#pragma omp simd reduction(+ : gui)
+      for (int j = 0; j < m; j++) {
+        kvi_real mu = Mi[j], iS = 1 / (mu * mu + ui * vr[j]);
+        gui += vr[j] * iS;
+        cs[j] += ui * iS;
+        gMi[j] += gsr * mu * iS;
+      }
+    }
+    acc += row;
+    w->gu[i] = 0.5 * (double)gui;
+    if ((i + 1) % KVI__ARD_ROWS == 0 || i + 1 == n) {
+      for (int j = 0; j < m; j++) w->gv[j] += cs[j];
+      memset(cs, 0, (size_t)m * sizeof *cs);
+    }
+  }
+  for (int j = 0; j < m; j++) w->gv[j] *= 0.5;
+  if (logsum) *logsum = acc;
+}
+
+bool kvi__mn_ard_safe(const kvi_mn *q, const kvi__uv *w) {
+  const int n = q->n, m = q->m;
+  if (!isfinite(kvi__chol_logdet(q->A, n) + kvi__chol_logdet(q->B, m))) return false;
+  /* u_i v_j within [1e-36, 1e36]: a normal float product */
+  for (int i = 0; i < n; i++)
+    if (!(w->u[i] >= 1e-18 && w->u[i] <= 1e18)) return false;
+  for (int j = 0; j < m; j++)
+    if (!(w->v[j] >= 1e-18 && w->v[j] <= 1e18)) return false;
+  return kvi__all_within(q->M, (size_t)n * m, (kvi_real)-1e15, (kvi_real)1e15);
+}
+
+KVI__HOT double kvi__sum(const kvi_real *x, size_t cnt) {
+  double s = 0;
+#pragma omp simd reduction(+ : s)
+  for (size_t k = 0; k < cnt; k++) s += (double)x[k];
+  return s;
+}
+
+KVI__HOT bool kvi__all_within(const kvi_real *x, size_t cnt, kvi_real lo, kvi_real hi) {
+  int bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (size_t k = 0; k < cnt; k++) bad |= !(x[k] > lo && x[k] < hi);
+  return !bad;
+}
+
+kvi_status kvi__kl_nonfinite(kvi_status detail, double value, const char *fn) {
+  if (detail) return detail;
+  return kvi_fail(KVI_ERR_NONFINITE, "%s: the KL is not finite (%g)", fn, value);
+}
+
 kvi_status kvi_mn_kl_ard(double *out, const kvi_mn *q, kvi_mn_grad *g, kvi_real gscale) {
   const char *fn = "kvi_mn_kl_ard";
   kvi_status s = kvi__check_mn_args(q, fn);
   if (s) return s;
   if (!out) return kvi_fail(KVI_ERR_ARG, "%s: out is NULL", fn);
-  if ((s = kvi__check_mn_finite(q, fn))) return s;
   const int n = q->n, m = q->m;
   kvi__uv w;
   if ((s = kvi__uv_init(&w, q))) return s;
-  double gs = gscale, acc = 0, slu = 0, slv = 0;
-  kvi_real *gM = g ? g->M : NULL;
-  memset(w.gv, 0, (size_t)m * sizeof *w.gv);
   /* KL = 1/2 sum log(1 + M^2/(u_i v_j)) + 1/2 [m (sum log u - log|U|) + n (sum log v - log|V|)]
-   *    = 1/2 sum log(M^2 + u_i v_j) - m sum a_i - n sum b_j  (gradients from the second form) */
-  for (int i = 0; i < n; i++) {
-    double ui = w.u[i], gui = 0;
-    slu += log(ui);
-    for (int j = 0; j < m; j++) {
-      size_t k = (size_t)i * m + j;
-      double mu = q->M[k], var = ui * w.v[j], iS = 1.0 / (mu * mu + var);
-      acc += log1p(mu * mu / var);
-      gui += w.v[j] * iS;
-      w.gv[j] += ui * iS;
-      if (gM) gM[k] += (kvi_real)(gs * mu * iS);
-    }
-    w.gu[i] = 0.5 * gui;
+   *    = 1/2 sum log(M^2 + u_i v_j) - m sum a_i - n sum b_j  (log|U| = 2 sum a_i).
+   * When the parameters are in a range where every term is finite (kvi__mn_ard_safe: one cheap
+   * pass over M, none over the factors), value and gradients come from one fused pass. Otherwise
+   * the value comes first and the gradients only if it is finite (a failed call leaves g
+   * untouched); a non-finite parameter always makes the value non-finite, so the full finiteness
+   * check only runs then, to name the culprit. */
+  const double ld = (double)m * kvi__chol_logdet(q->A, n) + (double)n * kvi__chol_logdet(q->B, m);
+  double gs = gscale;
+  if (g && kvi__mn_ard_safe(q, &w)) {
+    double acc;
+    kvi__mn_ard_grad(q, NULL, &w, g->M, NULL, gs, &acc);
+    *out = 0.5 * acc - ld;
+    kvi__uv_finish(&w, q, g, gs, -(double)m, -(double)n);
+    return KVI_OK;
   }
-  for (int j = 0; j < m; j++) {
-    slv += log(w.v[j]);
-    w.gv[j] *= 0.5;
+  double kl = 0.5 * kvi__mn_ard_logsum(q, NULL, &w, NULL) - ld;
+  if (!isfinite(kl)) {
+    kvi__uv_finish(&w, q, NULL, 0, 0, 0);
+    return kvi__kl_nonfinite(kvi__check_mn_finite(q, fn), kl, fn);
   }
-  double ldU = 2.0 * kvi__chol_logdet(q->A, n), ldV = 2.0 * kvi__chol_logdet(q->B, m);
-  *out = 0.5 * acc + 0.5 * ((double)m * (slu - ldU) + (double)n * (slv - ldV));
+  *out = kl;
+  if (g) kvi__mn_ard_grad(q, NULL, &w, g->M, NULL, gs, NULL);
   kvi__uv_finish(&w, q, g, gs, -(double)m, -(double)n);
   return KVI_OK;
 }

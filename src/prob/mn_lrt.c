@@ -45,8 +45,8 @@ void kvi__mn_lrt_noise_forward(kvi_real *Y, void *ws, const kvi_mn *q, const kvi
                                const kvi_real *eps1, int batch) {
   const int n = q->n, m = q->m;
   kvi__mn_ws w = kvi__mn_ws_carve(ws, batch, n, m);
-  for (int i = 0; i < n; i++) w.ea[i] = KVI__EXP(q->A[(size_t)i * n + i]);
-  for (int j = 0; j < m; j++) w.eb[j] = KVI__EXP(q->B[(size_t)j * m + j]);
+  for (int i = 0; i < n; i++) w.ea[i] = KVI__VEXP(q->A[(size_t)i * n + i]);
+  for (int j = 0; j < m; j++) w.eb[j] = KVI__VEXP(q->B[(size_t)j * m + j]);
   const size_t bn = (size_t)batch * n, bm = (size_t)batch * m;
   /* Z = X (L_A + I), then + X diag(e^a - 1); s_b = ||Z_b|| */
   memcpy(w.Z, X, bn * sizeof *X);
@@ -60,6 +60,7 @@ void kvi__mn_lrt_noise_forward(kvi_real *Y, void *ws, const kvi_mn *q, const kvi
     kvi_real *z = w.Z + (size_t)b * n, *nb = w.N + (size_t)b * m, *y = Y + (size_t)b * m;
     const kvi_real *x = X + (size_t)b * n, *e = eps1 + (size_t)b * m;
     kvi_real ss = 0;
+#pragma omp simd reduction(+ : ss)
     for (int i = 0; i < n; i++) {
       kvi_real zi = z[i] + x[i] * (ea[i] - 1);
       z[i] = zi;
@@ -67,6 +68,7 @@ void kvi__mn_lrt_noise_forward(kvi_real *Y, void *ws, const kvi_mn *q, const kvi
     }
     kvi_real sb = KVI__SQRT(ss);
     w.s[b] = sb;
+#pragma omp simd
     for (int j = 0; j < m; j++) {
       kvi_real nj = nb[j] + e[j] * (eb[j] - 1);
       nb[j] = nj;
@@ -113,6 +115,7 @@ void kvi__mn_lrt_noise_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY
     kvi_real *z = w.Z + (size_t)b * n, *nb = w.N + (size_t)b * m;
     const kvi_real *dy = dY + (size_t)b * m;
     kvi_real sb = w.s[b], ds = 0;
+#pragma omp simd reduction(+ : ds)
     for (int j = 0; j < m; j++) {
       ds += dy[j] * nb[j];
       nb[j] = sb * dy[j];
@@ -121,6 +124,7 @@ void kvi__mn_lrt_noise_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY
     if (dX) {
       /* dX += dZ diag(e^a - 1): the diagonal part of dZ A^T (the rest is a trmm below) */
       kvi_real *dx = dX + (size_t)b * n;
+#pragma omp simd
       for (int i = 0; i < n; i++) {
         kvi_real dz = cb * z[i];
         z[i] = dz;

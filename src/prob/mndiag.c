@@ -12,18 +12,20 @@
 
 #include "prob/prob_internal.h"
 
-/* LB and its partial derivatives w1 = dLB/d ld1, w2 = dLB/d ld2 (w1 + w2 = 1). */
-static double kvi__mndiag_lb(const kvi_mndiag *q, double *w1, double *w2) {
+/* LB and its partial derivatives w1 = dLB/d ld1, w2 = dLB/d ld2 (w1 + w2 = 1); ld2 = sum log_d. */
+static double kvi__mndiag_lb_from(const kvi_mndiag *q, double ld2, double *w1, double *w2) {
   const int n = q->mn.n, m = q->mn.m;
   double N = (double)n * m;
   double ld1 = 2.0 * m * kvi__chol_logdet(q->mn.A, n) + 2.0 * n * kvi__chol_logdet(q->mn.B, m);
-  double ld2 = 0;
-  for (size_t k = 0; k < (size_t)n * m; k++) ld2 += q->log_d[k];
   double x1 = ld1 / N, x2 = ld2 / N, hi = fmax(x1, x2);
   double lse = hi + log(exp(x1 - hi) + exp(x2 - hi));
   *w1 = exp(x1 - lse);
   *w2 = exp(x2 - lse);
   return N * lse;
+}
+
+static double kvi__mndiag_lb(const kvi_mndiag *q, double *w1, double *w2) {
+  return kvi__mndiag_lb_from(q, kvi__sum(q->log_d, (size_t)q->mn.n * q->mn.m), w1, w2);
 }
 
 /* Adds c times the gradient of LB into g. */
@@ -34,8 +36,10 @@ static void kvi__mndiag_lb_grad(kvi_mndiag_grad *g, const kvi_mndiag *q, double 
   if (g->mn.A) kvi__chol_add_diag(g->mn.A, n, c * w1 * 2.0 * m);
   if (g->mn.B) kvi__chol_add_diag(g->mn.B, m, c * w1 * 2.0 * n);
   if (g->log_d) {
-    kvi_real a = (kvi_real)(c * w2);
-    for (size_t k = 0; k < (size_t)n * m; k++) g->log_d[k] += a;
+    kvi_real a = (kvi_real)(c * w2), *gd = g->log_d;
+    const size_t nm = (size_t)n * m;
+#pragma omp simd
+    for (size_t k = 0; k < nm; k++) gd[k] += a;
   }
 }
 
@@ -84,34 +88,38 @@ kvi_status kvi_mndiag_log_alpha(kvi_real *out, const kvi_mndiag *q) {
 kvi_status kvi_mndiag_kl_ard(double *out, const kvi_mndiag *q, kvi_mndiag_grad *g,
                              kvi_real gscale) {
   const char *fn = "kvi_mndiag_kl_ard";
-  kvi_status s = kvi__mndiag_prologue(q, out, fn);
+  kvi_status s = kvi__check_mndiag_args(q, fn);
   if (s) return s;
+  if (!out) return kvi_fail(KVI_ERR_ARG, "%s: out is NULL", fn);
   const kvi_mn *mn = &q->mn;
-  const int n = mn->n, m = mn->m;
   kvi__uv w;
   if ((s = kvi__uv_init(&w, mn))) return s;
-  kvi_real *gM = g ? g->mn.M : NULL, *gd = g ? g->log_d : NULL;
-  double gs = gscale, acc = 0;
-  memset(w.gv, 0, (size_t)m * sizeof *w.gv);
   /* With alpha_ij = 1/(M^2 + Var) the trace and mean terms give exactly nm, so
-   * KL = 1/2 sum log(M_ij^2 + Var_ij) - 1/2 logdet Sigma <= 1/2 sum log(M^2 + Var) - 1/2 LB. */
-  for (int i = 0; i < n; i++) {
-    double ui = w.u[i], gui = 0;
-    for (int j = 0; j < m; j++) {
-      size_t k = (size_t)i * m + j;
-      double mu = q->mn.M[k], d = exp((double)q->log_d[k]);
-      double S = mu * mu + ui * w.v[j] + d, iS = 1.0 / S;
-      acc += log(S);
-      gui += w.v[j] * iS;
-      w.gv[j] += ui * iS;
-      if (gM) gM[k] += (kvi_real)(gs * mu * iS);
-      if (gd) gd[k] += (kvi_real)(gs * 0.5 * d * iS);
-    }
-    w.gu[i] = 0.5 * gui;
+   * KL = 1/2 sum log(M_ij^2 + Var_ij) - 1/2 logdet Sigma <= 1/2 sum log(M^2 + Var) - 1/2 LB.
+   * One fused pass when every term is finite (see kvi_mn_kl_ard; log_d in (-80, 80)), else the
+   * value first (with sum log_d for LB) and the gradients only when it is finite. */
+  double gs = gscale, w1, w2;
+  const size_t nm = (size_t)mn->n * mn->m;
+  if (g && kvi__mn_ard_safe(mn, &w) && kvi__all_within(q->log_d, nm, -80, 80)) {
+    double acc, sld = kvi__sum(q->log_d, nm);
+    kvi__mn_ard_grad(mn, q->log_d, &w, g->mn.M, g->log_d, gs, &acc);
+    double lb = kvi__mndiag_lb_from(q, sld, &w1, &w2);
+    *out = 0.5 * acc - 0.5 * lb;
+    kvi__uv_finish(&w, mn, &g->mn, gs, 0.0, 0.0);
+    kvi__mndiag_lb_grad(g, q, w1, w2, -0.5 * gs);
+    return KVI_OK;
   }
-  for (int j = 0; j < m; j++) w.gv[j] *= 0.5;
-  double w1, w2, lb = kvi__mndiag_lb(q, &w1, &w2);
-  *out = 0.5 * acc - 0.5 * lb;
+  double sld = 0;
+  double acc = kvi__mn_ard_logsum(mn, q->log_d, &w, &sld);
+  double lb = kvi__mndiag_lb_from(q, sld, &w1, &w2), kl = 0.5 * acc - 0.5 * lb;
+  /* LB stays finite when one of its two log-determinants is -inf: check them too */
+  double ld1 = kvi__chol_logdet(mn->A, mn->n) + kvi__chol_logdet(mn->B, mn->m);
+  if (!isfinite(kl) || !isfinite(sld) || !isfinite(ld1)) {
+    kvi__uv_finish(&w, mn, NULL, 0, 0, 0);
+    return kvi__kl_nonfinite(kvi__check_mndiag_finite(q, fn), kl, fn);
+  }
+  *out = kl;
+  if (g) kvi__mn_ard_grad(mn, q->log_d, &w, g->mn.M, g->log_d, gs, NULL);
   kvi__uv_finish(&w, mn, g ? &g->mn : NULL, gs, 0.0, 0.0);
   kvi__mndiag_lb_grad(g, q, w1, w2, -0.5 * gs);
   return KVI_OK;

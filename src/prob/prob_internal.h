@@ -17,6 +17,17 @@
 #define KVI__LOG logf
 #endif
 
+/* Vectorizable exp / log for loops marked `#pragma omp simd` (src/core/vmath.h); the double
+ * build (tests) uses libm. */
+#include "core/vmath.h" /* KVI__HOT */
+#ifdef KVI_DOUBLE
+#define KVI__VEXP exp
+#define KVI__VLOG log
+#else
+#define KVI__VEXP kvi__vexpf
+#define KVI__VLOG kvi__vlogf
+#endif
+
 #define KVI__LOG_2PI 1.8378770664093454835606594728112
 
 /* Parallelize an elementwise loop only when it has at least this many elements. The bar is high
@@ -60,9 +71,11 @@ void kvi__chol_rownorm2_backward(kvi_real *dP, const kvi_real *P, int n, const d
 void kvi__chol_rownorm2_d(double *out, const kvi_real *P, int n);
 
 /* Shared frame of the MN KL functions: u = diag U, v = diag V and the gradients gu, gv of the
- * KL w.r.t. them (all double), in one allocation. */
+ * KL w.r.t. them (all double), in one allocation; ur, vr: u, v in kvi_real, and two scratch rows
+ * r1, r2 of m kvi_real for the vectorized ARD loops. */
 typedef struct {
   double *u, *v, *gu, *gv;
+  kvi_real *ur, *vr, *r1, *r2;
 } kvi__uv;
 kvi_status kvi__uv_init(kvi__uv *w, const kvi_mn *q);
 /* Adds the gradients collected in gu, gv (w.r.t. U_ii, V_jj) plus the direct log-diagonal terms
@@ -79,6 +92,24 @@ double kvi__mn_kl_gauss_core(const kvi_mn *q, const kvi_real *log_d, const kvi_r
 double kvi__mn_kl_group_core(const kvi_mn *q, const kvi_real *log_d, const kvi_real *log_tau,
                              const kvi_real *log_gamma, kvi__uv *w, kvi_real *gM, kvi_real *glog_d,
                              kvi_real *g_log_tau, kvi_real *g_log_gamma, double gs);
+/* The MN / MN+DIAG ARD KL, S_ij = M_ij^2 + u_i v_j + D_ij (D = exp(log_d); log_d NULL: D = 0).
+ * Value pass: returns sum_ij log S_ij and, with log_d, sets *sum_log_d = sum log_d. Gradient pass:
+ * adds gs M/S into gM and gs/2 D/S into glog_d (either may be NULL) and sets w->gu, w->gv to the
+ * gradients of 1/2 sum log S w.r.t. u, v. */
+double kvi__mn_ard_logsum(const kvi_mn *q, const kvi_real *log_d, const kvi__uv *w,
+                          double *sum_log_d);
+void kvi__mn_ard_grad(const kvi_mn *q, const kvi_real *log_d, kvi__uv *w, kvi_real *gM,
+                      kvi_real *glog_d, double gs, double *logsum);
+/* The gradient pass may also return sum log S (logsum not NULL), fused, when this holds: finite
+ * log-determinants, u_i, v_j in [1e-18, 1e18] and |M| < 1e15, so that every term is finite. */
+bool kvi__mn_ard_safe(const kvi_mn *q, const kvi__uv *w);
+/* sum of x[0..cnt) in double (vectorized: the order of the additions is not sequential) */
+double kvi__sum(const kvi_real *x, size_t cnt);
+/* true if every x[k] lies in the open interval (lo, hi); NaN does not. */
+bool kvi__all_within(const kvi_real *x, size_t cnt, kvi_real lo, kvi_real hi);
+/* The error of a KL whose value came out non-finite: the first non-finite parameter (from the
+ * full check, which the hot path skips) or else a generic message. */
+kvi_status kvi__kl_nonfinite(kvi_status detail, double value, const char *fn);
 kvi_status kvi__check_prior_var(const kvi_real *pv, size_t cnt, const char *fn);
 kvi_status kvi__check_group_args(const kvi_real *log_tau, const kvi_real *log_gamma, int n, int m,
                                  const char *fn);

@@ -170,7 +170,7 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
       kl_last = kl;
       loss_sum += (nll + beta * kl / N) * b;
       seen += b;
-      s = kvi_optimizer_step(&t->opt, net->params.data, net->params.grad, lr);
+      s = kvi_optimizer_step_params(&t->opt, &net->params, lr);
       if (s) break;
       if (!cls && cfg->learn_noise) { /* Adam on the noise log-precision */
         t->m_beta = 0.9f * t->m_beta + 0.1f * dlb;

@@ -1,0 +1,128 @@
+/* Per-kernel timings of the elementwise hot spots of the Fashion-MNIST MLP step
+ * (784-300-300-300-10, batch 100, f32): the ARD KL of each family summed over the four layers, Adam
+ * over the MN parameters (full buffer vs skipping the Cholesky upper triangles), ELU forward /
+ * backward and the LRT noise. Thread CPU time (CLOCK_THREAD_CPUTIME_ID), so that a loaded machine
+ * disturbs the numbers less than wall time; median of R repetitions, one thread.
+ *
+ *   bench_kernels [R]   (default 30) */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kronvi/nn.h"
+#include "kronvi/optim.h"
+#include "kronvi/prob.h"
+
+static double cpu_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+#define NL 4
+static const int dims[NL + 1] = {784, 300, 300, 300, 10};
+
+/* median ms of R runs of the statement (variadic: it may contain commas) */
+#define TIME(label, R, ...)                         \
+  do {                                              \
+    double ts[256];                                 \
+    for (int r_ = 0; r_ < (R); r_++) {              \
+      double t0_ = cpu_now();                       \
+      __VA_ARGS__;                                  \
+      ts[r_] = 1e3 * (cpu_now() - t0_);             \
+    }                                               \
+    qsort(ts, (size_t)(R), sizeof *ts, cmp);        \
+    printf("%-34s %8.3f ms\n", label, ts[(R) / 2]); \
+  } while (0)
+
+int main(int argc, char **argv) {
+  int R = argc > 1 ? atoi(argv[1]) : 30;
+  if (R < 1 || R > 256) R = 30;
+  kvi_set_threads(1);
+  kvi_rng rng = kvi_rng_stream(1, 2);
+  kvi_real *M[NL], *A[NL], *B[NL], *S[NL], *gM[NL], *gA[NL], *gB[NL], *gS[NL];
+  size_t ntot = 0;
+  for (int l = 0; l < NL; l++) {
+    int n = dims[l], m = dims[l + 1];
+    size_t nm = (size_t)n * m;
+    M[l] = kvi_alloc(nm * sizeof(kvi_real)), gM[l] = kvi_alloc(nm * sizeof(kvi_real));
+    S[l] = kvi_alloc(nm * sizeof(kvi_real)), gS[l] = kvi_alloc(nm * sizeof(kvi_real));
+    A[l] = kvi_alloc((size_t)n * n * sizeof(kvi_real));
+    gA[l] = kvi_alloc((size_t)n * n * sizeof(kvi_real));
+    B[l] = kvi_alloc((size_t)m * m * sizeof(kvi_real));
+    gB[l] = kvi_alloc((size_t)m * m * sizeof(kvi_real));
+    kvi_rng_normal(&rng, M[l], nm);
+    for (size_t k = 0; k < nm; k++) M[l][k] *= 0.05f, S[l][k] = -4.0f, gM[l][k] = gS[l][k] = 0;
+    memset(A[l], 0, (size_t)n * n * sizeof(kvi_real));
+    memset(B[l], 0, (size_t)m * m * sizeof(kvi_real));
+    memset(gA[l], 0, (size_t)n * n * sizeof(kvi_real));
+    memset(gB[l], 0, (size_t)m * m * sizeof(kvi_real));
+    for (int i = 0; i < n; i++) A[l][(size_t)i * n + i] = -2;
+    for (int j = 0; j < m; j++) B[l][(size_t)j * m + j] = -2;
+    ntot += nm + (size_t)n * n + (size_t)m * m;
+  }
+  double v;
+  TIME(
+      "KL ARD diag (4 layers)", R, for (int l = 0; l < NL; l++) {
+        kvi_diag q = {dims[l], dims[l + 1], M[l], S[l]};
+        kvi_diag_grad g = {gM[l], gS[l]};
+        if (kvi_diag_kl_ard(&v, &q, &g, 1e-5f)) return 1;
+      });
+  TIME(
+      "KL ARD mn (4 layers)", R, for (int l = 0; l < NL; l++) {
+        kvi_mn q = {dims[l], dims[l + 1], M[l], A[l], B[l]};
+        kvi_mn_grad g = {gM[l], gA[l], gB[l]};
+        if (kvi_mn_kl_ard(&v, &q, &g, 1e-5f)) return 1;
+      });
+  TIME(
+      "KL ARD mn-diag (4 layers)", R, for (int l = 0; l < NL; l++) {
+        kvi_mndiag q = {{dims[l], dims[l + 1], M[l], A[l], B[l]}, S[l]};
+        kvi_mndiag_grad g = {{gM[l], gA[l], gB[l]}, gS[l]};
+        if (kvi_mndiag_kl_ard(&v, &q, &g, 1e-5f)) return 1;
+      });
+
+  /* Adam over an MN model's parameter buffer (M, A, B per layer) */
+  kvi_params p;
+  kvi_params_init(&p);
+  for (int l = 0; l < NL; l++) {
+    int idx;
+    char nm[32];
+    int64_t sh[3][2] = {{dims[l], dims[l + 1]}, {dims[l], dims[l]}, {dims[l + 1], dims[l + 1]}};
+    snprintf(nm, sizeof nm, "fc%d.M", l);
+    if (kvi_params_add(&p, nm, KVI_ROLE_MEAN, 2, sh[0], &idx)) return 1;
+    snprintf(nm, sizeof nm, "fc%d.A", l);
+    if (kvi_params_add(&p, nm, KVI_ROLE_CHOL, 2, sh[1], &idx)) return 1;
+    snprintf(nm, sizeof nm, "fc%d.B", l);
+    if (kvi_params_add(&p, nm, KVI_ROLE_CHOL, 2, sh[2], &idx)) return 1;
+  }
+  if (kvi_params_alloc(&p)) return 1;
+  kvi_optimizer opt;
+  kvi_opt_config oc = kvi_opt_config_default(KVI_OPT_ADAM);
+  if (kvi_optimizer_init(&opt, &oc, p.n)) return 1;
+  kvi_rng_normal(&rng, p.grad, p.n);
+  char lab[64];
+  snprintf(lab, sizeof lab, "Adam, full buffer (%.2f M)", (double)p.n / 1e6);
+  TIME(lab, R, kvi_optimizer_step(&opt, p.data, p.grad, 1e-3));
+  TIME("Adam, Cholesky upper skipped", R, kvi_optimizer_step_params(&opt, &p, 1e-3));
+
+  size_t na = 100 * (300 + 300 + 300);
+  kvi_real *x = kvi_alloc(na * sizeof(kvi_real)), *y = kvi_alloc(na * sizeof(kvi_real));
+  kvi_real *dx = kvi_alloc(na * sizeof(kvi_real));
+  kvi_rng_normal(&rng, x, na);
+  TIME("ELU forward (3 x 100 x 300)", R, kvi_act_forward(y, x, na, KVI_ACT_ELU));
+  TIME("ELU backward (3 x 100 x 300)", R, kvi_act_backward(dx, x, x, y, na, KVI_ACT_ELU));
+  size_t nz = 100 * (300 + 300 + 300 + 10);
+  kvi_real *z = kvi_alloc(nz * sizeof(kvi_real));
+  TIME("normals (91000)", R, kvi_rng_normal(&rng, z, nz));
+  double s = 0;
+  for (size_t k = 0; k < nz; k++) s += (double)z[k] * z[k];
+  printf("(mean square of the last normals %.4f)\n", s / (double)nz);
+  return 0;
+}
