@@ -450,6 +450,27 @@ int cmd_inspect(int argc, char **argv) {
     kvi_jb_kv_str(&jb, "family", kvi_family_name(l->family));
     kvi_jb_kv_int(&jb, "n", n);
     kvi_jb_kv_int(&jb, "m", m);
+    const kvi_layer *owner = &net->layers[kvi_net_weight_layer(net, k)];
+    if (owner->kind == KVI_LAYER_CONV) { /* rows are input taps (ky, kx, ci), columns filters */
+      const kvi_conv *cv = &owner->conv;
+      kvi_jb_kv_str(&jb, "kind", "conv");
+      kvi_jb_kv_str(&jb, "rows", "(ky * kernel + kx) * in_shape[2] + ci");
+      kvi_jb_kv_int(&jb, "kernel", cv->k);
+      kvi_jb_kv_int(&jb, "stride", cv->stride);
+      kvi_jb_kv_int(&jb, "pad", cv->pad);
+      int64_t shp[6] = {cv->h, cv->w, cv->c_in, cv->oh, cv->ow, cv->c_out};
+      for (int q = 0; q < 2; q++) {
+        kvi_jb_key(&jb, q ? "out_shape" : "in_shape");
+        kvi_jb_begin_array(&jb);
+        for (int z = 0; z < 3; z++) kvi_jb_int(&jb, shp[3 * q + z]);
+        kvi_jb_end_array(&jb);
+      }
+      if (!a.json)
+        printf("  %s: %dx%d conv, stride %d, pad %d, %dx%dx%d -> %dx%dx%d\n", l->name, cv->k,
+               cv->k, cv->stride, cv->pad, cv->h, cv->w, cv->c_in, cv->oh, cv->ow, cv->c_out);
+    } else {
+      kvi_jb_kv_str(&jb, "kind", "dense");
+    }
     if (a.json) {
       jb_matrix(&jb, "M", M, n, m);
       if (l->iA >= 0) {
