@@ -1,5 +1,6 @@
 /* Speed of one training epoch of the Fashion-MNIST MLP (784-300-300-300-10, ELU, ARD prior, Adam,
- * batch 100) for each variational family, single precision.
+ * batch 100) for each variational family, single precision; --arch also takes the convolutional
+ * grammar of kvi_net_create, e.g. the paper's CNN 1-10-mp-20-mp-40-mp-80-mp-flatten-10.
  *
  * Each measurement runs in its own process (this program re-executes itself with --child), so the
  * peak resident memory (getrusage ru_maxrss) is per family, and the families are interleaved:
@@ -55,7 +56,8 @@ static void usage(FILE *f, const char *argv0) {
       "  --warmup W          untimed steps before them (default 10)\n"
       "  --reps R            repetitions (processes) per family, interleaved (default 3)\n"
       "  --profile-steps P   steps of the per-phase pass (default 30; 0 = none)\n"
-      "  --arch SIZES        default 784-300-300-300-10\n"
+      "  --arch SIZES        default 784-300-300-300-10; convolutional nets as kronvi train\n"
+      "                      (e.g. 1-10-mp-20-mp-40-mp-80-mp-flatten-10)\n"
       "  --batch B           default 100\n"
       "  --raw               also print the children's RESULT lines\n",
       argv0);
@@ -91,12 +93,13 @@ enum {
   PH_ZERO,
   PH_BWD,
   PH_ACTB,
+  PH_POOL,
   PH_KL,
   PH_ADAM,
   PH_N
 };
-static const char *const ph_name[PH_N] = {"gather", "noise", "fwd",   "act_f", "xent",
-                                          "zero",   "bwd",   "act_b", "kl",    "adam"};
+static const char *const ph_name[PH_N] = {"gather", "noise", "fwd",  "act_f", "xent", "zero",
+                                          "bwd",    "act_b", "pool", "kl",    "adam"};
 
 static int child(const opts *o, const char *family) {
   kvi_set_threads(o->threads);
@@ -124,7 +127,7 @@ static int child(const opts *o, const char *family) {
   nc.prior = nc.family == KVI_FAMILY_POINT ? KVI_PRIOR_NONE : KVI_PRIOR_ARD;
   nc.act = KVI_ACT_ELU;
   const int B = o->batch;
-  const int maxb = B > 1000 ? B : 1000; /* as `kronvi train` sizes its network */
+  const int maxb = kvi_net_pick_max_batch(o->arch, B); /* as `kronvi train` sizes its network */
   kvi_net *net = NULL;
   if (kvi_net_create(&net, o->arch, train.d, &nc, maxb, 1)) die("kvi_net_create");
   kvi_opt_config oc = kvi_opt_config_default(KVI_OPT_ADAM);
@@ -172,6 +175,7 @@ static int child(const opts *o, const char *family) {
   double ph[PH_N] = {0};
   int ndense = 0;
   double lf[MAX_DENSE] = {0}, lb[MAX_DENSE] = {0}, lk[MAX_DENSE] = {0};
+  int lconv[MAX_DENSE] = {0}; /* 1: convolution, 0: dense */
   const int P = o->profile ? o->profile_steps : 0;
   for (int s = 0; s < P; s++) {
     double t = kvi_time_now(), u;
@@ -185,19 +189,26 @@ static int child(const opts *o, const char *family) {
     int d = 0;
     for (int i = 0; i < net->nlayers; i++) {
       kvi_layer *L = &net->layers[i];
-      if (L->kind == KVI_LAYER_DENSE) {
-        size_t nz = kvi_dense_noise_size(&L->dense, B);
+      if (L->kind == KVI_LAYER_DENSE || L->kind == KVI_LAYER_CONV) {
+        const int dense = L->kind == KVI_LAYER_DENSE;
+        size_t nz = dense ? kvi_dense_noise_size(&L->dense, B) : kvi_conv_noise_size(&L->conv, B);
         const kvi_real *eps = NULL;
         if (nz) {
           kvi_rng_normal(&rng, net->noise[i], nz);
           eps = net->noise[i];
         }
         LAP(ph[PH_NOISE]);
-        if (kvi_dense_forward(net->acts[i + 1], net->ws[i], &L->dense, &net->params, net->acts[i],
-                              eps, B))
-          die("dense forward");
-        LAP(lf[d]);
+        if (dense ? kvi_dense_forward(net->acts[i + 1], net->ws[i], &L->dense, &net->params,
+                                      net->acts[i], eps, B)
+                  : kvi_conv_forward(net->acts[i + 1], net->ws[i], &L->conv, &net->params,
+                                     net->acts[i], eps, B))
+          die("layer forward");
+        if (d < MAX_DENSE) lconv[d] = !dense;
+        LAP(lf[d < MAX_DENSE ? d : MAX_DENSE - 1]);
         d++;
+      } else if (L->kind == KVI_LAYER_POOL) {
+        kvi_pool_forward(net->acts[i + 1], net->ws[i], &L->pool, net->acts[i], B);
+        LAP(ph[PH_POOL]);
       } else {
         kvi_act_forward(net->acts[i + 1], net->acts[i], (size_t)B * L->in_size, L->act);
         LAP(ph[PH_ACTF]);
@@ -213,12 +224,18 @@ static int child(const opts *o, const char *family) {
     for (int i = net->nlayers - 1; i >= 0; i--) {
       kvi_layer *L = &net->layers[i];
       kvi_real *dx = i > 0 ? net->grads[i] : NULL;
-      if (L->kind == KVI_LAYER_DENSE) {
+      if (L->kind == KVI_LAYER_DENSE || L->kind == KVI_LAYER_CONV) {
         d--;
-        if (kvi_dense_backward(dx, &net->params, dy, net->ws[i], &L->dense, net->acts[i],
-                               net->noise[i], B))
-          die("dense backward");
-        LAP(lb[d]);
+        if (L->kind == KVI_LAYER_DENSE
+                ? kvi_dense_backward(dx, &net->params, dy, net->ws[i], &L->dense, net->acts[i],
+                                     net->noise[i], B)
+                : kvi_conv_backward(dx, &net->params, dy, net->ws[i], &L->conv, net->acts[i],
+                                    net->noise[i], B))
+          die("layer backward");
+        LAP(lb[d < MAX_DENSE ? d : MAX_DENSE - 1]);
+      } else if (L->kind == KVI_LAYER_POOL) {
+        if (dx) kvi_pool_backward(dx, dy, net->ws[i], &L->pool, B);
+        LAP(ph[PH_POOL]);
       } else if (dx) {
         kvi_act_backward(dx, dy, net->acts[i], net->acts[i + 1], (size_t)B * L->in_size, L->act);
         LAP(ph[PH_ACTB]);
@@ -226,10 +243,13 @@ static int child(const opts *o, const char *family) {
       dy = dx;
     }
     for (int i = 0; i < net->nlayers; i++) {
-      if (net->layers[i].kind != KVI_LAYER_DENSE) continue;
+      kvi_layer *L = &net->layers[i];
+      if (L->kind != KVI_LAYER_DENSE && L->kind != KVI_LAYER_CONV) continue;
       double k;
-      if (kvi_dense_kl(&k, &net->params, &net->layers[i].dense, (kvi_real)(beta / N))) die("kl");
-      LAP(lk[d]);
+      if (kvi_dense_kl(&k, &net->params, L->kind == KVI_LAYER_DENSE ? &L->dense : &L->conv.d,
+                       (kvi_real)(beta / N)))
+        die("kl");
+      LAP(lk[d < MAX_DENSE ? d : MAX_DENSE - 1]);
       d++;
     }
     if (kvi_optimizer_step_params(&opt, &net->params, lr)) die("adam");
@@ -237,6 +257,7 @@ static int child(const opts *o, const char *family) {
     step++;
 #undef LAP
   }
+  if (ndense > MAX_DENSE) ndense = MAX_DENSE; /* the last slot holds the rest */
   for (int k = 0; k < ndense; k++) {
     ph[PH_FWD] += lf[k];
     ph[PH_BWD] += lb[k];
@@ -253,8 +274,8 @@ static int child(const opts *o, const char *family) {
   for (int k = 0; k < PH_N; k++) printf(" %s=%.4e", ph_name[k], P ? ph[k] / P : 0.0);
   printf(" ndense=%d", ndense);
   for (int k = 0; k < ndense; k++)
-    printf(" fwd%d=%.4e bwd%d=%.4e kl%d=%.4e", k, P ? lf[k] / P : 0.0, k, P ? lb[k] / P : 0.0, k,
-           P ? lk[k] / P : 0.0);
+    printf(" fwd%d=%.4e bwd%d=%.4e kl%d=%.4e conv%d=%d", k, P ? lf[k] / P : 0.0, k,
+           P ? lb[k] / P : 0.0, k, P ? lk[k] / P : 0.0, k, lconv[k]);
   printf("\n");
   fflush(stdout);
   kvi_epoch_order_free(&order);
@@ -276,6 +297,7 @@ typedef struct {
   double ph[MAX_REPS][PH_N];
   int ndense;
   double lf[MAX_REPS][MAX_DENSE], lb[MAX_REPS][MAX_DENSE], lk[MAX_REPS][MAX_DENSE];
+  int lconv[MAX_DENSE];
   char core[64];
 } fam_res;
 
@@ -316,8 +338,8 @@ static int parent(const opts *o, char **argv) {
     fclose(lf);
   }
   kvi_set_threads(o->threads);
-  printf("bench_epoch: kronvi %s MLP %s, ELU, ARD prior, Adam lr 1e-3, batch %d, %s\n",
-         KVI_REAL_NAME, o->arch, o->batch,
+  printf("bench_epoch: kronvi %s %s %s, ELU, ARD prior, Adam lr 1e-3, batch %d, %s\n",
+         KVI_REAL_NAME, kvi_arch_is_conv(o->arch) ? "CNN" : "MLP", o->arch, o->batch,
          o->synthetic ? "synthetic data (60000 x 784, 10 classes)" : o->data);
   printf(
       "precision %s | threads %d | BLAS core %s | OPENBLAS_CORETYPE=%s | OMP_WAIT_POLICY=%s | "
@@ -367,6 +389,8 @@ static int parent(const opts *o, char **argv) {
           R->lb[k][d] = field(line, key);
           snprintf(key, sizeof key, "kl%d", d);
           R->lk[k][d] = field(line, key);
+          snprintf(key, sizeof key, "conv%d", d);
+          R->lconv[d] = field(line, key) == 1;
         }
         const char *c = strstr(line, " blas_core=");
         if (c) sscanf(c + 11, "%63s", R->core);
@@ -397,7 +421,8 @@ static int parent(const opts *o, char **argv) {
   if (o->profile && o->profile_steps > 0) {
     printf(
         "\nwhere the time goes (ms/step, median over processes of the mean of %d clocked steps;"
-        " fwd/bwd/kl: dense layers, noise: kvi_rng_normal of the LRT noise)\n",
+        " fwd/bwd/kl: dense and convolutional layers, noise: kvi_rng_normal of the LRT noise,"
+        " pool: max-pooling forward + backward)\n",
         o->profile_steps);
     printf("%-8s |", "family");
     for (int q = 0; q < PH_N; q++) printf(" %7s", ph_name[q]);
@@ -415,7 +440,7 @@ static int parent(const opts *o, char **argv) {
       }
       printf(" | %7.3f\n", sum * 1e3);
     }
-    printf("\nper dense layer (ms/step): forward / backward / KL\n");
+    printf("\nper weight layer (ms/step; fc: dense, conv: convolution): forward / backward / KL\n");
     for (int f = 0; f < nf; f++) {
       fam_res *R = &fr[f];
       printf("%-8s |", R->name);
@@ -423,8 +448,8 @@ static int parent(const opts *o, char **argv) {
         double a[MAX_REPS], b[MAX_REPS], c[MAX_REPS];
         for (int k = 0; k < R->nrep; k++)
           a[k] = R->lf[k][d], b[k] = R->lb[k][d], c[k] = R->lk[k][d];
-        printf(" fc%d %6.3f/%6.3f/%6.3f |", d, median(a, R->nrep) * 1e3, median(b, R->nrep) * 1e3,
-               median(c, R->nrep) * 1e3);
+        printf(" %s%d %6.3f/%6.3f/%6.3f |", R->lconv[d] ? "conv" : "fc", d,
+               median(a, R->nrep) * 1e3, median(b, R->nrep) * 1e3, median(c, R->nrep) * 1e3);
       }
       printf("\n");
     }
