@@ -43,6 +43,8 @@ static void train_help(FILE *f) {
       "  --family F             point, diag, mn (default) or mn-diag\n"
       "  --prior P              ard (default), group (rows and columns), scalar (one learned\n"
       "                         variance), fixed:VAR\n"
+      "  --prior-update N       group: closed-form update of the row and column precisions\n"
+      "                         every N steps (default 10; 0: Adam on them only)\n"
       "  --no-bias              no bias vectors\n"
       "  --init-log-sigma S     initial log standard deviation of every weight (default -5)\n"
       "  --noise-precision B    regression: noise precision beta (default 1)\n"
@@ -87,6 +89,7 @@ enum {
   O_STD,
   O_PAD,
   O_HFLIP,
+  O_PRIORUPD,
   O_ARCH,
   O_ACT,
   O_FAMILY,
@@ -127,6 +130,7 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"standardize", 0, 0, O_STD},
                                            {"pad", 1, 0, O_PAD},
                                            {"hflip", 0, 0, O_HFLIP},
+                                           {"prior-update", 1, 0, O_PRIORUPD},
                                            {"arch", 1, 0, O_ARCH},
                                            {"act", 1, 0, O_ACT},
                                            {"family", 1, 0, O_FAMILY},
@@ -227,6 +231,12 @@ int cmd_train(int argc, char **argv) {
       case O_HFLIP:
         cfg.hflip = true;
         break;
+      case O_PRIORUPD: {
+        long every = 0;
+        ok = cli_int("--prior-update", optarg, 0, 1000000000, &every);
+        cfg.prior_update_every = (int)every;
+        break;
+      }
       case O_ARCH:
         arch = optarg;
         break;

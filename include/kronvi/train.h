@@ -34,6 +34,8 @@ typedef struct {
   double noise_precision; /* regression: initial noise precision beta */
   bool learn_noise;       /* regression: learn beta */
   bool hflip;             /* images: flip each training image horizontally with probability 1/2 */
+  int prior_update_every; /* group ARD: exact coordinate update of tau, gamma every N steps (0:
+                             the gradient only) */
   int progress;           /* 0 silent, 1 one line per epoch, 2 progress bar (terminal) */
   int save_every;         /* checkpoint every N epochs (and after the last); default 1 */
   const char *save_path;  /* checkpoint after every epoch (best on validation when patience) */

@@ -24,6 +24,7 @@ kvi_train_config kvi_train_config_default(void) {
   c.kl_warmup = 0;
   c.samples = 10;
   c.eval_samples_every = 1;
+  c.prior_update_every = 10;
   c.seed = 1;
   c.prune_threshold = 3.0;
   c.noise_precision = 1.0;
@@ -172,6 +173,11 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
       seen += b;
       s = kvi_optimizer_step_params(&t->opt, &net->params, lr);
       if (s) break;
+      /* group ARD: the precisions tau_i, gamma_j jump to the ELBO's maximizer given q (the
+       * closed-form coordinate updates of docs/prob.md) instead of crawling by Adam steps */
+      if (cfg->prior_update_every > 0 && (t->step + 1) % cfg->prior_update_every == 0 &&
+          (s = kvi_net_prior_update(net)) != KVI_OK)
+        break;
       if (!cls && cfg->learn_noise) { /* Adam on the noise log-precision */
         t->m_beta = 0.9f * t->m_beta + 0.1f * dlb;
         t->v_beta = 0.999f * t->v_beta + 0.001f * dlb * dlb;
