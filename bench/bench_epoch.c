@@ -146,20 +146,20 @@ static int child(const opts *o, const char *family) {
   double kl = 0, nll = 0;
 
   /* the trainer's step, verbatim */
-#define TRAIN_STEP()                                                                   \
-  do {                                                                                 \
-    int64_t i_ = step % nb;                                                            \
-    kvi_batch_gather(xb, yb, NULL, &train, order.order + i_ * B, B);                   \
-    kvi_rng rng = kvi_rng_stream(1, (1ull << 40) + (uint64_t)step);                    \
-    const kvi_real *out;                                                               \
-    if (kvi_net_forward(net, &out, xb, B, &rng)) die("forward");                       \
-    int c = 0;                                                                         \
-    if (kvi_softmax_xent(&nll, dout, NULL, &c, out, yb, B, K)) die("loss");            \
-    kvi_params_zero_grad(&net->params);                                                \
-    if (kvi_net_backward(net, dout, B)) die("backward");                               \
-    if (kvi_net_kl(net, &kl, (kvi_real)(beta / N))) die("kl");                         \
-    if (kvi_optimizer_step_params(&opt, &net->params, lr)) die("adam"); \
-    step++;                                                                            \
+#define TRAIN_STEP()                                                        \
+  do {                                                                      \
+    int64_t i_ = step % nb;                                                 \
+    kvi_batch_gather(xb, yb, NULL, &train, order.order + i_ * B, B);        \
+    kvi_rng rng = kvi_rng_stream(1, (1ull << 40) + (uint64_t)step);         \
+    const kvi_real *out;                                                    \
+    if (kvi_net_forward(net, &out, xb, B, &rng)) die("forward");            \
+    int c = 0;                                                              \
+    if (kvi_softmax_xent(&nll, dout, NULL, &c, out, yb, B, K)) die("loss"); \
+    kvi_params_zero_grad(&net->params);                                     \
+    if (kvi_net_backward(net, dout, B)) die("backward");                    \
+    if (kvi_net_kl(net, &kl, (kvi_real)(beta / N))) die("kl");              \
+    if (kvi_optimizer_step_params(&opt, &net->params, lr)) die("adam");     \
+    step++;                                                                 \
   } while (0)
 
   double kl0 = 0; /* KL at initialization: a cross-check of torch_mlp.py's formulas */

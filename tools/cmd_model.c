@@ -8,13 +8,17 @@
 #include "cli.h"
 
 enum { M_DATA = 300, M_SAMPLES, M_JSON, M_THREADS, M_THR, M_OUT, M_LTEST, M_SEED, M_STRUCT };
-static const struct option model_opts[] = {
-    {"data", 1, 0, M_DATA},        {"samples", 1, 0, M_SAMPLES},
-    {"json", 0, 0, M_JSON},        {"threads", 1, 0, M_THREADS},
-    {"threshold", 1, 0, M_THR},    {"out", 1, 0, M_OUT},
-    {"limit-test", 1, 0, M_LTEST}, {"seed", 1, 0, M_SEED},
-    {"structured", 0, 0, M_STRUCT}, {"help", 0, 0, 'h'},
-    {0, 0, 0, 0}};
+static const struct option model_opts[] = {{"data", 1, 0, M_DATA},
+                                           {"samples", 1, 0, M_SAMPLES},
+                                           {"json", 0, 0, M_JSON},
+                                           {"threads", 1, 0, M_THREADS},
+                                           {"threshold", 1, 0, M_THR},
+                                           {"out", 1, 0, M_OUT},
+                                           {"limit-test", 1, 0, M_LTEST},
+                                           {"seed", 1, 0, M_SEED},
+                                           {"structured", 0, 0, M_STRUCT},
+                                           {"help", 0, 0, 'h'},
+                                           {0, 0, 0, 0}};
 
 typedef struct {
   const char *model, *data, *out;
@@ -466,8 +470,8 @@ int cmd_inspect(int argc, char **argv) {
         kvi_jb_end_array(&jb);
       }
       if (!a.json)
-        printf("  %s: %dx%d conv, stride %d, pad %d, %dx%dx%d -> %dx%dx%d\n", l->name, cv->k,
-               cv->k, cv->stride, cv->pad, cv->h, cv->w, cv->c_in, cv->oh, cv->ow, cv->c_out);
+        printf("  %s: %dx%d conv, stride %d, pad %d, %dx%dx%d -> %dx%dx%d\n", l->name, cv->k, cv->k,
+               cv->stride, cv->pad, cv->h, cv->w, cv->c_in, cv->oh, cv->ow, cv->c_out);
     } else {
       kvi_jb_kv_str(&jb, "kind", "dense");
     }

@@ -396,8 +396,8 @@ int cmd_train(int argc, char **argv) {
     kvi_free(mu), kvi_free(sd);
     if (rc) goto out;
   }
-  if (pad > 0 && (kvi_dataset_pad(&train, (int)pad) ||
-                  (test.n > 0 && kvi_dataset_pad(&test, (int)pad)))) {
+  if (pad > 0 &&
+      (kvi_dataset_pad(&train, (int)pad) || (test.n > 0 && kvi_dataset_pad(&test, (int)pad)))) {
     rc = cli_error("--pad");
     goto out;
   }

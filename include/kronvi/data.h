@@ -70,8 +70,9 @@ KVI_API kvi_status kvi_idx_load_dir(kvi_dataset *train, kvi_dataset *test, const
 KVI_API kvi_status kvi_csv_load(kvi_dataset *out, const char *path, int ntargets);
 
 /* ---- CIFAR-10 binary --------------------------------------------------------------------- */
-/* One batch file: records of 1 label byte + 3072 pixel bytes (3x32x32, CHW in the file; stored HWC); the file size must
- * be a multiple of 3073, labels < 10. Pixels scaled to [0, 1]; nclasses = 10. */
+/* One batch file: records of 1 label byte + 3072 pixel bytes (3x32x32, CHW in the file; stored
+ * HWC); the file size must be a multiple of 3073, labels < 10. Pixels scaled to [0, 1]; nclasses
+ * = 10. */
 KVI_API kvi_status kvi_cifar_load_file(kvi_dataset *out, const char *path);
 /* data_batch_1.bin .. data_batch_5.bin (train) and test_batch.bin (test) from dir, or from
  * dir/cifar-10-batches-bin/ (the layout of the official archive). All six files must exist;

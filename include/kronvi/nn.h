@@ -87,8 +87,8 @@ KVI_API size_t kvi_dense_param_count(const kvi_dense *l);
  * reparameterization draws independent noise for every output position. The output is
  * (B, oh, ow, c_out) in HWC order, the dense layer's (B*oh*ow, c_out) output as it is. */
 typedef struct {
-  kvi_dense d;       /* the (k*k*c_in) x c_out weight and its posterior, prior and bias */
-  int h, w, c_in;    /* input image */
+  kvi_dense d;    /* the (k*k*c_in) x c_out weight and its posterior, prior and bias */
+  int h, w, c_in; /* input image */
   int k, stride, pad;
   int oh, ow, c_out; /* output image: oh = (h + 2 pad - k) / stride + 1 */
 } kvi_conv;

@@ -85,12 +85,13 @@ static kvi_status kvi__parse_arch(kvi__spec *sp, int *count, int *in_c, const ch
                         arch, conv ? "channel count" : "size", t);
       *in_c = v;
     } else if (k == KVI__MAX_SPECS) {
-      return kvi_fail(KVI_ERR_ARG, "architecture '%s': more than %d layers", arch,
-                      KVI__MAX_SPECS);
+      return kvi_fail(KVI_ERR_ARG, "architecture '%s': more than %d layers", arch, KVI__MAX_SPECS);
     } else if (kvi__is_pool(t)) {
       if (flat)
-        return kvi_fail(KVI_ERR_ARG, "architecture '%s': 'mp' after 'flatten' (pooling needs "
-                        "images)", arch);
+        return kvi_fail(KVI_ERR_ARG,
+                        "architecture '%s': 'mp' after 'flatten' (pooling needs "
+                        "images)",
+                        arch);
       sp[k++] = (kvi__spec){KVI__SPEC_POOL, 0, 0, 0, 0};
     } else if (kvi__is_flatten(t)) {
       if (flat) return kvi_fail(KVI_ERR_ARG, "architecture '%s': a second 'flatten'", arch);
@@ -216,9 +217,8 @@ kvi_status kvi_net_create(kvi_net **out, const char *arch, int in_size, const kv
     } else if (sp[k].kind == KVI__SPEC_CONV) {
       snprintf(name, sizeof name, "conv%d", nconv++);
       L->kind = KVI_LAYER_CONV;
-      s = kvi_conv_declare(&L->conv, &net->params, name, h, w, c, sp[k].size, sp[k].k,
-                           sp[k].stride, sp[k].pad, cfg->family, cfg->prior, cfg->prior_var,
-                           cfg->bias);
+      s = kvi_conv_declare(&L->conv, &net->params, name, h, w, c, sp[k].size, sp[k].k, sp[k].stride,
+                           sp[k].pad, cfg->family, cfg->prior, cfg->prior_var, cfg->bias);
       if (!s) h = L->conv.oh, w = L->conv.ow, c = sp[k].size;
     } else {
       snprintf(name, sizeof name, "fc%d", ndense++);
@@ -256,7 +256,8 @@ kvi_status kvi_net_create(kvi_net **out, const char *arch, int in_size, const kv
     net->grads[i] = kvi_arena_reals(net->arena, B * L->in_size);
     size_t wsz = 0, nz = 0;
     if (L->kind == KVI_LAYER_DENSE)
-      wsz = kvi_dense_ws_size(&L->dense, max_batch), nz = kvi_dense_noise_size(&L->dense, max_batch);
+      wsz = kvi_dense_ws_size(&L->dense, max_batch),
+      nz = kvi_dense_noise_size(&L->dense, max_batch);
     else if (L->kind == KVI_LAYER_CONV)
       wsz = kvi_conv_ws_size(&L->conv, max_batch), nz = kvi_conv_noise_size(&L->conv, max_batch);
     else if (L->kind == KVI_LAYER_POOL)
@@ -307,8 +308,8 @@ kvi_status kvi_net_forward(kvi_net *net, const kvi_real **out, const kvi_real *X
     if (L->kind == KVI_LAYER_DENSE || L->kind == KVI_LAYER_CONV) {
       const bool dense = L->kind == KVI_LAYER_DENSE;
       const kvi_real *eps = NULL;
-      size_t nz = dense ? kvi_dense_noise_size(&L->dense, batch)
-                        : kvi_conv_noise_size(&L->conv, batch);
+      size_t nz =
+          dense ? kvi_dense_noise_size(&L->dense, batch) : kvi_conv_noise_size(&L->conv, batch);
       if (rng && nz) {
         kvi_rng_normal(rng, net->noise[i], nz);
         eps = net->noise[i];
@@ -337,12 +338,11 @@ kvi_status kvi_net_backward(kvi_net *net, const kvi_real *dOut, int batch) {
     kvi_real *dx = i > 0 ? net->grads[i] : NULL; /* no input gradient for the data */
     if (L->kind == KVI_LAYER_DENSE || L->kind == KVI_LAYER_CONV) {
       const kvi_real *eps = net->noisy ? net->noise[i] : NULL;
-      kvi_status s =
-          L->kind == KVI_LAYER_DENSE
-              ? kvi_dense_backward(dx, &net->params, dy, net->ws[i], &L->dense, net->acts[i], eps,
-                                   batch)
-              : kvi_conv_backward(dx, &net->params, dy, net->ws[i], &L->conv, net->acts[i], eps,
-                                  batch);
+      kvi_status s = L->kind == KVI_LAYER_DENSE
+                         ? kvi_dense_backward(dx, &net->params, dy, net->ws[i], &L->dense,
+                                              net->acts[i], eps, batch)
+                         : kvi_conv_backward(dx, &net->params, dy, net->ws[i], &L->conv,
+                                             net->acts[i], eps, batch);
       if (s) return s;
     } else if (L->kind == KVI_LAYER_POOL) {
       if (dx) kvi_pool_backward(dx, dy, net->ws[i], &L->pool, batch);
