@@ -96,6 +96,22 @@ static const char *EVAL_USAGE =
     "  (default 10), NLL, expected calibration error, accuracy after pruning log alpha > T\n"
     "  (default 3). --limit-test N uses the first N rows; --seed S seeds the samples.\n";
 
+/* The test set of --data for a model (regression: the CSV itself), padded as the model's
+ * training images were (--pad) when it is convolutional. On failure both sets are freed. */
+static kvi_status load_test_set(kvi_dataset *train, kvi_dataset *test, const kvi_net *net,
+                                const model_args *a, bool reg) {
+  kvi_status s =
+      reg ? cli_load_data(test, train, a->data, true, net->out_size, NULL, a->limit_test, 0)
+          : cli_load_data(train, test, a->data, false, 0, NULL, 1, a->limit_test);
+  if (s) return s;
+  int pad = net->cfg.in_h > 0 && test->h > 0 ? (net->cfg.in_h - test->h) / 2 : 0;
+  if (pad > 0 && (s = kvi_dataset_pad(test, pad)) != KVI_OK) {
+    kvi_dataset_free(train);
+    kvi_dataset_free(test);
+  }
+  return s;
+}
+
 int cmd_eval(int argc, char **argv) {
   model_args a;
   int r = parse_model_args(&a, argc, argv, EVAL_USAGE);
@@ -109,17 +125,7 @@ int cmd_eval(int argc, char **argv) {
   if (kvi_checkpoint_load(a.model, &net, NULL, &cfg)) return cli_error("cannot load model");
   bool reg = cfg.task == KVI_TASK_REGRESS;
   kvi_dataset train, test;
-  kvi_status s;
-  if (reg)
-    s = cli_load_data(&test, &train, a.data, true, net->out_size, NULL, a.limit_test, 0);
-  else
-    s = cli_load_data(&train, &test, a.data, false, 0, NULL, 1, a.limit_test);
-  /* a convolutional model trained on padded images (--pad) gets the same padding */
-  int pad = net->cfg.in_h > 0 && test.h > 0 ? (net->cfg.in_h - test.h) / 2 : 0;
-  if (!s && pad > 0 && (s = kvi_dataset_pad(&test, pad)) != KVI_OK) {
-    kvi_dataset_free(&train);
-    kvi_dataset_free(&test);
-  }
+  kvi_status s = load_test_set(&train, &test, net, &a, reg);
   if (s) {
     kvi_net_free(net);
     return cli_error("cannot load data");
@@ -236,13 +242,7 @@ static void print_compression(const kvi_compress_info *in, const kvi_net *net, d
 /* --data: accuracies, max |logit difference| and timing of the pruned and compressed models. */
 static int compare_on_data(kvi_net *pruned, kvi_net *small, const model_args *a, bool reg) {
   kvi_dataset train, test;
-  kvi_status s;
-  if (reg)
-    s = cli_load_data(&test, &train, a->data, true, pruned->out_size, NULL, a->limit_test, 0);
-  else
-    s = cli_load_data(&train, &test, a->data, false, 0, NULL, 1, a->limit_test);
-  int pad = pruned->cfg.in_h > 0 && test.h > 0 ? (pruned->cfg.in_h - test.h) / 2 : 0;
-  if (!s && pad > 0) s = kvi_dataset_pad(&test, pad);
+  kvi_status s = load_test_set(&train, &test, pruned, a, reg);
   if (!s && test.d != pruned->in_size)
     s = kvi_fail(KVI_ERR_SHAPE, "the data have %d features, the model expects %d", test.d,
                  pruned->in_size);

@@ -11,9 +11,11 @@
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
 
-static inline void kvi__philox(uint32_t out[4], uint64_t key, uint64_t ctr) {
+/* The 10 rounds on one block (c0..c3) under the key (k0, k1); scalar arguments so that the
+ * vectorized normal fill below can inline it in a SIMD loop. */
+static inline void kvi__philox10(uint32_t *o0, uint32_t *o1, uint32_t *o2, uint32_t *o3,
+                                 uint64_t ctr, uint32_t k0, uint32_t k1) {
   uint32_t c0 = (uint32_t)ctr, c1 = (uint32_t)(ctr >> 32), c2 = 0x6a09e667u, c3 = 0xf3bcc908u;
-  uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
   for (int r = 0; r < 10; r++) {
     uint64_t p0 = (uint64_t)PHILOX_M0 * c0, p1 = (uint64_t)PHILOX_M1 * c2;
     uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0;
@@ -25,10 +27,11 @@ static inline void kvi__philox(uint32_t out[4], uint64_t key, uint64_t ctr) {
     k0 += PHILOX_W0;
     k1 += PHILOX_W1;
   }
-  out[0] = c0;
-  out[1] = c1;
-  out[2] = c2;
-  out[3] = c3;
+  *o0 = c0, *o1 = c1, *o2 = c2, *o3 = c3;
+}
+
+static inline void kvi__philox(uint32_t out[4], uint64_t key, uint64_t ctr) {
+  kvi__philox10(&out[0], &out[1], &out[2], &out[3], ctr, (uint32_t)key, (uint32_t)(key >> 32));
 }
 
 /* splitmix64 to spread (seed, id) into a key */
@@ -88,23 +91,8 @@ KVI__HOT static void kvi__normal_chunk(float *out, uint64_t key, uint64_t ctr, s
   float z0[KVI__NCHUNK], z1[KVI__NCHUNK], z2[KVI__NCHUNK], z3[KVI__NCHUNK];
   const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
 #pragma omp simd
-  for (size_t b = 0; b < KVI__NCHUNK; b++) {
-    uint64_t c = ctr + b;
-    uint32_t c0 = (uint32_t)c, c1 = (uint32_t)(c >> 32), c2 = 0x6a09e667u, c3 = 0xf3bcc908u;
-    uint32_t a0 = k0, a1 = k1;
-    for (int rd = 0; rd < 10; rd++) {
-      uint64_t p0 = (uint64_t)PHILOX_M0 * c0, p1 = (uint64_t)PHILOX_M1 * c2;
-      uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ a0;
-      uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3 ^ a1;
-      c1 = (uint32_t)p1;
-      c3 = (uint32_t)p0;
-      c0 = n0;
-      c2 = n2;
-      a0 += PHILOX_W0;
-      a1 += PHILOX_W1;
-    }
-    w0[b] = c0, w1[b] = c1, w2[b] = c2, w3[b] = c3;
-  }
+  for (size_t b = 0; b < KVI__NCHUNK; b++)
+    kvi__philox10(&w0[b], &w1[b], &w2[b], &w3[b], ctr + b, k0, k1);
   const float s24 = 1.0f / 16777216.0f;
 #pragma omp simd
   for (size_t b = 0; b < KVI__NCHUNK; b++) {

@@ -195,7 +195,8 @@ static void test_hflip(void) {
   kvi_real img[12], ref[12];
   for (int c = 0; c < 2; c++)
     for (int r = 0; r < 2; r++)
-      for (int q = 0; q < 3; q++) img[(r * 3 + q) * 2 + c] = (kvi_real)(100 * c + 10 * r + q); /* HWC */
+      for (int q = 0; q < 3; q++)
+        img[(r * 3 + q) * 2 + c] = (kvi_real)(100 * c + 10 * r + q); /* HWC */
   memcpy(ref, img, sizeof img);
   kvi_image_hflip(img, 2, 2, 3);
   int bad = 0;
