@@ -45,7 +45,7 @@ static const int dims[NL + 1] = {784, 300, 300, 300, 10};
 int main(int argc, char **argv) {
   int R = argc > 1 ? atoi(argv[1]) : 30;
   if (R < 1 || R > 256) R = 30;
-  kvi_set_threads(1);
+  kvi_set_threads(argc > 2 ? atoi(argv[2]) : 1);
   kvi_rng rng = kvi_rng_stream(1, 2);
   kvi_real *M[NL], *A[NL], *B[NL], *S[NL], *gM[NL], *gA[NL], *gB[NL], *gS[NL];
   size_t ntot = 0;

@@ -16,24 +16,38 @@
 
 #define TR(t) ((t) ? CblasTrans : CblasNoTrans)
 
-/* BLAS threads per call. OpenBLAS's pthreads pool and the OpenMP pool spin after each call and
- * fight over the cores; for the MLP's gemms (at most 100 x 784 x 300 multiply-adds at batch
- * 100) a second thread never pays for the handoff (measured on 2 cores: 0.51 ms on one thread,
- * 0.81 ms on two for 100 x 784 x 300). So a call runs on the calling thread unless it has at
- * least KVI__BLAS_PAR_MIN multiply-adds, and the pool is only resized when the choice changes. */
-#ifndef KVI__BLAS_PAR_MIN
-#define KVI__BLAS_PAR_MIN (1.0 * (1 << 26))
+/* Threads. OpenBLAS's pthreads pool and the OpenMP pool both spin after their work and fight
+ * over the cores when used in turn (measured on 2 cores: 100 x 784 x 300 took 0.51 ms on one
+ * thread and 0.81 ms on two OpenBLAS threads after an OpenMP loop). So once kvi_set_threads was
+ * called, BLAS runs single-threaded and kronvi parallelizes a large call itself: the output is
+ * cut into one panel per thread (rows, or columns when they are more), and the panels are
+ * independent BLAS calls in an OpenMP loop, so that one pool does all the parallel work. A
+ * panel's entries are computed as in the whole call (the same K loop), and the panel split
+ * depends only on the thread count. */
+#ifndef KVI__BLAS_SPLIT_MIN
+#define KVI__BLAS_SPLIT_MIN (1.0 * (1 << 20)) /* multiply-adds */
 #endif
-static int kvi__threads = 0;  /* kvi_set_threads; 0: not set (BLAS and OpenMP defaults) */
-static int kvi__blas_cur = 0; /* what openblas_set_num_threads was last given */
+static int kvi__threads = 0; /* kvi_set_threads; 0: not set (BLAS and OpenMP defaults) */
 
-static void kvi__blas_threads_for(double macs) {
-  if (kvi__threads <= 0 || omp_in_parallel()) return; /* not from inside a parallel region */
-  int want = macs >= KVI__BLAS_PAR_MIN ? kvi__threads : 1;
-  if (want != kvi__blas_cur) {
-    openblas_set_num_threads(want);
-    kvi__blas_cur = want;
-  }
+/* Panels for a call of `macs` multiply-adds: 1 (one plain call) or the thread count. */
+static int kvi__panels(double macs, int extent) {
+  if (kvi__threads <= 1 || macs < KVI__BLAS_SPLIT_MIN || omp_in_parallel()) return 1;
+  int p = kvi__threads;
+  while (p > 1 && extent / p < 16) p--; /* at least 16 rows or columns per panel */
+  return p;
+}
+
+/* Start of panel t of np over [0, n), a multiple of 16 (kernel-friendly) except at the end. */
+static int kvi__panel_start(int t, int np, int n) {
+  if (t >= np) return n;
+  long r = (long)n * t / np;
+  r -= r % 16;
+  return (int)r;
+}
+
+static void kvi__gemm1(bool ta, bool tb, int M, int N, int K, kvi_real alpha, const kvi_real *A,
+                       int lda, const kvi_real *B, int ldb, kvi_real beta, kvi_real *C, int ldc) {
+  KVI_BLAS(gemm)(CblasRowMajor, TR(ta), TR(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void kvi_gemm(bool ta, bool tb, int M, int N, int K, kvi_real alpha, const kvi_real *A, int lda,
@@ -45,8 +59,24 @@ void kvi_gemm(bool ta, bool tb, int M, int N, int K, kvi_real alpha, const kvi_r
         C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
     return;
   }
-  kvi__blas_threads_for((double)M * N * K);
-  KVI_BLAS(gemm)(CblasRowMajor, TR(ta), TR(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+  bool rows = M >= N;
+  int np = kvi__panels((double)M * N * K, rows ? M : N);
+  if (np == 1) {
+    kvi__gemm1(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(np)
+  for (int t = 0; t < np; t++) {
+    if (rows) { /* rows [r0, r1) of C and of op(A) */
+      int r0 = kvi__panel_start(t, np, M), r1 = kvi__panel_start(t + 1, np, M);
+      const kvi_real *Ap = ta ? A + r0 : A + (size_t)r0 * lda;
+      if (r1 > r0) kvi__gemm1(ta, tb, r1 - r0, N, K, alpha, Ap, lda, B, ldb, beta, C + (size_t)r0 * ldc, ldc);
+    } else { /* columns [c0, c1) of C and of op(B) */
+      int c0 = kvi__panel_start(t, np, N), c1 = kvi__panel_start(t + 1, np, N);
+      const kvi_real *Bp = tb ? B + (size_t)c0 * ldb : B + c0;
+      if (c1 > c0) kvi__gemm1(ta, tb, M, c1 - c0, K, alpha, A, lda, Bp, ldb, beta, C + c0, ldc);
+    }
+  }
 }
 
 /* Row block [r0, r1) of the lower triangle needs columns [0, r1): one gemm per row block. With
@@ -64,28 +94,47 @@ void kvi_gemm_lower(bool ta, bool tb, int N, int K, kvi_real alpha, const kvi_re
   }
 }
 
+/* Triangular multiply / solve with B (M, N) in place: right-side calls split B by rows,
+ * left-side ones by columns (each panel only reads its own part of B). */
+typedef void (*kvi__tri_fn)(CBLAS_ORDER, CBLAS_SIDE, CBLAS_UPLO, CBLAS_TRANSPOSE, CBLAS_DIAG,
+                            blasint, blasint, kvi_real, const kvi_real *, blasint, kvi_real *,
+                            blasint);
+
+static void kvi__tri(kvi__tri_fn f, bool right, bool trans, bool unit_diag, int M, int N,
+                     kvi_real alpha, const kvi_real *L, int ldl, kvi_real *B, int ldb) {
+  if (M <= 0 || N <= 0) return;
+  int np = kvi__panels(0.5 * M * N * (right ? N : M), right ? M : N);
+  const CBLAS_SIDE side = right ? CblasRight : CblasLeft;
+  const CBLAS_TRANSPOSE tr = TR(trans);
+  const CBLAS_DIAG dg = unit_diag ? CblasUnit : CblasNonUnit;
+  if (np == 1) {
+    f(CblasRowMajor, side, CblasLower, tr, dg, M, N, alpha, L, ldl, B, ldb);
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(np)
+  for (int t = 0; t < np; t++) {
+    int e = right ? M : N, a = kvi__panel_start(t, np, e), b = kvi__panel_start(t + 1, np, e);
+    if (b <= a) continue;
+    if (right)
+      f(CblasRowMajor, side, CblasLower, tr, dg, b - a, N, alpha, L, ldl, B + (size_t)a * ldb, ldb);
+    else
+      f(CblasRowMajor, side, CblasLower, tr, dg, M, b - a, alpha, L, ldl, B + a, ldb);
+  }
+}
+
 void kvi_trmm(bool right, bool trans, bool unit_diag, int M, int N, kvi_real alpha,
               const kvi_real *L, int ldl, kvi_real *B, int ldb) {
-  if (M <= 0 || N <= 0) return;
-  kvi__blas_threads_for(0.5 * M * N * (right ? N : M));
-  KVI_BLAS(trmm)
-  (CblasRowMajor, right ? CblasRight : CblasLeft, CblasLower, TR(trans),
-   unit_diag ? CblasUnit : CblasNonUnit, M, N, alpha, L, ldl, B, ldb);
+  kvi__tri(KVI_BLAS(trmm), right, trans, unit_diag, M, N, alpha, L, ldl, B, ldb);
 }
 
 void kvi_trsm(bool right, bool trans, bool unit_diag, int M, int N, kvi_real alpha,
               const kvi_real *L, int ldl, kvi_real *B, int ldb) {
-  if (M <= 0 || N <= 0) return;
-  kvi__blas_threads_for(0.5 * M * N * (right ? N : M));
-  KVI_BLAS(trsm)
-  (CblasRowMajor, right ? CblasRight : CblasLeft, CblasLower, TR(trans),
-   unit_diag ? CblasUnit : CblasNonUnit, M, N, alpha, L, ldl, B, ldb);
+  kvi__tri(KVI_BLAS(trsm), right, trans, unit_diag, M, N, alpha, L, ldl, B, ldb);
 }
 
 void kvi_syrk(bool trans, int N, int K, kvi_real alpha, const kvi_real *A, int lda, kvi_real beta,
               kvi_real *C, int ldc) {
   if (N <= 0) return;
-  kvi__blas_threads_for(0.5 * N * N * K);
   KVI_BLAS(syrk)(CblasRowMajor, CblasLower, TR(trans), N, K, alpha, A, lda, beta, C, ldc);
 }
 
@@ -140,8 +189,7 @@ kvi_status kvi_spd_inverse_f64(int N, double *A, int lda) {
 void kvi_set_threads(int n) {
   if (n < 1) n = 1;
   kvi__threads = n;
-  kvi__blas_cur = 1;
-  openblas_set_num_threads(1); /* raised per call by kvi__blas_threads_for */
+  openblas_set_num_threads(1); /* kronvi splits large calls itself (kvi_gemm) */
   omp_set_num_threads(n);
 }
 

@@ -1,5 +1,6 @@
 /* Adam (Kingma & Ba, 2014) with bias correction, and SGD with heavy-ball momentum. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "kronvi/optim.h"
@@ -101,6 +102,52 @@ kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_real *x, const kvi_real *g, 
   return KVI_OK;
 }
 
+/* The step over the parameter buffer runs over contiguous runs: elements outside the views,
+ * whole views, and a square Cholesky view row by row over its lower triangle only (its strict
+ * upper triangle is never read, stays zero and has zero gradient, so its update would leave it
+ * unchanged). Runs are cut into chunks of KVI__OPT_CHUNK elements, numbered in order, and thread
+ * t of nt steps the chunks c with c % nt == t: the update is elementwise, so the result does not
+ * depend on the thread count. */
+#ifndef KVI__OPT_CHUNK
+#define KVI__OPT_CHUNK 16384
+#endif
+/* Parallel above this many parameters (below, the fork/join costs more than the update). */
+#ifndef KVI__OPT_PAR_MIN
+#define KVI__OPT_PAR_MIN (1u << 18)
+#endif
+
+typedef struct {
+  size_t chunk; /* running chunk number */
+  int tid, nt;
+} kvi__opt_walk;
+
+static void kvi__opt_run(kvi__opt_walk *wk, const kvi_optimizer *o, const kvi__opt_consts *k,
+                         kvi_params *p, size_t off, size_t len) {
+  kvi_real *x = p->data, *m = o->m, *v = o->v;
+  const kvi_real *g = p->grad;
+  for (size_t c0 = 0; c0 < len; c0 += KVI__OPT_CHUNK, wk->chunk++) {
+    if (wk->chunk % (size_t)wk->nt != (size_t)wk->tid) continue;
+    size_t a = off + c0, cnt = len - c0 < KVI__OPT_CHUNK ? len - c0 : KVI__OPT_CHUNK;
+    kvi__opt_range(o, k, x + a, g + a, m + a, v ? v + a : NULL, cnt);
+  }
+}
+
+static void kvi__opt_walk_params(kvi__opt_walk *wk, const kvi_optimizer *o,
+                                 const kvi__opt_consts *k, kvi_params *p) {
+  size_t done = 0;
+  for (int vi = 0; vi < p->nviews; vi++) {
+    const kvi_view *w = &p->views[vi];
+    int64_t r = w->shape[0];
+    bool tri = w->role == KVI_ROLE_CHOL && w->ndim == 2 && w->shape[1] == r &&
+               (size_t)(r * r) == w->size && w->offset >= done;
+    if (!tri) continue;
+    if (w->offset > done) kvi__opt_run(wk, o, k, p, done, w->offset - done);
+    for (int64_t i = 0; i < r; i++) kvi__opt_run(wk, o, k, p, w->offset + (size_t)(i * r), (size_t)i + 1);
+    done = w->offset + w->size;
+  }
+  if (p->n > done) kvi__opt_run(wk, o, k, p, done, p->n - done);
+}
+
 kvi_status kvi_optimizer_step_params(kvi_optimizer *o, kvi_params *p, double lr) {
   if (!o || !p || !p->data || !p->grad)
     return kvi_fail(KVI_ERR_ARG, "kvi_optimizer_step_params: NULL argument");
@@ -109,28 +156,11 @@ kvi_status kvi_optimizer_step_params(kvi_optimizer *o, kvi_params *p, double lr)
                     "kvi_optimizer_step_params: %zu parameters, but the optimizer has %zu", p->n,
                     o->n);
   o->t++;
-  kvi__opt_consts k = kvi__opt_prepare(o, lr);
-  kvi_real *x = p->data, *m = o->m, *v = o->v;
-  const kvi_real *g = p->grad;
-  /* Elements outside the views, and whole views, in contiguous runs; a square Cholesky view is
-   * stepped row by row over its lower triangle only (its strict upper triangle is never read,
-   * stays zero and has zero gradient, so its update would leave it unchanged). */
-  size_t done = 0;
-  for (int vi = 0; vi < p->nviews; vi++) {
-    const kvi_view *w = &p->views[vi];
-    int64_t r = w->shape[0];
-    bool tri = w->role == KVI_ROLE_CHOL && w->ndim == 2 && w->shape[1] == r &&
-               (size_t)(r * r) == w->size && w->offset >= done;
-    if (!tri) continue;
-    if (w->offset > done)
-      kvi__opt_range(o, &k, x + done, g + done, m + done, v ? v + done : NULL, w->offset - done);
-    for (int64_t i = 0; i < r; i++) {
-      size_t off = w->offset + (size_t)(i * r);
-      kvi__opt_range(o, &k, x + off, g + off, m + off, v ? v + off : NULL, (size_t)i + 1);
-    }
-    done = w->offset + w->size;
+  const kvi__opt_consts k = kvi__opt_prepare(o, lr);
+#pragma omp parallel if (p->n >= KVI__OPT_PAR_MIN)
+  {
+    kvi__opt_walk wk = {0, omp_get_thread_num(), omp_get_num_threads()};
+    kvi__opt_walk_params(&wk, o, &k, p);
   }
-  if (p->n > done)
-    kvi__opt_range(o, &k, x + done, g + done, m + done, v ? v + done : NULL, p->n - done);
   return KVI_OK;
 }

@@ -140,7 +140,8 @@ kvi_status kvi_mn_log_alpha(kvi_real *out, const kvi_mn *q) {
 
 kvi_status kvi__uv_init(kvi__uv *w, const kvi_mn *q) {
   const int n = q->n, m = q->m;
-  size_t nd = 2 * ((size_t)n + m), nr = (size_t)n + 3 * (size_t)m;
+  size_t nb = ((size_t)n + KVI__ARD_ROWS - 1) / KVI__ARD_ROWS;
+  size_t nd = 2 * ((size_t)n + m), nr = 2 * (size_t)n + (size_t)m + 2 * nb * (size_t)m;
   double *p = kvi_alloc(nd * sizeof *p + nr * sizeof(kvi_real));
   if (!p) return KVI_ERR_NOMEM;
   w->u = p;
@@ -149,8 +150,8 @@ kvi_status kvi__uv_init(kvi__uv *w, const kvi_mn *q) {
   w->gv = p + 2 * n + m;
   w->ur = (kvi_real *)(void *)(p + nd);
   w->vr = w->ur + n;
-  w->r1 = w->vr + m;
-  w->r2 = w->r1 + m;
+  w->rs = w->vr + m;
+  w->blk = w->rs + n;
   kvi__chol_rownorm2_d(w->u, q->A, n);
   kvi__chol_rownorm2_d(w->v, q->B, m);
   for (int i = 0; i < n; i++) w->ur[i] = (kvi_real)w->u[i];
@@ -228,10 +229,8 @@ kvi_status kvi_mn_kl_gauss(double *out, const kvi_mn *q, const kvi_real *prior_v
 }
 
 /* The ARD loops run in kvi_real with vectorizable log / exp and per-row partial sums (double
- * across rows); the column sums of the gradient pass go through a kvi_real row (w->r1) that is
- * flushed into double every KVI__ARD_ROWS rows. */
-#define KVI__ARD_ROWS 64
-
+ * across rows); the gradient pass sums columns per block of KVI__ARD_ROWS rows in kvi_real
+ * (w->blk) and adds the blocks into double. */
 KVI__HOT double kvi__mn_ard_logsum(const kvi_mn *q, const kvi_real *log_d, const kvi__uv *w,
                                    double *sum_log_d) {
   const int n = q->n, m = q->m;
@@ -263,15 +262,16 @@ KVI__HOT double kvi__mn_ard_logsum(const kvi_mn *q, const kvi_real *log_d, const
   return acc;
 }
 
-KVI__HOT void kvi__mn_ard_grad(const kvi_mn *q, const kvi_real *log_d, kvi__uv *w, kvi_real *gM,
-                               kvi_real *glog_d, double gs, double *logsum) {
-  const int n = q->n, m = q->m;
+/* Rows [i0, i1) of the gradient pass: per-row sums of log S into rs, gu, and the column sums
+ * into cs (one kvi_real row per block of KVI__ARD_ROWS rows); dummy takes the unused gradient
+ * writes when gM or glog_d is NULL. */
+KVI__HOT static void kvi__mn_ard_grad_rows(const kvi_mn *q, const kvi_real *log_d, kvi__uv *w,
+                                           kvi_real *gM, kvi_real *glog_d, double gs, bool logsum,
+                                           int i0, int i1, kvi_real *cs, kvi_real *dummy) {
+  const int m = q->m;
   const kvi_real *vr = w->vr, gsr = (kvi_real)gs, gsh = (kvi_real)(0.5 * gs);
-  kvi_real *cs = w->r1, *dummy = w->r2;
-  double acc = 0;
-  memset(w->gv, 0, (size_t)m * sizeof *w->gv);
   memset(cs, 0, (size_t)m * sizeof *cs);
-  for (int i = 0; i < n; i++) {
+  for (int i = i0; i < i1; i++) {
     const kvi_real *Mi = q->M + (size_t)i * m, ui = w->ur[i];
     kvi_real *gMi = gM ? gM + (size_t)i * m : dummy, gui = 0, row = 0;
     if (log_d) {
@@ -315,15 +315,33 @@ KVI__HOT void kvi__mn_ard_grad(const kvi_mn *q, const kvi_real *log_d, kvi__uv *
         gMi[j] += gsr * mu * iS;
       }
     }
-    acc += row;
+    w->rs[i] = row;
     w->gu[i] = 0.5 * (double)gui;
-    if ((i + 1) % KVI__ARD_ROWS == 0 || i + 1 == n) {
-      for (int j = 0; j < m; j++) w->gv[j] += cs[j];
-      memset(cs, 0, (size_t)m * sizeof *cs);
-    }
+  }
+}
+
+/* Row blocks run in parallel; their column sums and the row sums are then added in order, so
+ * the result does not depend on the thread count. */
+void kvi__mn_ard_grad(const kvi_mn *q, const kvi_real *log_d, kvi__uv *w, kvi_real *gM,
+                      kvi_real *glog_d, double gs, double *logsum) {
+  const int n = q->n, m = q->m, nb = (n + KVI__ARD_ROWS - 1) / KVI__ARD_ROWS;
+#pragma omp parallel for schedule(static) if ((size_t)n * m >= KVI__KL_OMP_MIN)
+  for (int b = 0; b < nb; b++) {
+    int i0 = b * KVI__ARD_ROWS, i1 = i0 + KVI__ARD_ROWS < n ? i0 + KVI__ARD_ROWS : n;
+    kvi_real *cs = w->blk + (size_t)2 * b * m;
+    kvi__mn_ard_grad_rows(q, log_d, w, gM, glog_d, gs, logsum != NULL, i0, i1, cs, cs + m);
+  }
+  memset(w->gv, 0, (size_t)m * sizeof *w->gv);
+  for (int b = 0; b < nb; b++) {
+    const kvi_real *cs = w->blk + (size_t)2 * b * m;
+    for (int j = 0; j < m; j++) w->gv[j] += cs[j];
   }
   for (int j = 0; j < m; j++) w->gv[j] *= 0.5;
-  if (logsum) *logsum = acc;
+  if (logsum) {
+    double acc = 0;
+    for (int i = 0; i < n; i++) acc += w->rs[i];
+    *logsum = acc;
+  }
 }
 
 bool kvi__mn_ard_safe(const kvi_mn *q, const kvi__uv *w) {

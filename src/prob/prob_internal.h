@@ -70,12 +70,20 @@ void kvi__chol_rownorm2_backward(kvi_real *dP, const kvi_real *P, int n, const d
 /* rownorm2 in double precision (out_i = (L L^T)_ii). */
 void kvi__chol_rownorm2_d(double *out, const kvi_real *P, int n);
 
+/* The ARD gradient pass works in blocks of KVI__ARD_ROWS rows (in parallel above
+ * KVI__KL_OMP_MIN matrix entries: its log / exp / division per entry are compute-bound). */
+#define KVI__ARD_ROWS 64
+#ifndef KVI__KL_OMP_MIN
+#define KVI__KL_OMP_MIN (1 << 16)
+#endif
+
 /* Shared frame of the MN KL functions: u = diag U, v = diag V and the gradients gu, gv of the
- * KL w.r.t. them (all double), in one allocation; ur, vr: u, v in kvi_real, and two scratch rows
- * r1, r2 of m kvi_real for the vectorized ARD loops. */
+ * KL w.r.t. them (all double), in one allocation; ur, vr: u, v in kvi_real; rs: per-row sums (n
+ * kvi_real) and blk: two scratch rows of m kvi_real per block of KVI__ARD_ROWS rows (column sums,
+ * and a sink for unused gradient writes) for the vectorized ARD loops. */
 typedef struct {
   double *u, *v, *gu, *gv;
-  kvi_real *ur, *vr, *r1, *r2;
+  kvi_real *ur, *vr, *rs, *blk;
 } kvi__uv;
 kvi_status kvi__uv_init(kvi__uv *w, const kvi_mn *q);
 /* Adds the gradients collected in gu, gv (w.r.t. U_ii, V_jj) plus the direct log-diagonal terms
