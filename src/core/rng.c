@@ -55,7 +55,7 @@ static inline double kvi__u01(uint32_t x) { return ((double)x + 0.5) * (1.0 / 42
 void kvi_rng_uniform(kvi_rng *r, kvi_real *out, size_t n) {
   size_t nb = (n + 3) / 4;
   uint64_t base = r->ctr;
-#pragma omp parallel for schedule(static) if (nb > (1u << 18))
+#pragma omp parallel for schedule(static) if (nb > (1u << 13))
   for (size_t b = 0; b < nb; b++) {
     uint32_t w[4];
     kvi__philox(w, r->key, base + b);
@@ -117,7 +117,7 @@ KVI__HOT static void kvi__normal_chunk(float *out, uint64_t key, uint64_t ctr, s
 void kvi_rng_normal(kvi_rng *r, kvi_real *out, size_t n) {
   size_t nb = (n + 3) / 4, nfull = n / 4, nch = (nfull + KVI__NCHUNK - 1) / KVI__NCHUNK;
   uint64_t base = r->ctr;
-#pragma omp parallel for schedule(static) if (nb > (1u << 18))
+#pragma omp parallel for schedule(static) if (nb > (1u << 13))
   for (size_t c = 0; c < nch; c++) {
     size_t b0 = c * KVI__NCHUNK, cnt = nfull - b0 < KVI__NCHUNK ? nfull - b0 : KVI__NCHUNK;
     kvi__normal_chunk(out + 4 * b0, r->key, base + b0, cnt);
@@ -134,7 +134,7 @@ void kvi_rng_normal(kvi_rng *r, kvi_real *out, size_t n) {
 void kvi_rng_normal_f64(kvi_rng *r, double *out, size_t n) {
   size_t nb = (n + 3) / 4;
   uint64_t base = r->ctr;
-#pragma omp parallel for schedule(static) if (nb > (1u << 18))
+#pragma omp parallel for schedule(static) if (nb > (1u << 13))
   for (size_t b = 0; b < nb; b++) {
     double z[4];
     kvi__normal4(z, r->key, base + b);

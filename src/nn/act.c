@@ -51,14 +51,14 @@ KVI__HOT static void kvi__elu_backward(kvi_real *dx, const kvi_real *dy, const k
 }
 
 void kvi_act_forward(kvi_real *y, const kvi_real *x, size_t n, kvi_act a) {
-  if (a == KVI_ACT_ELU && n <= (1u << 20)) {
+  if (a == KVI_ACT_ELU && n <= (1u << 16)) {
     kvi__elu_forward(y, x, n);
   } else if (a == KVI_ACT_ELU) {
 #pragma omp parallel for schedule(static)
     for (size_t c = 0; c < n; c += 4096)
       kvi__elu_forward(y + c, x + c, n - c < 4096 ? n - c : 4096);
   } else if (a == KVI_ACT_RELU) {
-#pragma omp parallel for schedule(static) if (n > (1u << 20))
+#pragma omp parallel for schedule(static) if (n > (1u << 17))
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
   } else if (y != x) {
     memcpy(y, x, n * sizeof *y);
@@ -67,14 +67,14 @@ void kvi_act_forward(kvi_real *y, const kvi_real *x, size_t n, kvi_act a) {
 
 void kvi_act_backward(kvi_real *dx, const kvi_real *dy, const kvi_real *x, const kvi_real *y,
                       size_t n, kvi_act a) {
-  if (a == KVI_ACT_ELU && n <= (1u << 20)) {
+  if (a == KVI_ACT_ELU && n <= (1u << 16)) {
     kvi__elu_backward(dx, dy, x, y, n);
   } else if (a == KVI_ACT_ELU) {
 #pragma omp parallel for schedule(static)
     for (size_t c = 0; c < n; c += 4096)
       kvi__elu_backward(dx + c, dy + c, x + c, y + c, n - c < 4096 ? n - c : 4096);
   } else if (a == KVI_ACT_RELU) {
-#pragma omp parallel for schedule(static) if (n > (1u << 20))
+#pragma omp parallel for schedule(static) if (n > (1u << 17))
     for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : 0;
   } else if (dx != dy) {
     memcpy(dx, dy, n * sizeof *dx);

@@ -15,7 +15,7 @@
  * elementwise loops of the library (KVI__OMP_MIN in prob/): they are memory-bound, and below it
  * the fork/join costs more than the copy, worse on a loaded machine. */
 #ifndef KVI__CONV_OMP_MIN
-#define KVI__CONV_OMP_MIN (1u << 20)
+#define KVI__CONV_OMP_MIN (1u << 17)
 #endif
 
 static size_t kvi__al64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }

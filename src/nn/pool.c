@@ -10,7 +10,7 @@
 #include "kronvi/nn.h"
 
 #ifndef KVI__POOL_OMP_MIN
-#define KVI__POOL_OMP_MIN (1u << 20)
+#define KVI__POOL_OMP_MIN (1u << 17)
 #endif
 
 kvi_status kvi_pool_init(kvi_pool *l, int h, int w, int c) {

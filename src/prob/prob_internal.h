@@ -30,14 +30,11 @@
 
 #define KVI__LOG_2PI 1.8378770664093454835606594728112
 
-/* Parallelize an elementwise loop only when it has at least this many elements. The bar is high
- * on purpose: OpenBLAS (pthreads build) and OpenMP keep separate thread pools whose idle threads
- * spin for a while after each call, so alternating short OpenMP loops with BLAS calls
- * oversubscribes the cores (measured 10x slower LRT steps on a loaded 2-core machine with
- * kvi_set_threads(2)). Loops of O(B (n + m)) or O(nm) elements take tens of microseconds
- * serially, next to milliseconds of BLAS work, so they stay serial unless very large. */
+/* Parallelize an elementwise loop only when it has at least this many elements: below, the
+ * fork/join of the OpenMP pool (a few microseconds) costs more than the loop. The same pool runs
+ * the split BLAS calls (kvi_gemm), so nothing else competes for the cores. */
 #ifndef KVI__OMP_MIN
-#define KVI__OMP_MIN (1 << 20)
+#define KVI__OMP_MIN (1 << 17)
 #endif
 
 /* Workspace carving: sub-arrays of the caller's workspace, each starting on a 64-byte boundary.
