@@ -70,7 +70,8 @@ void kvi_gemm(bool ta, bool tb, int M, int N, int K, kvi_real alpha, const kvi_r
     if (rows) { /* rows [r0, r1) of C and of op(A) */
       int r0 = kvi__panel_start(t, np, M), r1 = kvi__panel_start(t + 1, np, M);
       const kvi_real *Ap = ta ? A + r0 : A + (size_t)r0 * lda;
-      if (r1 > r0) kvi__gemm1(ta, tb, r1 - r0, N, K, alpha, Ap, lda, B, ldb, beta, C + (size_t)r0 * ldc, ldc);
+      if (r1 > r0)
+        kvi__gemm1(ta, tb, r1 - r0, N, K, alpha, Ap, lda, B, ldb, beta, C + (size_t)r0 * ldc, ldc);
     } else { /* columns [c0, c1) of C and of op(B) */
       int c0 = kvi__panel_start(t, np, N), c1 = kvi__panel_start(t + 1, np, N);
       const kvi_real *Bp = tb ? B + (size_t)c0 * ldb : B + c0;

@@ -86,13 +86,66 @@ void kvi_rng_normal(kvi_rng *r, kvi_real *out, size_t n) { kvi_rng_normal_f64(r,
  * arrays). u1 uses the top 24 bits, (x + 1/2) 2^-24 in (0, 1), so |z| <= 5.9. */
 #define KVI__NCHUNK 64
 
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(KVI_NO_CLONES)
+#include <immintrin.h>
+#define KVI__PHILOX_AVX2 1
+
+/* hi, lo = the 64-bit products a_l * m per 32-bit lane l: vpmuludq multiplies the even lanes,
+ * a copy shifted down by 32 bits the odd ones, and blends put the halves in place. */
+__attribute__((target("avx2"))) static inline void kvi__mulhilo8(__m256i *hi, __m256i *lo,
+                                                                 __m256i a, __m256i m) {
+  __m256i ev = _mm256_mul_epu32(a, m), od = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+  *hi = _mm256_blend_epi32(_mm256_srli_epi64(ev, 32), od, 0xAA);
+  *lo = _mm256_blend_epi32(ev, _mm256_slli_epi64(od, 32), 0xAA);
+}
+
+/* kvi__philox10 on the KVI__NCHUNK blocks ctr, ctr + 1, ... eight at a time (the same words:
+ * integer arithmetic only). GCC's auto-vectorized version of the scalar rounds spends most of
+ * its time packing the 64-bit products; this is about 4x faster. */
+__attribute__((target("avx2"))) static void kvi__philox_chunk_avx2(uint32_t *w0, uint32_t *w1,
+                                                                   uint32_t *w2, uint32_t *w3,
+                                                                   uint64_t ctr, uint32_t k0,
+                                                                   uint32_t k1) {
+  const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
+  for (size_t b = 0; b < KVI__NCHUNK; b += 8) {
+    uint32_t lo32[8], hi32[8];
+    for (int l = 0; l < 8; l++)
+      lo32[l] = (uint32_t)(ctr + b + l), hi32[l] = (uint32_t)((ctr + b + l) >> 32);
+    __m256i c0 = _mm256_loadu_si256((const __m256i *)lo32);
+    __m256i c1 = _mm256_loadu_si256((const __m256i *)hi32);
+    __m256i c2 = _mm256_set1_epi32((int)0x6a09e667u), c3 = _mm256_set1_epi32((int)0xf3bcc908u);
+    uint32_t q0 = k0, q1 = k1;
+    for (int r = 0; r < 10; r++) {
+      __m256i h0, l0, h1, l1;
+      kvi__mulhilo8(&h0, &l0, c0, m0);
+      kvi__mulhilo8(&h1, &l1, c2, m1);
+      __m256i n0 = _mm256_xor_si256(_mm256_xor_si256(h1, c1), _mm256_set1_epi32((int)q0));
+      __m256i n2 = _mm256_xor_si256(_mm256_xor_si256(h0, c3), _mm256_set1_epi32((int)q1));
+      c1 = l1, c3 = l0, c0 = n0, c2 = n2;
+      q0 += PHILOX_W0, q1 += PHILOX_W1;
+    }
+    _mm256_storeu_si256((__m256i *)(w0 + b), c0);
+    _mm256_storeu_si256((__m256i *)(w1 + b), c1);
+    _mm256_storeu_si256((__m256i *)(w2 + b), c2);
+    _mm256_storeu_si256((__m256i *)(w3 + b), c3);
+  }
+}
+#endif
+
 KVI__HOT static void kvi__normal_chunk(float *out, uint64_t key, uint64_t ctr, size_t nb) {
   uint32_t w0[KVI__NCHUNK], w1[KVI__NCHUNK], w2[KVI__NCHUNK], w3[KVI__NCHUNK];
   float z0[KVI__NCHUNK], z1[KVI__NCHUNK], z2[KVI__NCHUNK], z3[KVI__NCHUNK];
   const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+#ifdef KVI__PHILOX_AVX2
+  if (__builtin_cpu_supports("avx2")) {
+    kvi__philox_chunk_avx2(w0, w1, w2, w3, ctr, k0, k1);
+  } else
+#endif
+  {
 #pragma omp simd
-  for (size_t b = 0; b < KVI__NCHUNK; b++)
-    kvi__philox10(&w0[b], &w1[b], &w2[b], &w3[b], ctr + b, k0, k1);
+    for (size_t b = 0; b < KVI__NCHUNK; b++)
+      kvi__philox10(&w0[b], &w1[b], &w2[b], &w3[b], ctr + b, k0, k1);
+  }
   const float s24 = 1.0f / 16777216.0f;
 #pragma omp simd
   for (size_t b = 0; b < KVI__NCHUNK; b++) {

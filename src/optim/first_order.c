@@ -142,7 +142,8 @@ static void kvi__opt_walk_params(kvi__opt_walk *wk, const kvi_optimizer *o,
                (size_t)(r * r) == w->size && w->offset >= done;
     if (!tri) continue;
     if (w->offset > done) kvi__opt_run(wk, o, k, p, done, w->offset - done);
-    for (int64_t i = 0; i < r; i++) kvi__opt_run(wk, o, k, p, w->offset + (size_t)(i * r), (size_t)i + 1);
+    for (int64_t i = 0; i < r; i++)
+      kvi__opt_run(wk, o, k, p, w->offset + (size_t)(i * r), (size_t)i + 1);
     done = w->offset + w->size;
   }
   if (p->n > done) kvi__opt_run(wk, o, k, p, done, p->n - done);
