@@ -81,5 +81,9 @@ int kvi_params_find(const kvi_params *p, const char *name) {
 }
 
 void kvi_params_zero_grad(kvi_params *p) {
-  if (p->grad) memset(p->grad, 0, p->n * sizeof(kvi_real));
+  if (!p->grad) return;
+  const size_t ch = (size_t)1 << 16, nch = (p->n + ch - 1) / ch;
+#pragma omp parallel for schedule(static) if (nch > 4)
+  for (size_t c = 0; c < nch; c++)
+    memset(p->grad + c * ch, 0, (p->n - c * ch < ch ? p->n - c * ch : ch) * sizeof(kvi_real));
 }

@@ -14,7 +14,12 @@ void kvi_chol_materialize(kvi_real *L, const kvi_real *P, int n) {
   }
 }
 
+/* The row loops below are independent per row: in parallel for large n, rows dealt out in
+ * chunks of 16 (a triangle's rows grow in length). */
+#define KVI__CHOL_PAR(n) ((size_t)(n) * (size_t)(n) > 2 * (size_t)KVI__OMP_MIN)
+
 KVI__HOT void kvi__chol_rownorm2_d(double *out, const kvi_real *P, int n) {
+#pragma omp parallel for schedule(static, 16) if (KVI__CHOL_PAR(n))
   for (int i = 0; i < n; i++) {
     const kvi_real *p = P + (size_t)i * n;
     double s = 0;
@@ -68,6 +73,7 @@ void kvi__chol_add_diag(kvi_real *dP, int n, double val) {
 
 KVI__HOT void kvi__chol_rownorm2_backward(kvi_real *dP, const kvi_real *P, int n,
                                           const double *gu) {
+#pragma omp parallel for schedule(static, 16) if (KVI__CHOL_PAR(n))
   for (int i = 0; i < n; i++) {
     const kvi_real *p = P + (size_t)i * n;
     kvi_real *d = dP + (size_t)i * n;
