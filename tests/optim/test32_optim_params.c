@@ -2,16 +2,18 @@
  * the whole buffer: Adam and SGD (with weight decay), a parameter set with mean, Cholesky (square,
  * role KVI_ROLE_CHOL, upper triangles zero with zero gradient), bias and prior views. The results
  * must be bit-identical, the strict upper triangles must stay exactly zero, and a size mismatch
- * or NULL must fail with a message. */
+ * or NULL must fail with a message. A large set (over a million parameters) takes the parallel
+ * path of kvi_optimizer_step_params, run with 1 and 2 threads: still bit-identical. */
 #include <string.h>
 
 #include "kronvi/optim.h"
 #include "kvi_test.h"
 
-static void build(kvi_params *p) {
+static void build(kvi_params *p, int big) {
   kvi_params_init(p);
   int idx;
-  int64_t sM[2] = {7, 5}, sA[2] = {7, 7}, sB[2] = {5, 5}, sb[2] = {5, 0}, sl[2] = {1, 0};
+  int64_t n = big ? 700 : 7, m = big ? 500 : 5;
+  int64_t sM[2] = {n, m}, sA[2] = {n, n}, sB[2] = {m, m}, sb[2] = {m, 0}, sl[2] = {1, 0};
   CHECK_OK(kvi_params_add(p, "l.M", KVI_ROLE_MEAN, 2, sM, &idx));
   CHECK_OK(kvi_params_add(p, "l.A", KVI_ROLE_CHOL, 2, sA, &idx));
   CHECK_OK(kvi_params_add(p, "l.B", KVI_ROLE_CHOL, 2, sB, &idx));
@@ -37,10 +39,11 @@ static void fill(kvi_params *p, kvi_rng *r) {
   }
 }
 
-static void run(kvi_opt_kind kind, double wd) {
+static void run(kvi_opt_kind kind, double wd, int big, int threads) {
+  kvi_set_threads(threads);
   kvi_params p1, p2;
-  build(&p1);
-  build(&p2);
+  build(&p1, big);
+  build(&p2, big);
   kvi_rng r = kvi_rng_stream(5, 6);
   fill(&p1, &r);
   memcpy(p2.data, p1.data, p1.n * sizeof *p1.data);
@@ -55,7 +58,7 @@ static void run(kvi_opt_kind kind, double wd) {
   for (int step = 0; step < 5; step++) {
     kvi_rng rg = kvi_rng_stream(9, (uint64_t)step);
     kvi_params tmp;
-    build(&tmp);
+    build(&tmp, big);
     fill(&tmp, &rg);
     memcpy(p1.grad, tmp.grad, p1.n * sizeof *p1.grad);
     memcpy(p2.grad, tmp.grad, p2.n * sizeof *p2.grad);
@@ -91,8 +94,11 @@ static void run(kvi_opt_kind kind, double wd) {
 }
 
 int main(void) {
-  run(KVI_OPT_ADAM, 0);
-  run(KVI_OPT_ADAM, 1e-2);
-  run(KVI_OPT_SGD, 1e-2);
+  for (int big = 0; big < 2; big++)
+    for (int threads = 1; threads <= 2; threads++) {
+      run(KVI_OPT_ADAM, 0, big, threads);
+      run(KVI_OPT_ADAM, 1e-2, big, threads);
+      run(KVI_OPT_SGD, 1e-2, big, threads);
+    }
   TEST_MAIN_END();
 }

@@ -6,7 +6,9 @@
  *   per row / per element, never reduce across threads). OpenBLAS 0.3.21 sgemm is NOT
  *   bit-reproducible across thread counts (its threaded path rounds differently), which this
  *   test detects with a plain kvi_gemm probe; then the results must agree to f32 rounding.
- * Two sizes: a small layer and a large batch whose elementwise loops pass the OpenMP threshold. */
+ * Two sizes: a small layer and a large batch whose elementwise loops pass the OpenMP threshold.
+ * - the ARD KL of MN and MN+DIAG (value and gradients) of a layer large enough for the parallel
+ *   row blocks is bit-identical with 1 and 2 threads (fixed blocks, partial sums added in order). */
 #include "kronvi/prob.h"
 #include "kvi_test.h"
 
@@ -85,7 +87,39 @@ static bool gemm_reproducible(int B, int n, int m) {
   return same;
 }
 
+/* ARD KL value and gradients of MN (kind 0) and MN+DIAG (kind 1) in one buffer, value first. */
+static kvi_real *kl_all(int n, int m, size_t *len) {
+  kvi_rng r = kvi_rng_stream(31, 41);
+  size_t nm = (size_t)n * m;
+  kvi_real *M = alloc_normal(&r, nm, 0.1, 0), *ld = alloc_normal(&r, nm, 0.3, -6);
+  kvi_real *A = alloc_normal(&r, (size_t)n * n, 0.02, -2), *Bf = alloc_normal(&r, (size_t)m * m, 0.02, -2);
+  size_t per = 1 + 2 * nm + (size_t)n * n + (size_t)m * m;
+  *len = 2 * per;
+  kvi_real *out = kvi_alloc(*len * sizeof *out);
+  for (int kind = 0; kind < 2; kind++) {
+    kvi_real *o = out + kind * per, *gM = o + 1, *gl = gM + nm, *gA = gl + nm, *gB = gA + (size_t)n * n;
+    kvi_mndiag q = {{n, m, M, A, Bf}, ld};
+    kvi_mndiag_grad g = {{gM, gA, gB}, gl};
+    double kl = 0;
+    if (kind == 0) CHECK_OK(kvi_mn_kl_ard(&kl, &q.mn, &g.mn, 0.5f));
+    else CHECK_OK(kvi_mndiag_kl_ard(&kl, &q, &g, 0.5f));
+    o[0] = (kvi_real)kl;
+  }
+  kvi_free(M), kvi_free(ld), kvi_free(A), kvi_free(Bf);
+  return out;
+}
+
 int main(void) {
+  /* ARD KL: 300 x 250 entries, 5 row blocks */
+  {
+    size_t l1, l2;
+    kvi_set_threads(1);
+    kvi_real *k1 = kl_all(300, 250, &l1);
+    kvi_set_threads(2);
+    kvi_real *k2 = kl_all(300, 250, &l2);
+    CHECK(l1 == l2 && memcmp(k1, k2, l1 * sizeof *k1) == 0);
+    kvi_free(k1), kvi_free(k2);
+  }
   /* RNG */
   enum { NR = 3000001 };
   kvi_real *a = kvi_alloc(NR * sizeof *a), *b = kvi_alloc(NR * sizeof *b);
