@@ -136,6 +136,11 @@ KVI_API kvi_status kvi_mn_lrt_forward(kvi_real *Y, void *ws, const kvi_mn *q, co
 KVI_API kvi_status kvi_mn_lrt_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY, void *ws,
                                        const kvi_mn *q, const kvi_real *X, const kvi_real *eps1,
                                        int batch);
+/* As kvi_mn_lrt_backward, but WRITES the input gradient into dX (its contents are not read):
+ * saves the zeroing and two passes over (B, n) arrays in convolutions (B >= n). */
+KVI_API kvi_status kvi_mn_lrt_backward_set(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY,
+                                           void *ws, const kvi_mn *q, const kvi_real *X,
+                                           const kvi_real *eps1, int batch);
 
 KVI_API size_t kvi_mndiag_lrt_ws_size(int batch, int n, int m);
 KVI_API kvi_status kvi_mndiag_lrt_forward(kvi_real *Y, void *ws, const kvi_mndiag *q,

@@ -189,7 +189,9 @@ kvi_status kvi_dense_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, v
     return kvi_fail(KVI_ERR_ARG, "dense_backward: NULL argument or batch %d", batch);
   int n = l->n, m = l->m;
   kvi_status s = KVI_OK;
-  if (dX) memset(dX, 0, sizeof(kvi_real) * (size_t)batch * n);
+  /* the point path and MN write dX; DIAG and MN+DIAG add into it */
+  bool writes = !eps || l->family == KVI_FAMILY_POINT || l->family == KVI_FAMILY_MN;
+  if (dX && !writes) memset(dX, 0, sizeof(kvi_real) * (size_t)batch * n);
   if (!eps || l->family == KVI_FAMILY_POINT) {
     const kvi_real *M = kvi_params_data(p, l->iM);
     kvi_gemm(true, false, n, m, batch, 1, X, n, dY, m, 1, kvi_params_grad(p, l->iM), m);
@@ -201,7 +203,7 @@ kvi_status kvi_dense_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, v
   } else if (l->family == KVI_FAMILY_MN) {
     kvi_mn q = kvi__mn_view(l, p);
     kvi_mn_grad g = kvi__mn_grad(l, p);
-    s = kvi_mn_lrt_backward(&g, dX, dY, ws, &q, X, eps, batch);
+    s = kvi_mn_lrt_backward_set(&g, dX, dY, ws, &q, X, eps, batch);
   } else {
     kvi_mndiag q = kvi__mndiag_view(l, p);
     kvi_mndiag_grad g = kvi__mndiag_grad(l, p);

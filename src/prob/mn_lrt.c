@@ -17,10 +17,16 @@
  * Z (B, n)   X A in forward, dZ in backward
  * N (B, m)   eps1 B^T in forward, dN = diag(s) dY in backward
  * s (B), ea (n) = e^{a_i}, eb (m) = e^{b_j}
- * T (KVI__LOWER_BS^2)   diagonal blocks of the factor gradients */
+ * T (KVI__LOWER_BS^2)   diagonal blocks of the factor gradients
+ * Af (n^2, only when B >= n)   A = L + diag(e^a) as a plain lower triangle, so that one non-unit
+ *                              trmm applies A^T in the backward that writes dX (kvi__mn_full) */
 typedef struct {
-  kvi_real *Z, *N, *s, *ea, *eb, *T;
+  kvi_real *Z, *N, *s, *ea, *eb, *T, *Af;
 } kvi__mn_ws;
+
+/* The writing backward materializes A when the batch has at least n rows (convolutions: the n^2
+ * copy is then small next to the B x n passes it saves). */
+static bool kvi__mn_full(int batch, int n) { return batch >= n; }
 
 static kvi__mn_ws kvi__mn_ws_carve(void *ws, int batch, int n, int m) {
   kvi__mn_ws w;
@@ -32,13 +38,15 @@ static kvi__mn_ws kvi__mn_ws_carve(void *ws, int batch, int n, int m) {
   w.ea = kvi__ws_take(&cur, N);
   w.eb = kvi__ws_take(&cur, M);
   w.T = kvi__ws_take(&cur, (size_t)KVI__LOWER_BS * KVI__LOWER_BS);
+  w.Af = kvi__mn_full(batch, n) ? kvi__ws_take(&cur, N * N) : NULL;
   return w;
 }
 
 size_t kvi__mn_lrt_ws(int batch, int n, int m) {
   size_t B = (size_t)batch, N = (size_t)n, M = (size_t)m;
   return kvi__ws_bytes(B * N) + kvi__ws_bytes(B * M) + kvi__ws_bytes(B) + kvi__ws_bytes(N) +
-         kvi__ws_bytes(M) + kvi__ws_bytes((size_t)KVI__LOWER_BS * KVI__LOWER_BS);
+         kvi__ws_bytes(M) + kvi__ws_bytes((size_t)KVI__LOWER_BS * KVI__LOWER_BS) +
+         (kvi__mn_full(batch, n) ? kvi__ws_bytes(N * N) : 0);
 }
 
 void kvi__mn_lrt_noise_forward(kvi_real *Y, void *ws, const kvi_mn *q, const kvi_real *X,
@@ -101,10 +109,16 @@ static void kvi__lower_grad_acc(kvi_real *dP, const kvi_real *ediag, int n, int 
 }
 
 void kvi__mn_lrt_noise_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY, void *ws,
-                                const kvi_mn *q, const kvi_real *X, const kvi_real *eps1,
-                                int batch) {
+                                const kvi_mn *q, const kvi_real *X, const kvi_real *eps1, int batch,
+                                bool write_dx) {
   const int n = q->n, m = q->m;
   kvi__mn_ws w = kvi__mn_ws_carve(ws, batch, n, m);
+  if (dX && write_dx && !w.Af) {
+    memset(dX, 0, (size_t)batch * n * sizeof *dX); /* then add as usual */
+    write_dx = false;
+  }
+  /* writing with A materialized: dX = dZ, then dX <- dX A^T (non-unit trmm) */
+  const bool full = dX && write_dx;
   kvi_real *gA = g ? g->A : NULL, *gB = g ? g->B : NULL;
   const kvi_real *ea = w.ea;
   const size_t bn = (size_t)batch * n, bm = (size_t)batch * m;
@@ -121,7 +135,15 @@ void kvi__mn_lrt_noise_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY
       nb[j] = sb * dy[j];
     }
     kvi_real cb = sb > 0 ? ds / sb : 0;
-    if (dX) {
+    if (full) {
+      kvi_real *dx = dX + (size_t)b * n;
+#pragma omp simd
+      for (int i = 0; i < n; i++) {
+        kvi_real dz = cb * z[i];
+        z[i] = dz;
+        dx[i] = dz;
+      }
+    } else if (dX) {
       /* dX += dZ diag(e^a - 1): the diagonal part of dZ A^T (the rest is a trmm below) */
       kvi_real *dx = dX + (size_t)b * n;
 #pragma omp simd
@@ -142,7 +164,14 @@ void kvi__mn_lrt_noise_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY
     /* Z = X A: dA = X^T dZ (lower triangle only) */
     kvi__lower_grad_acc(gA, ea, n, batch, X, w.Z, n, w.T);
   }
-  if (dX) {
+  if (full) {
+    /* dX = dZ A^T, A = L_A + diag(e^a) copied into Af (its upper part is never read) */
+    for (int i = 0; i < n; i++) {
+      memcpy(w.Af + (size_t)i * n, q->A + (size_t)i * n, (size_t)i * sizeof *w.Af);
+      w.Af[(size_t)i * n + i] = ea[i];
+    }
+    kvi_trmm(true, true, false, batch, n, 1, w.Af, n, dX, n);
+  } else if (dX) {
     /* dX += dZ (L_A + I)^T */
     kvi_trmm(true, true, true, batch, n, 1, q->A, n, w.Z, n);
 #pragma omp parallel for schedule(static) if (bn > KVI__OMP_MIN)
@@ -177,16 +206,28 @@ kvi_status kvi_mn_lrt_forward(kvi_real *Y, void *ws, const kvi_mn *q, const kvi_
   return KVI_OK;
 }
 
-kvi_status kvi_mn_lrt_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY, void *ws,
-                               const kvi_mn *q, const kvi_real *X, const kvi_real *eps1,
-                               int batch) {
-  const char *fn = "kvi_mn_lrt_backward";
+static kvi_status kvi__mn_lrt_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY, void *ws,
+                                       const kvi_mn *q, const kvi_real *X, const kvi_real *eps1,
+                                       int batch, bool write_dx, const char *fn) {
   kvi_status s = kvi__check_mn_args(q, fn);
   if (s) return s;
   if ((s = kvi__mn_lrt_args(dY, ws, X, eps1, batch, fn))) return s;
   const int n = q->n, m = q->m;
-  if (eps1) kvi__mn_lrt_noise_backward(g, dX, dY, ws, q, X, eps1, batch);
+  if (eps1) kvi__mn_lrt_noise_backward(g, dX, dY, ws, q, X, eps1, batch, write_dx);
   if (g && g->M) kvi_gemm(true, false, n, m, batch, 1, X, n, dY, m, 1, g->M, m);
-  if (dX) kvi_gemm(false, true, batch, n, m, 1, dY, m, q->M, m, 1, dX, n);
+  /* with noise the input gradient's noise part is already in dX */
+  if (dX) kvi_gemm(false, true, batch, n, m, 1, dY, m, q->M, m, eps1 || !write_dx ? 1 : 0, dX, n);
   return KVI_OK;
+}
+
+kvi_status kvi_mn_lrt_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY, void *ws,
+                               const kvi_mn *q, const kvi_real *X, const kvi_real *eps1,
+                               int batch) {
+  return kvi__mn_lrt_backward(g, dX, dY, ws, q, X, eps1, batch, false, "kvi_mn_lrt_backward");
+}
+
+kvi_status kvi_mn_lrt_backward_set(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY, void *ws,
+                                   const kvi_mn *q, const kvi_real *X, const kvi_real *eps1,
+                                   int batch) {
+  return kvi__mn_lrt_backward(g, dX, dY, ws, q, X, eps1, batch, true, "kvi_mn_lrt_backward_set");
 }

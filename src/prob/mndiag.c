@@ -215,7 +215,8 @@ kvi_status kvi_mndiag_lrt_backward(kvi_mndiag_grad *g, kvi_real *dX, const kvi_r
   if (eps2)
     kvi__diagnoise_backward(g ? g->log_d : NULL, dX, dY, (char *)ws + kvi__mn_lrt_ws(batch, n, m),
                             1, X, eps2, batch, n, m);
-  if (eps1) kvi__mn_lrt_noise_backward(g ? &g->mn : NULL, dX, dY, ws, &q->mn, X, eps1, batch);
+  if (eps1)
+    kvi__mn_lrt_noise_backward(g ? &g->mn : NULL, dX, dY, ws, &q->mn, X, eps1, batch, false);
   if (g && g->mn.M) kvi_gemm(true, false, n, m, batch, 1, X, n, dY, m, 1, g->mn.M, m);
   if (dX) kvi_gemm(false, true, batch, n, m, 1, dY, m, q->mn.M, m, 1, dX, n);
   return KVI_OK;

@@ -8,7 +8,8 @@
  *   test detects with a plain kvi_gemm probe; then the results must agree to f32 rounding.
  * Two sizes: a small layer and a large batch whose elementwise loops pass the OpenMP threshold.
  * - the ARD KL of MN and MN+DIAG (value and gradients) of a layer large enough for the parallel
- *   row blocks is bit-identical with 1 and 2 threads (fixed blocks, partial sums added in order). */
+ *   row blocks is bit-identical with 1 and 2 threads (fixed blocks, partial sums added in order).
+ */
 #include "kronvi/prob.h"
 #include "kvi_test.h"
 
@@ -92,17 +93,21 @@ static kvi_real *kl_all(int n, int m, size_t *len) {
   kvi_rng r = kvi_rng_stream(31, 41);
   size_t nm = (size_t)n * m;
   kvi_real *M = alloc_normal(&r, nm, 0.1, 0), *ld = alloc_normal(&r, nm, 0.3, -6);
-  kvi_real *A = alloc_normal(&r, (size_t)n * n, 0.02, -2), *Bf = alloc_normal(&r, (size_t)m * m, 0.02, -2);
+  kvi_real *A = alloc_normal(&r, (size_t)n * n, 0.02, -2),
+           *Bf = alloc_normal(&r, (size_t)m * m, 0.02, -2);
   size_t per = 1 + 2 * nm + (size_t)n * n + (size_t)m * m;
   *len = 2 * per;
   kvi_real *out = kvi_alloc(*len * sizeof *out);
   for (int kind = 0; kind < 2; kind++) {
-    kvi_real *o = out + kind * per, *gM = o + 1, *gl = gM + nm, *gA = gl + nm, *gB = gA + (size_t)n * n;
+    kvi_real *o = out + kind * per, *gM = o + 1, *gl = gM + nm, *gA = gl + nm,
+             *gB = gA + (size_t)n * n;
     kvi_mndiag q = {{n, m, M, A, Bf}, ld};
     kvi_mndiag_grad g = {{gM, gA, gB}, gl};
     double kl = 0;
-    if (kind == 0) CHECK_OK(kvi_mn_kl_ard(&kl, &q.mn, &g.mn, 0.5f));
-    else CHECK_OK(kvi_mndiag_kl_ard(&kl, &q, &g, 0.5f));
+    if (kind == 0)
+      CHECK_OK(kvi_mn_kl_ard(&kl, &q.mn, &g.mn, 0.5f));
+    else
+      CHECK_OK(kvi_mndiag_kl_ard(&kl, &q, &g, 0.5f));
     o[0] = (kvi_real)kl;
   }
   kvi_free(M), kvi_free(ld), kvi_free(A), kvi_free(Bf);

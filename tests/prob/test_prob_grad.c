@@ -279,8 +279,42 @@ static void zero_row(void) {
   kvi_free(ws);
 }
 
+/* kvi_mn_lrt_backward_set writes what kvi_mn_lrt_backward adds into a zeroed dX, whatever dX
+ * held before: with A materialized (B >= n) and without (B < n). */
+static void set_vs_add(int B, int n, int m) {
+  size_t bn = (size_t)B * n, bm = (size_t)B * m, nm = (size_t)n * m;
+  kvi_real *M = kvi_alloc(nm * sizeof *M), *A = kvi_alloc((size_t)n * n * sizeof *A);
+  kvi_real *Bf = kvi_alloc((size_t)m * m * sizeof *Bf), *X = kvi_alloc(bn * sizeof *X);
+  kvi_real *e1 = kvi_alloc(bm * sizeof *e1), *dY = kvi_alloc(bm * sizeof *dY);
+  kvi_real *Y = kvi_alloc(bm * sizeof *Y), *dX1 = kvi_alloc(bn * sizeof *dX1);
+  kvi_real *dX2 = kvi_alloc(bn * sizeof *dX2);
+  kvi_real *g1 = kvi_alloc(2 * (nm + (size_t)n * n + (size_t)m * m) * sizeof *g1);
+  size_t gl = nm + (size_t)n * n + (size_t)m * m;
+  kvi_real *g2 = g1 + gl;
+  tu_fill(M, nm, .3, 0), tu_chol(A, n, .3, .2, 0), tu_chol(Bf, m, .3, .2, 0);
+  tu_fill(X, bn, 1, 0), tu_fill(e1, bm, 1, 0), tu_fill(dY, bm, 1, 0), tu_fill(dX2, bn, 5, 3);
+  kvi_mn q = {n, m, M, A, Bf};
+  kvi_mn_grad ga = {g1, g1 + nm, g1 + nm + (size_t)n * n};
+  kvi_mn_grad gs = {g2, g2 + nm, g2 + nm + (size_t)n * n};
+  void *ws = kvi_alloc(kvi_mn_lrt_ws_size(B, n, m));
+  CHECK_OK(kvi_mn_lrt_forward(Y, ws, &q, X, e1, B));
+  CHECK_OK(kvi_mn_lrt_backward(&ga, dX1, dY, ws, &q, X, e1, B));
+  CHECK_OK(kvi_mn_lrt_forward(Y, ws, &q, X, e1, B));
+  CHECK_OK(kvi_mn_lrt_backward_set(&gs, dX2, dY, ws, &q, X, e1, B));
+  double worst = 0;
+  for (size_t k = 0; k < bn; k++) worst = fmax(worst, fabs((double)dX1[k] - dX2[k]));
+  for (size_t k = 0; k < gl; k++) worst = fmax(worst, fabs((double)g1[k] - g2[k]));
+  printf("backward_set vs backward (B=%d n=%d m=%d): max |diff| %.3g\n", B, n, m, worst);
+  CHECK(worst < 1e-12);
+  kvi_real *bufs[] = {M, A, Bf, X, e1, dY, Y, dX1, dX2, g1};
+  for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) kvi_free(bufs[k]);
+  kvi_free(ws);
+}
+
 int main(void) {
   tu_rng = kvi_rng_stream(77, 3);
+  set_vs_add(12, 5, 4); /* A materialized */
+  set_vs_add(3, 7, 2);  /* B < n: zeroing, then the adding path */
   const int shapes[][3] = {{4, 3, 5}, {3, 6, 4}, {1, 2, 3}, {7, 1, 2}};
   double worst = 0;
   for (int k = 0; k < NKIND; k++)
