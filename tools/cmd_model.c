@@ -96,16 +96,21 @@ static const char *EVAL_USAGE =
     "  (default 10), NLL, expected calibration error, accuracy after pruning log alpha > T\n"
     "  (default 3). --limit-test N uses the first N rows; --seed S seeds the samples.\n";
 
-/* The test set of --data for a model (regression: the CSV itself), padded as the model's
- * training images were (--pad) when it is convolutional. On failure both sets are freed. */
+/* The test set of --data for a model (regression: the CSV itself), normalized (--normalize) and
+ * padded (--pad) as the model's training images were. On failure both sets are freed. */
 static kvi_status load_test_set(kvi_dataset *train, kvi_dataset *test, const kvi_net *net,
                                 const model_args *a, bool reg) {
   kvi_status s =
       reg ? cli_load_data(test, train, a->data, true, net->out_size, NULL, a->limit_test, 0)
           : cli_load_data(train, test, a->data, false, 0, NULL, 1, a->limit_test);
   if (s) return s;
+  /* normalized before padding, as kronvi train does */
+  if (!reg && net->cfg.input_std > 0)
+    s = kvi_dataset_normalize_scalar(test, (kvi_real)net->cfg.input_mean,
+                                     (kvi_real)net->cfg.input_std);
   int pad = net->cfg.in_h > 0 && test->h > 0 ? (net->cfg.in_h - test->h) / 2 : 0;
-  if (pad > 0 && (s = kvi_dataset_pad(test, pad)) != KVI_OK) {
+  if (!s && pad > 0) s = kvi_dataset_pad(test, pad);
+  if (s != KVI_OK) {
     kvi_dataset_free(train);
     kvi_dataset_free(test);
   }

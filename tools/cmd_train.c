@@ -31,6 +31,9 @@ static void train_help(FILE *f) {
       "  --standardize          regression: standardize features with training statistics\n"
       "  --pad N                images: pad N zero pixels on every side (28x28 -> 32x32: 2)\n"
       "  --hflip                images: random horizontal flips of training images\n"
+      "  --normalize            images: x <- (x - mean) / std with the mean and standard\n"
+      "                         deviation of all training pixels (stored with the model and\n"
+      "                         applied by eval and prune)\n"
       "model:\n"
       "  --arch SPEC            MLP: dense layer sizes, e.g. 784-300-300-300-10 (first = input\n"
       "                         size). CNN: input channels, then C (a 3x3 convolution with C\n"
@@ -48,7 +51,8 @@ static void train_help(FILE *f) {
       "  --no-bias              no bias vectors\n"
       "  --init-log-sigma S     initial log standard deviation of every weight (default -5)\n"
       "  --noise-precision B    regression: noise precision beta (default 1)\n"
-      "  --learn-noise          regression: learn beta by the ELBO\n"
+      "  --learn-noise          regression: learn beta by the ELBO\n");
+  fputs(
       "optimization:\n"
       "  --epochs N             epochs (default 10)\n"
       "  --batch B              mini-batch size (default 100)\n"
@@ -75,7 +79,8 @@ static void train_help(FILE *f) {
       "  --threads N            BLAS and OpenMP threads (default 2)\n"
       "  --progress P           auto (default: bar on a terminal, lines otherwise), bar, lines, "
       "none\n"
-      "  -h, --help             this help\n");
+      "  -h, --help             this help\n",
+      f);
 }
 
 enum {
@@ -87,6 +92,7 @@ enum {
   O_LTRAIN,
   O_LTEST,
   O_STD,
+  O_NORM,
   O_PAD,
   O_HFLIP,
   O_PRIORUPD,
@@ -128,6 +134,7 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"limit-train", 1, 0, O_LTRAIN},
                                            {"limit-test", 1, 0, O_LTEST},
                                            {"standardize", 0, 0, O_STD},
+                                           {"normalize", 0, 0, O_NORM},
                                            {"pad", 1, 0, O_PAD},
                                            {"hflip", 0, 0, O_HFLIP},
                                            {"prior-update", 1, 0, O_PRIORUPD},
@@ -184,7 +191,7 @@ int cmd_train(int argc, char **argv) {
   kvi_net_config nc = kvi_net_config_default();
   const char *data = NULL, *test_path = NULL, *arch = NULL, *resume = NULL, *progress = "auto";
   long targets = 1, nval = 0, threads = 2, lt = 0, lte = 0, v;
-  bool regression = false, standardize = false, epochs_given = false;
+  bool regression = false, standardize = false, normalize = false, epochs_given = false;
   long pad = 0;
   double d;
   int c;
@@ -224,6 +231,9 @@ int cmd_train(int argc, char **argv) {
         break;
       case O_STD:
         standardize = true;
+        break;
+      case O_NORM:
+        normalize = true;
         break;
       case O_PAD:
         ok = cli_int("--pad", optarg, 0, 64, &pad);
@@ -375,6 +385,10 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "kronvi: --arch is required (see 'kronvi train --help')\n");
     return 2;
   }
+  if (normalize && regression) {
+    fprintf(stderr, "kronvi: --normalize is for images; regression features take --standardize\n");
+    return 2;
+  }
   if (nc.family == KVI_FAMILY_POINT) nc.prior = KVI_PRIOR_NONE;
   cfg.task = regression ? KVI_TASK_REGRESS : KVI_TASK_CLASSIFY;
   kvi_set_threads((int)threads);
@@ -387,6 +401,30 @@ int cmd_train(int argc, char **argv) {
   kvi_net *net = NULL;
   kvi_trainer tr;
   memset(&tr, 0, sizeof tr);
+  if (resume) {
+    kvi_train_config saved;
+    if (kvi_checkpoint_load(resume, &net, &tr, &saved)) {
+      rc = cli_error("cannot resume");
+      goto out;
+    }
+  }
+  /* --normalize: one mean and standard deviation over all training pixels, stored with the
+   * model (eval and prune apply them to the test images); a resumed run uses the stored ones */
+  if (resume ? net->cfg.input_std > 0 : normalize) {
+    double mean = resume ? net->cfg.input_mean : 0, sd = resume ? net->cfg.input_std : 0;
+    if (!resume && kvi_dataset_pixel_stats(&train, &mean, &sd)) {
+      rc = cli_error("--normalize");
+      goto out;
+    }
+    if (kvi_dataset_normalize_scalar(&train, (kvi_real)mean, (kvi_real)sd) ||
+        (test.n > 0 && kvi_dataset_normalize_scalar(&test, (kvi_real)mean, (kvi_real)sd))) {
+      rc = cli_error("--normalize");
+      goto out;
+    }
+    nc.input_mean = mean, nc.input_std = sd;
+    if (cfg.progress >= 1)
+      fprintf(stderr, "kronvi train: inputs normalized with mean %.6g, std %.6g\n", mean, sd);
+  }
   if (standardize) {
     kvi_real *mu = NULL, *sd = NULL;
     if (kvi_dataset_standardize(&train, &train, &mu, &sd) ||
@@ -406,11 +444,6 @@ int cmd_train(int argc, char **argv) {
     goto out;
   }
   if (resume) {
-    kvi_train_config saved;
-    if (kvi_checkpoint_load(resume, &net, &tr, &saved)) {
-      rc = cli_error("cannot resume");
-      goto out;
-    }
     /* the run continues with its own settings; only the length and outputs may change */
     if (epochs_given) tr.cfg.epochs = cfg.epochs;
     tr.cfg.save_path = cfg.save_path ? cfg.save_path : resume;

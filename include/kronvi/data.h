@@ -104,6 +104,9 @@ KVI_API kvi_status kvi_dataset_apply_standardize(kvi_dataset *ds, const kvi_real
 /* The same for the regression targets t (k values each); ref may be ds. */
 KVI_API kvi_status kvi_dataset_standardize_targets(kvi_dataset *ds, const kvi_dataset *ref,
                                                    kvi_real **mean_out, kvi_real **std_out);
+/* Mean and standard deviation over all n x d input values (two passes in double, sequential:
+ * the same bits on any thread count); fails on an empty dataset or a constant one. */
+KVI_API kvi_status kvi_dataset_pixel_stats(const kvi_dataset *ds, double *mean, double *std);
 /* Whole-dataset scalar normalization for images: x = (x - mean) / std, std > 0. */
 KVI_API kvi_status kvi_dataset_normalize_scalar(kvi_dataset *ds, kvi_real mean, kvi_real std);
 /* Per-channel normalization of images: x[c] = (x[c] - mean[c]) / std[c], ds->c values each. */

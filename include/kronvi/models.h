@@ -30,6 +30,9 @@ typedef struct {
   double init_log_sigma; /* initial log of the posterior standard deviation of every weight */
   int in_h, in_w;        /* convolutional nets: input image height and width (0: square,
                             inferred from the input size and the channel count) */
+  double input_mean, input_std; /* images were normalized x <- (x - mean) / std before training
+                                   (kronvi train --normalize; std 0: not normalized). Recorded
+                                   for callers, which apply it to new inputs: the net does not. */
 } kvi_net_config;
 
 KVI_API kvi_net_config kvi_net_config_default(void);

@@ -267,6 +267,24 @@ kvi_status kvi_dataset_apply_standardize(kvi_dataset *ds, const kvi_real *mean,
   return KVI_OK;
 }
 
+kvi_status kvi_dataset_pixel_stats(const kvi_dataset *ds, double *mean, double *std) {
+  if (!ds || !mean || !std || ds->d < 1 || ds->n < 1 || !ds->x)
+    return kvi_fail(KVI_ERR_ARG, "kvi_dataset_pixel_stats: empty or NULL dataset");
+  size_t total = (size_t)ds->n * (size_t)ds->d;
+  double s = 0, q = 0;
+  for (size_t i = 0; i < total; i++) s += ds->x[i];
+  double mu = s / (double)total;
+  for (size_t i = 0; i < total; i++) q += ((double)ds->x[i] - mu) * ((double)ds->x[i] - mu);
+  double sd = sqrt(q / (double)total);
+  if (!(sd > 0) || !isfinite(sd) || !isfinite(mu))
+    return kvi_fail(KVI_ERR_ARG,
+                    "kvi_dataset_pixel_stats: the inputs are constant or not finite (mean %g, "
+                    "std %g): nothing to normalize",
+                    mu, sd);
+  *mean = mu, *std = sd;
+  return KVI_OK;
+}
+
 kvi_status kvi_dataset_normalize_scalar(kvi_dataset *ds, kvi_real mean, kvi_real std) {
   if (!ds || ds->d < 1 || (ds->n > 0 && !ds->x))
     return kvi_fail(KVI_ERR_ARG, "kvi_dataset_normalize_scalar: empty or NULL dataset");

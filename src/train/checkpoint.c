@@ -44,6 +44,13 @@ static char *kvi__meta_json(const kvi_trainer *t, const kvi_dataset *shape_of) {
   kvi_jb_int(&jb, shape_of ? shape_of->h : 0);
   kvi_jb_int(&jb, shape_of ? shape_of->w : 0);
   kvi_jb_end_array(&jb);
+  if (net->cfg.input_std > 0) {
+    kvi_jb_key(&jb, "input_norm"); /* [mean, std] of kronvi train --normalize */
+    kvi_jb_begin_array(&jb);
+    kvi_jb_num(&jb, net->cfg.input_mean);
+    kvi_jb_num(&jb, net->cfg.input_std);
+    kvi_jb_end_array(&jb);
+  }
   kvi_jb_kv_str(&jb, "task", kvi__task_name(c->task));
   kvi_jb_kv_num(&jb, "log_noise_precision", (double)t->net->log_beta);
   kvi_jb_end_object(&jb);
@@ -223,6 +230,15 @@ kvi_status kvi_checkpoint_load(const char *path, kvi_net **net_out, kvi_trainer 
       if (!kvi_json_int(kvi_json_at(shape, (size_t)i + 1), &hw[i]) || hw[i] < 0 || hw[i] > 65536)
         hw[i] = 0;
     nc.in_h = (int)hw[0], nc.in_w = (int)hw[1];
+    const kvi_json *norm = kvi_json_get(model, "input_norm");
+    if (norm) {
+      double mu = kvi_json_num(kvi_json_at(norm, 0)), sd = kvi_json_num(kvi_json_at(norm, 1));
+      if (!(sd > 0) || !isfinite(sd) || !isfinite(mu))
+        s = kvi_fail(KVI_ERR_FORMAT, "%s: bad input_norm [%g, %g] in metadata", path, mu, sd);
+      nc.input_mean = mu, nc.input_std = sd;
+    }
+  }
+  if (!s) {
     int maxb = kvi_net_pick_max_batch(arch, cfg.batch);
     s = kvi_net_create(&net, arch, 0, &nc, maxb, cfg.seed);
     if (s) s = kvi_fail(s, "%s: %s", path, kvi_last_error());

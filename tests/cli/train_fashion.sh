@@ -35,4 +35,21 @@ U = l0["U"]
 assert all(abs(U[i][j] - U[j][i]) < 1e-6 * (1 + abs(U[i][j])) for i in range(0, 784, 97) for j in range(0, 784, 89))
 print("inspect ok")
 PY
+# --normalize: the statistics travel with the model, eval applies them (same accuracy as the
+# training run printed), a resumed run reuses them, and regression refuses the flag
+"$K" train --data "$D" --arch 784-50-10 --family diag --epochs 1 --limit-train 2000 \
+  --limit-test 500 --samples 0 --normalize --threads 1 --progress lines \
+  --save "$T/n.safetensors" --log "$T/n.csv" 2>&1 | tee "$T/norm.out"
+grep -q "inputs normalized with mean 0.28" "$T/norm.out"
+nacc=$(awk -F, 'NR==2 {print $11}' "$T/n.csv")
+"$K" eval "$T/n.safetensors" --data "$D" --limit-test 500 --samples 0 --json >"$T/neval.json"
+python3 -c "import json; d=json.load(open('$T/neval.json')); assert abs(d['accuracy'] - $nacc) < 1e-9, (d, $nacc)"
+"$K" train --data "$D" --resume "$T/n.safetensors" --epochs 2 --limit-train 2000 --limit-test 500 \
+  --progress lines 2>&1 | tee "$T/nres.out"
+grep -q "inputs normalized with mean 0.28" "$T/nres.out"
+printf '1,2,3\n4,5,6\n' >"$T/r.csv"
+if "$K" train --data "$T/r.csv" --task regression --arch 2-1 --normalize 2>"$T/nerr.txt"; then
+  echo "regression with --normalize should fail"; exit 1
+fi
+grep -q "normalize is for images" "$T/nerr.txt"
 echo "train_fashion: 1 passed, 0 failed"

@@ -284,6 +284,15 @@ static void test_images(void) {
   (void)v1;
   cs[1] = -1;
   CHECK_FAILS(kvi_dataset_normalize_channels(&ds, cm, cs));
+  /* pixel statistics: normalizing with them gives mean 0 and std 1; constant data fail */
+  double pm = 0, ps = 0, pm2 = 0, ps2 = 0;
+  CHECK_OK(kvi_dataset_pixel_stats(&ds, &pm, &ps));
+  CHECK_OK(kvi_dataset_normalize_scalar(&ds, (kvi_real)pm, (kvi_real)ps));
+  CHECK_OK(kvi_dataset_pixel_stats(&ds, &pm2, &ps2));
+  CHECK(fabs(pm2) < 1e-5 && fabs(ps2 - 1) < 1e-5);
+  for (size_t k = 0; k < (size_t)ds.n * ds.d; k++) ds.x[k] = (kvi_real)0.5;
+  CHECK_FAILS(kvi_dataset_pixel_stats(&ds, &pm, &ps));
+  CHECK_FAILS(kvi_dataset_pixel_stats(NULL, &pm, &ps));
   kvi_dataset_free(&ds);
 
   /* tabular data cannot be padded or normalized per channel */
