@@ -431,11 +431,21 @@ int cmd_inspect(int argc, char **argv) {
   kvi_jb_kv_str(&jb, "orientation",
                 "W is (n inputs, m outputs), y = x W + b, Cov(W_ij, W_kl) = U_ik V_jl");
   kvi_jb_kv_num(&jb, "log_noise_precision", (double)net->log_beta);
+  if (net->cfg.input_std > 0) { /* kronvi train --normalize: x -> (x - mean) / std first */
+    kvi_jb_key(&jb, "input_norm");
+    kvi_jb_begin_array(&jb);
+    kvi_jb_num(&jb, net->cfg.input_mean);
+    kvi_jb_num(&jb, net->cfg.input_std);
+    kvi_jb_end_array(&jb);
+  }
   kvi_jb_key(&jb, "layers");
   kvi_jb_begin_array(&jb);
-  if (!a.json)
+  if (!a.json) {
     printf("%s: %s, family %s, prior %s\n", a.model, net->arch, kvi_family_name(net->cfg.family),
            kvi_prior_name(net->cfg.prior));
+    if (net->cfg.input_std > 0)
+      printf("  inputs normalized: (x - %.6g) / %.6g\n", net->cfg.input_mean, net->cfg.input_std);
+  }
   for (int k = 0; k < nd && !rc; k++) {
     kvi_dense *l = kvi_net_dense(net, k, NULL);
     const kvi_params *p = &net->params;

@@ -47,6 +47,8 @@ python3 -c "import json; d=json.load(open('$T/neval.json')); assert abs(d['accur
 "$K" train --data "$D" --resume "$T/n.safetensors" --epochs 2 --limit-train 2000 --limit-test 500 \
   --progress lines 2>&1 | tee "$T/nres.out"
 grep -q "inputs normalized with mean 0.28" "$T/nres.out"
+"$K" inspect "$T/n.safetensors" --json >"$T/ninspect.json"
+python3 -c "import json; d=json.load(open('$T/ninspect.json')); m, s = d['input_norm']; assert 0.2 < m < 0.4 and 0.3 < s < 0.4, d['input_norm']"
 printf '1,2,3\n4,5,6\n' >"$T/r.csv"
 if "$K" train --data "$T/r.csv" --task regression --arch 2-1 --normalize 2>"$T/nerr.txt"; then
   echo "regression with --normalize should fail"; exit 1
