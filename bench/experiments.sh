@@ -2,7 +2,8 @@
 # The long runs behind the README's Fashion-MNIST tables (make experiments). Each family is
 # trained with the same settings; an MLP epoch takes 10-30 s, a CNN epoch 70-150 s, a VGG-like
 # epoch on 10,000 images 100-200 s, one thread each on a shared 2-core machine.
-# Output: runs/fm-<family>.{out,csv,safetensors}, runs/fmg-<family>.* (group ARD), runs/cnn-*,
+# Output: runs/fm-<family>.{out,csv,safetensors}, runs/fmn-<family>.* (--normalize),
+# runs/fmg-<family>.* (group ARD), runs/cnn-*,
 # runs/cnng-mn.* and runs/vggg-mn.* (convolutional nets; *-small.safetensors compressed).
 #   EPOCHS=40 THREADS=1 PARALLEL=1 bash bench/experiments.sh
 set -eu
@@ -31,6 +32,13 @@ for fam in diag mn mn-diag; do
   # shellcheck disable=SC2086
   if [ "$PARALLEL" = 1 ]; then run "fm-$fam" "$fam" ard "$EPOCHS" $ARD_OPTS &
   else run "fm-$fam" "$fam" ard "$EPOCHS" $ARD_OPTS; fi
+done
+wait
+# the same with --normalize (pixels standardized with the training statistics)
+for fam in diag mn mn-diag; do
+  # shellcheck disable=SC2086
+  if [ "$PARALLEL" = 1 ]; then run "fmn-$fam" "$fam" ard "$EPOCHS" $ARD_OPTS --normalize &
+  else run "fmn-$fam" "$fam" ard "$EPOCHS" $ARD_OPTS --normalize; fi
 done
 wait
 # group ARD on the MLP as in the README table (precisions by Adam only: --prior-update 0)
