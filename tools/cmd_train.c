@@ -66,6 +66,8 @@ static void train_help(FILE *f) {
       "throughout)\n"
       "  --kl-schedule S        linear (default: beta = t/E) or exp (beta = 1 - exp(-5t/E))\n"
       "  --patience N           early stopping after N epochs without validation improvement\n"
+      "  --finetune-pruned E    the last E epochs hold the means of the pruned weights (log\n"
+      "                         alpha > threshold, renewed each epoch) at zero and fit the rest\n"
       "evaluation and output:\n"
       "  --samples K            weight samples for Bayesian model averaging (default 10)\n"
       "  --eval-every N         BMA evaluation every N epochs (default 1; 0: last epoch only)\n"
@@ -93,6 +95,7 @@ enum {
   O_LTEST,
   O_STD,
   O_NORM,
+  O_FINETUNE,
   O_PAD,
   O_HFLIP,
   O_PRIORUPD,
@@ -135,6 +138,7 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"limit-test", 1, 0, O_LTEST},
                                            {"standardize", 0, 0, O_STD},
                                            {"normalize", 0, 0, O_NORM},
+                                           {"finetune-pruned", 1, 0, O_FINETUNE},
                                            {"pad", 1, 0, O_PAD},
                                            {"hflip", 0, 0, O_HFLIP},
                                            {"prior-update", 1, 0, O_PRIORUPD},
@@ -234,6 +238,10 @@ int cmd_train(int argc, char **argv) {
         break;
       case O_NORM:
         normalize = true;
+        break;
+      case O_FINETUNE:
+        ok = cli_int("--finetune-pruned", optarg, 0, 1000000, &v);
+        cfg.finetune_pruned = (int)v;
         break;
       case O_PAD:
         ok = cli_int("--pad", optarg, 0, 64, &pad);

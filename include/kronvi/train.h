@@ -36,6 +36,9 @@ typedef struct {
   bool hflip;             /* images: flip each training image horizontally with probability 1/2 */
   int prior_update_every; /* group ARD: exact coordinate update of tau, gamma every N steps (0:
                              the gradient only) */
+  int finetune_pruned;    /* the last N epochs hold the means of the weights with log alpha above
+                             prune_threshold at zero (the mask is renewed at each of those
+                             epochs' start): prune, then fine-tune the rest by the ELBO */
   int progress;           /* 0 silent, 1 one line per epoch, 2 progress bar (terminal) */
   int save_every;         /* checkpoint every N epochs (and after the last); default 1 */
   const char *save_path;  /* checkpoint after every epoch (best on validation when patience) */
@@ -88,7 +91,8 @@ typedef struct {
   kvi_real m_beta, v_beta; /* its Adam moments */
   double best_val;
   int best_epoch, bad_epochs;
-  double elapsed; /* seconds of training so far */
+  double elapsed;         /* seconds of training so far */
+  unsigned char *ft_mask; /* finetune_pruned: 1 for each weight whose mean is held at zero */
 } kvi_trainer;
 
 KVI_API kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config *cfg);

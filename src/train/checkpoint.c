@@ -78,6 +78,7 @@ static char *kvi__meta_json(const kvi_trainer *t, const kvi_dataset *shape_of) {
   kvi_jb_kv_int(&jb, "patience", c->patience);
   kvi_jb_kv_int(&jb, "save_every", c->save_every);
   kvi_jb_kv_bool(&jb, "hflip", c->hflip);
+  kvi_jb_kv_int(&jb, "finetune_pruned", c->finetune_pruned);
   kvi_jb_kv_int(&jb, "prior_update_every", c->prior_update_every);
   kvi_jb_kv_num(&jb, "noise_precision", c->noise_precision);
   kvi_jb_kv_bool(&jb, "learn_noise", c->learn_noise);
@@ -216,6 +217,9 @@ kvi_status kvi_checkpoint_load(const char *path, kvi_net **net_out, kvi_trainer 
     if (kvi_json_int(kvi_json_get(tr, "patience"), &v)) cfg.patience = (int)v;
     if (kvi_json_int(kvi_json_get(tr, "save_every"), &v)) cfg.save_every = (int)v;
     cfg.hflip = kvi_json_bool(kvi_json_get(tr, "hflip"));
+    cfg.finetune_pruned = 0;
+    if (kvi_json_int(kvi_json_get(tr, "finetune_pruned"), &v) && v >= 0 && v <= 1000000)
+      cfg.finetune_pruned = (int)v;
     cfg.prior_update_every = 0; /* older checkpoints: gradient only */
     if (kvi_json_int(kvi_json_get(tr, "prior_update_every"), &v)) cfg.prior_update_every = (int)v;
     cfg.noise_precision = kvi_json_num(kvi_json_get(tr, "noise_precision"));

@@ -59,7 +59,46 @@ kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config
   return kvi_optimizer_init(&t->opt, &cfg->opt, net->params.n);
 }
 
-void kvi_trainer_free(kvi_trainer *t) { kvi_optimizer_free(&t->opt); }
+void kvi_trainer_free(kvi_trainer *t) {
+  kvi_optimizer_free(&t->opt);
+  kvi_free(t->ft_mask);
+  t->ft_mask = NULL;
+}
+
+/* --finetune-pruned. At the start of each of the last N epochs the weights with log alpha above
+ * the threshold get mask 1 and mean 0; after every optimizer step their means are set back to 0.
+ * A zero mean adds nothing to the ARD KL (1/2 log(1 + M^2/Var) = 0) and the mean network is then
+ * exactly the pruned one, so the remaining weights are fitted by the ELBO of the posterior with
+ * those means fixed at zero. Weights already held have M = 0, log alpha = +inf: they stay held.
+ * The mask is renewed again after the epoch's last step, so that the evaluation's mean network
+ * is exactly the pruned one. */
+static kvi_status kvi__ft_mask(kvi_trainer *t, bool renew) {
+  kvi_net *net = t->net;
+  if (net->cfg.family == KVI_FAMILY_POINT) return KVI_OK; /* no variances, no log alpha */
+  if (!t->ft_mask && !(t->ft_mask = kvi_alloc(kvi_net_weight_count(net))))
+    return kvi_fail(KVI_ERR_NOMEM, "out of memory for the --finetune-pruned mask");
+  size_t off = 0;
+  int nd = 0;
+  kvi_net_dense(net, 0, &nd);
+  for (int k = 0; k < nd; k++) {
+    kvi_dense *l = kvi_net_dense(net, k, NULL);
+    size_t nm = (size_t)l->n * l->m;
+    kvi_real *M = kvi_params_data(&net->params, l->iM);
+    unsigned char *mk = t->ft_mask + off;
+    if (renew) {
+      kvi_real *la = kvi_alloc(nm * sizeof *la);
+      if (!la) return KVI_ERR_NOMEM;
+      kvi_status s = kvi_dense_log_alpha(la, &net->params, l);
+      for (size_t i = 0; !s && i < nm; i++) mk[i] = la[i] > t->cfg.prune_threshold;
+      kvi_free(la);
+      if (s) return s;
+    }
+    for (size_t i = 0; i < nm; i++)
+      if (mk[i]) M[i] = 0;
+    off += nm;
+  }
+  return KVI_OK;
+}
 
 /* Progress bar on a terminal; redrawn at most five times a second, so the sparsity it shows
  * (recomputed from log alpha at each redraw) costs nothing noticeable. */
@@ -132,6 +171,8 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
     const double t0 = kvi_time_now();
     const double lr = kvi__lr(cfg, e);
     kvi_epoch_order_shuffle(&order, cfg->seed, (uint64_t)e);
+    const bool ft = cfg->finetune_pruned > 0 && e >= cfg->epochs - cfg->finetune_pruned;
+    if (ft && (s = kvi__ft_mask(t, true)) != KVI_OK) break;
     double loss_sum = 0, kl_last = 0, beta = 0, last_draw = 0;
     int64_t correct = 0, seen = 0;
     for (int64_t i = 0; i < nb && !s; i++) {
@@ -173,6 +214,7 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
       seen += b;
       s = kvi_optimizer_step_params(&t->opt, &net->params, lr);
       if (s) break;
+      if (ft && (s = kvi__ft_mask(t, false)) != KVI_OK) break;
       /* group ARD: the precisions tau_i, gamma_j jump to the ELBO's maximizer given q (the
        * closed-form coordinate updates of docs/prob.md) instead of crawling by Adam steps */
       if (cfg->prior_update_every > 0 && (t->step + 1) % cfg->prior_update_every == 0 &&
@@ -193,6 +235,9 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
       }
     }
     if (s) break;
+    /* weights that crossed the threshold during the epoch join the mask before evaluation:
+     * the mean network is then exactly the pruned network */
+    if (ft && (s = kvi__ft_mask(t, true)) != KVI_OK) break;
     double train_time = kvi_time_now() - t0;
     t->elapsed += train_time;
     /* end of epoch: validation, test, sparsity */

@@ -54,4 +54,10 @@ if "$K" train --data "$T/r.csv" --task regression --arch 2-1 --normalize 2>"$T/n
   echo "regression with --normalize should fail"; exit 1
 fi
 grep -q "normalize is for images" "$T/nerr.txt"
+# --finetune-pruned: in its epochs the mean network is the pruned one (same test accuracy)
+"$K" train --data "$D" --arch 784-50-10 --family mn --epochs 3 --kl-warmup 1 --limit-train 2000 \
+  --limit-test 500 --samples 0 --finetune-pruned 2 --threads 1 --progress lines \
+  --save "$T/f.safetensors" --log "$T/f.csv" >/dev/null 2>&1
+awk -F, 'NR >= 3 { if ($11 != $16 || $17 <= 0) bad = 1; n++ } END { exit !(n == 2 && !bad) }' "$T/f.csv"
+"$K" inspect "$T/f.safetensors" >/dev/null
 echo "train_fashion: 1 passed, 0 failed"
