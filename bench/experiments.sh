@@ -41,6 +41,13 @@ for fam in diag mn mn-diag; do
   else run "fmn-$fam" "$fam" ard "$EPOCHS" $ARD_OPTS --normalize; fi
 done
 wait
+# MN with --normalize and prune-then-fine-tune over the last 20 and 40 epochs
+for ft in 20 40; do
+  # shellcheck disable=SC2086
+  if [ "$PARALLEL" = 1 ]; then run "fmnft$ft-mn" mn ard "$EPOCHS" $ARD_OPTS --normalize --finetune-pruned $ft &
+  else run "fmnft$ft-mn" mn ard "$EPOCHS" $ARD_OPTS --normalize --finetune-pruned $ft; fi
+done
+wait
 # group ARD on the MLP as in the README table (precisions by Adam only: --prior-update 0)
 GROUP_OPTS="--lr 1e-3 --lr-final 1e-4 --kl-warmup 5 --prior-update 0"
 for fam in diag mn; do
