@@ -2,7 +2,7 @@
 """The kronvi speed-acceptance model in PyTorch: the Fashion-MNIST MLP 784-300-300-300-10, ELU,
 ARD prior, Adam (lr 1e-3), batch 100, single precision, for the families point / diag / mn /
 mn-diag, with the same parameterization, initialization, local reparameterization and ARD KL as
-kronvi (docs/benchmarks.md, /work/shared/DESIGN.md section 2):
+kronvi (docs/benchmarks.md, docs/prob.md):
 
   point    y = x M + b
   diag     log-sigma parameterization; LRT: y = x M + b + sqrt((x*x) @ sigma^2) * eps
