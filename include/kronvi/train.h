@@ -75,6 +75,10 @@ typedef struct {
 } kvi_sparsity;
 
 KVI_API kvi_status kvi_sparsity_compute(kvi_sparsity *out, kvi_net *net, double threshold);
+/* Sets to zero the posterior mean of every weight with log alpha > threshold (every weight layer
+ * of a family with variances); mask, if not NULL, gets kvi_net_weight_count(net) entries in the
+ * layers' order, 1 for each such weight. */
+KVI_API kvi_status kvi_net_zero_pruned(kvi_net *net, double threshold, unsigned char *mask);
 KVI_API void kvi_sparsity_print(FILE *f, const kvi_sparsity *s, const char *title);
 
 /* Evaluates net on ds in chunks of net->max_batch rows. samples = 0 skips BMA. */

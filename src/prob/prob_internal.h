@@ -130,8 +130,8 @@ size_t kvi__diagnoise_ws(int batch, int n, int m);
 void kvi__mn_lrt_noise_forward(kvi_real *Y, void *ws, const kvi_mn *q, const kvi_real *X,
                                const kvi_real *eps1, int batch);
 void kvi__mn_lrt_noise_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY, void *ws,
-                                const kvi_mn *q, const kvi_real *X, const kvi_real *eps1,
-                                int batch, bool write_dx);
+                                const kvi_mn *q, const kvi_real *X, const kvi_real *eps1, int batch,
+                                bool write_dx);
 /* The diagonal-noise part: Y += sqrt(X^2 var) * eps, var = exp(2 * log_sd * half) where
  * var_from_log(l) = exp(l * vscale): DIAG uses log_sigma with vscale 2, MN+DIAG log_d with 1.
  * Backward adds d(log param) = vscale * var * dvar into g_log (if not NULL) and the input gradient

@@ -10,27 +10,50 @@
 
 #define ECE_BINS 15
 
-/* Saves the means of all dense layers into a buffer and zeroes the pruned ones. */
-static kvi_status kvi__prune_means(kvi_net *net, double thr, kvi_real **saved) {
-  size_t total = kvi_net_weight_count(net), off = 0;
-  kvi_real *buf = kvi_alloc(2 * total * sizeof(kvi_real));
-  if (!buf) return KVI_ERR_NOMEM;
-  kvi_real *la = buf + total;
+static void kvi__restore_means(kvi_net *net, kvi_real *saved);
+
+kvi_status kvi_net_zero_pruned(kvi_net *net, double thr, unsigned char *mask) {
+  kvi_real *la = kvi_alloc(kvi_net_weight_count(net) * sizeof *la);
+  if (!la) return KVI_ERR_NOMEM;
+  size_t off = 0;
   int nd = 0;
   kvi_net_dense(net, 0, &nd);
   for (int k = 0; k < nd; k++) {
     kvi_dense *l = kvi_net_dense(net, k, NULL);
     size_t nm = (size_t)l->n * l->m;
     kvi_real *M = kvi_params_data(&net->params, l->iM);
-    memcpy(buf + off, M, nm * sizeof *M);
     kvi_status s = kvi_dense_log_alpha(la, &net->params, l);
     if (s) {
-      kvi_free(buf);
+      kvi_free(la);
       return s;
     }
-    for (size_t i = 0; i < nm; i++)
+    for (size_t i = 0; i < nm; i++) {
       if (la[i] > thr) M[i] = 0;
+      if (mask) mask[off + i] = la[i] > thr;
+    }
     off += nm;
+  }
+  kvi_free(la);
+  return KVI_OK;
+}
+
+/* Saves the means of all dense layers into a buffer and zeroes the pruned ones. */
+static kvi_status kvi__prune_means(kvi_net *net, double thr, kvi_real **saved) {
+  kvi_real *buf = kvi_alloc(kvi_net_weight_count(net) * sizeof(kvi_real));
+  if (!buf) return KVI_ERR_NOMEM;
+  size_t off = 0;
+  int nd = 0;
+  kvi_net_dense(net, 0, &nd);
+  for (int k = 0; k < nd; k++) {
+    kvi_dense *l = kvi_net_dense(net, k, NULL);
+    size_t nm = (size_t)l->n * l->m;
+    memcpy(buf + off, kvi_params_data(&net->params, l->iM), nm * sizeof(kvi_real));
+    off += nm;
+  }
+  kvi_status s = kvi_net_zero_pruned(net, thr, NULL);
+  if (s) {
+    kvi__restore_means(net, buf);
+    return s;
   }
   *saved = buf;
   return KVI_OK;

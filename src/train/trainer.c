@@ -77,6 +77,7 @@ static kvi_status kvi__ft_mask(kvi_trainer *t, bool renew) {
   if (net->cfg.family == KVI_FAMILY_POINT) return KVI_OK; /* no variances, no log alpha */
   if (!t->ft_mask && !(t->ft_mask = kvi_alloc(kvi_net_weight_count(net))))
     return kvi_fail(KVI_ERR_NOMEM, "out of memory for the --finetune-pruned mask");
+  if (renew) return kvi_net_zero_pruned(net, t->cfg.prune_threshold, t->ft_mask);
   size_t off = 0;
   int nd = 0;
   kvi_net_dense(net, 0, &nd);
@@ -84,17 +85,8 @@ static kvi_status kvi__ft_mask(kvi_trainer *t, bool renew) {
     kvi_dense *l = kvi_net_dense(net, k, NULL);
     size_t nm = (size_t)l->n * l->m;
     kvi_real *M = kvi_params_data(&net->params, l->iM);
-    unsigned char *mk = t->ft_mask + off;
-    if (renew) {
-      kvi_real *la = kvi_alloc(nm * sizeof *la);
-      if (!la) return KVI_ERR_NOMEM;
-      kvi_status s = kvi_dense_log_alpha(la, &net->params, l);
-      for (size_t i = 0; !s && i < nm; i++) mk[i] = la[i] > t->cfg.prune_threshold;
-      kvi_free(la);
-      if (s) return s;
-    }
     for (size_t i = 0; i < nm; i++)
-      if (mk[i]) M[i] = 0;
+      if (t->ft_mask[off + i]) M[i] = 0;
     off += nm;
   }
   return KVI_OK;

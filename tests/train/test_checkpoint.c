@@ -150,6 +150,29 @@ static void test_bad_checkpoints(void) {
   CHECK_OK(kvi_read_file(&after, &len2, good, 1u << 30));
   CHECK(after && len2 == len && memcmp(after, data, len) == 0);
   free(after);
+  /* input_norm (--normalize) round-trips; a non-positive std in it is refused */
+  a->cfg.input_mean = 0.25, a->cfg.input_std = 0.5;
+  char normp[512];
+  snprintf(normp, sizeof normp, "%s/ckpt_norm.safetensors", kvi_test_dir());
+  CHECK_OK(kvi_checkpoint_save(normp, &ta, NULL));
+  CHECK_OK(kvi_checkpoint_load(normp, &net, NULL, NULL));
+  CHECK(net && net->cfg.input_mean == 0.25 && net->cfg.input_std == 0.5);
+  kvi_net_free(net);
+  net = NULL;
+  char *nd = NULL;
+  size_t nlen = 0;
+  CHECK_OK(kvi_read_file(&nd, &nlen, normp, 1u << 30));
+  /* the JSON header follows the 8-byte length (whose zero bytes would stop strstr) */
+  char *key = nd && nlen > 8 ? strstr(nd + 8, "input_norm") : NULL;
+  char *sd = key ? strstr(key, "0.5]") : NULL;
+  CHECK(sd != NULL);
+  if (sd) {
+    memcpy(sd, "0.0]", 4); /* same length: the header stays valid */
+    write_bytes(bad, nd, nlen);
+    CHECK_FAILS(kvi_checkpoint_load(bad, &net, NULL, NULL));
+    CHECK(net == NULL && strstr(kvi_last_error(), "input_norm") != NULL);
+  }
+  free(nd);
   kvi_trainer_free(&ta);
   kvi_net_free(a);
   free(data);
