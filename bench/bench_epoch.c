@@ -8,7 +8,7 @@
  * with kvi_net_create, runs --warmup steps and then times --steps training steps exactly as
  * src/train/trainer.c does them (kvi_batch_gather, kvi_net_forward with a noise stream,
  * kvi_softmax_xent, kvi_params_zero_grad, kvi_net_backward, kvi_net_kl with gscale beta/N,
- * kvi_optimizer_step_params); seconds per epoch = seconds per step x (N / batch) = x 600.
+ * kvi_optimizer_step); seconds per epoch = seconds per step x (N / batch) = x 600.
  * After the timed steps a child runs the same steps once more with a clock around every phase and
  * every layer (the "where the time goes" tables); that pass does not enter the main timing.
  *
@@ -132,7 +132,7 @@ static int child(const opts *o, const char *family) {
   if (kvi_net_create(&net, o->arch, train.d, &nc, maxb, 1)) die("kvi_net_create");
   kvi_opt_config oc = kvi_opt_config_default(KVI_OPT_ADAM);
   kvi_optimizer opt;
-  if (kvi_optimizer_init(&opt, &oc, net->params.n)) die("optimizer");
+  if (kvi_optimizer_init(&opt, &oc, net->params)) die("optimizer");
   const int K = net->out_size;
   kvi_real *xb = kvi_alloc((size_t)B * train.d * sizeof(kvi_real));
   kvi_real *dout = kvi_alloc((size_t)B * K * sizeof(kvi_real));
@@ -155,10 +155,10 @@ static int child(const opts *o, const char *family) {
     if (kvi_net_forward(net, &out, xb, B, &rng)) die("forward");            \
     int c = 0;                                                              \
     if (kvi_softmax_xent(&nll, dout, NULL, &c, out, yb, B, K)) die("loss"); \
-    kvi_params_zero_grad(&net->params);                                     \
+    kvi_params_zero_grad(net->params);                                     \
     if (kvi_net_backward(net, dout, B)) die("backward");                    \
     if (kvi_net_kl(net, &kl, (kvi_real)(beta / N))) die("kl");              \
-    if (kvi_optimizer_step_params(&opt, &net->params, lr)) die("adam");     \
+    if (kvi_optimizer_step(&opt, net->params, lr)) die("adam");     \
     step++;                                                                 \
   } while (0)
 
@@ -188,71 +188,54 @@ static int child(const opts *o, const char *family) {
     net->noisy = 1;
     int d = 0;
     for (int i = 0; i < net->nlayers; i++) {
-      kvi_layer *L = &net->layers[i];
-      if (L->kind == KVI_LAYER_DENSE || L->kind == KVI_LAYER_CONV) {
-        const int dense = L->kind == KVI_LAYER_DENSE;
-        size_t nz = dense ? kvi_dense_noise_size(&L->dense, B) : kvi_conv_noise_size(&L->conv, B);
-        const kvi_real *eps = NULL;
-        if (nz) {
-          kvi_rng_normal(&rng, net->noise[i], nz);
-          eps = net->noise[i];
-        }
+      const kvi_layer *L = &net->layers[i];
+      size_t nz = L->ops->noise_size ? L->ops->noise_size(L, B) : 0;
+      if (nz) {
+        kvi_rng_normal(&rng, net->noise[i], nz);
         LAP(ph[PH_NOISE]);
-        if (dense ? kvi_dense_forward(net->acts[i + 1], net->ws[i], &L->dense, &net->params,
-                                      net->acts[i], eps, B)
-                  : kvi_conv_forward(net->acts[i + 1], net->ws[i], &L->conv, &net->params,
-                                     net->acts[i], eps, B))
-          die("layer forward");
-        if (d < MAX_DENSE) lconv[d] = !dense;
+      }
+      kvi_layer_call lc = {.params = net->params, .ws = net->ws[i], .batch = B,
+                          .X = net->acts[i], .Y = net->acts[i + 1],
+                          .eps = nz ? net->noise[i] : NULL};
+      if (L->ops->forward(L, &lc)) die("layer forward");
+      if (L->ops->weights) {
+        if (d < MAX_DENSE) lconv[d] = L->ops == &kvi_conv_ops;
         LAP(lf[d < MAX_DENSE ? d : MAX_DENSE - 1]);
         d++;
-      } else if (L->kind == KVI_LAYER_POOL) {
-        kvi_pool_forward(net->acts[i + 1], net->ws[i], &L->pool, net->acts[i], B);
-        LAP(ph[PH_POOL]);
       } else {
-        kvi_act_forward(net->acts[i + 1], net->acts[i], (size_t)B * L->in_size, L->act);
-        LAP(ph[PH_ACTF]);
+        LAP(ph[L->ops == &kvi_act_ops ? PH_ACTF : PH_POOL]);
       }
     }
     ndense = d;
     int c = 0;
     if (kvi_softmax_xent(&nll, dout, NULL, &c, net->acts[net->nlayers], yb, B, K)) die("loss");
     LAP(ph[PH_LOSS]);
-    kvi_params_zero_grad(&net->params);
+    kvi_params_zero_grad(net->params);
     LAP(ph[PH_ZERO]);
     const kvi_real *dy = dout;
     for (int i = net->nlayers - 1; i >= 0; i--) {
-      kvi_layer *L = &net->layers[i];
-      kvi_real *dx = i > 0 ? net->grads[i] : NULL;
-      if (L->kind == KVI_LAYER_DENSE || L->kind == KVI_LAYER_CONV) {
+      const kvi_layer *L = &net->layers[i];
+      kvi_layer_call lc = {.params = net->params, .ws = net->ws[i], .batch = B,
+                          .X = net->acts[i], .Y = net->acts[i + 1], .eps = net->noise[i],
+                          .dY = dy, .dX = i > 0 ? net->grads[i] : NULL};
+      if (L->ops->backward(L, &lc)) die("layer backward");
+      if (L->ops->weights) {
         d--;
-        if (L->kind == KVI_LAYER_DENSE
-                ? kvi_dense_backward(dx, &net->params, dy, net->ws[i], &L->dense, net->acts[i],
-                                     net->noise[i], B)
-                : kvi_conv_backward(dx, &net->params, dy, net->ws[i], &L->conv, net->acts[i],
-                                    net->noise[i], B))
-          die("layer backward");
         LAP(lb[d < MAX_DENSE ? d : MAX_DENSE - 1]);
-      } else if (L->kind == KVI_LAYER_POOL) {
-        if (dx) kvi_pool_backward(dx, dy, net->ws[i], &L->pool, B);
-        LAP(ph[PH_POOL]);
-      } else if (dx) {
-        kvi_act_backward(dx, dy, net->acts[i], net->acts[i + 1], (size_t)B * L->in_size, L->act);
-        LAP(ph[PH_ACTB]);
+      } else {
+        LAP(ph[L->ops == &kvi_act_ops ? PH_ACTB : PH_POOL]);
       }
-      dy = dx;
+      dy = lc.dX;
     }
     for (int i = 0; i < net->nlayers; i++) {
-      kvi_layer *L = &net->layers[i];
-      if (L->kind != KVI_LAYER_DENSE && L->kind != KVI_LAYER_CONV) continue;
+      const kvi_layer *L = &net->layers[i];
+      if (!L->ops->kl) continue;
       double k;
-      if (kvi_dense_kl(&k, &net->params, L->kind == KVI_LAYER_DENSE ? &L->dense : &L->conv.d,
-                       (kvi_real)(beta / N)))
-        die("kl");
+      if (L->ops->kl(L, net->params, &k, (kvi_real)(beta / N))) die("kl");
       LAP(lk[d < MAX_DENSE ? d : MAX_DENSE - 1]);
       d++;
     }
-    if (kvi_optimizer_step_params(&opt, &net->params, lr)) die("adam");
+    if (kvi_optimizer_step(&opt, net->params, lr)) die("adam");
     LAP(ph[PH_ADAM]);
     step++;
 #undef LAP
@@ -269,7 +252,7 @@ static int child(const opts *o, const char *family) {
   printf(
       "RESULT family=%s s_step=%.6e maxrss_kb=%ld params=%zu blas_core=%s coretype=%s "
       "threads=%d steps=%d load_s=%.2f kl_init=%.6e train_loss=%.4f",
-      family, s_step, ru.ru_maxrss, net->params.n, kvi_blas_core(), ct ? ct : "(unset)", o->threads,
+      family, s_step, ru.ru_maxrss, net->params->n, kvi_blas_core(), ct ? ct : "(unset)", o->threads,
       o->steps, t_load, kl0, nll + beta * kl / N);
   for (int k = 0; k < PH_N; k++) printf(" %s=%.4e", ph_name[k], P ? ph[k] / P : 0.0);
   printf(" ndense=%d", ndense);

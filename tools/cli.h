@@ -17,9 +17,15 @@ int cli_error(const char *what);
 /* Strict number parsing for flags: prints an error naming the flag and returns false. */
 bool cli_int(const char *flag, const char *s, long lo, long hi, long *out);
 bool cli_double(const char *flag, const char *s, double lo, double hi, double *out);
+/* A size in bytes with an optional K, M or G (powers of 1000) suffix. */
+bool cli_size(const char *flag, const char *s, double *out);
 /* Loads the classification data of a directory (IDX or CIFAR-10) or a regression CSV. */
 kvi_status cli_load_data(kvi_dataset *train, kvi_dataset *test, const char *path, bool regression,
                          int targets, const char *test_path, int64_t limit_train,
                          int64_t limit_test);
+/* Checks, before any work, that an output file (--save, --log, --out) can be written: the
+ * path's length, that its directory exists and is writable, and that the file, if it exists,
+ * is a writable regular file. Prints "kronvi: FLAG PATH: reason" and returns false if not. */
+bool cli_check_writable(const char *flag, const char *path);
 
 #endif

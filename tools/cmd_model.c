@@ -96,18 +96,23 @@ static const char *EVAL_USAGE =
     "  (default 10), NLL, expected calibration error, accuracy after pruning log alpha > T\n"
     "  (default 3). --limit-test N uses the first N rows; --seed S seeds the samples.\n";
 
-/* The test set of --data for a model (regression: the CSV itself), normalized (--normalize) and
- * padded (--pad) as the model's training images were. On failure both sets are freed. */
+/* The test set of --data for a model (regression: the CSV itself), prepared as the model's
+ * training data were: images normalized (--normalize) then padded (--pad), regression features
+ * standardized with the stored statistics (--standardize). On failure both sets are freed. */
 static kvi_status load_test_set(kvi_dataset *train, kvi_dataset *test, const kvi_net *net,
-                                const model_args *a, bool reg) {
+                                const kvi_data_prep *prep, const model_args *a, bool reg) {
   kvi_status s =
       reg ? cli_load_data(test, train, a->data, true, net->out_size, NULL, a->limit_test, 0)
           : cli_load_data(train, test, a->data, false, 0, NULL, 1, a->limit_test);
   if (s) return s;
-  /* normalized before padding, as kronvi train does */
   if (!reg && net->cfg.input_std > 0)
     s = kvi_dataset_normalize_scalar(test, (kvi_real)net->cfg.input_mean,
                                      (kvi_real)net->cfg.input_std);
+  if (!s && reg && prep && prep->d > 0)
+    s = prep->d == test->d
+            ? kvi_dataset_apply_standardize(test, prep->feature_mean, prep->feature_std)
+            : kvi_fail(KVI_ERR_SHAPE, "the data have %d features, the stored standardization %d",
+                       test->d, prep->d);
   int pad = net->cfg.in_h > 0 && test->h > 0 ? (net->cfg.in_h - test->h) / 2 : 0;
   if (!s && pad > 0) s = kvi_dataset_pad(test, pad);
   if (s != KVI_OK) {
@@ -115,6 +120,55 @@ static kvi_status load_test_set(kvi_dataset *train, kvi_dataset *test, const kvi
     kvi_dataset_free(test);
   }
   return s;
+}
+
+/* A checkpoint with its trainer state; one without optimizer state (a compressed model) loads
+ * with the moments at zero, and *had_state says which. */
+static kvi_status load_with_state(const char *path, kvi_net **net, kvi_trainer *tr,
+                                  bool *had_state) {
+  *had_state = true;
+  kvi_status s = kvi_checkpoint_load_ex(path, net, tr, NULL, false);
+  if (s != KVI_ERR_STATE) return s;
+  *had_state = false;
+  return kvi_checkpoint_load_ex(path, net, tr, NULL, true);
+}
+
+/* One BMA metric of the JSON line: null when no weights were sampled (--samples 0). */
+static void print_json_bma(const char *key, double x, bool computed) {
+  if (computed)
+    printf(", \"%s\": %.6f", key, x);
+  else
+    printf(", \"%s\": null", key);
+}
+
+static void print_eval_json(const kvi_metrics *m) {
+  bool bma = m->samples > 0;
+  printf("{\"rows\": %lld, \"accuracy\": %.6f, \"nll\": %.6f", (long long)m->n, m->acc_mean,
+         m->nll_mean);
+  print_json_bma("accuracy_bma", m->acc_bma, bma);
+  print_json_bma("nll_bma", m->nll_bma, bma);
+  print_json_bma("ece", m->ece, bma);
+  printf(", \"accuracy_pruned\": %.6f, \"rmse\": %.6g, \"samples\": %d}\n", m->acc_pruned,
+         m->rmse_mean, m->samples);
+}
+
+/* One BMA metric of the text report: "not computed" when no weights were sampled. */
+static void print_text_bma(const char *label, double x, bool computed) {
+  if (computed)
+    printf("  %s %.4f\n", label, x);
+  else
+    printf("  %s not computed\n", label);
+}
+
+static void print_eval_text(const kvi_metrics *m, const char *model, double threshold) {
+  bool bma = m->samples > 0;
+  char label[48];
+  snprintf(label, sizeof label, "accuracy (BMA, %d samples)", m->samples);
+  printf("%s on %lld rows:\n  accuracy (mean weights) %.4f\n", model, (long long)m->n, m->acc_mean);
+  print_text_bma(label, m->acc_bma, bma);
+  print_text_bma("NLL (BMA)", m->nll_bma, bma);
+  print_text_bma("ECE (BMA)", m->ece, bma);
+  printf("  accuracy after pruning (log alpha > %g) %.4f\n", threshold, m->acc_pruned);
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -126,39 +180,33 @@ int cmd_eval(int argc, char **argv) {
     return 2;
   }
   kvi_net *net = NULL;
-  kvi_train_config cfg;
-  if (kvi_checkpoint_load(a.model, &net, NULL, &cfg)) return cli_error("cannot load model");
-  bool reg = cfg.task == KVI_TASK_REGRESS;
+  kvi_trainer tr;
+  bool had_state;
+  if (load_with_state(a.model, &net, &tr, &had_state)) return cli_error("cannot load model");
+  bool reg = tr.cfg.task == KVI_TASK_REGRESS;
   kvi_dataset train, test;
-  kvi_status s = load_test_set(&train, &test, net, &a, reg);
+  kvi_status s = load_test_set(&train, &test, net, &tr.prep, &a, reg);
   if (s) {
+    kvi_trainer_free(&tr);
     kvi_net_free(net);
     return cli_error("cannot load data");
   }
   kvi_metrics m;
   s = kvi_evaluate(&m, net, &test, reg ? 0 : (int)a.samples, (uint64_t)a.seed, a.threshold,
-                   net->log_beta);
+                   kvi_net_log_beta(net));
   int rc = 0;
   if (s)
     rc = cli_error("evaluation failed");
   else if (a.json)
-    printf(
-        "{\"rows\": %lld, \"accuracy\": %.6f, \"nll\": %.6f, \"accuracy_bma\": %.6f, "
-        "\"nll_bma\": %.6f, \"ece\": %.6f, \"accuracy_pruned\": %.6f, \"rmse\": %.6g, "
-        "\"samples\": %d}\n",
-        (long long)m.n, m.acc_mean, m.nll_mean, m.acc_bma, m.nll_bma, m.ece, m.acc_pruned,
-        m.rmse_mean, m.samples);
+    print_eval_json(&m);
   else if (reg)
     printf("%s on %lld rows: RMSE %.6f, NLL %.6f\n", a.model, (long long)m.n, m.rmse_mean,
            m.nll_mean);
   else
-    printf(
-        "%s on %lld rows:\n  accuracy (mean weights) %.4f\n  accuracy (BMA, %d samples) %.4f\n"
-        "  NLL (BMA) %.4f\n  ECE (BMA) %.4f\n  accuracy after pruning (log alpha > %g) %.4f\n",
-        a.model, (long long)m.n, m.acc_mean, m.samples, m.acc_bma, m.nll_bma, m.ece, a.threshold,
-        m.acc_pruned);
+    print_eval_text(&m, a.model, a.threshold);
   kvi_dataset_free(&train);
   kvi_dataset_free(&test);
+  kvi_trainer_free(&tr);
   kvi_net_free(net);
   return rc;
 }
@@ -245,9 +293,10 @@ static void print_compression(const kvi_compress_info *in, const kvi_net *net, d
 }
 
 /* --data: accuracies, max |logit difference| and timing of the pruned and compressed models. */
-static int compare_on_data(kvi_net *pruned, kvi_net *small, const model_args *a, bool reg) {
+static int compare_on_data(kvi_net *pruned, kvi_net *small, const kvi_data_prep *prep,
+                           const model_args *a, bool reg) {
   kvi_dataset train, test;
-  kvi_status s = load_test_set(&train, &test, pruned, a, reg);
+  kvi_status s = load_test_set(&train, &test, pruned, prep, a, reg);
   if (!s && test.d != pruned->in_size)
     s = kvi_fail(KVI_ERR_SHAPE, "the data have %d features, the model expects %d", test.d,
                  pruned->in_size);
@@ -306,10 +355,13 @@ int cmd_prune(int argc, char **argv) {
     fprintf(stderr, "kronvi: --data needs --structured\n%s", PRUNE_USAGE);
     return 2;
   }
+  if (!cli_check_writable("--out", a.out)) return 1;
   kvi_net *net = NULL, *small = NULL;
   kvi_trainer tr, ts;
   memset(&ts, 0, sizeof ts);
-  if (kvi_checkpoint_load(a.model, &net, &tr, NULL)) return cli_error("cannot load model");
+  bool had_state;
+  if (load_with_state(a.model, &net, &tr, &had_state)) return cli_error("cannot load model");
+  if (!had_state) kvi_optimizer_free(&tr.opt); /* the output has none either */
   int nd = 0, rc = 0;
   kvi_compress_info info;
   if (a.structured && kvi_net_compress(&small, &info, net, a.threshold))
@@ -319,12 +371,12 @@ int cmd_prune(int argc, char **argv) {
     kvi_dense *l = kvi_net_dense(net, k, NULL);
     size_t nm = (size_t)l->n * l->m;
     kvi_real *la = kvi_alloc(nm * sizeof(kvi_real));
-    if (!la || kvi_dense_log_alpha(la, &net->params, l)) {
+    if (!la || kvi_dense_log_alpha(la, net->params, l)) {
       rc = cli_error("prune");
       kvi_free(la);
       break;
     }
-    kvi_real *M = kvi_params_data(&net->params, l->iM);
+    kvi_real *M = kvi_params_data(net->params, l->iM);
     for (size_t i = 0; i < nm; i++)
       if (la[i] > a.threshold) M[i] = 0;
     kvi_free(la);
@@ -334,8 +386,12 @@ int cmd_prune(int argc, char **argv) {
     if (kvi_trainer_init(&ts, small, &tr.cfg)) {
       rc = cli_error("structured compression failed");
     } else {
-      small->log_beta = net->log_beta; /* kvi_trainer_init resets it */
-      ts.m_beta = tr.m_beta, ts.v_beta = tr.v_beta;
+      /* the smaller net's optimizer state cannot come from the old one: none is written, and
+       * resuming it needs --reset-optimizer */
+      kvi_optimizer_free(&ts.opt);
+      kvi_net_set_log_beta(small, kvi_net_log_beta(net)); /* kvi_trainer_init resets it */
+      ts.prep = tr.prep;
+      memset(&tr.prep, 0, sizeof tr.prep);
       ts.epoch = tr.epoch, ts.step = tr.step, ts.elapsed = tr.elapsed;
       ts.best_val = tr.best_val, ts.best_epoch = tr.best_epoch;
       if (kvi_checkpoint_save(a.out, &ts, &shape)) rc = cli_error("cannot write compressed model");
@@ -344,7 +400,7 @@ int cmd_prune(int argc, char **argv) {
       print_compression(&info, net, a.threshold);
       printf("wrote %s\n", a.out);
       fflush(stdout);
-      if (a.data) rc = compare_on_data(net, small, &a, tr.cfg.task == KVI_TASK_REGRESS);
+      if (a.data) rc = compare_on_data(net, small, &ts.prep, &a, tr.cfg.task == KVI_TASK_REGRESS);
     }
   } else if (!rc) {
     kvi_sparsity sp;
@@ -430,7 +486,7 @@ int cmd_inspect(int argc, char **argv) {
   kvi_jb_kv_str(&jb, "prior", kvi_prior_name(net->cfg.prior));
   kvi_jb_kv_str(&jb, "orientation",
                 "W is (n inputs, m outputs), y = x W + b, Cov(W_ij, W_kl) = U_ik V_jl");
-  kvi_jb_kv_num(&jb, "log_noise_precision", (double)net->log_beta);
+  kvi_jb_kv_num(&jb, "log_noise_precision", (double)kvi_net_log_beta(net));
   if (net->cfg.input_std > 0) { /* kronvi train --normalize: x -> (x - mean) / std first */
     kvi_jb_key(&jb, "input_norm");
     kvi_jb_begin_array(&jb);
@@ -448,7 +504,7 @@ int cmd_inspect(int argc, char **argv) {
   }
   for (int k = 0; k < nd && !rc; k++) {
     kvi_dense *l = kvi_net_dense(net, k, NULL);
-    const kvi_params *p = &net->params;
+    const kvi_params *p = net->params;
     int n = l->n, m = l->m;
     size_t big = (size_t)(n > m ? n : m);
     kvi_real *buf = kvi_alloc(2 * (big * big + (size_t)n * m) * sizeof(kvi_real));
@@ -470,8 +526,8 @@ int cmd_inspect(int argc, char **argv) {
     kvi_jb_kv_int(&jb, "n", n);
     kvi_jb_kv_int(&jb, "m", m);
     const kvi_layer *owner = &net->layers[kvi_net_weight_layer(net, k)];
-    if (owner->kind == KVI_LAYER_CONV) { /* rows are input taps (ky, kx, ci), columns filters */
-      const kvi_conv *cv = &owner->conv;
+    if (owner->ops == &kvi_conv_ops) { /* rows are input taps (ky, kx, ci), columns filters */
+      const kvi_conv *cv = owner->state;
       kvi_jb_kv_str(&jb, "kind", "conv");
       kvi_jb_kv_str(&jb, "rows", "(ky * kernel + kx) * in_shape[2] + ci");
       kvi_jb_kv_int(&jb, "kernel", cv->k);

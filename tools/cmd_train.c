@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "train_cli.h"
 
 static void train_help(FILE *f) {
   fprintf(
@@ -51,7 +51,9 @@ static void train_help(FILE *f) {
       "  --no-bias              no bias vectors\n"
       "  --init-log-sigma S     initial log standard deviation of every weight (default -5)\n"
       "  --noise-precision B    regression: noise precision beta (default 1)\n"
-      "  --learn-noise          regression: learn beta by the ELBO\n");
+      "  --learn-noise          regression: learn beta by the ELBO\n"
+      "  --max-memory SIZE      refuse a network whose estimated memory exceeds SIZE (bytes,\n"
+      "                         or with a K, M or G suffix; default: the machine's memory)\n");
   fputs(
       "optimization:\n"
       "  --epochs N             epochs (default 10)\n"
@@ -62,6 +64,8 @@ static void train_help(FILE *f) {
       "  --lr-final LR          decay exponentially to LR at the last epoch (overrides "
       "--lr-decay)\n"
       "  --momentum M           sgd momentum (default 0.9)\n"
+      "  --nesterov             sgd: Nesterov momentum\n"
+      "  --weight-decay WD      decoupled weight decay of the means (default 0)\n"
       "  --kl-warmup E          KL weight schedule length in epochs (default 0: weight 1 "
       "throughout)\n"
       "  --kl-schedule S        linear (default: beta = t/E) or exp (beta = 1 - exp(-5t/E))\n"
@@ -74,8 +78,11 @@ static void train_help(FILE *f) {
       "  --prune-threshold T    drop weights with log alpha > T (default 3)\n"
       "  --save PATH            checkpoint (safetensors) written atomically after every epoch\n"
       "  --save-every N         checkpoint every N epochs instead (and after the last)\n"
-      "  --resume PATH          continue training from a checkpoint (its settings; --epochs may\n"
-      "                         extend the run)\n"
+      "  --resume PATH          continue training from a checkpoint with its settings and data\n"
+      "                         preparation (--epochs may extend the run; a flag that differs\n"
+      "                         from the checkpoint's is refused)\n"
+      "  --reset-optimizer      with --resume: restart the optimizer's moments from zero (for\n"
+      "                         checkpoints without optimizer state, e.g. pruned ones)\n"
       "  --log PATH             per-epoch metrics as CSV\n"
       "  --seed S               random seed (default 1): same seed and threads, same result\n"
       "  --threads N            BLAS and OpenMP threads (default 2)\n"
@@ -85,49 +92,6 @@ static void train_help(FILE *f) {
       f);
 }
 
-enum {
-  O_DATA = 256,
-  O_TASK,
-  O_TARGETS,
-  O_TEST,
-  O_VAL,
-  O_LTRAIN,
-  O_LTEST,
-  O_STD,
-  O_NORM,
-  O_FINETUNE,
-  O_PAD,
-  O_HFLIP,
-  O_PRIORUPD,
-  O_ARCH,
-  O_ACT,
-  O_FAMILY,
-  O_PRIOR,
-  O_NOBIAS,
-  O_INITLS,
-  O_NOISE,
-  O_LEARNNOISE,
-  O_EPOCHS,
-  O_BATCH,
-  O_OPT,
-  O_LR,
-  O_LRDECAY,
-  O_LRFINAL,
-  O_MOM,
-  O_WARMUP,
-  O_SCHED,
-  O_PATIENCE,
-  O_SAMPLES,
-  O_EVALEVERY,
-  O_THR,
-  O_SAVE,
-  O_SAVEEVERY,
-  O_RESUME,
-  O_LOG,
-  O_SEED,
-  O_THREADS,
-  O_PROGRESS
-};
 
 static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"task", 1, 0, O_TASK},
@@ -170,6 +134,10 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"seed", 1, 0, O_SEED},
                                            {"threads", 1, 0, O_THREADS},
                                            {"progress", 1, 0, O_PROGRESS},
+                                           {"reset-optimizer", 0, 0, O_RESETOPT},
+                                           {"max-memory", 1, 0, O_MAXMEM},
+                                           {"nesterov", 0, 0, O_NESTEROV},
+                                           {"weight-decay", 1, 0, O_WD},
                                            {"help", 0, 0, 'h'},
                                            {0, 0, 0, 0}};
 
@@ -190,133 +158,144 @@ static bool parse_prior(kvi_net_config *nc, const char *s) {
   return true;
 }
 
-int cmd_train(int argc, char **argv) {
-  kvi_train_config cfg = kvi_train_config_default();
-  kvi_net_config nc = kvi_net_config_default();
-  const char *data = NULL, *test_path = NULL, *arch = NULL, *resume = NULL, *progress = "auto";
-  long targets = 1, nval = 0, threads = 2, lt = 0, lte = 0, v;
-  bool regression = false, standardize = false, normalize = false, epochs_given = false;
-  long pad = 0;
+/* The output files must be writable before any data are loaded: --save (a resumed run saves to
+ * its --resume checkpoint unless --save is given) and --log. */
+static bool outputs_writable(const char *save, const char *resume, const char *log) {
+  if (save && !cli_check_writable("--save", save)) return false;
+  if (!save && resume && !cli_check_writable("--resume", resume)) return false;
+  return !log || cli_check_writable("--log", log);
+}
+
+/* Parses the options into *a; returns -1 to go on, else the exit code (0 for --help). */
+static int parse_train_args(train_args *a, int argc, char **argv) {
+  memset(a, 0, sizeof *a);
+  a->cfg = kvi_train_config_default();
+  a->nc = kvi_net_config_default();
+  a->progress = "auto";
+  a->targets = 1, a->threads = 2;
+  long v;
   double d;
   int c;
   optind = 1;
   opterr = 1;
   while ((c = getopt_long(argc, argv, "h", train_opts, NULL)) != -1) {
     bool ok = true;
+    if (c >= O_DATA && c < O_LAST) a->given[c - O_DATA] = true;
     switch (c) {
       case 'h':
         train_help(stdout);
         return 0;
       case O_DATA:
-        data = optarg;
+        a->data = optarg;
         break;
       case O_TASK:
         if (!strcmp(optarg, "regression"))
-          regression = true;
+          a->regression = true;
         else if (strcmp(optarg, "classification") && strcmp(optarg, "classify")) {
           fprintf(stderr, "kronvi: --task expects classification or regression\n");
           ok = false;
         }
         break;
       case O_TARGETS:
-        ok = cli_int("--targets", optarg, 1, 100000, &targets);
+        ok = cli_int("--targets", optarg, 1, 100000, &a->targets);
         break;
       case O_TEST:
-        test_path = optarg;
+        a->test_path = optarg;
         break;
       case O_VAL:
-        ok = cli_int("--val", optarg, 0, 100000000, &nval);
+        ok = cli_int("--val", optarg, 0, 100000000, &a->nval);
         break;
       case O_LTRAIN:
-        ok = cli_int("--limit-train", optarg, 1, 1000000000, &lt);
+        ok = cli_int("--limit-train", optarg, 1, 1000000000, &a->lt);
         break;
       case O_LTEST:
-        ok = cli_int("--limit-test", optarg, 1, 1000000000, &lte);
+        ok = cli_int("--limit-test", optarg, 1, 1000000000, &a->lte);
         break;
       case O_STD:
-        standardize = true;
+        a->standardize = true;
         break;
       case O_NORM:
-        normalize = true;
+        a->normalize = true;
         break;
       case O_FINETUNE:
         ok = cli_int("--finetune-pruned", optarg, 0, 1000000, &v);
-        cfg.finetune_pruned = (int)v;
+        a->cfg.finetune_pruned = (int)v;
         break;
       case O_PAD:
-        ok = cli_int("--pad", optarg, 0, 64, &pad);
+        ok = cli_int("--pad", optarg, 0, 64, &a->pad);
         break;
       case O_HFLIP:
-        cfg.hflip = true;
+        a->cfg.hflip = true;
         break;
       case O_PRIORUPD: {
         long every = 0;
         ok = cli_int("--prior-update", optarg, 0, 1000000000, &every);
-        cfg.prior_update_every = (int)every;
+        a->cfg.prior_update_every = (int)every;
         break;
       }
       case O_ARCH:
-        arch = optarg;
+        a->arch = optarg;
         break;
       case O_ACT:
-        ok = kvi_act_parse(&nc.act, optarg) == KVI_OK || cli_error("--act") == 0;
+        ok = kvi_act_parse(&a->nc.act, optarg) == KVI_OK || cli_error("--act") == 0;
         break;
       case O_FAMILY:
-        ok = kvi_family_parse(&nc.family, optarg) == KVI_OK || cli_error("--family") == 0;
+        ok = kvi_family_parse(&a->nc.family, optarg) == KVI_OK || cli_error("--family") == 0;
         break;
       case O_PRIOR:
-        ok = parse_prior(&nc, optarg);
+        ok = parse_prior(&a->nc, optarg);
         break;
       case O_NOBIAS:
-        nc.bias = false;
+        a->nc.bias = false;
         break;
       case O_INITLS:
-        ok = cli_double("--init-log-sigma", optarg, -30, 5, &nc.init_log_sigma);
+        ok = cli_double("--init-log-sigma", optarg, -30, 5, &a->nc.init_log_sigma);
         break;
       case O_NOISE:
-        ok = cli_double("--noise-precision", optarg, 1e-12, 1e12, &cfg.noise_precision);
+        ok = cli_double("--noise-precision", optarg, 1e-12, 1e12, &a->cfg.noise_precision);
         break;
       case O_LEARNNOISE:
-        cfg.learn_noise = true;
+        a->cfg.learn_noise = true;
         break;
       case O_EPOCHS:
         ok = cli_int("--epochs", optarg, 0, 1000000, &v);
-        cfg.epochs = (int)v, epochs_given = true;
+        a->cfg.epochs = (int)v, a->epochs_given = true;
         break;
       case O_BATCH:
         ok = cli_int("--batch", optarg, 1, 100000, &v);
-        cfg.batch = (int)v;
+        a->cfg.batch = (int)v;
         break;
       case O_OPT: {
         kvi_opt_kind k;
         ok = kvi_opt_parse(&k, optarg) == KVI_OK || cli_error("--optimizer") == 0;
         if (ok) {
-          double lr = cfg.opt.lr, mom = cfg.opt.momentum;
-          cfg.opt = kvi_opt_config_default(k);
-          cfg.opt.lr = lr, cfg.opt.momentum = mom;
+          kvi_opt_config o = a->cfg.opt;
+          a->cfg.opt = kvi_opt_config_default(k);
+          a->cfg.opt.lr = o.lr, a->cfg.opt.momentum = o.momentum;
+          a->cfg.opt.nesterov = o.nesterov, a->cfg.opt.weight_decay = o.weight_decay;
         }
         break;
       }
       case O_LR:
-        ok = cli_double("--lr", optarg, 1e-12, 1e3, &cfg.opt.lr);
+        ok = cli_double("--lr", optarg, 1e-12, 1e3, &a->cfg.opt.lr);
         break;
       case O_LRDECAY:
-        ok = cli_double("--lr-decay", optarg, 1e-6, 1, &cfg.lr_decay);
+        ok = cli_double("--lr-decay", optarg, 1e-6, 1, &a->cfg.lr_decay);
         break;
       case O_LRFINAL:
-        ok = cli_double("--lr-final", optarg, 1e-12, 1e3, &cfg.lr_final);
+        ok = cli_double("--lr-final", optarg, 1e-12, 1e3, &a->cfg.lr_final);
         break;
       case O_MOM:
-        ok = cli_double("--momentum", optarg, 0, 0.9999, &cfg.opt.momentum);
+        ok = cli_double("--momentum", optarg, 0, 0.9999, &a->cfg.opt.momentum);
         break;
       case O_WARMUP:
-        ok = cli_double("--kl-warmup", optarg, 0, 1e6, &cfg.kl_warmup);
+        ok = cli_double("--kl-warmup", optarg, 0, 1e6, &a->cfg.kl_warmup);
         break;
       case O_SCHED:
         if (!strcmp(optarg, "linear"))
-          cfg.kl_schedule = KVI_KL_LINEAR;
+          a->cfg.kl_schedule = KVI_KL_LINEAR;
         else if (!strcmp(optarg, "exp"))
-          cfg.kl_schedule = KVI_KL_EXP;
+          a->cfg.kl_schedule = KVI_KL_EXP;
         else {
           fprintf(stderr, "kronvi: --kl-schedule expects linear or exp\n");
           ok = false;
@@ -324,41 +303,53 @@ int cmd_train(int argc, char **argv) {
         break;
       case O_PATIENCE:
         ok = cli_int("--patience", optarg, 0, 100000, &v);
-        cfg.patience = (int)v;
+        a->cfg.patience = (int)v;
         break;
       case O_SAMPLES:
         ok = cli_int("--samples", optarg, 0, 100000, &v);
-        cfg.samples = (int)v;
+        a->cfg.samples = (int)v;
         break;
       case O_EVALEVERY:
         ok = cli_int("--eval-every", optarg, 0, 100000, &v);
-        cfg.eval_samples_every = (int)v;
+        a->cfg.eval_samples_every = (int)v;
         break;
       case O_THR:
-        ok = cli_double("--prune-threshold", optarg, -100, 100, &cfg.prune_threshold);
+        ok = cli_double("--prune-threshold", optarg, -100, 100, &a->cfg.prune_threshold);
         break;
       case O_SAVE:
-        cfg.save_path = optarg;
+        a->save = optarg;
         break;
       case O_SAVEEVERY:
         ok = cli_int("--save-every", optarg, 1, 1000000, &v);
-        cfg.save_every = (int)v;
+        a->cfg.save_every = (int)v;
         break;
       case O_RESUME:
-        resume = optarg;
+        a->resume = optarg;
         break;
       case O_LOG:
-        cfg.log_path = optarg;
+        a->log = optarg;
         break;
       case O_SEED:
         ok = cli_double("--seed", optarg, 0, 1.8e19, &d);
-        cfg.seed = (uint64_t)d;
+        a->cfg.seed = (uint64_t)d;
         break;
       case O_THREADS:
-        ok = cli_int("--threads", optarg, 1, 256, &threads);
+        ok = cli_int("--threads", optarg, 1, 256, &a->threads);
         break;
       case O_PROGRESS:
-        progress = optarg;
+        a->progress = optarg;
+        break;
+      case O_RESETOPT:
+        a->reset_optimizer = true;
+        break;
+      case O_MAXMEM:
+        ok = cli_size("--max-memory", optarg, &a->nc.max_memory);
+        break;
+      case O_NESTEROV:
+        a->cfg.opt.nesterov = true;
+        break;
+      case O_WD:
+        ok = cli_double("--weight-decay", optarg, 0, 1e3, &a->cfg.opt.weight_decay);
         break;
       default:
         ok = false;
@@ -373,151 +364,40 @@ int cmd_train(int argc, char **argv) {
     fprintf(stderr, "kronvi: unexpected argument '%s' (see 'kronvi train --help')\n", argv[optind]);
     return 2;
   }
-  if (!strcmp(progress, "auto"))
-    cfg.progress = isatty(fileno(stderr)) ? 2 : 1;
-  else if (!strcmp(progress, "bar"))
-    cfg.progress = 2;
-  else if (!strcmp(progress, "lines"))
-    cfg.progress = 1;
-  else if (!strcmp(progress, "none"))
-    cfg.progress = 0;
+  if (!strcmp(a->progress, "auto"))
+    a->cfg.progress = isatty(fileno(stderr)) ? 2 : 1;
+  else if (!strcmp(a->progress, "bar"))
+    a->cfg.progress = 2;
+  else if (!strcmp(a->progress, "lines"))
+    a->cfg.progress = 1;
+  else if (!strcmp(a->progress, "none"))
+    a->cfg.progress = 0;
   else {
     fprintf(stderr, "kronvi: --progress expects auto, bar, lines or none\n");
     return 2;
   }
-  if (!data) {
+  if (!a->data) {
     fprintf(stderr, "kronvi: --data is required (see 'kronvi train --help')\n");
     return 2;
   }
-  if (!arch && !resume) {
+  if (!a->arch && !a->resume) {
     fprintf(stderr, "kronvi: --arch is required (see 'kronvi train --help')\n");
     return 2;
   }
-  if (normalize && regression) {
+  if (a->normalize && a->regression) {
     fprintf(stderr, "kronvi: --normalize is for images; regression features take --standardize\n");
     return 2;
   }
-  if (nc.family == KVI_FAMILY_POINT) nc.prior = KVI_PRIOR_NONE;
-  cfg.task = regression ? KVI_TASK_REGRESS : KVI_TASK_CLASSIFY;
-  kvi_set_threads((int)threads);
+  if (a->nc.family == KVI_FAMILY_POINT) a->nc.prior = KVI_PRIOR_NONE;
+  a->cfg.task = a->regression ? KVI_TASK_REGRESS : KVI_TASK_CLASSIFY;
+  return -1;
+}
 
-  kvi_dataset train, test, val;
-  kvi_dataset_init(&val);
-  if (cli_load_data(&train, &test, data, regression, (int)targets, test_path, lt, lte))
-    return cli_error("cannot load data");
-  int rc = 0;
-  kvi_net *net = NULL;
-  kvi_trainer tr;
-  memset(&tr, 0, sizeof tr);
-  if (resume) {
-    kvi_train_config saved;
-    if (kvi_checkpoint_load(resume, &net, &tr, &saved)) {
-      rc = cli_error("cannot resume");
-      goto out;
-    }
-  }
-  /* --normalize: one mean and standard deviation over all training pixels, stored with the
-   * model (eval and prune apply them to the test images); a resumed run uses the stored ones */
-  if (resume ? net->cfg.input_std > 0 : normalize) {
-    double mean = resume ? net->cfg.input_mean : 0, sd = resume ? net->cfg.input_std : 0;
-    if (!resume && kvi_dataset_pixel_stats(&train, &mean, &sd)) {
-      rc = cli_error("--normalize");
-      goto out;
-    }
-    if (kvi_dataset_normalize_scalar(&train, (kvi_real)mean, (kvi_real)sd) ||
-        (test.n > 0 && kvi_dataset_normalize_scalar(&test, (kvi_real)mean, (kvi_real)sd))) {
-      rc = cli_error("--normalize");
-      goto out;
-    }
-    nc.input_mean = mean, nc.input_std = sd;
-    if (cfg.progress >= 1)
-      fprintf(stderr, "kronvi train: inputs normalized with mean %.6g, std %.6g\n", mean, sd);
-  }
-  if (standardize) {
-    kvi_real *mu = NULL, *sd = NULL;
-    if (kvi_dataset_standardize(&train, &train, &mu, &sd) ||
-        (test.n > 0 && kvi_dataset_apply_standardize(&test, mu, sd))) {
-      rc = cli_error("standardize");
-    }
-    kvi_free(mu), kvi_free(sd);
-    if (rc) goto out;
-  }
-  if (pad > 0 &&
-      (kvi_dataset_pad(&train, (int)pad) || (test.n > 0 && kvi_dataset_pad(&test, (int)pad)))) {
-    rc = cli_error("--pad");
-    goto out;
-  }
-  if (nval > 0 && kvi_dataset_split(&train, &val, nval, cfg.seed)) {
-    rc = cli_error("validation split");
-    goto out;
-  }
-  if (resume) {
-    /* the run continues with its own settings; only the length and outputs may change */
-    if (epochs_given) tr.cfg.epochs = cfg.epochs;
-    tr.cfg.save_path = cfg.save_path ? cfg.save_path : resume;
-    tr.cfg.log_path = cfg.log_path;
-    tr.cfg.progress = cfg.progress;
-    tr.cfg.save_every = cfg.save_every;
-    if (net->in_size != train.d) {
-      fprintf(stderr, "kronvi: %s expects %d features but the data have %d\n", resume, net->in_size,
-              train.d);
-      rc = 1;
-      goto out;
-    }
-    fprintf(stderr, "resuming %s at epoch %d (step %lld)\n", resume, tr.epoch, (long long)tr.step);
-  } else {
-    int maxb = kvi_net_pick_max_batch(arch, cfg.batch);
-    nc.in_h = train.h, nc.in_w = train.w;
-    if (kvi_net_create(&net, arch, train.d, &nc, maxb, cfg.seed)) {
-      rc = cli_error("--arch");
-      goto out;
-    }
-    if (kvi_trainer_init(&tr, net, &cfg)) {
-      rc = cli_error("trainer");
-      goto out;
-    }
-  }
-  if (cfg.progress >= 1)
-    fprintf(stderr,
-            "kronvi train: %s %s/%s, %zu parameters, %lld train / %lld val / %lld test rows, "
-            "batch %d, %s lr %g, %d threads (%s BLAS core %s)\n",
-            net->arch, kvi_family_name(net->cfg.family), kvi_prior_name(net->cfg.prior),
-            kvi_net_param_count(net), (long long)train.n, (long long)val.n, (long long)test.n,
-            tr.cfg.batch, kvi_opt_name(tr.cfg.opt.kind), tr.cfg.opt.lr, (int)threads, KVI_REAL_NAME,
-            kvi_blas_core());
-  if (kvi_train(&tr, &train, val.n ? &val : NULL, test.n ? &test : NULL)) {
-    fprintf(stderr, "\n");
-    rc = cli_error("training failed");
-    goto out;
-  }
-  /* final summary */
-  if (!regression) {
-    kvi_sparsity sp;
-    if (kvi_sparsity_compute(&sp, net, tr.cfg.prune_threshold) == KVI_OK) {
-      printf("\n");
-      kvi_sparsity_print(stdout, &sp, kvi_family_name(net->cfg.family));
-    }
-    if (test.n) {
-      kvi_metrics m;
-      if (kvi_evaluate(&m, net, &test, tr.cfg.samples, tr.cfg.seed ^ 0x7e57, tr.cfg.prune_threshold,
-                       net->log_beta) == KVI_OK)
-        printf(
-            "\ntest (%lld rows): accuracy %.4f (mean weights), %.4f (BMA, %d samples), "
-            "NLL %.4f, ECE %.4f, accuracy after pruning %.4f\n",
-            (long long)test.n, m.acc_mean, m.acc_bma, m.samples, m.nll_bma, m.ece, m.acc_pruned);
-    }
-  } else if (test.n) {
-    kvi_metrics m;
-    if (kvi_evaluate(&m, net, &test, 0, 0, tr.cfg.prune_threshold, net->log_beta) == KVI_OK)
-      printf("test (%lld rows): RMSE %.6f, NLL %.6f\n", (long long)test.n, m.rmse_mean, m.nll_mean);
-  }
-  printf("trained %d epochs in %.1f s%s%s\n", tr.epoch, tr.elapsed,
-         tr.cfg.save_path ? "; saved " : "", tr.cfg.save_path ? tr.cfg.save_path : "");
-out:
-  if (tr.net) kvi_trainer_free(&tr);
-  kvi_net_free(net);
-  kvi_dataset_free(&train);
-  kvi_dataset_free(&test);
-  kvi_dataset_free(&val);
-  return rc;
+int cmd_train(int argc, char **argv) {
+  train_args a;
+  int rc = parse_train_args(&a, argc, argv);
+  if (rc >= 0) return rc;
+  if (!outputs_writable(a.save, a.resume, a.log)) return 1;
+  kvi_set_threads((int)a.threads);
+  return train_run(&a);
 }

@@ -1,11 +1,27 @@
 /* kronvi: command-line tool for sparse Bayesian networks with Matrix Normal posteriors. */
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli.h"
+
+#define KRONVI_VERSION "0.1.0"
+
+typedef struct {
+  const char *name;
+  int (*run)(int argc, char **argv); /* argv[0] is the command's name */
+  const char *summary;               /* one line of the usage text */
+} cli_command;
+
+static const cli_command COMMANDS[] = {
+    {"train", cmd_train, "train a Bayesian network by the ELBO (classification or regression)"},
+    {"eval", cmd_eval, "evaluate a checkpoint: accuracy, BMA accuracy, NLL, ECE, pruned accuracy"},
+    {"prune", cmd_prune,
+     "zero the weights with log alpha above a threshold, write a new checkpoint"},
+    {"report", cmd_report, "per-layer sparsity table and compression ratio of a checkpoint"},
+    {"inspect", cmd_inspect,
+     "posterior means and covariance factors of a checkpoint (text or --json)"},
+};
+enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -13,71 +29,17 @@ static void usage(FILE *f) {
           "\n"
           "usage: kronvi <command> [options]\n"
           "\n"
-          "commands:\n"
-          "  train     train a Bayesian network by the ELBO (classification or regression)\n"
-          "  eval      evaluate a checkpoint: accuracy, BMA accuracy, NLL, ECE, pruned accuracy\n"
-          "  prune     zero the weights with log alpha above a threshold, write a new checkpoint\n"
-          "  report    per-layer sparsity table and compression ratio of a checkpoint\n"
-          "  inspect   posterior means and covariance factors of a checkpoint (text or --json)\n"
-          "\n"
-          "'kronvi <command> --help' documents each command's options.\n",
-          "0.1.0");
+          "commands:\n",
+          KRONVI_VERSION);
+  for (int i = 0; i < N_COMMANDS; i++)
+    fprintf(f, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+  fprintf(f, "\n'kronvi <command> --help' documents each command's options.\n");
 }
 
-int cli_error(const char *what) {
-  const char *m = kvi_last_error();
-  fprintf(stderr, "kronvi: %s%s%s\n", what, m[0] ? ": " : "", m);
-  return 1;
-}
-
-bool cli_int(const char *flag, const char *s, long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s ? s : "", &end, 10);
-  if (!s || !*s || *end || errno || v < lo || v > hi) {
-    fprintf(stderr, "kronvi: %s expects an integer in [%ld, %ld], got '%s'\n", flag, lo, hi,
-            s ? s : "");
-    return false;
-  }
-  *out = v;
-  return true;
-}
-
-bool cli_double(const char *flag, const char *s, double lo, double hi, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s ? s : "", &end);
-  if (!s || !*s || *end || errno || !(v >= lo && v <= hi)) {
-    fprintf(stderr, "kronvi: %s expects a number in [%g, %g], got '%s'\n", flag, lo, hi,
-            s ? s : "");
-    return false;
-  }
-  *out = v;
-  return true;
-}
-
-kvi_status cli_load_data(kvi_dataset *train, kvi_dataset *test, const char *path, bool regression,
-                         int targets, const char *test_path, int64_t limit_train,
-                         int64_t limit_test) {
-  kvi_dataset_init(train);
-  kvi_dataset_init(test);
-  if (!path) return kvi_fail(KVI_ERR_ARG, "--data is required");
-  if (regression) {
-    kvi_status s = kvi_csv_load(train, path, targets);
-    if (!s && limit_train > 0 && limit_train < train->n)
-      s = kvi_dataset_truncate(train, limit_train);
-    if (!s && test_path) s = kvi_csv_load(test, test_path, targets);
-    if (s) kvi_dataset_free(train);
-    return s;
-  }
-  struct stat st;
-  if (stat(path, &st) != 0)
-    return kvi_fail(KVI_ERR_IO,
-                    "%s: %s (HINT: --data names a directory with the IDX or CIFAR-10 files)", path,
-                    strerror(errno));
-  if (!S_ISDIR(st.st_mode))
-    return kvi_fail(KVI_ERR_ARG, "%s: --data must be a directory for classification", path);
-  return kvi_data_load_dir(train, test, path, limit_train, limit_test);
+static const cli_command *find_command(const char *name) {
+  for (int i = 0; i < N_COMMANDS; i++)
+    if (!strcmp(COMMANDS[i].name, name)) return &COMMANDS[i];
+  return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -85,21 +47,18 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  const char *cmd = argv[1];
-  if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+  const char *name = argv[1];
+  if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
     usage(stdout);
     return 0;
   }
-  if (!strcmp(cmd, "--version")) {
-    printf("kronvi 0.1.0 (%s, BLAS core %s)\n", KVI_REAL_NAME, kvi_blas_core());
+  if (!strcmp(name, "--version")) {
+    printf("kronvi %s (%s, BLAS core %s)\n", KRONVI_VERSION, KVI_REAL_NAME, kvi_blas_core());
     return 0;
   }
-  if (!strcmp(cmd, "train")) return cmd_train(argc - 1, argv + 1);
-  if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
-  if (!strcmp(cmd, "prune")) return cmd_prune(argc - 1, argv + 1);
-  if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
-  if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
-  fprintf(stderr, "kronvi: unknown command '%s'\n\n", cmd);
+  const cli_command *cmd = find_command(name);
+  if (cmd) return cmd->run(argc - 1, argv + 1);
+  fprintf(stderr, "kronvi: unknown command '%s'\n\n", name);
   usage(stderr);
   return 2;
 }

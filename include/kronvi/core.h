@@ -57,6 +57,15 @@ KVI_API kvi_status kvi_fail(kvi_status s, const char *fmt, ...)
 #endif
     ;
 
+/* Internal invariants (programmer errors, never bad input): when cond is false, prints
+ * "kronvi: internal error: <cond> at <file>:<line>" to stderr and calls abort(). Always on. */
+#define KVI_ASSERT(cond) ((cond) ? (void)0 : kvi_assert_fail(#cond, __FILE__, __LINE__))
+KVI_API void kvi_assert_fail(const char *cond, const char *file, int line)
+#if defined(__GNUC__)
+    __attribute__((noreturn, cold))
+#endif
+    ;
+
 /* ---- memory ---------------------------------------------------------------------------- */
 /* 64-byte aligned allocation, zero-filled; NULL (with a kvi_fail message) on failure. */
 KVI_API void *kvi_alloc(size_t bytes);
@@ -146,7 +155,8 @@ typedef enum {
   KVI_ROLE_LOG_SIGMA, /* log standard deviations (DIAG family) */
   KVI_ROLE_LOG_DIAG,  /* log of an added diagonal variance (MN+DIAG) */
   KVI_ROLE_PRIOR,     /* prior hyper-parameters (log precisions / log variances) */
-  KVI_ROLE_OTHER
+  KVI_ROLE_OTHER,
+  KVI_ROLE_NOISE /* log precision of a Gaussian likelihood (regression) */
 } kvi_role;
 
 #define KVI_MAX_NAME 64

@@ -1,31 +1,21 @@
-/* kronvi models: a sequential network built from an architecture string, with its parameters in
- * one flat buffer and its activations in one arena. */
+/* kronvi models: networks of layers (kronvi/layer.h) built from an architecture string or the
+ * builder API, and models that hold several networks over one parameter block (an encoder and a
+ * decoder; a point network and the posterior built around its weights). docs/models.md has the
+ * grammar, docs/architecture.md the interfaces. */
 #ifndef KRONVI_MODELS_H
 #define KRONVI_MODELS_H
 
-#include "kronvi/nn.h"
+#include "kronvi/layer.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum { KVI_LAYER_DENSE = 0, KVI_LAYER_ACT, KVI_LAYER_CONV, KVI_LAYER_POOL } kvi_layer_kind;
-
-typedef struct {
-  kvi_layer_kind kind;
-  kvi_dense dense; /* KVI_LAYER_DENSE */
-  kvi_act act;     /* KVI_LAYER_ACT */
-  kvi_conv conv;   /* KVI_LAYER_CONV (its weight matrix is conv.d) */
-  kvi_pool pool;   /* KVI_LAYER_POOL */
-  int in_size;     /* per-example input size */
-  int out_size;    /* per-example output size */
-} kvi_layer;
-
 typedef struct {
   kvi_family family;
   kvi_prior prior;
   double prior_var; /* KVI_PRIOR_FIXED */
-  kvi_act act;      /* between dense layers */
+  kvi_act act;      /* inserted after every weight layer but the last */
   bool bias;
   double init_log_sigma; /* initial log of the posterior standard deviation of every weight */
   int in_h, in_w;        /* convolutional nets: input image height and width (0: square,
@@ -33,24 +23,34 @@ typedef struct {
   double input_mean, input_std; /* images were normalized x <- (x - mean) / std before training
                                    (kronvi train --normalize; std 0: not normalized). Recorded
                                    for callers, which apply it to new inputs: the net does not. */
+  bool noise_param;  /* regression: the net owns the learnable log precision of its Gaussian
+                        likelihood, the view "<name>noise.log_precision" (role KVI_ROLE_NOISE) */
+  double max_memory; /* refuse a net whose estimated memory exceeds this many bytes (0: the
+                        machine's physical memory; < 0: no check) */
 } kvi_net_config;
 
 KVI_API kvi_net_config kvi_net_config_default(void);
 
 typedef struct kvi_net {
   char arch[256];
+  char id[16];   /* its name in a model ("" for a single net) */
+  char name[32]; /* parameter name prefix ("" for a single net, "enc." in a model) */
   kvi_net_config cfg;
   int nlayers;
   kvi_layer *layers;
-  kvi_params params;
+  kvi_params *params; /* the parameter block: the model's, or own for a single net */
+  kvi_params own;
+  kvi_shape in_shape;
   int in_size, out_size;
   int max_batch;
+  int inoise; /* view index of the noise log precision, -1 when none */
   /* per layer i: input acts[i] (B, in), output acts[i+1]; grads likewise; ws and noise */
   kvi_arena *arena;
   kvi_real **acts, **grads, **noise;
   void **ws;
-  kvi_real log_beta; /* regression: log noise precision of the Gaussian likelihood */
-  int noisy;         /* the last forward sampled weights (1) or used the means (0) */
+  int noisy; /* the last forward sampled weights (1) or used the means (0) */
+  kvi_capture_fn observer; /* curvature capture (kvi_net_set_observer); NULL: none */
+  void *observer_user;
 } kvi_net;
 
 /* Builds the network described by arch with parameters initialized from seed.
@@ -60,8 +60,9 @@ typedef struct kvi_net {
  * parentheses, "1-10-(mp)-20-...-(flatten)-10", is accepted): the first number is the input
  * channel count; before "flatten" a number C is a convolution with C filters (3x3, stride 1,
  * same padding; "Ck5s2p0" sets kernel, stride and padding), "mp" is 2x2 max-pooling; after
- * "flatten" numbers are dense layer outputs. The activation follows every convolution and
- * every dense layer but the last. Images are HWC, of cfg->in_h x cfg->in_w (or square). */
+ * "flatten" numbers are dense layer outputs. cfg->act follows every weight layer but the last
+ * (unless an explicit "elu"/"relu" token does). Images are HWC, of cfg->in_h x cfg->in_w (or
+ * square). Tokens of registered kinds (kvi_layer_register) are accepted too. */
 KVI_API kvi_status kvi_net_create(kvi_net **out, const char *arch, int in_size,
                                   const kvi_net_config *cfg, int max_batch, uint64_t seed);
 KVI_API void kvi_net_free(kvi_net *net);
@@ -70,6 +71,10 @@ KVI_API int kvi_arch_is_conv(const char *arch);
 /* A max_batch for training with mini-batches of `batch`: large chunks for fast MLP evaluation,
  * the batch itself for convolutional nets (whose workspaces grow with the image size). */
 KVI_API int kvi_net_pick_max_batch(const char *arch, int batch);
+/* Estimated bytes of a net before it is built: parameters, gradients and two optimizer moments,
+ * activations, gradients, workspaces and noise for max_batch rows. */
+KVI_API kvi_status kvi_net_estimate_memory(double *bytes, const char *arch, int in_size,
+                                           const kvi_net_config *cfg, int max_batch);
 /* Forward of a batch X (B, in_size), B <= max_batch. rng: noise for the local
  * reparameterization (weights sampled); NULL: posterior means. *out points to (B, out_size). */
 KVI_API kvi_status kvi_net_forward(kvi_net *net, const kvi_real **out, const kvi_real *X, int batch,
@@ -82,11 +87,65 @@ KVI_API kvi_status kvi_net_kl(kvi_net *net, double *kl, kvi_real gscale);
 KVI_API kvi_status kvi_net_prior_update(kvi_net *net);
 KVI_API size_t kvi_net_param_count(const kvi_net *net);  /* of the variational family */
 KVI_API size_t kvi_net_weight_count(const kvi_net *net); /* weights (entries of the W's) */
-/* The k-th weight matrix (dense layers and the weights of convolutions, in order); *count
- * receives their number. */
+/* The k-th weight matrix (of the layers whose kind has weights, in order); *count receives their
+ * number. */
 KVI_API kvi_dense *kvi_net_dense(kvi_net *net, int k, int *count);
 /* The layer (index into net->layers) that owns the k-th weight matrix, -1 if none. */
 KVI_API int kvi_net_weight_layer(const kvi_net *net, int k);
+/* Attaches fn (NULL detaches): every backward hands it each weight layer's input rows and output
+ * gradient rows (kvi_capture_rows). Nothing is done or copied when none is attached. */
+KVI_API void kvi_net_set_observer(kvi_net *net, kvi_capture_fn fn, void *user);
+/* Regression: the log precision of the Gaussian likelihood (0 when the net has none). */
+KVI_API kvi_real kvi_net_log_beta(const kvi_net *net);
+KVI_API void kvi_net_set_log_beta(kvi_net *net, kvi_real log_beta);
+
+/* ---- builder: the architecture grammar from C ------------------------------------------- */
+typedef struct {
+  char arch[256];
+  kvi_status status; /* the first error (the calls after it do nothing) */
+} kvi_net_builder;
+
+/* in_channels: input channels of an image net, or the input size of a vector net. */
+KVI_API void kvi_builder_begin(kvi_net_builder *b, int in_channels);
+KVI_API void kvi_builder_dense(kvi_net_builder *b, int outputs);
+KVI_API void kvi_builder_conv(kvi_net_builder *b, int filters, int kernel, int stride, int pad);
+KVI_API void kvi_builder_pool(kvi_net_builder *b);
+KVI_API void kvi_builder_flatten(kvi_net_builder *b);
+KVI_API void kvi_builder_act(kvi_net_builder *b, kvi_act act);
+/* Any token of the grammar, e.g. a registered kind's. */
+KVI_API void kvi_builder_token(kvi_net_builder *b, const char *token);
+/* The architecture string (for kvi_net_create or kvi_model_add_net), or the first error. */
+KVI_API kvi_status kvi_builder_arch(const kvi_net_builder *b, const char **arch);
+
+/* ---- models: several networks over one parameter block --------------------------------- */
+#define KVI_MODEL_MAX_NETS 8
+
+typedef struct kvi_model {
+  kvi_params params;
+  int nnets;
+  kvi_net *nets[KVI_MODEL_MAX_NETS];
+  bool ready; /* kvi_model_finish done */
+} kvi_model;
+
+KVI_API kvi_status kvi_model_create(kvi_model **out);
+/* Declares a network whose parameters are named "<name>.<layer>.<param>" (name "" gives plain
+ * layer names). A parameter whose full name already exists in the block with the same shape and
+ * role is shared, not declared again: two nets with the same name prefix and the same weight
+ * layers share their means (e.g. a point net and the MN posterior around its weights). */
+KVI_API kvi_status kvi_model_add_net(kvi_model *m, kvi_net **net, const char *name,
+                                     const char *arch, int in_size, const kvi_net_config *cfg,
+                                     int max_batch);
+/* As kvi_model_add_net, but the parameters are named as those of the net params_of (already
+ * added): views of equal name, shape and role are shared, the others are added. E.g. net "mn"
+ * over the point net "point" with the same dense layers shares its means and biases. */
+KVI_API kvi_status kvi_model_add_net_over(kvi_model *m, kvi_net **net, const char *name,
+                                          const char *params_of, const char *arch, int in_size,
+                                          const kvi_net_config *cfg, int max_batch);
+/* Allocates the block, every net's activations, and initializes the parameters from seed
+ * (net k draws from its own stream; shared views get the last net's values). */
+KVI_API kvi_status kvi_model_finish(kvi_model *m, uint64_t seed);
+KVI_API kvi_net *kvi_model_net(const kvi_model *m, const char *name); /* NULL: absent */
+KVI_API void kvi_model_free(kvi_model *m);
 
 #ifdef __cplusplus
 }

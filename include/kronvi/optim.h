@@ -1,4 +1,7 @@
-/* kronvi optim: first-order optimizers over the flat parameter buffer. */
+/* kronvi optim: optimizers as implementations of one interface (kvi_optimizer_ops) over a
+ * parameter block. An optimizer keeps named state tensors of any number and shape; checkpoints
+ * save and restore them by name without knowing the optimizer. docs/architecture.md shows how
+ * to add one. */
 #ifndef KRONVI_OPTIM_H
 #define KRONVI_OPTIM_H
 
@@ -14,29 +17,78 @@ typedef struct {
   kvi_opt_kind kind;
   double lr;
   double beta1, beta2, eps; /* Adam */
-  double momentum;          /* SGD (heavy ball) */
-  double weight_decay;      /* decoupled, applied to every parameter (default 0) */
+  double momentum;          /* SGD: heavy ball (0: plain SGD) */
+  bool nesterov;            /* SGD: Nesterov's momentum */
+  double weight_decay;      /* decoupled, x <- (1 - lr wd) x, applied to the views of role
+                               KVI_ROLE_MEAN only (never to variances, Cholesky factors, biases,
+                               prior or noise hyper-parameters) */
 } kvi_opt_config;
 
-/* Optimizer state: two moment buffers of the same layout as the parameters. */
+/* A state tensor: a name, a shape and data, e.g. Adam's first moment of view "fc0.M" is
+ * "optim.m.fc0.M" of the view's shape. */
 typedef struct {
+  char name[96];
+  int ndim;
+  int64_t shape[KVI_MAX_DIMS];
+  size_t size;    /* elements */
+  kvi_real *data; /* owned by the optimizer */
+  int view;       /* the parameter view it follows, or -1 */
+} kvi_opt_state;
+
+typedef struct kvi_optimizer kvi_optimizer;
+
+typedef struct {
+  const char *name; /* "adam", "sgd" */
+  /* Declares the state tensors for the parameter block p (kvi_optimizer_add_state...). */
+  kvi_status (*init)(kvi_optimizer *o, const kvi_params *p);
+  /* One step on p->data with gradient p->grad and learning rate lr (o->t already counts it). */
+  kvi_status (*step)(kvi_optimizer *o, kvi_params *p, double lr);
+} kvi_optimizer_ops;
+
+struct kvi_optimizer {
+  const kvi_optimizer_ops *ops;
   kvi_opt_config cfg;
-  size_t n;
   int64_t t; /* steps taken */
-  kvi_real *m, *v;
-} kvi_optimizer;
+  int nstate;
+  kvi_opt_state *state;
+  kvi_real *buffer[4]; /* per-parameter buffers of the block's layout (kvi_optimizer_buffer) */
+  int nbuffer;
+  size_t n; /* elements of the block it was made for */
+};
 
 KVI_API kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind);
 KVI_API kvi_status kvi_opt_parse(kvi_opt_kind *k, const char *s);
 KVI_API const char *kvi_opt_name(kvi_opt_kind k);
-KVI_API kvi_status kvi_optimizer_init(kvi_optimizer *o, const kvi_opt_config *cfg, size_t n);
+/* The implementation of a kind (NULL if unknown). */
+KVI_API const kvi_optimizer_ops *kvi_opt_ops(kvi_opt_kind k);
+
+/* Creates the optimizer of cfg->kind for the block p. */
+KVI_API kvi_status kvi_optimizer_init(kvi_optimizer *o, const kvi_opt_config *cfg,
+                                      const kvi_params *p);
 KVI_API void kvi_optimizer_free(kvi_optimizer *o);
-/* One step on x (n) with gradient g (n) and learning rate lr (overrides cfg.lr, for schedules). */
-KVI_API kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_real *x, const kvi_real *g, double lr);
-/* The same step on p->data with gradient p->grad (p->n must equal the optimizer's n), skipping
- * the strict upper triangles of the Cholesky views (role KVI_ROLE_CHOL): they are never read,
- * stay zero and have zero gradient, so the result equals kvi_optimizer_step's, in less time. */
-KVI_API kvi_status kvi_optimizer_step_params(kvi_optimizer *o, kvi_params *p, double lr);
+/* One step on the block (must be the block it was made for). */
+KVI_API kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_params *p, double lr);
+/* The state tensor of that name, NULL if absent. */
+KVI_API kvi_opt_state *kvi_optimizer_find_state(kvi_optimizer *o, const char *name);
+/* Zeroes every state tensor and the step count (training restarts its moments). */
+KVI_API void kvi_optimizer_reset(kvi_optimizer *o);
+
+/* For implementations: a zeroed buffer of p->n elements laid out as the block, with one state
+ * tensor "<prefix>.<view name>" per view pointing into it (the alignment gaps between views are
+ * not part of any tensor). *buf receives the buffer. */
+KVI_API kvi_status kvi_optimizer_add_buffer(kvi_optimizer *o, const kvi_params *p,
+                                            const char *prefix, kvi_real **buf);
+/* A free-form state tensor of any shape (e.g. a Kronecker factor), zeroed. */
+KVI_API kvi_status kvi_optimizer_add_state(kvi_optimizer *o, const char *name, int ndim,
+                                           const int64_t *shape, kvi_real **data);
+
+/* Walks the block in chunks for an elementwise update: fn(ctx, off, len, role) for runs of
+ * elements of one view (a Cholesky view only over its lower triangle, row by row: its strict
+ * upper triangle is never read, stays zero and has zero gradient). Chunks of 16384 elements are
+ * numbered in order and thread t of nt runs the chunks c with c % nt == t, so the result does
+ * not depend on the thread count. Parallel above 2^18 elements. */
+typedef void (*kvi_opt_run_fn)(void *ctx, size_t off, size_t len, kvi_role role);
+KVI_API void kvi_optimizer_walk(const kvi_params *p, kvi_opt_run_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }

@@ -40,9 +40,7 @@ typedef struct {
                              prune_threshold at zero (the mask is renewed at each of those
                              epochs' start): prune, then fine-tune the rest by the ELBO */
   int progress;           /* 0 silent, 1 one line per epoch, 2 progress bar (terminal) */
-  int save_every;         /* checkpoint every N epochs (and after the last); default 1 */
-  const char *save_path;  /* checkpoint after every epoch (best on validation when patience) */
-  const char *log_path;   /* CSV metrics per epoch */
+  int save_every;         /* kronvi train: checkpoint every N epochs (kvi_checkpoint_callback) */
 } kvi_train_config;
 
 KVI_API kvi_train_config kvi_train_config_default(void);
@@ -85,26 +83,84 @@ KVI_API void kvi_sparsity_print(FILE *f, const kvi_sparsity *s, const char *titl
 KVI_API kvi_status kvi_evaluate(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds, int samples,
                                 uint64_t seed, double prune_threshold, kvi_real log_beta);
 
-/* The training state: network, optimizer, counters; enough to resume exactly. */
+/* How the data were prepared for training, recorded in checkpoints so that a resumed run and
+ * the evaluation see the same examples (kronvi train fills it; the trainer only carries it). */
 typedef struct {
+  int64_t limit_train, limit_test; /* first rows used (0: all) */
+  int64_t val;                     /* validation rows split off the training set (seeded) */
+  uint64_t val_seed;               /* the split's seed */
+  int pad;                         /* zero padding added around images */
+  int d;                           /* regression --standardize: feature count (0: off) */
+  kvi_real *feature_mean, *feature_std; /* (d) each, kvi_alloc'd, owned */
+} kvi_data_prep;
+
+typedef struct kvi_trainer kvi_trainer;
+
+/* Passed to on_step after every optimizer step. */
+typedef struct {
+  int epoch;          /* 0-based epoch of the step */
+  int64_t batch, nb;  /* batches done in the epoch, batches per epoch */
+  double loss, acc;   /* running means over the epoch (acc: classification) */
+  double kl, kl_beta, lr;
+  double epoch_start; /* kvi_time_now() at the epoch's start */
+} kvi_step_info;
+
+/* Passed to on_epoch after every epoch (t->epoch counts it already). */
+typedef struct {
+  int epoch;   /* 1-based */
+  double seconds, lr, kl_beta, train_loss, train_acc, kl, sparsity;
+  const kvi_metrics *val, *test; /* NULL when that set is absent */
+  int bma_samples;               /* samples of the test BMA this epoch (0: not computed) */
+  bool last, stopping;           /* the last epoch; early stopping ends the run */
+} kvi_epoch_info;
+
+/* Hooks of the training loop. A status other than KVI_OK ends training with it. */
+typedef struct {
+  kvi_status (*on_step)(kvi_trainer *t, const kvi_step_info *s, void *user);
+  kvi_status (*on_epoch)(kvi_trainer *t, const kvi_epoch_info *e, void *user);
+  void (*release)(void *user); /* kvi_trainer_free: frees user */
+  void *user;
+} kvi_callback;
+
+#define KVI_MAX_CALLBACKS 8
+
+/* The training state: network, optimizer, counters; enough to resume exactly. */
+struct kvi_trainer {
   kvi_net *net;
   kvi_optimizer opt;
   kvi_train_config cfg;
-  int epoch;               /* epochs completed */
-  int64_t step;            /* optimizer steps completed */
-  kvi_real m_beta, v_beta; /* its Adam moments */
+  kvi_data_prep prep;
+  int epoch;     /* epochs completed */
+  int64_t step;  /* optimizer steps completed */
   double best_val;
   int best_epoch, bad_epochs;
   double elapsed;         /* seconds of training so far */
   unsigned char *ft_mask; /* finetune_pruned: 1 for each weight whose mean is held at zero */
-} kvi_trainer;
+  kvi_callback cb[KVI_MAX_CALLBACKS];
+  int ncb;
+};
 
 KVI_API kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config *cfg);
 KVI_API void kvi_trainer_free(kvi_trainer *t);
+KVI_API kvi_status kvi_trainer_add_callback(kvi_trainer *t, kvi_callback cb);
 /* Trains until cfg.epochs (continuing from t->epoch). val may be NULL (no early stopping),
  * test may be NULL. */
 KVI_API kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset *val,
                              const kvi_dataset *test);
+
+/* Built-in callbacks (src/train/callbacks.c). Progress: one line per epoch (cfg.progress >= 1)
+ * and a progress bar on a terminal (cfg.progress 2). */
+KVI_API kvi_callback kvi_progress_callback(void);
+/* CSV metrics per epoch; appends when the file exists and training resumes (t->epoch > 0). */
+KVI_API kvi_status kvi_csv_log_callback(kvi_callback *cb, const kvi_trainer *t, const char *path);
+/* A checkpoint every `every` epochs, after the last one and when early stopping ends the run;
+ * shape_of: the data whose image shape is recorded. */
+KVI_API kvi_status kvi_checkpoint_callback(kvi_callback *cb, const char *path, int every,
+                                           const kvi_dataset *shape_of);
+/* Copies the standardization statistics into prep (d features). */
+KVI_API kvi_status kvi_data_prep_set_standardize(kvi_data_prep *prep, const kvi_real *mean,
+                                                 const kvi_real *std, int d);
+KVI_API void kvi_data_prep_free(kvi_data_prep *prep);
 /* KL weight beta at a (fractional) epoch. */
 KVI_API double kvi_kl_beta(const kvi_train_config *cfg, double epoch);
 
@@ -141,11 +197,20 @@ KVI_API kvi_status kvi_net_compress(kvi_net **out, kvi_compress_info *info, cons
                                     double threshold);
 
 /* Checkpoints (safetensors; docs/io.md). Saving is atomic. Loading creates the network and,
- * if t is given, restores the optimizer state and counters so training resumes exactly. */
+ * if t is given, restores the optimizer state (every state tensor by name), the counters and
+ * the data preparation so that training resumes exactly; a checkpoint without optimizer state
+ * fails then unless reset_optimizer (the moments start from zero). Every field of the metadata
+ * is checked against the ranges of the command line. */
 KVI_API kvi_status kvi_checkpoint_save(const char *path, const kvi_trainer *t,
                                        const kvi_dataset *shape_of);
 KVI_API kvi_status kvi_checkpoint_load(const char *path, kvi_net **net, kvi_trainer *t,
                                        kvi_train_config *cfg_out);
+KVI_API kvi_status kvi_checkpoint_load_ex(const char *path, kvi_net **net, kvi_trainer *t,
+                                          kvi_train_config *cfg_out, bool reset_optimizer);
+/* Any model (several nets over one block): every view, and each net's architecture and
+ * configuration in the metadata. */
+KVI_API kvi_status kvi_model_save(const char *path, const kvi_model *m);
+KVI_API kvi_status kvi_model_load(kvi_model **out, const char *path);
 
 #ifdef __cplusplus
 }

@@ -67,10 +67,12 @@ void kvi_params_free(kvi_params *p) {
 }
 
 kvi_real *kvi_params_data(const kvi_params *p, int index) {
+  KVI_ASSERT(p && index >= 0 && index < p->nviews);
   return p->data + p->views[index].offset;
 }
 
 kvi_real *kvi_params_grad(const kvi_params *p, int index) {
+  KVI_ASSERT(p && index >= 0 && index < p->nviews);
   return p->grad + p->views[index].offset;
 }
 

@@ -1,6 +1,7 @@
-/* Status codes and the thread-local detail message. */
+/* Status codes, the thread-local detail message and the KVI_ASSERT failure path. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kronvi/core.h"
@@ -42,4 +43,10 @@ kvi_status kvi_fail(kvi_status s, const char *fmt, ...) {
   va_end(ap);
   memcpy(kvi__errbuf, tmp, sizeof tmp);
   return s;
+}
+
+void kvi_assert_fail(const char *cond, const char *file, int line) {
+  fprintf(stderr, "kronvi: internal error: %s at %s:%d\n", cond, file, line);
+  fflush(stderr);
+  abort();
 }

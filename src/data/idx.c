@@ -101,6 +101,28 @@ static kvi_status kvi__idx_labels(const char *path, unsigned char **lab, int64_t
   return KVI_OK;
 }
 
+/* The pixel bytes of the first keep of n images (each rows x cols) into a new malloc'd array.
+ * The buffer grows with the data that actually arrives (capped by the header's claim), so a
+ * truncated file with a huge header allocates little; the dataset is allocated only after. */
+static kvi_status kvi__idx_pixels(kvi__reader *r, int64_t n, int64_t keep, int rows, int cols,
+                                  unsigned char **pix) {
+  size_t d = (size_t)rows * (size_t)cols, got = 0;
+  kvi_status s = kvi__reader_read_all(r, (size_t)keep * d, pix, &got);
+  if (s == KVI_OK && got < (size_t)keep * d)
+    s = kvi_fail(KVI_ERR_FORMAT,
+                 "IDX images file '%s' is truncated: header declares %lld images of %d x %d "
+                 "(%lld pixel bytes), the data ends after %lld bytes (inside image %lld)\nHINT: "
+                 "the file may be an incomplete download%s",
+                 r->path, (long long)n, rows, cols, (long long)(n * (int64_t)d), (long long)got,
+                 (long long)(got / d), r->gzipped ? "; test it with `gzip -t`" : "");
+  if (s == KVI_OK && keep == n) s = kvi__reader_expect_end(r, KVI_IDX_HINT_SIZES);
+  if (s != KVI_OK) {
+    free(*pix);
+    *pix = NULL;
+  }
+  return s;
+}
+
 kvi_status kvi_idx_load_limit(kvi_dataset *out, const char *images_path, const char *labels_path,
                               int64_t limit) {
   if (!out) return kvi_fail(KVI_ERR_ARG, "kvi_idx_load: output dataset is NULL");
@@ -120,7 +142,7 @@ kvi_status kvi_idx_load_limit(kvi_dataset *out, const char *images_path, const c
     free(lab);
     return s;
   }
-  uint32_t dims[3];
+  uint32_t dims[3] = {0, 0, 0};
   s = kvi__idx_header(&r, 3, dims);
   int64_t n = dims[0];
   int rows = (int)dims[1], cols = (int)dims[2];
@@ -145,45 +167,19 @@ kvi_status kvi_idx_load_limit(kvi_dataset *out, const char *images_path, const c
   if (s == KVI_OK && n == 0)
     s = kvi_fail(KVI_ERR_FORMAT, "IDX images file '%s' declares 0 images", images_path);
   int64_t keep = (limit > 0 && limit < n) ? limit : n;
-  if (s == KVI_OK) s = kvi_dataset_alloc(out, keep, rows * cols, 1, rows, cols, maxlab + 1, 0);
-  if (s != KVI_OK) {
-    kvi__reader_close(&r);
-    free(lab);
-    kvi_dataset_init(out);
-    return s;
-  }
-
-  /* pixels, in chunks of whole images through a byte buffer */
   size_t d = (size_t)rows * (size_t)cols;
-  size_t per = d >= (1u << 20) ? 1 : (1u << 20) / d;
-  unsigned char *buf = malloc(per * d);
-  kvi_real lut[256];
-  kvi__byte_scale(lut);
-  if (!buf) s = kvi_fail(KVI_ERR_NOMEM, "out of memory reading '%s'", images_path);
-  for (int64_t i0 = 0; s == KVI_OK && i0 < keep; i0 += (int64_t)per) {
-    size_t m = (size_t)(keep - i0) < per ? (size_t)(keep - i0) : per;
-    size_t got = 0;
-    s = kvi__reader_read(&r, buf, m * d, &got);
-    if (s == KVI_OK && got < m * d) {
-      s = kvi_fail(KVI_ERR_FORMAT,
-                   "IDX images file '%s' is truncated: header declares %lld images of %d x %d "
-                   "(%lld pixel bytes), the data ends after %lld bytes (inside image %lld)\nHINT: "
-                   "the file may be an incomplete download%s",
-                   images_path, (long long)n, rows, cols, (long long)(n * (int64_t)d),
-                   (long long)((size_t)i0 * d + got), (long long)(i0 + (int64_t)(got / d)),
-                   r.gzipped ? "; test it with `gzip -t`" : "");
-      break;
-    }
-    kvi_real *x = out->x + (size_t)i0 * d;
-    for (size_t q = 0; q < m * d; q++) x[q] = lut[buf[q]];
-  }
-  free(buf);
-  if (s == KVI_OK && keep == n) s = kvi__reader_expect_end(&r, KVI_IDX_HINT_SIZES);
+  unsigned char *pix = NULL;
+  if (s == KVI_OK) s = kvi__idx_pixels(&r, n, keep, rows, cols, &pix);
   kvi__reader_close(&r);
-  if (s == KVI_OK)
+  if (s == KVI_OK) s = kvi_dataset_alloc(out, keep, rows * cols, 1, rows, cols, maxlab + 1, 0);
+  if (s == KVI_OK) {
+    kvi_real lut[256];
+    kvi__byte_scale(lut);
+    for (size_t q = 0; q < (size_t)keep * d; q++) out->x[q] = lut[pix[q]];
     for (int64_t i = 0; i < keep; i++) out->y[i] = lab[i];
+  }
+  free(pix);
   free(lab);
-  if (s != KVI_OK) kvi_dataset_free(out);
   return s;
 }
 

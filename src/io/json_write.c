@@ -334,7 +334,8 @@ void kvi_jb_value(kvi_json_buf *jb, const kvi_json *v) {
       kvi_jb_bool(jb, v->b);
       break;
     case KVI_JSON_NUMBER:
-      if (v->is_int)
+      /* "-0" parses as the integer 0 with num = -0.0: write num to keep the sign */
+      if (v->is_int && !(v->ival == 0 && signbit(v->num)))
         kvi_jb_int(jb, v->ival);
       else
         kvi_jb_num(jb, v->num);

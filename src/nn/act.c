@@ -3,9 +3,10 @@
  * calling thread below ~1M elements: there, waking a second thread pool next to OpenBLAS's
  * spinning threads costs more than the loop. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "kronvi/nn.h"
+#include "kronvi/layer.h"
 
 #include "core/vmath.h" /* KVI__HOT, vectorizable expm1f */
 #ifdef KVI_DOUBLE
@@ -80,3 +81,37 @@ void kvi_act_backward(kvi_real *dx, const kvi_real *dy, const kvi_real *x, const
     memcpy(dx, dy, n * sizeof *dx);
   }
 }
+
+/* ---- the act kind of the layer interface (kronvi/layer.h): the network inserts one after
+ * every weight layer but the last; "elu", "relu" tokens add one explicitly. ---------------- */
+static int kvi__act_match(const char *token, const kvi_shape *in) {
+  return !strcmp(token, "elu") || !strcmp(token, "relu");
+}
+
+static kvi_status kvi__act_create(kvi_layer *L, const kvi_layer_args *a) {
+  kvi_act *act = calloc(1, sizeof *act);
+  if (!act) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  L->state = act;
+  *act = a->act;
+  if (a->token && kvi__act_match(a->token, &a->in)) kvi_act_parse(act, a->token);
+  L->out = a->in;
+  return KVI_OK;
+}
+static kvi_status kvi__act_fwd(const kvi_layer *L, const kvi_layer_call *c) {
+  kvi_act_forward(c->Y, c->X, (size_t)c->batch * L->in_size, *(const kvi_act *)L->state);
+  return KVI_OK;
+}
+static kvi_status kvi__act_bwd(const kvi_layer *L, const kvi_layer_call *c) {
+  if (c->dX)
+    kvi_act_backward(c->dX, c->dY, c->X, c->Y, (size_t)c->batch * L->in_size,
+                     *(const kvi_act *)L->state);
+  return KVI_OK;
+}
+
+const kvi_layer_ops kvi_act_ops = {
+    .kind = "act",
+    .match = kvi__act_match,
+    .create = kvi__act_create,
+    .forward = kvi__act_fwd,
+    .backward = kvi__act_bwd,
+};

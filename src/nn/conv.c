@@ -7,9 +7,10 @@
  * input pixel sums the gradients of every (position, tap) that read it). */
 #include <limits.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "kronvi/nn.h"
+#include "kronvi/layer.h"
 
 /* im2col / col2im go parallel over the batch above this many copied elements, as the other
  * elementwise loops of the library (KVI__OMP_MIN in prob/): they are memory-bound, and below it
@@ -213,3 +214,97 @@ kvi_status kvi_conv_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, vo
   if (dX) kvi__col2im(dX, c.dcols, l, batch);
   return KVI_OK;
 }
+
+/* ---- the conv kind of the layer interface (kronvi/layer.h) -------------------------------- */
+static int kvi__conv_match(const char *token, const kvi_shape *in) {
+  return in->image && token[0] >= '0' && token[0] <= '9';
+}
+
+/* Reads a positive integer at *s (at most 1e6), advancing *s. */
+static bool kvi__conv_int(const char **s, int *v) {
+  char *end;
+  long x = strtol(*s, &end, 10);
+  if (end == *s || x <= 0 || x > 1000000) return false;
+  *v = (int)x;
+  *s = end;
+  return true;
+}
+
+/* "C" or "CkKsSpP": C filters, kernel K (3), stride S (1), padding P (same: (K - 1) / 2). */
+static kvi_status kvi__conv_token(const char *t, int *c_out, int *k, int *stride, int *pad) {
+  const char *q = t;
+  if (!kvi__conv_int(&q, c_out)) return kvi_fail(KVI_ERR_ARG, "bad filter count in '%s'", t);
+  *k = 3, *stride = 1, *pad = -1;
+  while (*q) {
+    char opt = *q++;
+    int x = 0;
+    if (opt == 'p' && *q == '0' && !(q[1] >= '0' && q[1] <= '9'))
+      x = 0, q++;
+    else if (!kvi__conv_int(&q, &x))
+      return kvi_fail(KVI_ERR_ARG, "bad option in '%s'", t);
+    if (opt == 'k')
+      *k = x;
+    else if (opt == 's')
+      *stride = x;
+    else if (opt == 'p')
+      *pad = x;
+    else
+      return kvi_fail(KVI_ERR_ARG, "unknown option '%c' in '%s' (expected k, s or p)", opt, t);
+  }
+  if (*pad < 0) *pad = (*k - 1) / 2; /* same padding for odd kernels */
+  return KVI_OK;
+}
+
+static kvi_status kvi__conv_create(kvi_layer *L, const kvi_layer_args *a) {
+  int c_out = 0, k = 3, stride = 1, pad = 0;
+  kvi_status s = kvi__conv_token(a->token, &c_out, &k, &stride, &pad);
+  if (s) return s;
+  kvi_conv *l = calloc(1, sizeof *l);
+  if (!l) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  L->state = l;
+  s = kvi_conv_declare(l, a->params, a->name, a->in.h, a->in.w, a->in.c, c_out, k, stride, pad,
+                       a->family, a->prior, a->prior_var, a->bias);
+  L->out = (kvi_shape){l->oh, l->ow, c_out, true};
+  return s;
+}
+
+static void kvi__conv_init(const kvi_layer *L, kvi_params *p, kvi_rng *rng, double gain,
+                           double init_log_sigma) {
+  kvi_conv_init(L->state, p, rng, gain, init_log_sigma);
+}
+static size_t kvi__conv_wsize(const kvi_layer *L, int batch) {
+  return kvi_conv_ws_size(L->state, batch);
+}
+static size_t kvi__conv_noise(const kvi_layer *L, int batch) {
+  return kvi_conv_noise_size(L->state, batch);
+}
+static kvi_status kvi__conv_fwd(const kvi_layer *L, const kvi_layer_call *c) {
+  return kvi_conv_forward(c->Y, c->ws, L->state, c->params, c->X, c->eps, c->batch);
+}
+/* The observer gets the forward's im2col patches (still in the workspace) and dY, whose rows
+ * are the output positions. */
+static kvi_status kvi__conv_bwd(const kvi_layer *L, const kvi_layer_call *c) {
+  const kvi_conv *l = L->state;
+  if (c->observer) {
+    int rows = 0;
+    kvi_status s = kvi__conv_rows(&rows, l, c->batch, "conv capture");
+    if (!s) s = kvi_layer_capture(L, c, kvi__conv_ws_carve(c->ws, l, rows).cols, c->dY, rows);
+    if (s) return s;
+  }
+  return kvi_conv_backward(c->dX, c->params, c->dY, c->ws, l, c->X, c->eps, c->batch);
+}
+static kvi_dense *kvi__conv_weights(const kvi_layer *L) { return &((kvi_conv *)L->state)->d; }
+
+const kvi_layer_ops kvi_conv_ops = {
+    .kind = "conv",
+    .prefix = "conv",
+    .match = kvi__conv_match,
+    .create = kvi__conv_create,
+    .init = kvi__conv_init,
+    .ws_size = kvi__conv_wsize,
+    .noise_size = kvi__conv_noise,
+    .forward = kvi__conv_fwd,
+    .backward = kvi__conv_bwd,
+    .weights = kvi__conv_weights,
+    .kl = kvi_layer_weights_kl,
+};

@@ -2,9 +2,10 @@
  * reparameterization trick (docs/nn.md). Shapes: X (B, n), W (n, m), Y (B, m). */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "kronvi/nn.h"
+#include "kronvi/layer.h"
 
 static const char *const kvi__family_names[] = {"point", "diag", "mn", "mn-diag"};
 static const char *const kvi__prior_names[] = {"none", "ard", "group", "scalar", "fixed"};
@@ -32,7 +33,14 @@ static kvi_status kvi__add(kvi_params *p, const char *lname, const char *suffix,
   char name[KVI_MAX_NAME];
   snprintf(name, sizeof name, "%s.%s", lname, suffix);
   int64_t shape[2] = {d0, d1};
-  return kvi_params_add(p, name, role, ndim, shape, idx);
+  int have = kvi_params_find(p, name);
+  if (have < 0) return kvi_params_add(p, name, role, ndim, shape, idx);
+  /* a view of another net of the same model: shared when it has the same shape and role */
+  const kvi_view *v = &p->views[have];
+  if (v->role != role || v->ndim != ndim || v->shape[0] != d0 || (ndim > 1 && v->shape[1] != d1))
+    return kvi_fail(KVI_ERR_ARG, "parameter '%s' exists with another shape or role", name);
+  *idx = have;
+  return KVI_OK;
 }
 
 kvi_status kvi_dense_declare(kvi_dense *l, kvi_params *p, const char *name, int n, int m,
@@ -357,3 +365,59 @@ size_t kvi_dense_param_count(const kvi_dense *l) {
   if (l->bias) c += m;
   return c;
 }
+
+/* ---- the dense kind of the layer interface (kronvi/layer.h) ------------------------------- */
+static int kvi__dense_match(const char *token, const kvi_shape *in) {
+  return !in->image && token[0] >= '0' && token[0] <= '9';
+}
+
+static kvi_status kvi__dense_create(kvi_layer *L, const kvi_layer_args *a) {
+  char *end;
+  long m = strtol(a->token, &end, 10);
+  if (*end)
+    return kvi_fail(KVI_ERR_ARG, "unexpected '%s' in '%s' (a dense layer is just its size)", end,
+                    a->token);
+  if (m <= 0 || m > 1000000)
+    return kvi_fail(KVI_ERR_ARG, "dense size '%s' outside [1, 1000000]", a->token);
+  kvi_dense *d = calloc(1, sizeof *d);
+  if (!d) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  L->state = d;
+  kvi_status s = kvi_dense_declare(d, a->params, a->name, kvi_shape_size(a->in), (int)m, a->family,
+                                   a->prior, a->prior_var, a->bias);
+  L->out = (kvi_shape){1, 1, (int)m, false};
+  return s;
+}
+
+static void kvi__dense_init(const kvi_layer *L, kvi_params *p, kvi_rng *rng, double gain,
+                            double init_log_sigma) {
+  kvi_dense_init(L->state, p, rng, gain, init_log_sigma);
+}
+static size_t kvi__dense_ws(const kvi_layer *L, int batch) {
+  return kvi_dense_ws_size(L->state, batch);
+}
+static size_t kvi__dense_noise(const kvi_layer *L, int batch) {
+  return kvi_dense_noise_size(L->state, batch);
+}
+static kvi_status kvi__dense_fwd(const kvi_layer *L, const kvi_layer_call *c) {
+  return kvi_dense_forward(c->Y, c->ws, L->state, c->params, c->X, c->eps, c->batch);
+}
+static kvi_status kvi__dense_bwd(const kvi_layer *L, const kvi_layer_call *c) {
+  kvi_status s = kvi_layer_capture(L, c, c->X, c->dY, c->batch);
+  if (!s) s = kvi_dense_backward(c->dX, c->params, c->dY, c->ws, L->state, c->X, c->eps, c->batch);
+  return s;
+}
+static kvi_dense *kvi__dense_weights(const kvi_layer *L) { return L->state; }
+
+const kvi_layer_ops kvi_dense_ops = {
+    .kind = "dense",
+    .prefix = "fc",
+    .match = kvi__dense_match,
+    .create = kvi__dense_create,
+    .init = kvi__dense_init,
+    .ws_size = kvi__dense_ws,
+    .noise_size = kvi__dense_noise,
+    .forward = kvi__dense_fwd,
+    .backward = kvi__dense_bwd,
+    .weights = kvi__dense_weights,
+    .kl = kvi_layer_weights_kl,
+};

@@ -5,9 +5,10 @@
  * on ties; the backward routes dY there: dX = sum over outputs of dY * [x is the argmax]. */
 #include <limits.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "kronvi/nn.h"
+#include "kronvi/layer.h"
 
 #ifndef KVI__POOL_OMP_MIN
 #define KVI__POOL_OMP_MIN (1u << 17)
@@ -75,3 +76,38 @@ void kvi_pool_backward(kvi_real *dX, const kvi_real *dY, const void *ws, const k
     for (size_t o = 0; o < oimg; o++) dx[id[o]] += dy[o]; /* windows are disjoint */
   }
 }
+
+/* ---- the pool kind of the layer interface (kronvi/layer.h) -------------------------------- */
+static int kvi__pool_match(const char *token, const kvi_shape *in) {
+  return !strcmp(token, "mp") || !strcmp(token, "maxpool");
+}
+
+static kvi_status kvi__pool_create(kvi_layer *L, const kvi_layer_args *a) {
+  if (!a->in.image) return kvi_fail(KVI_ERR_ARG, "'mp' after 'flatten' (pooling needs images)");
+  kvi_pool *l = calloc(1, sizeof *l);
+  if (!l) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  L->state = l;
+  kvi_status s = kvi_pool_init(l, a->in.h, a->in.w, a->in.c);
+  L->out = (kvi_shape){l->oh, l->ow, a->in.c, true};
+  return s;
+}
+static size_t kvi__pool_ws(const kvi_layer *L, int batch) {
+  return kvi_pool_ws_size(L->state, batch);
+}
+static kvi_status kvi__pool_fwd(const kvi_layer *L, const kvi_layer_call *c) {
+  kvi_pool_forward(c->Y, c->ws, L->state, c->X, c->batch);
+  return KVI_OK;
+}
+static kvi_status kvi__pool_bwd(const kvi_layer *L, const kvi_layer_call *c) {
+  if (c->dX) kvi_pool_backward(c->dX, c->dY, c->ws, L->state, c->batch);
+  return KVI_OK;
+}
+
+const kvi_layer_ops kvi_pool_ops = {
+    .kind = "pool",
+    .match = kvi__pool_match,
+    .create = kvi__pool_create,
+    .ws_size = kvi__pool_ws,
+    .forward = kvi__pool_fwd,
+    .backward = kvi__pool_bwd,
+};

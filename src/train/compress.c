@@ -376,7 +376,7 @@ kvi_status kvi_net_compress(kvi_net **out, kvi_compress_info *info, const kvi_ne
   for (int k = 0; k < nd && !s; k++) {
     ol[k] = kvi_net_dense(nc, k, NULL);
     maxm = ol[k]->m > maxm ? ol[k]->m : maxm;
-    s = kvi__pruned_means(&pm[k], &net->params, ol[k], threshold);
+    s = kvi__pruned_means(&pm[k], net->params, ol[k], threshold);
     ch[k].keep = malloc((size_t)ol[k]->m * sizeof(int));
     ch[k].v = calloc((size_t)ol[k]->m, sizeof(double));
     if (!s && (!ch[k].keep || !ch[k].v)) s = kvi_fail(KVI_ERR_NOMEM, "out of memory");
@@ -392,10 +392,10 @@ kvi_status kvi_net_compress(kvi_net **out, kvi_compress_info *info, const kvi_ne
       memset(keep1, 0, (size_t)c1->m);
       for (int j = 0; j < c1->nkeep && !c1->forced; j++) keep1[c1->keep[j]] = 1;
       int li = kvi_net_weight_layer(net, k);
-      kvi_act act = li + 1 < net->nlayers && net->layers[li + 1].kind == KVI_LAYER_ACT
-                        ? net->layers[li + 1].act
+      kvi_act act = li + 1 < net->nlayers && net->layers[li + 1].ops == &kvi_act_ops
+                        ? *(const kvi_act *)net->layers[li + 1].state
                         : KVI_ACT_NONE;
-      const kvi_real *bias = ol[k]->ib >= 0 ? kvi_params_data(&net->params, ol[k]->ib) : NULL;
+      const kvi_real *bias = ol[k]->ib >= 0 ? kvi_params_data(net->params, ol[k]->ib) : NULL;
       kvi__decide(&ch[k], ol[k], pm[k], bias, act, ol[k + 1], pm[k + 1], keep1);
     }
     for (int k = 0; k < nd; k++) counts[k] = ch[k].nkeep + ch[k].ghost;
@@ -421,7 +421,7 @@ kvi_status kvi_net_compress(kvi_net **out, kvi_compress_info *info, const kvi_ne
     const kvi_dense *nl = kvi_net_dense(small, k, NULL);
     double jit = 0;
     bool col_id = ch[k].nkeep == ol[k]->m && !ch[k].ghost;
-    s = kvi__fill(&small->params, nl, &net->params, ol[k], pm[k], &T, csrc, mn, col_id, &jit);
+    s = kvi__fill(small->params, nl, net->params, ol[k], pm[k], &T, csrc, mn, col_id, &jit);
     kvi_compress_layer *cl = &info->layer[k];
     snprintf(cl->name, sizeof cl->name, "%s", ol[k]->name);
     cl->n_before = ol[k]->n, cl->n_after = nl->n;
@@ -443,7 +443,7 @@ kvi_status kvi_net_compress(kvi_net **out, kvi_compress_info *info, const kvi_ne
     info->nlayers = nd;
     info->params_before = kvi_net_param_count(net);
     info->params_after = kvi_net_param_count(small);
-    small->log_beta = net->log_beta;
+    kvi_net_set_log_beta(small, kvi_net_log_beta(net));
     *out = small;
     small = NULL;
   }

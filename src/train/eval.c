@@ -21,8 +21,8 @@ kvi_status kvi_net_zero_pruned(kvi_net *net, double thr, unsigned char *mask) {
   for (int k = 0; k < nd; k++) {
     kvi_dense *l = kvi_net_dense(net, k, NULL);
     size_t nm = (size_t)l->n * l->m;
-    kvi_real *M = kvi_params_data(&net->params, l->iM);
-    kvi_status s = kvi_dense_log_alpha(la, &net->params, l);
+    kvi_real *M = kvi_params_data(net->params, l->iM);
+    kvi_status s = kvi_dense_log_alpha(la, net->params, l);
     if (s) {
       kvi_free(la);
       return s;
@@ -47,7 +47,7 @@ static kvi_status kvi__prune_means(kvi_net *net, double thr, kvi_real **saved) {
   for (int k = 0; k < nd; k++) {
     kvi_dense *l = kvi_net_dense(net, k, NULL);
     size_t nm = (size_t)l->n * l->m;
-    memcpy(buf + off, kvi_params_data(&net->params, l->iM), nm * sizeof(kvi_real));
+    memcpy(buf + off, kvi_params_data(net->params, l->iM), nm * sizeof(kvi_real));
     off += nm;
   }
   kvi_status s = kvi_net_zero_pruned(net, thr, NULL);
@@ -66,7 +66,7 @@ static void kvi__restore_means(kvi_net *net, kvi_real *saved) {
   for (int k = 0; k < nd; k++) {
     kvi_dense *l = kvi_net_dense(net, k, NULL);
     size_t nm = (size_t)l->n * l->m;
-    memcpy(kvi_params_data(&net->params, l->iM), saved + off, nm * sizeof(kvi_real));
+    memcpy(kvi_params_data(net->params, l->iM), saved + off, nm * sizeof(kvi_real));
     off += nm;
   }
   kvi_free(saved);
@@ -86,7 +86,7 @@ kvi_status kvi_sparsity_compute(kvi_sparsity *out, kvi_net *net, double thr) {
       kvi_free(la), free(rowleft), free(colleft);
       return kvi_fail(KVI_ERR_NOMEM, "out of memory");
     }
-    kvi_status s = kvi_dense_log_alpha(la, &net->params, l);
+    kvi_status s = kvi_dense_log_alpha(la, net->params, l);
     kvi_layer_sparsity *ls = &out->layer[k];
     snprintf(ls->name, sizeof ls->name, "%s", l->name);
     ls->n = l->n, ls->m = l->m, ls->total = (int64_t)nm;

@@ -92,8 +92,46 @@ expect 1 "cannot load model" -- "$K" inspect "$T/gz.safetensors"
 expect 1 "cannot load model" -- "$K" report "$T/nothere.safetensors"
 expect 2 "exactly one MODEL" -- "$K" report
 expect 2 "--out is required" -- "$K" prune "$T/model.safetensors"
-# a failing save (directory missing) must leave the existing checkpoint untouched
-expect 1 "cannot write" -- "$K" prune "$T/model.safetensors" --out "$T/nodir/x.safetensors"
+# an output that cannot be written (directory missing) is refused before anything is written
+expect 1 "--out .*directory does not exist" -- "$K" prune "$T/model.safetensors" --out "$T/nodir/x.safetensors"
+# output paths of train are checked before the data are loaded and before any training: a
+# missing directory, a directory part that is a regular file (the tests may run as root, which
+# ignores permission bits), a path longer than PATH_MAX and a file name longer than NAME_MAX.
+# The message names the flag (a failed save after an epoch names the library's error instead);
+# a run that got past the check into its 100000 epochs ends in the timeout
+touch "$T/afile"
+long="$T/$(printf '%04096d' 0)/x.safetensors"
+longname="$T/$(printf '%0300d' 0).safetensors"
+quick=(timeout 60 "$K" train --data "$T/good" --arch 16-3 --epochs 100000 --progress none)
+expect 1 "--save .*directory does not exist" -- "${quick[@]}" --save "$T/nodir/x.safetensors"
+expect 1 "--save .*not a directory" -- "${quick[@]}" --save "$T/afile/x.safetensors"
+expect 1 "--save .*path too long" -- "${quick[@]}" --save "$long"
+expect 1 "--save .*file name too long" -- "${quick[@]}" --save "$longname"
+expect 1 "--save .*is a directory" -- "${quick[@]}" --save "$T/good"
+expect 1 "--log .*path too long" -- "${quick[@]}" --log "$long"
+expect 1 "--log .*not a directory" -- "$K" train --data "$T/missing" --arch 16-3 --log "$T/afile/log.csv"
+expect 1 "--resume .*not a directory" -- "${quick[@]}" --resume "$T/afile/x.safetensors"
+# --samples 0 computes no Bayesian model average: the text says so, the JSON has null, and the
+# mean-weight and pruned accuracies are still printed
+n=$((n + 1))
+"$K" eval "$T/model.safetensors" --data "$T/good" --samples 0 >"$T/s0.txt" 2>"$T/err" &&
+  grep -q "accuracy (mean weights) [0-9.]*$" "$T/s0.txt" &&
+  grep -q "accuracy (BMA, 0 samples) not computed$" "$T/s0.txt" &&
+  grep -q "NLL (BMA) not computed$" "$T/s0.txt" && grep -q "ECE (BMA) not computed$" "$T/s0.txt" &&
+  grep -q "accuracy after pruning (log alpha > 3) [0-9.]*$" "$T/s0.txt" ||
+  { echo "FAIL: eval --samples 0 (text):"; cat "$T/s0.txt" "$T/err"; fail=$((fail + 1)); }
+n=$((n + 1))
+{ "$K" eval "$T/model.safetensors" --data "$T/good" --samples 0 --json >"$T/s0.json" &&
+  "$K" eval "$T/model.safetensors" --data "$T/good" --samples 2 --json >"$T/s2.json"; } 2>"$T/err" &&
+  python3 - "$T/s0.json" "$T/s2.json" <<'PY' ||
+import json, sys
+d0, d2 = (json.load(open(p)) for p in sys.argv[1:])
+bma = ("accuracy_bma", "nll_bma", "ece")
+assert d0["samples"] == 0 and all(d0[k] is None for k in bma), d0
+assert all(isinstance(d0[k], float) for k in ("accuracy", "nll", "accuracy_pruned")), d0
+assert d2["samples"] == 2 and all(isinstance(d2[k], float) for k in bma), d2
+PY
+  { echo "FAIL: eval --samples 0 (json):"; cat "$T/s0.json" "$T/err"; fail=$((fail + 1)); }
 # resuming with data of the wrong shape
 mkdir -p "$T/wide"
 python3 - "$T/wide" <<'PY'

@@ -1,5 +1,11 @@
 /* Core: status table, arena, RNG (moments, determinism across thread counts), BLAS wrappers,
- * parameter views. */
+ * parameter views and the KVI_ASSERT on their indices. */
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "kvi_test.h"
 
 static void test_status(void) {
@@ -125,11 +131,60 @@ static void test_params(void) {
   kvi_params_free(&p);
 }
 
+/* kvi_params_data (or _grad) with a bad index, in a child: it must die of SIGABRT after the
+ * KVI_ASSERT line on stderr. */
+static void expect_abort(const kvi_params *p, int index, bool grad) {
+  int fd[2];
+  CHECK(pipe(fd) == 0);
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    struct rlimit nocore = {0, 0};
+    setrlimit(RLIMIT_CORE, &nocore);
+    close(fd[0]);
+    dup2(fd[1], 2);
+    kvi_real *volatile x = grad ? kvi_params_grad(p, index) : kvi_params_data(p, index);
+    (void)x;
+    _exit(0);
+  }
+  close(fd[1]);
+  char msg[1024];
+  size_t len = 0;
+  ssize_t k;
+  while (len < sizeof msg - 1 && (k = read(fd[0], msg + len, sizeof msg - 1 - len)) > 0)
+    len += (size_t)k;
+  msg[len] = 0;
+  close(fd[0]);
+  int st = 0;
+  CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+  CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+  CHECK(strstr(msg, "kronvi: internal error: ") && strstr(msg, "params.c:"));
+  if (!WIFSIGNALED(st) || !strstr(msg, "internal error"))
+    fprintf(stderr, "index %d: child status 0x%x, stderr: %s\n", index, st, msg);
+}
+
+static void test_params_assert(void) {
+  kvi_params p;
+  kvi_params_init(&p);
+  int64_t s0[1] = {4};
+  CHECK_OK(kvi_params_add(&p, "a", KVI_ROLE_MEAN, 1, s0, NULL));
+  CHECK_OK(kvi_params_add(&p, "b", KVI_ROLE_BIAS, 1, s0, NULL));
+  CHECK_OK(kvi_params_alloc(&p));
+  CHECK(kvi_params_data(&p, 1) && kvi_params_grad(&p, 1));
+  for (int g = 0; g < 2; g++) {
+    expect_abort(&p, p.nviews, g);
+    expect_abort(&p, -1, g);
+    expect_abort(NULL, 0, g);
+  }
+  kvi_params_free(&p);
+}
+
 int main(void) {
   test_status();
   test_arena();
   test_rng();
   test_blas();
   test_params();
+  test_params_assert();
   TEST_MAIN_END();
 }

@@ -4,13 +4,25 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "kronvi/data.h"
 #include "kvi_test.h"
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
+
+/* ASan reserves terabytes of address space, so RLIMIT_AS cannot be lowered under it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ASAN 1
+#endif
+#endif
 
 /* ---- writers (tests only) ---------------------------------------------------------------- */
 
@@ -337,6 +349,78 @@ static void test_bad(void) {
   CHECK(is_empty(&ds));
 }
 
+/* ---- a huge header on a tiny file ------------------------------------------------------ */
+
+/* Field `field` of /proc/self/statm (0: virtual size, 1: resident) in bytes; 0 if unknown. */
+static size_t statm_bytes(int field) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long v[2] = {0, 0};
+  if (!f) return 0;
+  int k = fscanf(f, "%lu %lu", &v[0], &v[1]);
+  fclose(f);
+  return k == 2 ? v[field] * (size_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+/* Child: loads the pair (under RLIMIT_AS = current size + 512 MB unless ASan), writes the peak
+ * resident growth in bytes and the message to fd, exits with the status. */
+static void huge_child(int fd, const char *pi, const char *pl) {
+#ifndef TEST_ASAN
+  rlim_t lim = (rlim_t)statm_bytes(0) + ((rlim_t)512 << 20);
+  struct rlimit rl = {lim, lim};
+  if (setrlimit(RLIMIT_AS, &rl) != 0) _exit(100);
+#endif
+  size_t rss0 = statm_bytes(1);
+  kvi_dataset ds;
+  kvi_status s = kvi_idx_load(&ds, pi, pl);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  dprintf(fd, "%lld\n%s", (long long)ru.ru_maxrss * 1024 - (long long)rss0, kvi_last_error());
+  if (s == KVI_OK) kvi_dataset_free(&ds);
+  _exit((int)s);
+}
+
+/* A file pair (about 1 KB gzipped) whose images header claims 800000 28x28 images (2.5 GB as
+ * float) with 5 pixel bytes: loading fails as truncated and allocates little (in a child). */
+static void test_huge_claim(bool gz) {
+  enum { HN = 800000 };
+  unsigned char *labf = calloc(8 + HN, 1), img[16 + 5];
+  char pi[512], pl[512];
+  if (!labf) return;
+  put_be32(labf, 0x801); /* all labels 0: compresses to ~1 KB */
+  put_be32(labf + 4, HN);
+  size_t ll = 8 + HN;
+  size_t li = idx_images(img, 0x803, HN, 28, 28, pix, 5);
+  CHECK(write_bytes(tpath(pi, gz ? "huge_img.gz" : "huge_img"), gz, img, li));
+  CHECK(write_bytes(tpath(pl, gz ? "huge_lab.gz" : "huge_lab"), gz, labf, ll));
+  free(labf);
+  int fd[2];
+  if (pipe(fd) != 0) return;
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fd[0]);
+    huge_child(fd[1], pi, pl);
+  }
+  close(fd[1]);
+  char out[4096];
+  size_t len = 0;
+  ssize_t k;
+  while (len < sizeof out - 1 && (k = read(fd[0], out + len, sizeof out - 1 - len)) > 0)
+    len += (size_t)k;
+  out[len] = 0;
+  close(fd[0]);
+  int st = 0;
+  CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == KVI_ERR_FORMAT);
+  long long grow = atoll(out);
+  const char *msg = strchr(out, '\n') ? strchr(out, '\n') + 1 : "";
+  CHECK(strstr(msg, "truncated") && strstr(msg, "800000 images"));
+  CHECK(grow < (256ll << 20));
+  const char *t = strstr(msg, "truncated") ? strstr(msg, "truncated") : msg;
+  printf("huge header (%s): exit %d, peak resident growth %.1f MB: ...%.*s\n", gz ? "gz" : "plain",
+         WIFEXITED(st) ? WEXITSTATUS(st) : -1, (double)grow / 1048576.0, (int)strcspn(t, "\n"), t);
+}
+
 /* The real Fashion-MNIST (Debian package dataset-fashion-mnist), when installed. */
 static void test_fashion(void) {
   char p[600];
@@ -400,6 +484,8 @@ int main(void) {
   test_good();
   test_dir();
   test_bad();
+  test_huge_claim(true);
+  test_huge_claim(false);
   test_fashion();
   TEST_MAIN_END();
 }

@@ -237,6 +237,55 @@ static void test_doubles(void) {
   kvi_json_free(doc);
 }
 
+/* Parses text, copies the document with kvi_jb_value; returns the new text (free it). */
+static char *copy_text(const char *text) {
+  kvi_json *doc = NULL;
+  char *out = NULL;
+  CHECK_OK(kvi_json_parse(&doc, text, strlen(text)));
+  if (!doc) return NULL;
+  kvi_json_buf jb;
+  kvi_jb_init(&jb, false);
+  kvi_jb_value(&jb, doc);
+  CHECK_OK(kvi_jb_take(&jb, &out, NULL));
+  kvi_json_free(doc);
+  return out;
+}
+
+/* -0.0 keeps its sign bit through the writer, the parser and kvi_jb_value; 0 and other
+ * integers are written as before. */
+static void test_negative_zero(void) {
+  kvi_json_buf jb;
+  kvi_jb_init(&jb, false);
+  kvi_jb_begin_array(&jb);
+  kvi_jb_num(&jb, -0.0);
+  kvi_jb_num(&jb, 0.0);
+  kvi_jb_int(&jb, 0);
+  kvi_jb_end_array(&jb);
+  char *s = NULL;
+  CHECK_OK(kvi_jb_take(&jb, &s, NULL));
+  CHECK(streq(s, "[-0,0,0]"));
+  char *c = s ? copy_text(s) : NULL;
+  CHECK(streq(c, "[-0,0,0]"));
+  kvi_json *doc = NULL;
+  CHECK_OK(kvi_json_parse(&doc, c ? c : "[]", c ? strlen(c) : 2));
+  CHECK(kvi_json_len(doc) == 3);
+  double z0 = kvi_json_num(kvi_json_at(doc, 0)), z1 = kvi_json_num(kvi_json_at(doc, 1));
+  CHECK(z0 == 0.0 && signbit(z0));
+  CHECK(z1 == 0.0 && !signbit(z1));
+  int64_t iv = 1;
+  CHECK(kvi_json_int(kvi_json_at(doc, 0), &iv) && iv == 0);
+  kvi_json_free(doc);
+  free(c);
+  free(s);
+
+  /* copies of other spellings; integers keep their exact text */
+  c = copy_text("[-0, -0.0, -0e3, 0, 0.0, -5, 7, 1e2, -9223372036854775808, 9223372036854775807]");
+  const char *want = "[-0,-0,-0,0,0,-5,7,100,-9223372036854775808,9223372036854775807]";
+  CHECK(streq(c, want));
+  if (c && strcmp(c, want) != 0) fprintf(stderr, "got  %s\nwant %s\n", c, want);
+  free(c);
+}
+
 static void test_unicode(void) {
   const char *text = "[\"\\u00e9\\u65e5\\uD83D\\uDE00\\u0041\\/\", \"\xc3\xa9\"]";
   kvi_json *doc = NULL;
@@ -475,6 +524,7 @@ static void test_locale(void) {
 int main(void) {
   test_roundtrip();
   test_doubles();
+  test_negative_zero();
   test_unicode();
   test_malformed();
   test_builder_misuse();

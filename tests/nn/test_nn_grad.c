@@ -15,14 +15,14 @@ typedef struct {
 
 static double net_loss(const double *theta, void *vctx) {
   net_ctx *c = vctx;
-  memcpy(c->net->params.data, theta, c->net->params.n * sizeof(double));
+  memcpy(c->net->params->data, theta, c->net->params->n * sizeof(double));
   kvi_rng rng = kvi_rng_stream(c->noise_seed, 3);
   const kvi_real *out;
   if (kvi_net_forward(c->net, &out, c->X, c->batch, &rng)) return NAN;
   double s = 0;
   for (int i = 0; i < c->batch * c->net->out_size; i++) s += out[i] * c->R[i];
   double kl = 0;
-  kvi_params_zero_grad(&c->net->params);
+  kvi_params_zero_grad(c->net->params);
   if (kvi_net_kl(c->net, &kl, 0)) return NAN;
   return s + c->kl_weight * kl;
 }
@@ -40,23 +40,23 @@ static void check_net(kvi_family fam, kvi_prior prior, kvi_act act) {
   kvi_rng_normal(&r, X, 15);
   kvi_rng_normal(&r, R, 9);
   /* perturb all parameters so off-diagonals and priors are generic */
-  size_t n = net->params.n;
+  size_t n = net->params->n;
   double *theta = malloc(n * sizeof *theta), *g = malloc(n * sizeof *g);
   kvi_real *pert = malloc(n * sizeof *pert);
   kvi_rng_normal(&r, pert, n);
-  for (size_t i = 0; i < n; i++) net->params.data[i] += 0.2 * pert[i];
-  memcpy(theta, net->params.data, n * sizeof *theta);
+  for (size_t i = 0; i < n; i++) net->params->data[i] += 0.2 * pert[i];
+  memcpy(theta, net->params->data, n * sizeof *theta);
   net_ctx c = {net, X, R, B, 0.37, 99};
   /* analytic gradient: forward, backward of R, plus KL gradient */
-  memcpy(net->params.data, theta, n * sizeof *theta);
+  memcpy(net->params->data, theta, n * sizeof *theta);
   kvi_rng rng = kvi_rng_stream(c.noise_seed, 3);
   const kvi_real *out;
   CHECK_OK(kvi_net_forward(net, &out, X, B, &rng));
-  kvi_params_zero_grad(&net->params);
+  kvi_params_zero_grad(net->params);
   CHECK_OK(kvi_net_backward(net, R, B));
   double kl;
   CHECK_OK(kvi_net_kl(net, &kl, (kvi_real)c.kl_weight));
-  memcpy(g, net->params.grad, n * sizeof *g);
+  memcpy(g, net->params->grad, n * sizeof *g);
   double err = kvi_test_fd_maxerr(net_loss, &c, theta, g, (int)n, 1e-6);
   if (err > 1e-6)
     fprintf(stderr, "family %s prior %s act %s: max FD error %.3g\n", kvi_family_name(fam),
@@ -178,7 +178,7 @@ static void check_bad_input(void) {
   kvi_real X[44] = {0};
   const kvi_real *out;
   CHECK_FAILS(kvi_net_forward(net, &out, X, 11, NULL)); /* batch above max_batch */
-  net->params.data[0] = NAN;
+  net->params->data[0] = NAN;
   double kl;
   CHECK_FAILS(kvi_net_kl(net, &kl, 1));
   kvi_net_free(net);

@@ -60,6 +60,7 @@ static kvi_net *fit(kvi_family family, int epochs, const kvi_dataset *ds, double
   nc.bias = false;
   nc.act = KVI_ACT_NONE;
   nc.init_log_sigma = -3;
+  nc.noise_param = true;
   kvi_train_config tc = kvi_train_config_default();
   tc.task = KVI_TASK_REGRESS;
   tc.epochs = epochs;
@@ -85,9 +86,9 @@ static kvi_net *fit(kvi_family family, int epochs, const kvi_dataset *ds, double
 }
 
 static const kvi_real *view(kvi_net *net, const char *name) {
-  int i = kvi_params_find(&net->params, name);
+  int i = kvi_params_find(net->params, name);
   CHECK(i >= 0);
-  return i >= 0 ? kvi_params_data(&net->params, i) : NULL;
+  return i >= 0 ? kvi_params_data(net->params, i) : NULL;
 }
 
 /* S (k, k) = L L^T from the Cholesky parameter storage P (k, k), in double. */
@@ -213,8 +214,8 @@ int main(void) {
   {
     kvi_net *a = fit(KVI_FAMILY_MN, 20, &ds, NULL), *b = fit(KVI_FAMILY_MN, 20, &ds, NULL);
     if (a && b) {
-      CHECK(a->params.n == b->params.n);
-      CHECK(memcmp(a->params.data, b->params.data, a->params.n * sizeof(kvi_real)) == 0);
+      CHECK(a->params->n == b->params->n);
+      CHECK(memcmp(a->params->data, b->params->data, a->params->n * sizeof(kvi_real)) == 0);
     }
     kvi_net_free(a);
     kvi_net_free(b);

@@ -30,7 +30,7 @@ static void randomize(kvi_net *net, uint64_t seed) {
   kvi_net_dense(net, 0, &nd);
   for (int k = 0; k < nd; k++) {
     kvi_dense *l = kvi_net_dense(net, k, NULL);
-    const kvi_params *p = &net->params;
+    const kvi_params *p = net->params;
     size_t nm = (size_t)l->n * l->m;
     kvi_real z;
     kvi_real *M = kvi_params_data(p, l->iM);
@@ -82,8 +82,8 @@ static void prune_in_place(kvi_net *net) {
   for (int k = 0; k < nd; k++) {
     kvi_dense *l = kvi_net_dense(net, k, NULL);
     size_t nm = (size_t)l->n * l->m;
-    kvi_real *la = malloc(nm * sizeof *la), *M = kvi_params_data(&net->params, l->iM);
-    CHECK_OK(kvi_dense_log_alpha(la, &net->params, l));
+    kvi_real *la = malloc(nm * sizeof *la), *M = kvi_params_data(net->params, l->iM);
+    CHECK_OK(kvi_dense_log_alpha(la, net->params, l));
     for (size_t i = 0; i < nm; i++)
       if (la[i] > THR) M[i] = 0;
     free(la);
@@ -107,7 +107,7 @@ static double max_diff(kvi_net *a, kvi_net *b) {
 
 /* Cov(y) (m, m) of y = x W for one input row x (n): (x^T U x) V + diag(sum_i x_i^2 D_i.). */
 static void pred_cov(double *cov, const kvi_net *net, const kvi_dense *l, const double *x) {
-  const kvi_params *p = &net->params;
+  const kvi_params *p = net->params;
   int n = l->n, m = l->m;
   memset(cov, 0, sizeof(double) * m * m);
   if (l->iA >= 0) {
@@ -141,7 +141,7 @@ static double elu(double x) { return x > 0 ? x : expm1(x); }
 static void run_scenario(const scenario *sc, kvi_family fam, kvi_prior prior, kvi_act act) {
   kvi_net *net = make_net(sc->arch, sc->in_size, fam, prior, act, 5);
   if (!net) return;
-  kvi_params *p = &net->params;
+  kvi_params *p = net->params;
   kvi_dense *w0 = kvi_net_dense(net, 0, NULL), *w1 = kvi_net_dense(net, 1, NULL);
   int C = w0->m;
   kvi_real *M0 = kvi_params_data(p, w0->iM), *M1 = kvi_params_data(p, w1->iM);
@@ -187,7 +187,7 @@ static void run_scenario(const scenario *sc, kvi_family fam, kvi_prior prior, kv
     kvi_real *vo = malloc(sizeof(kvi_real) * lo->n * lo->m);
     kvi_real *vn = malloc(sizeof(kvi_real) * ln->n * ln->m);
     CHECK_OK(kvi_dense_marginal_var(vo, p, lo));
-    CHECK_OK(kvi_dense_marginal_var(vn, &small->params, ln));
+    CHECK_OK(kvi_dense_marginal_var(vn, small->params, ln));
     int Co = k ? kvi_net_dense(net, k - 1, NULL)->m : 1;
     int Cn = k ? kvi_net_dense(small, k - 1, NULL)->m : 1;
     int nkp = k ? nkc[k - 1] : 1;
@@ -213,7 +213,7 @@ static void run_scenario(const scenario *sc, kvi_family fam, kvi_prior prior, kv
   if (prior == KVI_PRIOR_GROUP) {
     kvi_dense *ln = kvi_net_dense(small, 0, NULL);
     const kvi_real *lg = kvi_params_data(p, w0->igamma),
-                   *lgn = kvi_params_data(&small->params, ln->igamma);
+                   *lgn = kvi_params_data(small->params, ln->igamma);
     for (int c = 0; c < sc->nkeep0; c++) CHECK(lgn[c] == lg[sc->keep0[c]]);
     CHECK(lgn[sc->nkeep0] == 0);
   }
@@ -264,8 +264,8 @@ static void test_nothing_to_remove(kvi_family fam) {
   CHECK_OK(kvi_net_compress(&small, &info, net, THR));
   if (small) {
     CHECK(strcmp(small->arch, net->arch) == 0 && info.params_after == info.params_before);
-    CHECK(small->params.n == net->params.n &&
-          memcmp(small->params.data, net->params.data, net->params.n * sizeof(kvi_real)) == 0);
+    CHECK(small->params->n == net->params->n &&
+          memcmp(small->params->data, net->params->data, net->params->n * sizeof(kvi_real)) == 0);
     CHECK(max_diff(net, small) == 0);
   }
   kvi_net_free(small);
@@ -277,7 +277,7 @@ static void test_nothing_to_remove(kvi_family fam) {
 static void test_all_dead(kvi_family fam, bool with_bias) {
   kvi_net *net = make_net("6-5-4-3", 6, fam, KVI_PRIOR_ARD, KVI_ACT_ELU, 4);
   kvi_dense *w0 = kvi_net_dense(net, 0, NULL);
-  kvi_real *M0 = kvi_params_data(&net->params, w0->iM), *b0 = kvi_params_data(&net->params, w0->ib);
+  kvi_real *M0 = kvi_params_data(net->params, w0->iM), *b0 = kvi_params_data(net->params, w0->ib);
   for (int i = 0; i < w0->n * w0->m; i++) M0[i] = 0;
   for (int j = 0; j < w0->m; j++) b0[j] = with_bias ? 0.1 * (j + 1) : 0;
   kvi_compress_info info;

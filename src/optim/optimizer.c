@@ -1,0 +1,190 @@
+/* The optimizer interface: kinds, state tensors, and the chunked walk over a parameter block
+ * shared by the elementwise optimizers. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kronvi/optim.h"
+
+extern const kvi_optimizer_ops kvi_adam_ops, kvi_sgd_ops;
+
+kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind) {
+  kvi_opt_config c;
+  memset(&c, 0, sizeof c);
+  c.kind = kind;
+  c.lr = kind == KVI_OPT_ADAM ? 1e-3 : 1e-2;
+  c.beta1 = 0.9, c.beta2 = 0.999, c.eps = 1e-8;
+  c.momentum = 0.9;
+  return c;
+}
+
+kvi_status kvi_opt_parse(kvi_opt_kind *k, const char *s) {
+  if (s && strcmp(s, "adam") == 0)
+    *k = KVI_OPT_ADAM;
+  else if (s && strcmp(s, "sgd") == 0)
+    *k = KVI_OPT_SGD;
+  else
+    return kvi_fail(KVI_ERR_ARG, "unknown optimizer '%s' (expected adam or sgd)", s ? s : "(null)");
+  return KVI_OK;
+}
+
+const char *kvi_opt_name(kvi_opt_kind k) { return k == KVI_OPT_SGD ? "sgd" : "adam"; }
+
+const kvi_optimizer_ops *kvi_opt_ops(kvi_opt_kind k) {
+  return k == KVI_OPT_ADAM ? &kvi_adam_ops : k == KVI_OPT_SGD ? &kvi_sgd_ops : NULL;
+}
+
+kvi_status kvi_optimizer_init(kvi_optimizer *o, const kvi_opt_config *cfg, const kvi_params *p) {
+  if (!o || !cfg || !p) return kvi_fail(KVI_ERR_ARG, "optimizer_init: NULL argument");
+  memset(o, 0, sizeof *o);
+  if (!(cfg->lr > 0)) return kvi_fail(KVI_ERR_ARG, "learning rate %g must be positive", cfg->lr);
+  if (!(o->ops = kvi_opt_ops(cfg->kind)))
+    return kvi_fail(KVI_ERR_ARG, "unknown optimizer kind %d", (int)cfg->kind);
+  o->cfg = *cfg;
+  o->n = p->n;
+  kvi_status s = o->ops->init(o, p);
+  if (s) kvi_optimizer_free(o);
+  return s;
+}
+
+void kvi_optimizer_free(kvi_optimizer *o) {
+  if (!o) return;
+  for (int i = 0; i < o->nbuffer; i++) kvi_free(o->buffer[i]);
+  for (int i = 0; i < o->nstate; i++)
+    if (o->state[i].view < 0) kvi_free(o->state[i].data);
+  free(o->state);
+  memset(o, 0, sizeof *o);
+}
+
+kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_params *p, double lr) {
+  if (!o || !o->ops || !p || !p->data || !p->grad)
+    return kvi_fail(KVI_ERR_ARG, "optimizer_step: NULL argument or uninitialized optimizer");
+  if (p->n != o->n)
+    return kvi_fail(KVI_ERR_ARG, "optimizer_step: %zu parameters, but the optimizer has %zu", p->n,
+                    o->n);
+  o->t++;
+  return o->ops->step(o, p, lr);
+}
+
+kvi_opt_state *kvi_optimizer_find_state(kvi_optimizer *o, const char *name) {
+  for (int i = 0; o && i < o->nstate; i++)
+    if (!strcmp(o->state[i].name, name)) return &o->state[i];
+  return NULL;
+}
+
+void kvi_optimizer_reset(kvi_optimizer *o) {
+  for (int i = 0; i < o->nbuffer; i++) memset(o->buffer[i], 0, o->n * sizeof(kvi_real));
+  for (int i = 0; i < o->nstate; i++)
+    if (o->state[i].view < 0) memset(o->state[i].data, 0, o->state[i].size * sizeof(kvi_real));
+  o->t = 0;
+}
+
+static kvi_opt_state *kvi__new_state(kvi_optimizer *o, const char *name) {
+  if (strlen(name) >= sizeof o->state[0].name) {
+    kvi_fail(KVI_ERR_ARG, "optimizer state name '%s' too long", name);
+    return NULL;
+  }
+  if (kvi_optimizer_find_state(o, name)) {
+    kvi_fail(KVI_ERR_ARG, "duplicate optimizer state '%s'", name);
+    return NULL;
+  }
+  kvi_opt_state *st = realloc(o->state, (size_t)(o->nstate + 1) * sizeof *st);
+  if (!st) {
+    kvi_fail(KVI_ERR_NOMEM, "out of memory for optimizer state '%s'", name);
+    return NULL;
+  }
+  o->state = st;
+  st = &o->state[o->nstate++];
+  memset(st, 0, sizeof *st);
+  snprintf(st->name, sizeof st->name, "%s", name);
+  st->view = -1;
+  return st;
+}
+
+kvi_status kvi_optimizer_add_buffer(kvi_optimizer *o, const kvi_params *p, const char *prefix,
+                                    kvi_real **buf) {
+  if (o->nbuffer == 4) return kvi_fail(KVI_ERR_ARG, "an optimizer has at most 4 buffers");
+  kvi_real *b = kvi_alloc((p->n ? p->n : 1) * sizeof(kvi_real));
+  if (!b) return kvi_fail(KVI_ERR_NOMEM, "out of memory for optimizer state (%zu parameters)", p->n);
+  o->buffer[o->nbuffer++] = b;
+  for (int i = 0; i < p->nviews; i++) {
+    const kvi_view *v = &p->views[i];
+    char name[160];
+    snprintf(name, sizeof name, "%s.%s", prefix, v->name);
+    kvi_opt_state *st = kvi__new_state(o, name);
+    if (!st) return KVI_ERR_ARG;
+    st->ndim = v->ndim;
+    memcpy(st->shape, v->shape, sizeof st->shape);
+    st->size = v->size;
+    st->data = b + v->offset;
+    st->view = i;
+  }
+  *buf = b;
+  return KVI_OK;
+}
+
+kvi_status kvi_optimizer_add_state(kvi_optimizer *o, const char *name, int ndim,
+                                   const int64_t *shape, kvi_real **data) {
+  if (ndim < 0 || ndim > KVI_MAX_DIMS) return kvi_fail(KVI_ERR_ARG, "state '%s': ndim %d", name, ndim);
+  size_t size = 1;
+  for (int d = 0; d < ndim; d++) {
+    if (shape[d] <= 0) return kvi_fail(KVI_ERR_ARG, "state '%s': bad shape", name);
+    size *= (size_t)shape[d];
+  }
+  kvi_opt_state *st = kvi__new_state(o, name);
+  if (!st) return KVI_ERR_ARG;
+  if (!(st->data = kvi_alloc(size * sizeof(kvi_real)))) {
+    o->nstate--;
+    return kvi_fail(KVI_ERR_NOMEM, "out of memory for optimizer state '%s'", name);
+  }
+  st->ndim = ndim;
+  for (int d = 0; d < ndim; d++) st->shape[d] = shape[d];
+  st->size = size;
+  if (data) *data = st->data;
+  return KVI_OK;
+}
+
+/* ---- the chunked walk ------------------------------------------------------------------- */
+#ifndef KVI__OPT_CHUNK
+#define KVI__OPT_CHUNK 16384
+#endif
+#ifndef KVI__OPT_PAR_MIN
+#define KVI__OPT_PAR_MIN (1u << 18)
+#endif
+
+typedef struct {
+  size_t chunk; /* running chunk number */
+  int tid, nt;
+  kvi_opt_run_fn fn;
+  void *ctx;
+} kvi__walk;
+
+static void kvi__run(kvi__walk *wk, size_t off, size_t len, kvi_role role) {
+  for (size_t c0 = 0; c0 < len; c0 += KVI__OPT_CHUNK, wk->chunk++) {
+    if (wk->chunk % (size_t)wk->nt != (size_t)wk->tid) continue;
+    wk->fn(wk->ctx, off + c0, len - c0 < KVI__OPT_CHUNK ? len - c0 : KVI__OPT_CHUNK, role);
+  }
+}
+
+static void kvi__walk_views(kvi__walk *wk, const kvi_params *p) {
+  for (int vi = 0; vi < p->nviews; vi++) {
+    const kvi_view *w = &p->views[vi];
+    int64_t r = w->shape[0];
+    bool tri = w->role == KVI_ROLE_CHOL && w->ndim == 2 && w->shape[1] == r &&
+               (size_t)(r * r) == w->size;
+    if (!tri) {
+      kvi__run(wk, w->offset, w->size, w->role);
+      continue;
+    }
+    for (int64_t i = 0; i < r; i++) kvi__run(wk, w->offset + (size_t)(i * r), (size_t)i + 1, w->role);
+  }
+}
+
+void kvi_optimizer_walk(const kvi_params *p, kvi_opt_run_fn fn, void *ctx) {
+#pragma omp parallel if (p->n >= KVI__OPT_PAR_MIN)
+  {
+    kvi__walk wk = {0, omp_get_thread_num(), omp_get_num_threads(), fn, ctx};
+    kvi__walk_views(&wk, p);
+  }
+}
