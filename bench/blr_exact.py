@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Exact-posterior check of `kronvi train --task regression` (paper §4.1, DESIGN.md §2).
+"""Exact-posterior check of `kronvi train --task regression` (paper §4.1, docs/train-regression.md).
 
 Bayesian multivariate linear regression  y = x W + noise,  x (1, n), W (n, m),
 noise ~ N(0, beta^-1 I_m), prior W_ij ~ N(0, VAR) iid (alpha = 1/VAR). The posterior is exact

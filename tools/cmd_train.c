@@ -57,6 +57,10 @@ static void train_help(FILE *f) {
   fputs(
       "optimization:\n"
       "  --epochs N             epochs (default 10)\n"
+      "  --stop-after E         stop after epoch E of the --epochs schedule with a checkpoint;\n"
+      "                         --resume continues it exactly (--lr-final, --finetune-pruned and\n"
+      "                         the last epoch's evaluation follow --epochs, so resuming a shorter\n"
+      "                         run with a larger --epochs changes its schedule from there)\n"
       "  --batch B              mini-batch size (default 100)\n"
       "  --optimizer O          adam (default) or sgd (momentum)\n"
       "  --lr LR                learning rate (default 1e-3)\n"
@@ -138,6 +142,7 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"max-memory", 1, 0, O_MAXMEM},
                                            {"nesterov", 0, 0, O_NESTEROV},
                                            {"weight-decay", 1, 0, O_WD},
+                                           {"stop-after", 1, 0, O_STOPAFTER},
                                            {"help", 0, 0, 'h'},
                                            {0, 0, 0, 0}};
 
@@ -347,6 +352,10 @@ static int parse_train_args(train_args *a, int argc, char **argv) {
         break;
       case O_NESTEROV:
         a->cfg.opt.nesterov = true;
+        break;
+      case O_STOPAFTER:
+        ok = cli_int("--stop-after", optarg, 1, 1000000, &v);
+        a->cfg.stop_after = (int)v;
         break;
       case O_WD:
         ok = cli_double("--weight-decay", optarg, 0, 1e3, &a->cfg.opt.weight_decay);

@@ -62,6 +62,7 @@ enum {
   O_MAXMEM,
   O_NESTEROV,
   O_WD,
+  O_STOPAFTER,
   O_LAST
 };
 

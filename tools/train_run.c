@@ -98,6 +98,8 @@ static int resume_run(train_args *a, kvi_net **net, kvi_trainer *tr) {
   train_conflicts(&c, a, &tr->cfg);
   if (!c.ok) return 1;
   if (a->epochs_given) tr->cfg.epochs = a->cfg.epochs;
+  tr->cfg.stop_after = a->cfg.stop_after;
+  if (tr->cfg.task == KVI_TASK_REGRESS) a->targets = (*net)->out_size;
   if (train_given(a, O_SAVEEVERY)) tr->cfg.save_every = a->cfg.save_every;
   tr->cfg.progress = a->cfg.progress;
   return 0;

@@ -103,6 +103,7 @@ KVI_API void kvi_net_set_log_beta(kvi_net *net, kvi_real log_beta);
 typedef struct {
   char arch[256];
   kvi_status status; /* the first error (the calls after it do nothing) */
+  char message[200]; /* its message, repeated by kvi_builder_arch */
 } kvi_net_builder;
 
 /* in_channels: input channels of an image net, or the input size of a vector net. */
@@ -128,10 +129,9 @@ typedef struct kvi_model {
 } kvi_model;
 
 KVI_API kvi_status kvi_model_create(kvi_model **out);
-/* Declares a network whose parameters are named "<name>.<layer>.<param>" (name "" gives plain
- * layer names). A parameter whose full name already exists in the block with the same shape and
- * role is shared, not declared again: two nets with the same name prefix and the same weight
- * layers share their means (e.g. a point net and the MN posterior around its weights). */
+/* Declares a network named name (at most 15 characters, no '.') whose parameters are named
+ * "<name>.<layer>.<param>" (name "" gives plain layer names). If the declaration fails, the
+ * views it added are dropped. */
 KVI_API kvi_status kvi_model_add_net(kvi_model *m, kvi_net **net, const char *name,
                                      const char *arch, int in_size, const kvi_net_config *cfg,
                                      int max_batch);

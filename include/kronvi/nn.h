@@ -78,7 +78,7 @@ KVI_API kvi_status kvi_dense_marginal_var(kvi_real *out, const kvi_params *p, co
 /* Parameter count of the variational family (triangular factors counted as n(n+1)/2). */
 KVI_API size_t kvi_dense_param_count(const kvi_dense *l);
 
-/* ---- 2-D convolution (im2col + the dense layer, DESIGN.md section 2) -------------------
+/* ---- 2-D convolution (im2col + the dense layer, docs/nn-conv.md) -----------------------
  * Images are stored per example in HWC order: element (y, x, ci) of an h x w x c_in image is at
  * (y * w + x) * c_in + ci. The weight is a dense layer of size (k*k*c_in) x c_out whose row
  * (ky * k + kx) * c_in + ci is the input tap (ky, kx, ci) and whose column co is filter co, so

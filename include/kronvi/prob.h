@@ -90,7 +90,7 @@ KVI_API kvi_status kvi_mn_marginal_var(kvi_real *var, const kvi_mn *q);
 /* KL(q || N(0, diag prior_var)), prior_var (n, m) or a scalar (prior_var_scalar). */
 KVI_API kvi_status kvi_mn_kl_gauss(double *out, const kvi_mn *q, const kvi_real *prior_var,
                                    bool prior_var_scalar, kvi_mn_grad *g, kvi_real gscale);
-/* KL with the ARD-optimal prior, alpha_ij = 1/(M_ij^2 + U_ii V_jj) (DESIGN.md §2):
+/* KL with the ARD-optimal prior, alpha_ij = 1/(M_ij^2 + U_ii V_jj) (docs/prob.md §2):
  * 1/2 sum log(1 + M^2/(U_ii V_jj)) + 1/2 [m (sum log U_ii - log|U|) + n (sum log V_jj - log|V|)].
  */
 KVI_API kvi_status kvi_mn_kl_ard(double *out, const kvi_mn *q, kvi_mn_grad *g, kvi_real gscale);

@@ -39,6 +39,8 @@ typedef struct {
   int finetune_pruned;    /* the last N epochs hold the means of the weights with log alpha above
                              prune_threshold at zero (the mask is renewed at each of those
                              epochs' start): prune, then fine-tune the rest by the ELBO */
+  int stop_after;         /* stop once this many epochs are done (0: at `epochs`); a run
+                             control, not saved: --resume continues the schedule of `epochs` */
   int progress;           /* 0 silent, 1 one line per epoch, 2 progress bar (terminal) */
   int save_every;         /* kronvi train: checkpoint every N epochs (kvi_checkpoint_callback) */
 } kvi_train_config;
@@ -112,6 +114,7 @@ typedef struct {
   const kvi_metrics *val, *test; /* NULL when that set is absent */
   int bma_samples;               /* samples of the test BMA this epoch (0: not computed) */
   bool last, stopping;           /* the last epoch; early stopping ends the run */
+  bool paused;                   /* cfg.stop_after ends the run here (it resumes later) */
 } kvi_epoch_info;
 
 /* Hooks of the training loop. A status other than KVI_OK ends training with it. */

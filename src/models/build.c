@@ -318,9 +318,11 @@ static void kvi__bappend(kvi_net_builder *b, const char *tok) {
   if (b->status) return;
   size_t len = strlen(b->arch);
   int w = snprintf(b->arch + len, sizeof b->arch - len, "%s%s", len ? "-" : "", tok);
-  if (w < 0 || (size_t)w >= sizeof b->arch - len)
+  if (w < 0 || (size_t)w >= sizeof b->arch - len) {
     b->status = kvi_fail(KVI_ERR_ARG, "builder: architecture longer than %zu characters",
                          sizeof b->arch - 1);
+    snprintf(b->message, sizeof b->message, "%s", kvi_last_error());
+  }
 }
 
 void kvi_builder_begin(kvi_net_builder *b, int in_channels) {
@@ -344,13 +346,16 @@ void kvi_builder_flatten(kvi_net_builder *b) { kvi__bappend(b, "flatten"); }
 void kvi_builder_act(kvi_net_builder *b, kvi_act act) { kvi__bappend(b, kvi_act_name(act)); }
 void kvi_builder_token(kvi_net_builder *b, const char *token) {
   if (!token || !*token || strchr(token, '-')) {
-    if (!b->status) b->status = kvi_fail(KVI_ERR_ARG, "builder: bad token '%s'", token ? token : "");
+    if (!b->status) {
+      b->status = kvi_fail(KVI_ERR_ARG, "builder: bad token '%s'", token ? token : "");
+      snprintf(b->message, sizeof b->message, "%s", kvi_last_error());
+    }
     return;
   }
   kvi__bappend(b, token);
 }
 kvi_status kvi_builder_arch(const kvi_net_builder *b, const char **arch) {
-  if (b->status) return b->status;
+  if (b->status) return kvi_fail(b->status, "%s", b->message);
   *arch = b->arch;
   return KVI_OK;
 }

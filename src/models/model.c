@@ -30,8 +30,13 @@ kvi_status kvi_model_add_net_over(kvi_model *m, kvi_net **net, const char *name,
   char prefix[32];
   snprintf(prefix, sizeof prefix, "%s%s", params_of, params_of[0] ? "." : "");
   kvi_net *n = NULL;
+  const int nviews = m->params.nviews;
+  const size_t nparams = m->params.n;
   kvi_status s = kvi__net_declare(&n, &m->params, prefix, arch, in_size, cfg, max_batch);
-  if (s) return kvi_fail(s, "net '%s': %s", name, kvi_last_error());
+  if (s) { /* the views a failed net declared are dropped with it */
+    m->params.nviews = nviews, m->params.n = nparams;
+    return kvi_fail(s, "net '%s': %s", name, kvi_last_error());
+  }
   snprintf(n->id, sizeof n->id, "%s", name);
   m->nets[m->nnets++] = n;
   if (net) *net = n;

@@ -1,4 +1,4 @@
-/* 2-D convolution as im2col + the dense Bayesian layer (docs/nn-conv.md, DESIGN.md section 2).
+/* 2-D convolution as im2col + the dense Bayesian layer (docs/nn-conv.md).
  * Images are HWC per example. With n = k*k*c_in taps and P = B*oh*ow output positions:
  *   cols (P, n)   row (b*oh + oy)*ow + ox, column (ky*k + kx)*c_in + ci
  *                 = X[b][(oy*stride - pad + ky, ox*stride - pad + kx, ci)], 0 in the padding

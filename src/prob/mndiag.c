@@ -1,6 +1,6 @@
-/* MN + diagonal posterior: Cov(vec W) = V (x) U + diag(D), D = exp(log_d) (docs/prob.md §5).
+/* MN + diagonal posterior: Cov(vec W) = V (x) U + diag(D), D = exp(log_d) (docs/prob.md §3).
  *
- * log det(V (x) U + diag D) has no closed form. Following DESIGN.md §2 ("MN + diagonal") we use
+ * log det(V (x) U + diag D) has no closed form. As in docs/prob.md §3 ("Log-det bound") we use
  * Minkowski's determinant inequality for N x N positive-definite X, Y (N = nm):
  *   det(X + Y)^{1/N} >= det(X)^{1/N} + det(Y)^{1/N}
  *   => logdet(X + Y) >= N log(e^{ld1/N} + e^{ld2/N}) =: LB,

@@ -109,7 +109,7 @@ typedef struct {
 
 static kvi_status kvi__ckpt_epoch(kvi_trainer *t, const kvi_epoch_info *e, void *user) {
   const kvi__ckpt *c = user;
-  if (!(e->last || e->stopping || e->epoch % c->every == 0)) return KVI_OK;
+  if (!(e->last || e->stopping || e->paused || e->epoch % c->every == 0)) return KVI_OK;
   return kvi_checkpoint_save(c->path, t, c->shape_of);
 }
 

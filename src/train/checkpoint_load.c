@@ -360,8 +360,10 @@ kvi_status kvi_checkpoint_load_ex(const char *path, kvi_net **net_out, kvi_train
   if (!s) s = kvi__load_net(&net, &cfg, model, path);
   if (!s) s = kvi__read_params(net, c.f, model, path);
   if (!s && t) {
+    const kvi_real log_beta = kvi_net_log_beta(net); /* kvi_trainer_init sets the initial one */
     s = kvi_trainer_init(t, net, &cfg);
     if (!s) {
+      kvi_net_set_log_beta(net, log_beta);
       t->prep = prep;
       s = kvi__read_state(t, st, path);
     }

@@ -285,7 +285,8 @@ static kvi_status kvi__end_epoch(kvi_trainer *t, const kvi_dataset *val, const k
                          test && test->n > 0 ? &mt : NULL,
                          cls ? ks : 0,
                          last,
-                         *stop};
+                         *stop,
+                         !last && cfg->stop_after > 0 && e >= cfg->stop_after};
   for (int k = 0; k < t->ncb && !s; k++)
     if (t->cb[k].on_epoch) s = t->cb[k].on_epoch(t, &info, t->cb[k].user);
   return s;
@@ -306,7 +307,9 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
     return s;
   }
   bool stop = false;
-  while (t->epoch < cfg->epochs && !s && !stop) {
+  const int end = cfg->stop_after > 0 && cfg->stop_after < cfg->epochs ? cfg->stop_after
+                                                                        : cfg->epochs;
+  while (t->epoch < end && !s && !stop) {
     const double t0 = kvi_time_now(), lr = kvi__lr(cfg, t->epoch);
     kvi__epoch_sums es = {0, 0, 0, 0, 0};
     s = kvi__epoch(t, &bt, train, &order, lr, &es);

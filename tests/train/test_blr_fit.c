@@ -1,5 +1,5 @@
 // ctest-timeout: 300
-/* End-to-end exact-posterior check (paper §4.1, DESIGN.md §2 "Exact check"): Bayesian
+/* End-to-end exact-posterior check (paper §4.1, docs/train-regression.md): Bayesian
  * multivariate linear regression y = x W + noise, noise N(0, beta^-1 I), prior W_ij ~ N(0, VAR),
  * has the matrix normal posterior MN(M, U, I) with U = (beta X^T X + I / VAR)^-1,
  * M = beta U X^T Y (kvi_blr_posterior). A one-layer MN network ("6-3", no bias, fixed prior)
