@@ -189,20 +189,30 @@ static double kvi__phys_memory(void) {
   return pages > 0 && size > 0 ? (double)pages * (double)size : 0;
 }
 
+/* "12.3 GB" or "45.6 MB". */
+static const char *kvi__size(char *buf, size_t cap, double bytes) {
+  if (bytes >= 1e9)
+    snprintf(buf, cap, "%.1f GB", bytes * 1e-9);
+  else
+    snprintf(buf, cap, "%.1f MB", bytes * 1e-6);
+  return buf;
+}
+
 /* Refuses a net that would not fit: the parameter block's new part counts four times (values,
  * gradients, two optimizer moments). */
 static kvi_status kvi__check_memory(const kvi_net *net, size_t params_before) {
   double limit = net->cfg.max_memory > 0 ? net->cfg.max_memory : kvi__phys_memory();
   if (net->cfg.max_memory < 0 || limit <= 0) return KVI_OK;
   double pb = 4.0 * (double)(net->params->n - params_before) * sizeof(kvi_real);
-  double ab = kvi__act_bytes(net), gb = 1e-9;
+  double ab = kvi__act_bytes(net);
   if (pb + ab <= limit) return KVI_OK;
+  char t[32], p[32], a[32], l[32];
   return kvi_fail(KVI_ERR_NOMEM,
-                  "architecture '%s' needs about %.1f GB (%.1f GB for parameters with their "
-                  "gradients and optimizer moments, %.1f GB for activations at batch %d) but "
-                  "only %.1f GB are available (HINT: a smaller network or batch; --max-memory "
-                  "to raise the limit)",
-                  net->arch, (pb + ab) * gb, pb * gb, ab * gb, net->max_batch, limit * gb);
+                  "architecture '%s' needs about %s (%s for parameters with their gradients and "
+                  "optimizer moments, %s for activations at batch %d) but only %s are "
+                  "available (HINT: a smaller network or batch; --max-memory to raise the limit)",
+                  net->arch, kvi__size(t, sizeof t, pb + ab), kvi__size(p, sizeof p, pb),
+                  kvi__size(a, sizeof a, ab), net->max_batch, kvi__size(l, sizeof l, limit));
 }
 
 kvi_status kvi__net_declare(kvi_net **out, kvi_params *p, const char *name, const char *arch,

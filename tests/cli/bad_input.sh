@@ -71,6 +71,10 @@ expect 1 "magic" -- "$K" train --data "$T/badmagic" --arch 16-3
 expect 1 "16 features" -- "$K" train --data "$T/good" --arch 784-300-10 --progress none
 expect 1 "architecture" -- "$K" train --data "$T/good" --arch 16-x-3
 expect 1 "outputs" -- "$K" train --data "$T/good" --arch 16-2 --progress none
+# a legal but huge network is refused with its memory estimate before anything is allocated
+expect 1 "needs about .* GB .* available" -- "$K" train --data "$T/good" --arch 16-1000000-10000 --family diag --progress none
+expect 1 "needs about .* MB .* but only 1.0 MB" -- "$K" train --data "$T/good" --arch 16-300-3 --max-memory 1M --progress none
+expect 2 "expects a positive size" -- "$K" train --data "$T/good" --arch 16-3 --max-memory lots
 # convolutional specs that do not fit 4x4x1 images, and a corrupt CIFAR-10 batch
 expect 1 "needs h, w >= 2\|pool" -- "$K" train --data "$T/good" --arch 1-4-mp-4-mp-4-mp-flatten-3 --progress none
 expect 1 "kernel 5x5 does not fit" -- "$K" train --data "$T/good" --arch 1-4k5p0-flatten-3 --progress none

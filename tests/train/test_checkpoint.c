@@ -189,6 +189,174 @@ static void test_bad_checkpoints(void) {
   free(data);
 }
 
+/* Copies checkpoint src to dst with the first `find` in its "kronvi" metadata replaced. */
+static bool rewrite_meta(const char *src, const char *dst, const char *find, const char *repl) {
+  kvi_st_file *f = NULL;
+  if (kvi_safetensors_open(&f, src)) return false;
+  const char *meta = kvi_st_meta(f, "kronvi");
+  const char *at = meta ? strstr(meta, find) : NULL;
+  bool ok = at != NULL;
+  if (ok) {
+    size_t n = strlen(meta) + strlen(repl) + 1, pre = (size_t)(at - meta);
+    char *m2 = malloc(n);
+    snprintf(m2, n, "%.*s%s%s", (int)pre, meta, repl, at + strlen(find));
+    int nt = kvi_st_count(f);
+    kvi_st_tensor *ts = calloc((size_t)nt, sizeof *ts);
+    for (int i = 0; i < nt; i++) ts[i] = *kvi_st_at(f, i);
+    const char *keys[2] = {"format", "kronvi"}, *vals[2] = {"kronvi", m2};
+    ok = kvi_safetensors_write(dst, ts, nt, keys, vals, 2) == KVI_OK;
+    free(ts), free(m2);
+  }
+  kvi_safetensors_close(f);
+  return ok;
+}
+
+/* Every metadata field is checked with the command line's ranges; a field that is absent, not a
+ * number, or out of range is refused with a message naming it. */
+static void test_metadata_fields(void) {
+  char good[512], bad[512];
+  snprintf(good, sizeof good, "%s/ckpt_mn.safetensors", kvi_test_dir());
+  snprintf(bad, sizeof bad, "%s/ckpt_field.safetensors", kvi_test_dir());
+  const struct {
+    const char *find, *repl, *field;
+  } cases[] = {
+      {"\"epoch\":4", "\"epoch\":-1000000", "state.epoch"},
+      {"\"epoch\":4", "\"epoch\":4294967298", "state.epoch"},
+      {"\"optimizer_t\":", "\"optimizer_t\":-", "state.optimizer_t"},
+      {"\"step\":", "\"step\":-", "state.step"},
+      {"\"lr_decay\":1", "\"lr_decay\":null", "train.lr_decay"},
+      {"\"samples\":3", "\"samples\":-5", "train.samples"},
+      {"\"lr\":", "\"lr_x\":", "train.lr"},
+      {"\"batch\":32", "\"batch\":\"32\"", "train.batch"},
+      {"\"kl_warmup\":2", "\"kl_warmup\":-1", "train.kl_warmup"},
+      {"\"prune_threshold\":3", "\"prune_threshold\":1000", "train.prune_threshold"},
+      {"\"seed\":\"7\"", "\"seed\":7", "train.seed"},
+      {"\"init_log_sigma\":", "\"init_log_sigmaX\":", "model.init_log_sigma"},
+      {"\"val\":0", "\"val\":-1", "data.val"},
+      {"\"pad\":0", "\"pad\":1000", "data.pad"},
+      {"\"version\":2", "\"version\":99", "version"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    CHECK(rewrite_meta(good, bad, cases[i].find, cases[i].repl));
+    kvi_net *net = NULL;
+    kvi_trainer t;
+    CHECK_FAILS(kvi_checkpoint_load(bad, &net, &t, NULL));
+    CHECK(net == NULL);
+    if (!strstr(kvi_last_error(), cases[i].field)) {
+      fprintf(stderr, "case %s -> %s: message '%s' does not name %s\n", cases[i].find,
+              cases[i].repl, kvi_last_error(), cases[i].field);
+      CHECK(0);
+    }
+  }
+  /* the unchanged copy loads: the rewriting itself is faithful */
+  CHECK(rewrite_meta(good, bad, "\"epoch\":4", "\"epoch\":4"));
+  kvi_net *net = NULL;
+  kvi_trainer t;
+  CHECK_OK(kvi_checkpoint_load(bad, &net, &t, NULL));
+  if (net) kvi_trainer_free(&t), kvi_net_free(net);
+}
+
+/* Version 1 files (one flat "optim.m"/"optim.v" with the writer's 64-byte alignment gaps)
+ * still load, their moments scattered to the views. */
+static void test_version1(void) {
+  char good[512], v1[512];
+  snprintf(good, sizeof good, "%s/ckpt_mn.safetensors", kvi_test_dir());
+  snprintf(v1, sizeof v1, "%s/ckpt_v1.safetensors", kvi_test_dir());
+  kvi_net *a = NULL;
+  kvi_trainer ta;
+  CHECK_OK(kvi_checkpoint_load(good, &a, &ta, NULL));
+  if (!a) return;
+  /* build the version-1 layout from the loaded state: the flat buffers with gaps */
+  kvi_params *p = a->params;
+  kvi_real *flat[2] = {kvi_alloc(p->n * sizeof(kvi_real)), kvi_alloc(p->n * sizeof(kvi_real))};
+  for (int i = 0; i < ta.opt.nstate; i++) {
+    const kvi_opt_state *st = &ta.opt.state[i];
+    int b = !strncmp(st->name, "optim.v.", 8);
+    memcpy(flat[b] + p->views[st->view].offset, st->data, st->size * sizeof(kvi_real));
+  }
+  kvi_st_file *f = NULL;
+  CHECK_OK(kvi_safetensors_open(&f, good));
+  int nt = kvi_st_count(f), k = 0;
+  kvi_st_tensor *ts = calloc((size_t)nt + 2, sizeof *ts);
+  for (int i = 0; i < nt; i++)
+    if (strncmp(kvi_st_at(f, i)->name, "optim.", 6)) ts[k++] = *kvi_st_at(f, i);
+  for (int b = 0; b < 2; b++) {
+    ts[k] = (kvi_st_tensor){.name = b ? "optim.v" : "optim.m", .dtype = "F64", .ndim = 1,
+                            .data = flat[b]};
+    ts[k++].shape[0] = (int64_t)p->n;
+  }
+  char *meta = malloc(strlen(kvi_st_meta(f, "kronvi")) + 1);
+  strcpy(meta, kvi_st_meta(f, "kronvi"));
+  char *ver = strstr(meta, "\"version\":2");
+  if (ver) ver[10] = '1';
+  const char *keys[2] = {"format", "kronvi"}, *vals[2] = {"kronvi", meta};
+  CHECK_OK(kvi_safetensors_write(v1, ts, k, keys, vals, 2));
+  kvi_safetensors_close(f);
+  kvi_net *b = NULL;
+  kvi_trainer tb;
+  CHECK_OK(kvi_checkpoint_load(v1, &b, &tb, NULL));
+  if (b) {
+    CHECK(params_equal(a, b) && tb.opt.nstate == ta.opt.nstate);
+    for (int i = 0; i < ta.opt.nstate && i < tb.opt.nstate; i++)
+      CHECK(memcmp(ta.opt.state[i].data, tb.opt.state[i].data,
+                   ta.opt.state[i].size * sizeof(kvi_real)) == 0);
+    kvi_trainer_free(&tb);
+    kvi_net_free(b);
+  }
+  free(ts), free(meta), kvi_free(flat[0]), kvi_free(flat[1]);
+  kvi_trainer_free(&ta);
+  kvi_net_free(a);
+}
+
+/* A checkpoint written in single precision (every tensor F32, as the f32 build writes them)
+ * resumes in this double-precision build: parameters and optimizer state per view, and the
+ * version-1 layout with the f32 build's 16-element alignment gaps. */
+static void test_other_precision(void) {
+  char good[512], f32p[512];
+  snprintf(good, sizeof good, "%s/ckpt_mn.safetensors", kvi_test_dir());
+  snprintf(f32p, sizeof f32p, "%s/ckpt_f32.safetensors", kvi_test_dir());
+  kvi_net *a = NULL;
+  kvi_trainer ta;
+  CHECK_OK(kvi_checkpoint_load(good, &a, &ta, NULL));
+  if (!a) return;
+  kvi_st_file *f = NULL;
+  CHECK_OK(kvi_safetensors_open(&f, good));
+  int nt = kvi_st_count(f);
+  kvi_st_tensor *ts = calloc((size_t)nt, sizeof *ts);
+  float **bufs = calloc((size_t)nt, sizeof *bufs);
+  for (int i = 0; i < nt; i++) {
+    ts[i] = *kvi_st_at(f, i);
+    if (strcmp(ts[i].dtype, "F64")) continue;
+    int64_t n = kvi_st_numel(&ts[i]);
+    bufs[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
+    for (int64_t j = 0; j < n; j++) bufs[i][j] = (float)((const double *)ts[i].data)[j];
+    ts[i].dtype = "F32", ts[i].data = bufs[i];
+  }
+  const char *keys[2] = {"format", "kronvi"}, *vals[2] = {"kronvi", kvi_st_meta(f, "kronvi")};
+  CHECK_OK(kvi_safetensors_write(f32p, ts, nt, keys, vals, 2));
+  kvi_net *b = NULL;
+  kvi_trainer tb;
+  CHECK_OK(kvi_checkpoint_load(f32p, &b, &tb, NULL));
+  if (b) {
+    double worst = 0;
+    for (size_t i = 0; i < a->params->n; i++)
+      worst = fmax(worst, fabs(a->params->data[i] - b->params->data[i]));
+    for (int i = 0; i < ta.opt.nstate && i < tb.opt.nstate; i++)
+      for (size_t j = 0; j < ta.opt.state[i].size; j++)
+        worst = fmax(worst, fabs(ta.opt.state[i].data[j] - tb.opt.state[i].data[j]) /
+                                (1e-30 + fabs(ta.opt.state[i].data[j])) * 1e-7);
+    CHECK(tb.opt.nstate == ta.opt.nstate && tb.step == ta.step);
+    CHECK(worst < 1e-6); /* float rounding only */
+    kvi_trainer_free(&tb);
+    kvi_net_free(b);
+  }
+  for (int i = 0; i < nt; i++) free(bufs[i]);
+  free(bufs), free(ts);
+  kvi_safetensors_close(f);
+  kvi_trainer_free(&ta);
+  kvi_net_free(a);
+}
+
 int main(void) {
   kvi_set_threads(1);
   test_roundtrip_and_resume(KVI_FAMILY_POINT);
@@ -196,5 +364,8 @@ int main(void) {
   test_roundtrip_and_resume(KVI_FAMILY_MNDIAG);
   test_roundtrip_and_resume(KVI_FAMILY_MN);
   test_bad_checkpoints();
+  test_metadata_fields();
+  test_version1();
+  test_other_precision();
   TEST_MAIN_END();
 }
