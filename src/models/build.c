@@ -22,10 +22,26 @@ kvi_net_config kvi_net_config_default(void) {
   return c;
 }
 
+/* An image net has a token that only images take: "flatten", "mp", or a convolution with
+ * kernel / stride / padding options ("32k5"). Activation tokens and other kinds' do not count. */
 int kvi_arch_is_conv(const char *arch) {
   if (!arch) return 0;
-  for (const char *s = arch; *s; s++)
-    if (!((*s >= '0' && *s <= '9') || *s == '-' || *s == ' ')) return 1;
+  for (const char *s = arch; *s;) {
+    const char *e = strchr(s, '-');
+    size_t len = e ? (size_t)(e - s) : strlen(s);
+    char t[64];
+    size_t j = 0;
+    for (size_t i = 0; i < len && j + 1 < sizeof t; i++)
+      if (s[i] != '(' && s[i] != ')') t[j++] = s[i];
+    t[j] = 0;
+    if (!strcmp(t, "flatten") || !strcmp(t, "fl") || !strcmp(t, "mp") || !strcmp(t, "maxpool"))
+      return 1;
+    const char *q = t;
+    while (*q >= '0' && *q <= '9') q++;
+    if (q != t && (*q == 'k' || *q == 's' || *q == 'p')) return 1;
+    if (!e) break;
+    s = e + 1;
+  }
   return 0;
 }
 
