@@ -358,6 +358,13 @@ kvi_status kvi_net_compress(kvi_net **out, kvi_compress_info *info, const kvi_ne
   memset(info, 0, sizeof *info);
   if (isnan(threshold))
     return kvi_fail(KVI_ERR_ARG, "net_compress: the log alpha threshold is NaN");
+  for (int i = 0; i < net->nlayers; i++) { /* other kinds' parameters are not carried over */
+    const kvi_layer_ops *o = net->layers[i].ops;
+    if (o != &kvi_dense_ops && o != &kvi_conv_ops && o != &kvi_pool_ops && o != &kvi_act_ops &&
+        o != &kvi_flatten_ops)
+      return kvi_fail(KVI_ERR_UNSUPPORTED, "net_compress: layer kind '%s' is not supported",
+                      o->kind);
+  }
   kvi_net *nc = (kvi_net *)net; /* kvi_net_dense is not const; nothing is modified */
   int nd = 0;
   kvi_net_dense(nc, 0, &nd);
