@@ -79,12 +79,12 @@ else
 fi
 
 # kill -9 in the middle of an epoch: the last checkpoint resumes to the uninterrupted result
-KF="--data $D --arch 784-200-10 --family mn --limit-train 6000 --limit-test 100 --batch 50 --samples 1 --eval-every 0 --threads 2"
-"$K" train $KF --epochs 5 --save "$T/k-a.st" --progress none >/dev/null 2>&1
-"$K" train $KF --epochs 5 --save "$T/k-b.st" --progress none >/dev/null 2>&1 &
+KF="--data $D --arch 784-100-10 --family mn --limit-train 4000 --limit-test 100 --batch 50 --samples 1 --eval-every 0 --threads 2"
+"$K" train $KF --epochs 4 --save "$T/k-a.st" --progress none >/dev/null 2>&1
+"$K" train $KF --epochs 4 --save "$T/k-b.st" --progress none >/dev/null 2>&1 &
 pid=$!
-for _ in $(seq 1 600); do [ -f "$T/k-b.st" ] && break; sleep 0.05; done
-sleep 0.2
+for _ in $(seq 1 3000); do [ -f "$T/k-b.st" ] && break; sleep 0.02; done
+sleep 0.05 # the checkpoint of epoch 1 is renamed into place: epoch 2 is running
 if kill -0 $pid 2>/dev/null; then
   kill -9 $pid
   wait $pid 2>/dev/null
