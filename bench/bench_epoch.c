@@ -155,10 +155,10 @@ static int child(const opts *o, const char *family) {
     if (kvi_net_forward(net, &out, xb, B, &rng)) die("forward");            \
     int c = 0;                                                              \
     if (kvi_softmax_xent(&nll, dout, NULL, &c, out, yb, B, K)) die("loss"); \
-    kvi_params_zero_grad(net->params);                                     \
+    kvi_params_zero_grad(net->params);                                      \
     if (kvi_net_backward(net, dout, B)) die("backward");                    \
     if (kvi_net_kl(net, &kl, (kvi_real)(beta / N))) die("kl");              \
-    if (kvi_optimizer_step(&opt, net->params, lr)) die("adam");     \
+    if (kvi_optimizer_step(&opt, net->params, lr)) die("adam");             \
     step++;                                                                 \
   } while (0)
 
@@ -194,9 +194,12 @@ static int child(const opts *o, const char *family) {
         kvi_rng_normal(&rng, net->noise[i], nz);
         LAP(ph[PH_NOISE]);
       }
-      kvi_layer_call lc = {.params = net->params, .ws = net->ws[i], .batch = B,
-                          .X = net->acts[i], .Y = net->acts[i + 1],
-                          .eps = nz ? net->noise[i] : NULL};
+      kvi_layer_call lc = {.params = net->params,
+                           .ws = net->ws[i],
+                           .batch = B,
+                           .X = net->acts[i],
+                           .Y = net->acts[i + 1],
+                           .eps = nz ? net->noise[i] : NULL};
       if (L->ops->forward(L, &lc)) die("layer forward");
       if (L->ops->weights) {
         if (d < MAX_DENSE) lconv[d] = L->ops == &kvi_conv_ops;
@@ -215,9 +218,14 @@ static int child(const opts *o, const char *family) {
     const kvi_real *dy = dout;
     for (int i = net->nlayers - 1; i >= 0; i--) {
       const kvi_layer *L = &net->layers[i];
-      kvi_layer_call lc = {.params = net->params, .ws = net->ws[i], .batch = B,
-                          .X = net->acts[i], .Y = net->acts[i + 1], .eps = net->noise[i],
-                          .dY = dy, .dX = i > 0 ? net->grads[i] : NULL};
+      kvi_layer_call lc = {.params = net->params,
+                           .ws = net->ws[i],
+                           .batch = B,
+                           .X = net->acts[i],
+                           .Y = net->acts[i + 1],
+                           .eps = net->noise[i],
+                           .dY = dy,
+                           .dX = i > 0 ? net->grads[i] : NULL};
       if (L->ops->backward(L, &lc)) die("layer backward");
       if (L->ops->weights) {
         d--;
@@ -252,8 +260,8 @@ static int child(const opts *o, const char *family) {
   printf(
       "RESULT family=%s s_step=%.6e maxrss_kb=%ld params=%zu blas_core=%s coretype=%s "
       "threads=%d steps=%d load_s=%.2f kl_init=%.6e train_loss=%.4f",
-      family, s_step, ru.ru_maxrss, net->params->n, kvi_blas_core(), ct ? ct : "(unset)", o->threads,
-      o->steps, t_load, kl0, nll + beta * kl / N);
+      family, s_step, ru.ru_maxrss, net->params->n, kvi_blas_core(), ct ? ct : "(unset)",
+      o->threads, o->steps, t_load, kl0, nll + beta * kl / N);
   for (int k = 0; k < PH_N; k++) printf(" %s=%.4e", ph_name[k], P ? ph[k] / P : 0.0);
   printf(" ndense=%d", ndense);
   for (int k = 0; k < ndense; k++)

@@ -132,8 +132,9 @@ bool cli_size(const char *flag, const char *s, double *out) {
     if (mult > 0) end++;
   }
   if (!s || !*s || *end || errno || !(v > 0) || !(mult > 0) || v * mult > 1e15) {
-    fprintf(stderr, "kronvi: %s expects a positive size such as 2000000000, 500M or 64G, got '%s'\n",
-            flag, s ? s : "");
+    fprintf(stderr,
+            "kronvi: %s expects a positive size such as 2000000000, 500M or 64G, got '%s'\n", flag,
+            s ? s : "");
     return false;
   }
   *out = v * mult;

@@ -60,7 +60,8 @@ static void train_help(FILE *f) {
       "  --epochs N             epochs (default 10)\n"
       "  --stop-after E         stop after epoch E of the --epochs schedule with a checkpoint;\n"
       "                         --resume continues it exactly (--lr-final, --finetune-pruned and\n"
-      "                         the last epoch's evaluation follow --epochs, so resuming a shorter\n"
+      "                         the last epoch's evaluation follow --epochs, so resuming a "
+      "shorter\n"
       "                         run with a larger --epochs changes its schedule from there)\n"
       "  --batch B              mini-batch size (default 100)\n"
       "  --optimizer O          adam (default) or sgd (momentum)\n"
@@ -96,7 +97,6 @@ static void train_help(FILE *f) {
       "  -h, --help             this help\n",
       f);
 }
-
 
 static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"task", 1, 0, O_TASK},

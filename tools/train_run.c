@@ -181,7 +181,8 @@ static int add_callbacks(kvi_trainer *tr, const train_args *a, const kvi_dataset
   return 0;
 }
 
-static void print_summary(kvi_net *net, const kvi_trainer *tr, const run_data *d, const char *save) {
+static void print_summary(kvi_net *net, const kvi_trainer *tr, const run_data *d,
+                          const char *save) {
   const kvi_train_config *c = &tr->cfg;
   kvi_metrics m;
   if (c->task == KVI_TASK_CLASSIFY) {
@@ -214,7 +215,8 @@ static int new_run(train_args *a, kvi_net **net, kvi_trainer *tr, const run_data
   a->nc.in_h = d->train.h, a->nc.in_w = d->train.w;
   a->nc.noise_param = a->regression;
   int maxb = kvi_net_pick_max_batch(a->arch, a->cfg.batch);
-  if (kvi_net_create(net, a->arch, d->train.d, &a->nc, maxb, a->cfg.seed)) return cli_error("--arch");
+  if (kvi_net_create(net, a->arch, d->train.d, &a->nc, maxb, a->cfg.seed))
+    return cli_error("--arch");
   if (kvi_trainer_init(tr, *net, &a->cfg)) return cli_error("trainer");
   tr->prep = *prep;
   memset(prep, 0, sizeof *prep); /* the trainer owns the statistics now */
@@ -250,9 +252,9 @@ int train_run(train_args *a) {
             "kronvi train: %s %s/%s, %zu parameters, %lld train / %lld val / %lld test rows, "
             "batch %d, %s lr %g, %d threads (%s BLAS core %s)\n",
             net->arch, kvi_family_name(net->cfg.family), kvi_prior_name(net->cfg.prior),
-            kvi_net_param_count(net), (long long)d.train.n, (long long)d.val.n,
-            (long long)d.test.n, tr.cfg.batch, kvi_opt_name(tr.cfg.opt.kind), tr.cfg.opt.lr,
-            (int)a->threads, KVI_REAL_NAME, kvi_blas_core());
+            kvi_net_param_count(net), (long long)d.train.n, (long long)d.val.n, (long long)d.test.n,
+            tr.cfg.batch, kvi_opt_name(tr.cfg.opt.kind), tr.cfg.opt.lr, (int)a->threads,
+            KVI_REAL_NAME, kvi_blas_core());
   if (!rc && kvi_train(&tr, &d.train, d.val.n ? &d.val : NULL, d.test.n ? &d.test : NULL)) {
     fprintf(stderr, "\n");
     rc = cli_error("training failed");

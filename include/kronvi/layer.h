@@ -55,14 +55,14 @@ KVI_API void kvi_capture_accumulate(kvi_real *A, kvi_real *G, const kvi_capture_
 /* ---- one call of forward or backward ----------------------------------------------------- */
 typedef struct {
   kvi_params *params;
-  void *ws;            /* ws_size(batch) bytes, 64-byte aligned; backward gets the forward's */
-  int batch;           /* rows of X */
-  const kvi_real *X;   /* (B, in_size): forward input (backward: the same input) */
-  kvi_real *Y;         /* (B, out_size): forward output (backward: the forward's output) */
-  const kvi_real *eps; /* noise_size(batch) standard normals: the sampled forward; NULL: the
-                          forward with the posterior means (the mean network) */
-  const kvi_real *dY;  /* backward: gradient of the output */
-  kvi_real *dX;        /* backward: written when not NULL (NULL for the first layer) */
+  void *ws;                /* ws_size(batch) bytes, 64-byte aligned; backward gets the forward's */
+  int batch;               /* rows of X */
+  const kvi_real *X;       /* (B, in_size): forward input (backward: the same input) */
+  kvi_real *Y;             /* (B, out_size): forward output (backward: the forward's output) */
+  const kvi_real *eps;     /* noise_size(batch) standard normals: the sampled forward; NULL: the
+                              forward with the posterior means (the mean network) */
+  const kvi_real *dY;      /* backward: gradient of the output */
+  kvi_real *dX;            /* backward: written when not NULL (NULL for the first layer) */
   kvi_capture_fn observer; /* backward of weight layers: NULL when nothing is attached */
   void *observer_user;
   int weight; /* index of this layer's weight matrix (capture) */
@@ -91,8 +91,7 @@ typedef struct kvi_layer_ops {
    * L->state (allocated with calloc; freed with free) and L->out. */
   kvi_status (*create)(kvi_layer *L, const kvi_layer_args *a);
   /* Initial parameter values (NULL: no parameters). */
-  void (*init)(const kvi_layer *L, kvi_params *p, kvi_rng *rng, double gain,
-               double init_log_sigma);
+  void (*init)(const kvi_layer *L, kvi_params *p, kvi_rng *rng, double gain, double init_log_sigma);
   size_t (*ws_size)(const kvi_layer *L, int batch);    /* NULL: none */
   size_t (*noise_size)(const kvi_layer *L, int batch); /* NULL: deterministic */
   kvi_status (*forward)(const kvi_layer *L, const kvi_layer_call *c);

@@ -48,7 +48,7 @@ typedef struct kvi_net {
   kvi_arena *arena;
   kvi_real **acts, **grads, **noise;
   void **ws;
-  int noisy; /* the last forward sampled weights (1) or used the means (0) */
+  int noisy;               /* the last forward sampled weights (1) or used the means (0) */
   kvi_capture_fn observer; /* curvature capture (kvi_net_set_observer); NULL: none */
   void *observer_user;
 } kvi_net;

@@ -88,11 +88,11 @@ KVI_API kvi_status kvi_evaluate(kvi_metrics *out, kvi_net *net, const kvi_datase
 /* How the data were prepared for training, recorded in checkpoints so that a resumed run and
  * the evaluation see the same examples (kronvi train fills it; the trainer only carries it). */
 typedef struct {
-  int64_t limit_train, limit_test; /* first rows used (0: all) */
-  int64_t val;                     /* validation rows split off the training set (seeded) */
-  uint64_t val_seed;               /* the split's seed */
-  int pad;                         /* zero padding added around images */
-  int d;                           /* regression --standardize: feature count (0: off) */
+  int64_t limit_train, limit_test;      /* first rows used (0: all) */
+  int64_t val;                          /* validation rows split off the training set (seeded) */
+  uint64_t val_seed;                    /* the split's seed */
+  int pad;                              /* zero padding added around images */
+  int d;                                /* regression --standardize: feature count (0: off) */
   kvi_real *feature_mean, *feature_std; /* (d) each, kvi_alloc'd, owned */
 } kvi_data_prep;
 
@@ -100,16 +100,16 @@ typedef struct kvi_trainer kvi_trainer;
 
 /* Passed to on_step after every optimizer step. */
 typedef struct {
-  int epoch;          /* 0-based epoch of the step */
-  int64_t batch, nb;  /* batches done in the epoch, batches per epoch */
-  double loss, acc;   /* running means over the epoch (acc: classification) */
+  int epoch;         /* 0-based epoch of the step */
+  int64_t batch, nb; /* batches done in the epoch, batches per epoch */
+  double loss, acc;  /* running means over the epoch (acc: classification) */
   double kl, kl_beta, lr;
   double epoch_start; /* kvi_time_now() at the epoch's start */
 } kvi_step_info;
 
 /* Passed to on_epoch after every epoch (t->epoch counts it already). */
 typedef struct {
-  int epoch;   /* 1-based */
+  int epoch; /* 1-based */
   double seconds, lr, kl_beta, train_loss, train_acc, kl, sparsity;
   const kvi_metrics *val, *test; /* NULL when that set is absent */
   int bma_samples;               /* samples of the test BMA this epoch (0: not computed) */
@@ -133,8 +133,8 @@ struct kvi_trainer {
   kvi_optimizer opt;
   kvi_train_config cfg;
   kvi_data_prep prep;
-  int epoch;     /* epochs completed */
-  int64_t step;  /* optimizer steps completed */
+  int epoch;    /* epochs completed */
+  int64_t step; /* optimizer steps completed */
   double best_val;
   int best_epoch, bad_epochs;
   double elapsed;         /* seconds of training so far */

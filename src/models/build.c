@@ -79,8 +79,8 @@ static bool kvi__isqrt(int v, int *r) {
 }
 
 /* The input shape from the first token, in_size and the configured image size. */
-static kvi_status kvi__input_shape(kvi_shape *in, const char *first, const char *arch,
-                                   int in_size, const kvi_net_config *cfg) {
+static kvi_status kvi__input_shape(kvi_shape *in, const char *first, const char *arch, int in_size,
+                                   const kvi_net_config *cfg) {
   const bool conv = kvi_arch_is_conv(arch);
   char *end;
   long v = strtol(first, &end, 10);
@@ -133,8 +133,15 @@ static kvi_status kvi__add_layer(kvi_net *net, int *counters, const kvi_layer_op
   } else {
     snprintf(L->name, sizeof L->name, "%s%s%d", net->name, ops->kind, counters[0]++);
   }
-  kvi_layer_args a = {in,  t ? t : "",       L->name, net->params, net->cfg.family,
-                      net->cfg.prior, net->cfg.prior_var, net->cfg.bias, net->cfg.act};
+  kvi_layer_args a = {in,
+                      t ? t : "",
+                      L->name,
+                      net->params,
+                      net->cfg.family,
+                      net->cfg.prior,
+                      net->cfg.prior_var,
+                      net->cfg.bias,
+                      net->cfg.act};
   net->nlayers++; /* counted before create so that kvi_net_free frees its state */
   kvi_status s = ops->create(L, &a);
   L->out_size = kvi_shape_size(L->out);
@@ -169,7 +176,8 @@ static kvi_status kvi__declare_layers(kvi_net *net, const char *arch, int in_siz
       return kvi_fail(s, "architecture '%s', layer %d (input %dx%dx%d): %s", arch, k, sh.h, sh.w,
                       sh.c, kvi_last_error());
     sh = net->layers[net->nlayers - 1].out;
-    if (ops->weights && k + 1 < nt && net->cfg.act != KVI_ACT_NONE && !kvi__is_act_token(tok[k + 1]))
+    if (ops->weights && k + 1 < nt && net->cfg.act != KVI_ACT_NONE &&
+        !kvi__is_act_token(tok[k + 1]))
       if ((s = kvi__add_layer(net, &counter, &kvi_act_ops, NULL, sh)) != KVI_OK) return s;
   }
   if (sh.image)

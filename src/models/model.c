@@ -25,8 +25,7 @@ kvi_status kvi_model_add_net_over(kvi_model *m, kvi_net **net, const char *name,
   if (kvi_model_net(m, name))
     return kvi_fail(KVI_ERR_ARG, "the model already has a net named '%s'", name);
   if (strcmp(params_of, name) && !kvi_model_net(m, params_of))
-    return kvi_fail(KVI_ERR_ARG, "net '%s': no net '%s' to share parameters with", name,
-                    params_of);
+    return kvi_fail(KVI_ERR_ARG, "net '%s': no net '%s' to share parameters with", name, params_of);
   char prefix[32];
   snprintf(prefix, sizeof prefix, "%s%s", params_of, params_of[0] ? "." : "");
   kvi_net *n = NULL;

@@ -28,8 +28,9 @@ const kvi_layer_ops *const *kvi_layer_kinds(int *count) {
 
 kvi_status kvi_layer_register(const kvi_layer_ops *ops) {
   if (!ops || !ops->kind || !ops->match || !ops->create || !ops->forward || !ops->backward)
-    return kvi_fail(KVI_ERR_ARG, "layer_register: a kind needs kind, match, create, forward and "
-                                 "backward");
+    return kvi_fail(KVI_ERR_ARG,
+                    "layer_register: a kind needs kind, match, create, forward and "
+                    "backward");
   kvi__fill();
   int n = kvi__nextra + KVI__NBUILTIN;
   for (int i = 0; i < n; i++)
@@ -59,8 +60,8 @@ kvi_status kvi_layer_capture(const kvi_layer *L, const kvi_layer_call *c, const 
                              const kvi_real *grad_out, int rows) {
   if (!c->observer) return KVI_OK;
   const kvi_dense *d = L->ops->weights(L);
-  kvi_capture_rows r = {L->name, c->weight, c->batch, rows, d->n,       d->m,
-                        d->bias, c->eps != NULL, in,     grad_out};
+  kvi_capture_rows r = {L->name, c->weight, c->batch,       rows, d->n,
+                        d->m,    d->bias,   c->eps != NULL, in,   grad_out};
   return c->observer(c->observer_user, &r);
 }
 
@@ -68,7 +69,7 @@ void kvi_capture_accumulate(kvi_real *A, kvi_real *G, const kvi_capture_rows *r,
   const int n = r->n, na = r->n + (r->bias ? 1 : 0);
   if (A) {
     kvi_syrk(true, n, r->rows, scale, r->in, n, 1, A, na); /* lower triangle of a^T a */
-    if (r->bias) {                                          /* last row: 1^T a, corner: rows */
+    if (r->bias) {                                         /* last row: 1^T a, corner: rows */
       for (int j = 0; j < n; j++) {
         double s = 0;
         for (int i = 0; i < r->rows; i++) s += r->in[(size_t)i * n + j];

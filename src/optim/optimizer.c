@@ -106,7 +106,8 @@ kvi_status kvi_optimizer_add_buffer(kvi_optimizer *o, const kvi_params *p, const
                                     kvi_real **buf) {
   if (o->nbuffer == 4) return kvi_fail(KVI_ERR_ARG, "an optimizer has at most 4 buffers");
   kvi_real *b = kvi_alloc((p->n ? p->n : 1) * sizeof(kvi_real));
-  if (!b) return kvi_fail(KVI_ERR_NOMEM, "out of memory for optimizer state (%zu parameters)", p->n);
+  if (!b)
+    return kvi_fail(KVI_ERR_NOMEM, "out of memory for optimizer state (%zu parameters)", p->n);
   o->buffer[o->nbuffer++] = b;
   for (int i = 0; i < p->nviews; i++) {
     const kvi_view *v = &p->views[i];
@@ -126,7 +127,8 @@ kvi_status kvi_optimizer_add_buffer(kvi_optimizer *o, const kvi_params *p, const
 
 kvi_status kvi_optimizer_add_state(kvi_optimizer *o, const char *name, int ndim,
                                    const int64_t *shape, kvi_real **data) {
-  if (ndim < 0 || ndim > KVI_MAX_DIMS) return kvi_fail(KVI_ERR_ARG, "state '%s': ndim %d", name, ndim);
+  if (ndim < 0 || ndim > KVI_MAX_DIMS)
+    return kvi_fail(KVI_ERR_ARG, "state '%s': ndim %d", name, ndim);
   size_t size = 1;
   for (int d = 0; d < ndim; d++) {
     if (shape[d] <= 0) return kvi_fail(KVI_ERR_ARG, "state '%s': bad shape", name);
@@ -171,13 +173,14 @@ static void kvi__walk_views(kvi__walk *wk, const kvi_params *p) {
   for (int vi = 0; vi < p->nviews; vi++) {
     const kvi_view *w = &p->views[vi];
     int64_t r = w->shape[0];
-    bool tri = w->role == KVI_ROLE_CHOL && w->ndim == 2 && w->shape[1] == r &&
-               (size_t)(r * r) == w->size;
+    bool tri =
+        w->role == KVI_ROLE_CHOL && w->ndim == 2 && w->shape[1] == r && (size_t)(r * r) == w->size;
     if (!tri) {
       kvi__run(wk, w->offset, w->size, w->role);
       continue;
     }
-    for (int64_t i = 0; i < r; i++) kvi__run(wk, w->offset + (size_t)(i * r), (size_t)i + 1, w->role);
+    for (int64_t i = 0; i < r; i++)
+      kvi__run(wk, w->offset + (size_t)(i * r), (size_t)i + 1, w->role);
   }
 }
 

@@ -43,8 +43,13 @@ static kvi_status kvi__sgd_init(kvi_optimizer *o, const kvi_params *p) {
 }
 
 static kvi_status kvi__sgd_step(kvi_optimizer *o, kvi_params *p, double lr) {
-  kvi__sgd k = {(kvi_real)o->cfg.momentum, (kvi_real)lr, (kvi_real)(1 - lr * o->cfg.weight_decay),
-                o->cfg.nesterov, p->data, o->buffer[0], p->grad};
+  kvi__sgd k = {(kvi_real)o->cfg.momentum,
+                (kvi_real)lr,
+                (kvi_real)(1 - lr * o->cfg.weight_decay),
+                o->cfg.nesterov,
+                p->data,
+                o->buffer[0],
+                p->grad};
   kvi_optimizer_walk(p, kvi__sgd_run, &k);
   return KVI_OK;
 }

@@ -148,11 +148,11 @@ static int kvi__trainer_tensors(kvi_st_tensor *ts, const kvi_trainer *t) {
     for (int d = 0; d < st->ndim; d++) ts[k].shape[d] = st->shape[d];
   }
   if (t->prep.d > 0) {
-    ts[k] = (kvi_st_tensor){.name = "data.feature_mean", .dtype = dt, .ndim = 1,
-                            .data = t->prep.feature_mean};
+    ts[k] = (kvi_st_tensor){
+        .name = "data.feature_mean", .dtype = dt, .ndim = 1, .data = t->prep.feature_mean};
     ts[k++].shape[0] = t->prep.d;
-    ts[k] = (kvi_st_tensor){.name = "data.feature_std", .dtype = dt, .ndim = 1,
-                            .data = t->prep.feature_std};
+    ts[k] = (kvi_st_tensor){
+        .name = "data.feature_std", .dtype = dt, .ndim = 1, .data = t->prep.feature_std};
     ts[k++].shape[0] = t->prep.d;
   }
   if (t->ft_mask) {
@@ -183,7 +183,8 @@ kvi_status kvi_checkpoint_save(const char *path, const kvi_trainer *t,
 }
 
 kvi_status kvi_model_save(const char *path, const kvi_model *m) {
-  if (!path || !m || !m->ready) return kvi_fail(KVI_ERR_ARG, "model_save: NULL or unfinished model");
+  if (!path || !m || !m->ready)
+    return kvi_fail(KVI_ERR_ARG, "model_save: NULL or unfinished model");
   kvi_json_buf jb;
   kvi_jb_init(&jb, false);
   kvi_jb_begin_object(&jb);

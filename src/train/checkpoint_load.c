@@ -11,7 +11,8 @@
 kvi_status kvi__ckpt_num(double *out, const kvi_json *obj, const char *where, const char *key,
                          double lo, double hi, const char *path) {
   const kvi_json *v = kvi_json_get(obj, key);
-  if (!v) return kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint field '%s.%s' is missing", path, where, key);
+  if (!v)
+    return kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint field '%s.%s' is missing", path, where, key);
   double x = kvi_json_num(v);
   if (isnan(x))
     return kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint field '%s.%s' is not a number", path, where,
@@ -26,7 +27,8 @@ kvi_status kvi__ckpt_num(double *out, const kvi_json *obj, const char *where, co
 kvi_status kvi__ckpt_int(int64_t *out, const kvi_json *obj, const char *where, const char *key,
                          int64_t lo, int64_t hi, const char *path) {
   const kvi_json *v = kvi_json_get(obj, key);
-  if (!v) return kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint field '%s.%s' is missing", path, where, key);
+  if (!v)
+    return kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint field '%s.%s' is missing", path, where, key);
   int64_t x = 0;
   if (!kvi_json_int(v, &x))
     return kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint field '%s.%s' is not an integer", path, where,
@@ -125,8 +127,9 @@ static kvi_status kvi__read_train(kvi_train_config *c, const kvi_json *tr, int v
   if (!ks || (strcmp(ks, "exp") && strcmp(ks, "linear") && strcmp(ks, "constant")))
     return kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint field 'train.kl_schedule' is '%s'", path,
                     ks ? ks : "(missing)");
-  c->kl_schedule = !strcmp(ks, "exp") ? KVI_KL_EXP : !strcmp(ks, "constant") ? KVI_KL_CONSTANT
-                                                                            : KVI_KL_LINEAR;
+  c->kl_schedule = !strcmp(ks, "exp")        ? KVI_KL_EXP
+                   : !strcmp(ks, "constant") ? KVI_KL_CONSTANT
+                                             : KVI_KL_LINEAR;
   c->hflip = kvi_json_bool(kvi_json_get(tr, "hflip"));
   c->learn_noise = kvi_json_bool(kvi_json_get(tr, "learn_noise"));
   return KVI_OK;
@@ -159,8 +162,10 @@ static kvi_status kvi__read_state(kvi_trainer *t, const kvi_json *st, const char
   if (!s) s = kvi__ckpt_num(&t->elapsed, st, w, "elapsed", 0, 1e12, path);
   if (s) return s;
   if (v[2] > v[1])
-    return kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint field 'state.optimizer_t' = %lld exceeds "
-                    "'state.step' = %lld", path, (long long)v[2], (long long)v[1]);
+    return kvi_fail(KVI_ERR_FORMAT,
+                    "%s: checkpoint field 'state.optimizer_t' = %lld exceeds "
+                    "'state.step' = %lld",
+                    path, (long long)v[2], (long long)v[1]);
   t->epoch = (int)v[0], t->step = v[1], t->opt.t = v[2];
   t->best_epoch = (int)v[3], t->bad_epochs = (int)v[4];
   return KVI_OK;
@@ -245,7 +250,8 @@ static kvi_status kvi__read_extras(kvi_trainer *t, const kvi_st_file *f, const c
   t->prep.d = 0;
   if (d == 0) return KVI_OK;
   kvi_real *mu = kvi_alloc((size_t)d * sizeof *mu), *sd = kvi_alloc((size_t)d * sizeof *sd);
-  kvi_status s = mu && sd ? kvi_st_read_reals(mu, (size_t)d, f, "data.feature_mean") : KVI_ERR_NOMEM;
+  kvi_status s =
+      mu && sd ? kvi_st_read_reals(mu, (size_t)d, f, "data.feature_mean") : KVI_ERR_NOMEM;
   if (!s) s = kvi_st_read_reals(sd, (size_t)d, f, "data.feature_std");
   for (int i = 0; !s && i < d; i++)
     if (!(sd[i] > 0) || !isfinite(sd[i]) || !isfinite(mu[i]))
@@ -311,8 +317,8 @@ static kvi_status kvi__ckpt_open(kvi__ckpt_file *c, const char *path) {
 
 static kvi_status kvi__need(const kvi_json *v, const char *key, const char *path) {
   return v ? KVI_OK
-           : kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint metadata lacks '%s' (not a kronvi checkpoint?)",
-                      path, key);
+           : kvi_fail(KVI_ERR_FORMAT,
+                      "%s: checkpoint metadata lacks '%s' (not a kronvi checkpoint?)", path, key);
 }
 
 /* Builds the net of the "model" object. */

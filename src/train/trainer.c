@@ -54,8 +54,9 @@ kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config
     return kvi_fail(KVI_ERR_ARG, "batch size %d outside [1, %d]", cfg->batch, net->max_batch);
   if (cfg->epochs < 0) return kvi_fail(KVI_ERR_ARG, "epochs %d must be >= 0", cfg->epochs);
   if (cfg->task == KVI_TASK_REGRESS && net->inoise < 0)
-    return kvi_fail(KVI_ERR_ARG, "regression needs a net with a noise precision parameter "
-                                 "(kvi_net_config.noise_param)");
+    return kvi_fail(KVI_ERR_ARG,
+                    "regression needs a net with a noise precision parameter "
+                    "(kvi_net_config.noise_param)");
   t->net = net;
   t->cfg = *cfg;
   kvi_net_set_log_beta(net, (kvi_real)log(cfg->noise_precision > 0 ? cfg->noise_precision : 1.0));
@@ -231,9 +232,16 @@ static kvi_status kvi__epoch(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *
     s = kvi__step(t, bt, train, order->order + i * B, b, (double)i / (double)nb, lr, es);
     if (!s) s = kvi__after_step(t, ft);
     if (!s && t->ncb) {
-      kvi_step_info si = {e,  i + 1,           nb, es->loss_sum / (double)es->seen,
-                          cfg->task == KVI_TASK_CLASSIFY ? (double)es->correct / (double)es->seen : 0,
-                          es->kl_last, es->beta, lr, t0};
+      kvi_step_info si = {
+          e,
+          i + 1,
+          nb,
+          es->loss_sum / (double)es->seen,
+          cfg->task == KVI_TASK_CLASSIFY ? (double)es->correct / (double)es->seen : 0,
+          es->kl_last,
+          es->beta,
+          lr,
+          t0};
       s = kvi__notify_step(t, &si);
     }
   }
@@ -259,7 +267,8 @@ static kvi_status kvi__end_epoch(kvi_trainer *t, const kvi_dataset *val, const k
   memset(&mt, 0, sizeof mt);
   const kvi_real lb = kvi_net_log_beta(net);
   kvi_status s = KVI_OK;
-  if (val && val->n > 0) s = kvi_evaluate(&mv, net, val, 0, cfg->seed ^ 0x7a1, cfg->prune_threshold, lb);
+  if (val && val->n > 0)
+    s = kvi_evaluate(&mv, net, val, 0, cfg->seed ^ 0x7a1, cfg->prune_threshold, lb);
   if (!s && test && test->n > 0)
     s = kvi_evaluate(&mt, net, test, cls ? ks : 0, cfg->seed ^ 0x7e57, cfg->prune_threshold, lb);
   kvi_sparsity sp;
@@ -307,8 +316,8 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
     return s;
   }
   bool stop = false;
-  const int end = cfg->stop_after > 0 && cfg->stop_after < cfg->epochs ? cfg->stop_after
-                                                                        : cfg->epochs;
+  const int end =
+      cfg->stop_after > 0 && cfg->stop_after < cfg->epochs ? cfg->stop_after : cfg->epochs;
   while (t->epoch < end && !s && !stop) {
     const double t0 = kvi_time_now(), lr = kvi__lr(cfg, t->epoch);
     kvi__epoch_sums es = {0, 0, 0, 0, 0};

@@ -29,8 +29,8 @@ typedef struct {
 
 typedef struct {
   seen w[2];
-  int total;     /* calls over all weights */
-  int order[4];  /* weight indices in call order */
+  int total;      /* calls over all weights */
+  int order[4];   /* weight indices in call order */
   kvi_status ret; /* returned by the observer */
 } spy;
 
@@ -76,8 +76,12 @@ static double tail_loss(const double *Z, void *vctx) {
   const kvi_real *x = Z;
   for (int i = 1; i < net->nlayers; i++) {
     const kvi_layer *L = &net->layers[i];
-    kvi_layer_call c = {.params = net->params, .ws = net->ws[i], .batch = BATCH, .X = x,
-                        .Y = buf[i % 2], .eps = net->noisy ? net->noise[i] : NULL};
+    kvi_layer_call c = {.params = net->params,
+                        .ws = net->ws[i],
+                        .batch = BATCH,
+                        .X = x,
+                        .Y = buf[i % 2],
+                        .eps = net->noisy ? net->noise[i] : NULL};
     if (L->ops->forward(L, &c)) return NAN;
     x = buf[i % 2];
   }
@@ -134,8 +138,8 @@ static void check_family(kvi_family fam) {
     kvi_real Z[ROWS * COUT];
     memcpy(Z, net->acts[1], sizeof Z);
     double err = kvi_test_fd_maxerr(tail_loss, ctx, Z, c->grad_out, ROWS * COUT, 1e-6);
-    if (!(err < 1e-6)) fprintf(stderr, "conv grad_out (%s): FD error %.3g\n",
-                               kvi_family_name(fam), err);
+    if (!(err < 1e-6))
+      fprintf(stderr, "conv grad_out (%s): FD error %.3g\n", kvi_family_name(fam), err);
     CHECK(err < 1e-6);
     /* dL/dM = in^T grad_out (the noise does not depend on M), dL/db = column sums */
     const kvi_real *gM = kvi_params_grad(net->params, d0->iM);
@@ -260,8 +264,8 @@ static void check_accumulate_conv(void) {
   CHECK_OK(kvi_net_backward(net, R, BATCH));
   const seen *c = &s.w[0];
   if (c->calls == 1) {
-    kvi_capture_rows cr = {c->layer, 0, c->batch, c->rows, c->n, c->m,
-                           c->bias, c->sampled, c->in, c->grad_out};
+    kvi_capture_rows cr = {c->layer, 0,       c->batch,   c->rows, c->n,
+                           c->m,     c->bias, c->sampled, c->in,   c->grad_out};
     const int na = NTAP + 1;
     kvi_real A[(NTAP + 1) * (NTAP + 1)] = {0}, G[COUT * COUT] = {0};
     kvi_capture_accumulate(A, G, &cr, 1);

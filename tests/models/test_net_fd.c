@@ -150,8 +150,7 @@ static void check_shapes(void) {
 
 int main(void) {
   const char *archs[3] = {"2-3-mp-flatten-4", "2-3-mp-3k3s2p1-flatten-4", "2-3k3s2p1-mp-flatten-4"};
-  const kvi_family fams[4] = {KVI_FAMILY_POINT, KVI_FAMILY_DIAG, KVI_FAMILY_MN,
-                              KVI_FAMILY_MNDIAG};
+  const kvi_family fams[4] = {KVI_FAMILY_POINT, KVI_FAMILY_DIAG, KVI_FAMILY_MN, KVI_FAMILY_MNDIAG};
   check_shapes();
   for (int a = 0; a < 3; a++)
     for (int f = 0; f < 4; f++) {

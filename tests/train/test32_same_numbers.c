@@ -80,7 +80,9 @@ static void check_digest(const char *name, uint64_t h, int idx) {
   bool have = core_row >= 0;
   uint64_t want = have ? recorded[core_row].d[idx] : 0;
   printf("%-12s %016llx%s\n", name, (unsigned long long)h,
-         !have ? "  (no digest recorded for this BLAS core)" : want == h ? "  same" : "  MISMATCH");
+         !have       ? "  (no digest recorded for this BLAS core)"
+         : want == h ? "  same"
+                     : "  MISMATCH");
   if (have) CHECK(want == h);
 }
 

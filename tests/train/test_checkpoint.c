@@ -281,8 +281,8 @@ static void test_version1(void) {
   for (int i = 0; i < nt; i++)
     if (strncmp(kvi_st_at(f, i)->name, "optim.", 6)) ts[k++] = *kvi_st_at(f, i);
   for (int b = 0; b < 2; b++) {
-    ts[k] = (kvi_st_tensor){.name = b ? "optim.v" : "optim.m", .dtype = "F64", .ndim = 1,
-                            .data = flat[b]};
+    ts[k] = (kvi_st_tensor){
+        .name = b ? "optim.v" : "optim.m", .dtype = "F64", .ndim = 1, .data = flat[b]};
     ts[k++].shape[0] = (int64_t)p->n;
   }
   char *meta = malloc(strlen(kvi_st_meta(f, "kronvi")) + 1);

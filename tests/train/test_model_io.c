@@ -80,8 +80,8 @@ static void check_encdec_roundtrip(void) {
   CHECK(!strcmp(enc->id, "enc") && !strcmp(enc->name, "enc."));
   CHECK(enc->params == &m->params && dec->params == &m->params);
   /* parameter names carry the net prefix; the families decide which views exist */
-  const char *present[] = {"enc.fc0.M", "enc.fc0.A", "enc.fc0.B",         "enc.fc0.b",
-                           "enc.fc1.M", "enc.fc1.b", "dec.fc0.M",         "dec.fc0.log_sigma",
+  const char *present[] = {"enc.fc0.M", "enc.fc0.A", "enc.fc0.B",        "enc.fc0.b",
+                           "enc.fc1.M", "enc.fc1.b", "dec.fc0.M",        "dec.fc0.log_sigma",
                            "dec.fc1.M", "dec.fc1.b", "dec.fc1.log_sigma"};
   for (size_t i = 0; i < sizeof present / sizeof *present; i++) {
     if (kvi_params_find(&m->params, present[i]) < 0) fprintf(stderr, "no %s\n", present[i]);
@@ -130,8 +130,7 @@ static void check_encdec_roundtrip(void) {
   /* the same seed gives the same model; another seed does not */
   kvi_model *same = make_encdec(42), *other = make_encdec(43);
   if (same) check_same_model(m, same);
-  if (other)
-    CHECK(memcmp(m->params.data, other->params.data, m->params.n * sizeof(kvi_real)) != 0);
+  if (other) CHECK(memcmp(m->params.data, other->params.data, m->params.n * sizeof(kvi_real)) != 0);
   kvi_model_free(same), kvi_model_free(other);
   kvi_model_free(m);
   remove(path);
@@ -323,7 +322,7 @@ static void check_bad_input(void) {
 
   CHECK_OK(kvi_model_create(&m));
   if (!m) return;
-  CHECK_FAILS(kvi_model_finish(m, 1)); /* no nets */
+  CHECK_FAILS(kvi_model_finish(m, 1));  /* no nets */
   CHECK_FAILS(kvi_model_save(path, m)); /* unfinished */
   char nm[16];
   for (int k = 0; k < KVI_MODEL_MAX_NETS; k++) {
