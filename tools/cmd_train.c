@@ -64,12 +64,22 @@ static void train_help(FILE *f) {
       "shorter\n"
       "                         run with a larger --epochs changes its schedule from there)\n"
       "  --batch B              mini-batch size (default 100)\n"
-      "  --optimizer O          adam (default) or sgd (momentum)\n"
+      "  --optimizer O          adam (default), sgd (momentum) or kfac (point networks; lr\n"
+      "                         default 1e-2; docs/kfac.md)\n"
+      "  --damping L            kfac: initial Tikhonov damping (default 1e-3)\n"
+      "  --damping-kind K       kfac: factored (pi correction, default) or exact (A(x)G + L I\n"
+      "                         in the factors' eigenbases)\n"
+      "  --adapt-damping N      kfac: Levenberg-Marquardt adaptation of L every N steps (0: off)\n"
+      "  --fisher F             kfac: sampled (targets from the model, default) or empirical\n"
+      "  --kfac-ema E           kfac: decay of the factors' moving averages (default 0.95)\n"
+      "  --inverse-every T      kfac: refresh the eigenbases every T steps (default 20)\n"
+      "  --kl-clip C            kfac: bound lr^2 v.g of a step by C (default 1e-3; 0: off)\n"
+      "  --ekfac                kfac: EKFAC re-scaling in the Kronecker eigenbasis\n"
       "  --lr LR                learning rate (default 1e-3)\n"
       "  --lr-decay G           multiply the learning rate by G after every epoch (default 1)\n"
       "  --lr-final LR          decay exponentially to LR at the last epoch (overrides "
       "--lr-decay)\n"
-      "  --momentum M           sgd momentum (default 0.9)\n"
+      "  --momentum M           sgd and kfac momentum (default 0.9)\n"
       "  --nesterov             sgd: Nesterov momentum\n"
       "  --weight-decay WD      decoupled weight decay of the means (default 0)\n"
       "  --kl-warmup E          KL weight schedule length in epochs (default 0: weight 1 "
@@ -144,6 +154,14 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"nesterov", 0, 0, O_NESTEROV},
                                            {"weight-decay", 1, 0, O_WD},
                                            {"stop-after", 1, 0, O_STOPAFTER},
+                                           {"damping", 1, 0, O_DAMPING},
+                                           {"kfac-ema", 1, 0, O_KFACEMA},
+                                           {"inverse-every", 1, 0, O_INVEVERY},
+                                           {"kl-clip", 1, 0, O_KLCLIP},
+                                           {"fisher", 1, 0, O_FISHER},
+                                           {"damping-kind", 1, 0, O_DAMPKIND},
+                                           {"ekfac", 0, 0, O_EKFAC},
+                                           {"adapt-damping", 1, 0, O_ADAPT},
                                            {"help", 0, 0, 'h'},
                                            {0, 0, 0, 0}};
 
@@ -275,10 +293,10 @@ static int parse_train_args(train_args *a, int argc, char **argv) {
         kvi_opt_kind k;
         ok = kvi_opt_parse(&k, optarg) == KVI_OK || cli_error("--optimizer") == 0;
         if (ok) {
-          kvi_opt_config o = a->cfg.opt;
-          a->cfg.opt = kvi_opt_config_default(k);
-          a->cfg.opt.lr = o.lr, a->cfg.opt.momentum = o.momentum;
-          a->cfg.opt.nesterov = o.nesterov, a->cfg.opt.weight_decay = o.weight_decay;
+          kvi_opt_config o = a->cfg.opt; /* the kind's defaults; flags given keep their value */
+          a->cfg.opt = o;
+          a->cfg.opt.kind = k;
+          if (!train_given(a, O_LR)) a->cfg.opt.lr = kvi_opt_config_default(k).lr;
         }
         break;
       }
@@ -353,6 +371,36 @@ static int parse_train_args(train_args *a, int argc, char **argv) {
         break;
       case O_NESTEROV:
         a->cfg.opt.nesterov = true;
+        break;
+      case O_DAMPING:
+        ok = cli_double("--damping", optarg, 1e-12, 1e6, &a->cfg.opt.damping);
+        break;
+      case O_KFACEMA:
+        ok = cli_double("--kfac-ema", optarg, 0, 0.999999, &a->cfg.opt.ema);
+        break;
+      case O_INVEVERY:
+        ok = cli_int("--inverse-every", optarg, 1, 1000000, &v);
+        a->cfg.opt.inverse_every = (int)v;
+        break;
+      case O_KLCLIP:
+        ok = cli_double("--kl-clip", optarg, 0, 1e6, &a->cfg.opt.kl_clip);
+        break;
+      case O_FISHER:
+        ok = !strcmp(optarg, "sampled") || !strcmp(optarg, "empirical");
+        if (!ok) fprintf(stderr, "kronvi: --fisher expects sampled or empirical\n");
+        a->cfg.opt.fisher = strcmp(optarg, "empirical") ? KVI_FISHER_SAMPLED : KVI_FISHER_EMPIRICAL;
+        break;
+      case O_DAMPKIND:
+        ok = !strcmp(optarg, "factored") || !strcmp(optarg, "exact");
+        if (!ok) fprintf(stderr, "kronvi: --damping-kind expects factored or exact\n");
+        a->cfg.opt.damping_kind = strcmp(optarg, "exact") ? KVI_DAMP_FACTORED : KVI_DAMP_EXACT;
+        break;
+      case O_EKFAC:
+        a->cfg.opt.ekfac = true;
+        break;
+      case O_ADAPT:
+        ok = cli_int("--adapt-damping", optarg, 0, 1000000, &v);
+        a->cfg.opt.adapt_every = (int)v;
         break;
       case O_STOPAFTER:
         ok = cli_int("--stop-after", optarg, 1, 1000000, &v);

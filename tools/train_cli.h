@@ -63,6 +63,14 @@ enum {
   O_NESTEROV,
   O_WD,
   O_STOPAFTER,
+  O_DAMPING,
+  O_KFACEMA,
+  O_INVEVERY,
+  O_KLCLIP,
+  O_FISHER,
+  O_DAMPKIND,
+  O_EKFAC,
+  O_ADAPT,
   O_LAST
 };
 

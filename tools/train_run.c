@@ -85,6 +85,14 @@ static void train_conflicts(conflicts *c, const train_args *a, const kvi_train_c
   refuse_num(c, a, O_SEED, "--seed", (double)s->seed, (double)g->seed);
   refuse_num(c, a, O_NOISE, "--noise-precision", s->noise_precision, g->noise_precision);
   refuse_bool(c, a, O_LEARNNOISE, "--learn-noise", s->learn_noise);
+  refuse_num(c, a, O_DAMPING, "--damping", s->opt.damping, g->opt.damping);
+  refuse_num(c, a, O_KFACEMA, "--kfac-ema", s->opt.ema, g->opt.ema);
+  refuse_num(c, a, O_INVEVERY, "--inverse-every", s->opt.inverse_every, g->opt.inverse_every);
+  refuse_num(c, a, O_KLCLIP, "--kl-clip", s->opt.kl_clip, g->opt.kl_clip);
+  refuse_num(c, a, O_FISHER, "--fisher", s->opt.fisher, g->opt.fisher);
+  refuse_num(c, a, O_DAMPKIND, "--damping-kind", s->opt.damping_kind, g->opt.damping_kind);
+  refuse_bool(c, a, O_EKFAC, "--ekfac", s->opt.ekfac);
+  refuse_num(c, a, O_ADAPT, "--adapt-damping", s->opt.adapt_every, g->opt.adapt_every);
 }
 
 /* Loads the checkpoint to resume and checks the command line against it. */

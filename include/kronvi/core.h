@@ -138,6 +138,9 @@ KVI_API kvi_status kvi_spd_inverse(int N, kvi_real *A, int lda);
 /* Double-precision Cholesky and SPD inverse, available in both builds (exact checks). */
 KVI_API kvi_status kvi_potrf_f64(int N, double *A, int lda);
 KVI_API kvi_status kvi_spd_inverse_f64(int N, double *A, int lda);
+/* Eigendecomposition of a symmetric (N,N) matrix (lower triangle read): A is overwritten by the
+ * eigenvectors (column j belongs to w[j]), w gets the eigenvalues in ascending order. */
+KVI_API kvi_status kvi_syev_f64(int N, double *A, int lda, double *w);
 
 /* ---- threads --------------------------------------------------------------------------- */
 /* Sets the BLAS and OpenMP thread counts together so that they never oversubscribe:

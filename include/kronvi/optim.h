@@ -5,13 +5,27 @@
 #ifndef KRONVI_OPTIM_H
 #define KRONVI_OPTIM_H
 
-#include "kronvi/core.h"
+#include "kronvi/layer.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum { KVI_OPT_ADAM = 0, KVI_OPT_SGD } kvi_opt_kind;
+typedef enum { KVI_OPT_ADAM = 0, KVI_OPT_SGD, KVI_OPT_KFAC } kvi_opt_kind;
+
+/* K-FAC: where the G factor's output gradients come from. */
+typedef enum {
+  KVI_FISHER_SAMPLED = 0, /* targets sampled from the model's predictive, a second backward
+                             (the pullback sampling trick): the true Fisher / Gauss-Newton */
+  KVI_FISHER_EMPIRICAL    /* the training labels' gradients (no extra pass) */
+} kvi_fisher_kind;
+
+/* K-FAC: how the damping lambda enters (A (x) G + lambda I)^-1. */
+typedef enum {
+  KVI_DAMP_FACTORED = 0, /* (A + pi sqrt(lambda) I) (x) (G + sqrt(lambda)/pi I), the pi
+                            correction of Martens & Grosse 2015, section 6.3 */
+  KVI_DAMP_EXACT         /* A (x) G + lambda I exactly, in the factors' eigenbases */
+} kvi_damping_kind;
 
 typedef struct {
   kvi_opt_kind kind;
@@ -22,6 +36,15 @@ typedef struct {
   double weight_decay;      /* decoupled, x <- (1 - lr wd) x, applied to the views of role
                                KVI_ROLE_MEAN only (never to variances, Cholesky factors, biases,
                                prior or noise hyper-parameters) */
+  /* K-FAC (src/optim/kfac.c, docs/kfac.md); momentum above applies to its step too */
+  double damping;         /* lambda, the initial Tikhonov damping (1e-3) */
+  double ema;             /* decay of the factors' moving averages (0.95) */
+  int inverse_every;      /* inverses / eigenbases refreshed every T steps (20) */
+  double kl_clip;         /* bound on lr^2 v^T F v of a step (1e-3; 0: off) */
+  kvi_fisher_kind fisher; /* sampled targets (default) or empirical */
+  kvi_damping_kind damping_kind;
+  bool ekfac;      /* re-scaling in the Kronecker eigenbasis (George et al. 2018) */
+  int adapt_every; /* Levenberg-Marquardt adaptation of lambda every N steps (0: off) */
 } kvi_opt_config;
 
 /* A state tensor: a name, a shape and data, e.g. Adam's first moment of view "fc0.M" is
@@ -38,11 +61,23 @@ typedef struct {
 typedef struct kvi_optimizer kvi_optimizer;
 
 typedef struct {
-  const char *name; /* "adam", "sgd" */
+  const char *name; /* "adam", "sgd", "kfac" */
   /* Declares the state tensors for the parameter block p (kvi_optimizer_add_state...). */
   kvi_status (*init)(kvi_optimizer *o, const kvi_params *p);
   /* One step on p->data with gradient p->grad and learning rate lr (o->t already counts it). */
   kvi_status (*step)(kvi_optimizer *o, kvi_params *p, double lr);
+  /* Optional, for optimizers that precondition per weight layer (NULL for the others). */
+  /* The network's weight layers (kvi_net_dense order), after init: declares per-layer state. */
+  kvi_status (*bind)(kvi_optimizer *o, const kvi_params *p, kvi_dense *const *w, int nw);
+  /* The curvature pass this step needs: 0 none, 1 capture during the gradient's backward
+   * (empirical Fisher), 2 a separate backward with targets sampled from the model. */
+  int (*curvature_pass)(const kvi_optimizer *o);
+  /* The capture observer (user: the optimizer) of that pass. */
+  kvi_capture_fn observe;
+  /* Levenberg-Marquardt: true when this step wants the batch loss after the step, then given
+   * the loss before and after it. */
+  bool (*wants_reduction)(const kvi_optimizer *o);
+  void (*reduction)(kvi_optimizer *o, double before, double after);
 } kvi_optimizer_ops;
 
 struct kvi_optimizer {
@@ -53,7 +88,9 @@ struct kvi_optimizer {
   kvi_opt_state *state;
   kvi_real *buffer[4]; /* per-parameter buffers of the block's layout (kvi_optimizer_buffer) */
   int nbuffer;
-  size_t n; /* elements of the block it was made for */
+  size_t n;   /* elements of the block it was made for */
+  void *impl; /* an implementation's private data, freed by impl_free */
+  void (*impl_free)(void *impl);
 };
 
 KVI_API kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind);
@@ -66,8 +103,13 @@ KVI_API const kvi_optimizer_ops *kvi_opt_ops(kvi_opt_kind k);
 KVI_API kvi_status kvi_optimizer_init(kvi_optimizer *o, const kvi_opt_config *cfg,
                                       const kvi_params *p);
 KVI_API void kvi_optimizer_free(kvi_optimizer *o);
+/* Hands the optimizer the network's weight layers (a no-op for optimizers without bind). */
+KVI_API kvi_status kvi_optimizer_bind(kvi_optimizer *o, const kvi_params *p, kvi_dense *const *w,
+                                      int nw);
 /* One step on the block (must be the block it was made for). */
 KVI_API kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_params *p, double lr);
+/* K-FAC: how many statistics, bases or steps were skipped for non-finite values. */
+KVI_API int64_t kvi_kfac_skipped(const kvi_optimizer *o);
 /* The state tensor of that name, NULL if absent. */
 KVI_API kvi_opt_state *kvi_optimizer_find_state(kvi_optimizer *o, const char *name);
 /* Zeroes every state tensor and the step count (training restarts its moments). */

@@ -164,6 +164,11 @@ KVI_API kvi_status kvi_checkpoint_callback(kvi_callback *cb, const char *path, i
 KVI_API kvi_status kvi_data_prep_set_standardize(kvi_data_prep *prep, const kvi_real *mean,
                                                  const kvi_real *std, int d);
 KVI_API void kvi_data_prep_free(kvi_data_prep *prep);
+/* The pullback sampling trick's output gradients d (b, K) of the mean loss for targets drawn
+ * from the model's predictive at out: softmax (cls): (p - onehot(y)) / b, y ~ p; Gaussian:
+ * -sqrt(beta) eps / b. Their covariance is the Fisher (= Gauss-Newton) matrix of the outputs. */
+KVI_API void kvi_sampled_output_grad(kvi_real *d, const kvi_real *out, int b, int K, bool cls,
+                                     kvi_real log_beta, kvi_rng *rng);
 /* KL weight beta at a (fractional) epoch. */
 KVI_API double kvi_kl_beta(const kvi_train_config *cfg, double epoch);
 

@@ -1,4 +1,5 @@
 /* Row-major wrappers over CBLAS/LAPACKE in kvi_real, and the thread settings. */
+#include <math.h>
 #include <cblas.h>
 #include <lapacke.h>
 #include <omp.h>
@@ -184,6 +185,16 @@ kvi_status kvi_spd_inverse_f64(int N, double *A, int lda) {
   if (info != 0) return kvi_fail(KVI_ERR_LINALG, "SPD inverse failed (info %d)", (int)info);
   for (int i = 0; i < N; i++)
     for (int j = i + 1; j < N; j++) A[(size_t)i * lda + j] = A[(size_t)j * lda + i];
+  return KVI_OK;
+}
+
+kvi_status kvi_syev_f64(int N, double *A, int lda, double *w) {
+  if (N <= 0) return kvi_fail(KVI_ERR_ARG, "syev: size %d must be positive", N);
+  for (size_t i = 0; i < (size_t)N * lda; i++)
+    if (!isfinite(A[i])) return kvi_fail(KVI_ERR_NONFINITE, "syev: non-finite matrix entry");
+  lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'L', N, A, lda, w);
+  if (info != 0)
+    return kvi_fail(KVI_ERR_LINALG, "symmetric eigendecomposition failed (info %d)", (int)info);
   return KVI_OK;
 }
 

@@ -59,4 +59,5 @@ static kvi_status kvi__adam_step(kvi_optimizer *o, kvi_params *p, double lr) {
   return KVI_OK;
 }
 
-const kvi_optimizer_ops kvi_adam_ops = {"adam", kvi__adam_init, kvi__adam_step};
+const kvi_optimizer_ops kvi_adam_ops = {
+    .name = "adam", .init = kvi__adam_init, .step = kvi__adam_step};

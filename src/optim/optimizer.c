@@ -7,7 +7,7 @@
 
 #include "kronvi/optim.h"
 
-extern const kvi_optimizer_ops kvi_adam_ops, kvi_sgd_ops;
+extern const kvi_optimizer_ops kvi_adam_ops, kvi_sgd_ops, kvi_kfac_ops;
 
 kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind) {
   kvi_opt_config c;
@@ -16,6 +16,8 @@ kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind) {
   c.lr = kind == KVI_OPT_ADAM ? 1e-3 : 1e-2;
   c.beta1 = 0.9, c.beta2 = 0.999, c.eps = 1e-8;
   c.momentum = 0.9;
+  c.damping = 1e-3, c.ema = 0.95, c.inverse_every = 20, c.kl_clip = 1e-3;
+  if (kind == KVI_OPT_KFAC) c.lr = 1e-2;
   return c;
 }
 
@@ -24,15 +26,23 @@ kvi_status kvi_opt_parse(kvi_opt_kind *k, const char *s) {
     *k = KVI_OPT_ADAM;
   else if (s && strcmp(s, "sgd") == 0)
     *k = KVI_OPT_SGD;
+  else if (s && strcmp(s, "kfac") == 0)
+    *k = KVI_OPT_KFAC;
   else
-    return kvi_fail(KVI_ERR_ARG, "unknown optimizer '%s' (expected adam or sgd)", s ? s : "(null)");
+    return kvi_fail(KVI_ERR_ARG, "unknown optimizer '%s' (expected adam, sgd or kfac)",
+                    s ? s : "(null)");
   return KVI_OK;
 }
 
-const char *kvi_opt_name(kvi_opt_kind k) { return k == KVI_OPT_SGD ? "sgd" : "adam"; }
+const char *kvi_opt_name(kvi_opt_kind k) {
+  return k == KVI_OPT_SGD ? "sgd" : k == KVI_OPT_KFAC ? "kfac" : "adam";
+}
 
 const kvi_optimizer_ops *kvi_opt_ops(kvi_opt_kind k) {
-  return k == KVI_OPT_ADAM ? &kvi_adam_ops : k == KVI_OPT_SGD ? &kvi_sgd_ops : NULL;
+  return k == KVI_OPT_ADAM   ? &kvi_adam_ops
+         : k == KVI_OPT_SGD  ? &kvi_sgd_ops
+         : k == KVI_OPT_KFAC ? &kvi_kfac_ops
+                             : NULL;
 }
 
 kvi_status kvi_optimizer_init(kvi_optimizer *o, const kvi_opt_config *cfg, const kvi_params *p) {
@@ -50,6 +60,7 @@ kvi_status kvi_optimizer_init(kvi_optimizer *o, const kvi_opt_config *cfg, const
 
 void kvi_optimizer_free(kvi_optimizer *o) {
   if (!o) return;
+  if (o->impl_free) o->impl_free(o->impl);
   for (int i = 0; i < o->nbuffer; i++) kvi_free(o->buffer[i]);
   for (int i = 0; i < o->nstate; i++)
     if (o->state[i].view < 0) kvi_free(o->state[i].data);
@@ -65,6 +76,11 @@ kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_params *p, double lr) {
                     o->n);
   o->t++;
   return o->ops->step(o, p, lr);
+}
+
+kvi_status kvi_optimizer_bind(kvi_optimizer *o, const kvi_params *p, kvi_dense *const *w, int nw) {
+  if (!o || !o->ops || !p) return kvi_fail(KVI_ERR_ARG, "optimizer_bind: NULL argument");
+  return o->ops->bind ? o->ops->bind(o, p, w, nw) : KVI_OK;
 }
 
 kvi_opt_state *kvi_optimizer_find_state(kvi_optimizer *o, const char *name) {

@@ -54,4 +54,4 @@ static kvi_status kvi__sgd_step(kvi_optimizer *o, kvi_params *p, double lr) {
   return KVI_OK;
 }
 
-const kvi_optimizer_ops kvi_sgd_ops = {"sgd", kvi__sgd_init, kvi__sgd_step};
+const kvi_optimizer_ops kvi_sgd_ops = {.name = "sgd", .init = kvi__sgd_init, .step = kvi__sgd_step};

@@ -49,6 +49,15 @@ static void kvi__train_json(kvi_json_buf *jb, const kvi_train_config *c) {
   kvi_jb_kv_num(jb, "momentum", c->opt.momentum);
   kvi_jb_kv_bool(jb, "nesterov", c->opt.nesterov);
   kvi_jb_kv_num(jb, "weight_decay", c->opt.weight_decay);
+  kvi_jb_kv_num(jb, "kfac_damping", c->opt.damping);
+  kvi_jb_kv_num(jb, "kfac_ema", c->opt.ema);
+  kvi_jb_kv_int(jb, "kfac_inverse_every", c->opt.inverse_every);
+  kvi_jb_kv_num(jb, "kfac_kl_clip", c->opt.kl_clip);
+  kvi_jb_kv_str(jb, "kfac_fisher", c->opt.fisher == KVI_FISHER_EMPIRICAL ? "empirical" : "sampled");
+  kvi_jb_kv_str(jb, "kfac_damping_kind",
+                c->opt.damping_kind == KVI_DAMP_EXACT ? "exact" : "factored");
+  kvi_jb_kv_bool(jb, "ekfac", c->opt.ekfac);
+  kvi_jb_kv_int(jb, "kfac_adapt_every", c->opt.adapt_every);
   kvi_jb_kv_num(jb, "lr_decay", c->lr_decay);
   kvi_jb_kv_num(jb, "lr_final", c->lr_final);
   kvi_jb_kv_str(jb, "kl_schedule", kvi__sched_name(c->kl_schedule));

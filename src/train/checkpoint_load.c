@@ -86,6 +86,31 @@ kvi_status kvi__ckpt_read_net(kvi_net_config *nc, const char **arch, int *in_siz
   return KVI_OK;
 }
 
+/* K-FAC's settings (written by every version-2 file, whatever the optimizer). */
+static kvi_status kvi__read_kfac(kvi_opt_config *o, const kvi_json *tr, const char *path) {
+  int64_t every = 0, adapt = 0;
+  const char *w = "train";
+  kvi_status s = kvi__ckpt_num(&o->damping, tr, w, "kfac_damping", 1e-12, 1e6, path);
+  if (!s) s = kvi__ckpt_num(&o->ema, tr, w, "kfac_ema", 0, 0.999999, path);
+  if (!s) s = kvi__ckpt_int(&every, tr, w, "kfac_inverse_every", 1, 1000000, path);
+  if (!s) s = kvi__ckpt_num(&o->kl_clip, tr, w, "kfac_kl_clip", 0, 1e6, path);
+  if (!s) s = kvi__ckpt_int(&adapt, tr, w, "kfac_adapt_every", 0, 1000000, path);
+  if (s) return s;
+  o->inverse_every = (int)every, o->adapt_every = (int)adapt;
+  const char *f = kvi_json_str(kvi_json_get(tr, "kfac_fisher"));
+  const char *d = kvi_json_str(kvi_json_get(tr, "kfac_damping_kind"));
+  if (!f || (strcmp(f, "sampled") && strcmp(f, "empirical")))
+    return kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint field 'train.kfac_fisher' is '%s'", path,
+                    f ? f : "(missing)");
+  if (!d || (strcmp(d, "factored") && strcmp(d, "exact")))
+    return kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint field 'train.kfac_damping_kind' is '%s'", path,
+                    d ? d : "(missing)");
+  o->fisher = strcmp(f, "empirical") ? KVI_FISHER_SAMPLED : KVI_FISHER_EMPIRICAL;
+  o->damping_kind = strcmp(d, "exact") ? KVI_DAMP_FACTORED : KVI_DAMP_EXACT;
+  o->ekfac = kvi_json_bool(kvi_json_get(tr, "ekfac"));
+  return KVI_OK;
+}
+
 /* The training configuration, each field in the command line's range. */
 static kvi_status kvi__read_train(kvi_train_config *c, const kvi_json *tr, int version,
                                   const char *path) {
@@ -123,6 +148,7 @@ static kvi_status kvi__read_train(kvi_train_config *c, const kvi_json *tr, int v
   c->eval_samples_every = (int)v[3], c->patience = (int)v[4], c->save_every = (int)v[5];
   c->finetune_pruned = (int)v[6], c->prior_update_every = (int)v[7];
   c->opt.nesterov = kvi_json_bool(kvi_json_get(tr, "nesterov"));
+  if (version > 1 && (s = kvi__read_kfac(&c->opt, tr, path)) != KVI_OK) return s;
   const char *ks = kvi_json_str(kvi_json_get(tr, "kl_schedule"));
   if (!ks || (strcmp(ks, "exp") && strcmp(ks, "linear") && strcmp(ks, "constant")))
     return kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint field 'train.kl_schedule' is '%s'", path,

@@ -61,7 +61,17 @@ kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config
   t->cfg = *cfg;
   kvi_net_set_log_beta(net, (kvi_real)log(cfg->noise_precision > 0 ? cfg->noise_precision : 1.0));
   t->best_val = -1e300;
-  return kvi_optimizer_init(&t->opt, &cfg->opt, net->params);
+  kvi_status s = kvi_optimizer_init(&t->opt, &cfg->opt, net->params);
+  if (s) return s;
+  int nw = 0;
+  kvi_net_dense(net, 0, &nw);
+  kvi_dense **w = calloc((size_t)(nw > 0 ? nw : 1), sizeof *w);
+  if (!w) s = kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  for (int k = 0; !s && k < nw; k++) w[k] = kvi_net_dense(net, k, NULL);
+  if (!s) s = kvi_optimizer_bind(&t->opt, net->params, w, nw);
+  free(w);
+  if (s) kvi_optimizer_free(&t->opt);
+  return s;
 }
 
 void kvi_trainer_free(kvi_trainer *t) {
@@ -112,23 +122,24 @@ static kvi_status kvi__ft_mask(kvi_trainer *t, bool renew) {
 
 /* Buffers of one mini-batch. */
 typedef struct {
-  kvi_real *x, *t, *dout;
+  kvi_real *x, *t, *dout, *dsample;
   int32_t *y;
 } kvi__batch;
 
 static void kvi__batch_free(kvi__batch *b) {
-  kvi_free(b->x), kvi_free(b->t), kvi_free(b->dout), free(b->y);
+  kvi_free(b->x), kvi_free(b->t), kvi_free(b->dout), kvi_free(b->dsample), free(b->y);
 }
 
 static kvi_status kvi__batch_alloc(kvi__batch *b, int B, int d, int K, bool cls) {
   memset(b, 0, sizeof *b);
   b->x = kvi_alloc((size_t)B * d * sizeof(kvi_real));
   b->dout = kvi_alloc((size_t)B * K * sizeof(kvi_real));
+  b->dsample = kvi_alloc((size_t)B * K * sizeof(kvi_real));
   if (cls)
     b->y = malloc((size_t)B * sizeof(int32_t));
   else
     b->t = kvi_alloc((size_t)B * K * sizeof(kvi_real));
-  if (b->x && b->dout && (b->y || b->t)) return KVI_OK;
+  if (b->x && b->dout && b->dsample && (b->y || b->t)) return KVI_OK;
   kvi__batch_free(b);
   return kvi_fail(KVI_ERR_NOMEM, "out of memory for batches");
 }
@@ -150,11 +161,87 @@ static kvi_status kvi__check_data(const kvi_net *net, const kvi_dataset *train, 
   return KVI_OK;
 }
 
+/* Output gradients of the batch's loss with targets drawn from the model's own predictive
+ * (the pullback sampling trick): softmax, y ~ p: (p - onehot(y)) / B; Gaussian, y ~ N(out,
+ * 1/beta): beta (out - y) / B = -sqrt(beta) eps / B. */
+void kvi_sampled_output_grad(kvi_real *d, const kvi_real *out, int b, int K, bool cls,
+                             kvi_real log_beta, kvi_rng *rng) {
+  if (cls) {
+    kvi_real u;
+    for (int i = 0; i < b; i++) {
+      const kvi_real *z = out + (size_t)i * K;
+      kvi_real *di = d + (size_t)i * K, mx = z[0];
+      double sum = 0;
+      for (int k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+      for (int k = 0; k < K; k++) sum += di[k] = (kvi_real)exp((double)(z[k] - mx));
+      kvi_rng_uniform(rng, &u, 1);
+      double c = 0, pick = u * sum;
+      int y = K - 1;
+      for (int k = 0; k < K; k++)
+        if ((c += di[k]) >= pick) {
+          y = k;
+          break;
+        }
+      for (int k = 0; k < K; k++) di[k] = (kvi_real)((di[k] / sum - (k == y)) / b);
+    }
+  } else {
+    kvi_rng_normal(rng, d, (size_t)b * K);
+    const kvi_real sc = (kvi_real)(-exp(0.5 * (double)log_beta) / b);
+    for (size_t i = 0; i < (size_t)b * K; i++) d[i] *= sc;
+  }
+}
+
+/* The curvature pass of a second-order optimizer: the observer gets the layers' rows during a
+ * backward with sampled targets (pass 2, before the gradient's), or during the gradient's own
+ * backward (pass 1, kvi__backward). */
+static kvi_status kvi__curvature_pass(kvi_trainer *t, kvi_real *dsample, const kvi_real *out,
+                                      int b) {
+  kvi_net *net = t->net;
+  const kvi_optimizer_ops *ops = t->opt.ops;
+  if (!ops->curvature_pass || ops->curvature_pass(&t->opt) != 2) return KVI_OK;
+  kvi_rng rng = kvi_rng_stream(t->cfg.seed, (3ull << 40) + (uint64_t)t->step);
+  kvi_sampled_output_grad(dsample, out, b, net->out_size, t->cfg.task == KVI_TASK_CLASSIFY,
+                          kvi_net_log_beta(net), &rng);
+  kvi_net_set_observer(net, ops->observe, &t->opt);
+  kvi_status s = kvi_net_backward(net, dsample, b); /* its parameter gradients are discarded */
+  kvi_net_set_observer(net, NULL, NULL);
+  return s;
+}
+
+/* The gradient's backward (with the observer for an empirical-Fisher optimizer). */
+static kvi_status kvi__backward(kvi_trainer *t, const kvi_real *dout, int b) {
+  const kvi_optimizer_ops *ops = t->opt.ops;
+  const bool observe = ops->curvature_pass && ops->curvature_pass(&t->opt) == 1;
+  kvi_params_zero_grad(t->net->params);
+  if (observe) kvi_net_set_observer(t->net, ops->observe, &t->opt);
+  kvi_status s = kvi_net_backward(t->net, dout, b);
+  if (observe) kvi_net_set_observer(t->net, NULL, NULL);
+  return s;
+}
+
 /* Running sums of an epoch. */
 typedef struct {
   double loss_sum, kl_last, beta;
   int64_t correct, seen;
 } kvi__epoch_sums;
+
+/* The objective on the gathered batch at the current parameters (no gradients): for the
+ * Levenberg-Marquardt rule of second-order optimizers. */
+static kvi_status kvi__objective(kvi_trainer *t, kvi__batch *bt, int b, kvi_rng *rng,
+                                 double kl_weight, double *value) {
+  kvi_net *net = t->net;
+  const int K = net->out_size;
+  const kvi_real *out;
+  kvi_status s = kvi_net_forward(net, &out, bt->x, b, rng);
+  double nll = 0, kl = 0;
+  if (!s)
+    s = t->cfg.task == KVI_TASK_CLASSIFY
+            ? kvi_softmax_xent(&nll, NULL, NULL, NULL, out, bt->y, b, K)
+            : kvi_gauss_nll(&nll, NULL, NULL, out, bt->t, kvi_net_log_beta(net), b, K);
+  if (!s && kl_weight > 0) s = kvi_net_kl(net, &kl, 0);
+  *value = nll + kl_weight * kl;
+  return s;
+}
 
 /* One optimizer step on rows [i*B, i*B + b) of the epoch's order. */
 static kvi_status kvi__step(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *train,
@@ -184,17 +271,26 @@ static kvi_status kvi__step(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *t
                     "training diverged at epoch %d step %lld (loss %g) (HINT: lower --lr)",
                     t->epoch + 1, (long long)t->step, nll);
   es->correct += c;
-  kvi_params_zero_grad(net->params);
-  if ((s = kvi_net_backward(net, bt->dout, b)) != KVI_OK) return s;
+  if ((s = kvi__curvature_pass(t, bt->dsample, out, b)) != KVI_OK) return s;
+  if ((s = kvi__backward(t, bt->dout, b)) != KVI_OK) return s;
   if (!cls && cfg->learn_noise) kvi_params_grad(net->params, net->inoise)[0] += dlb;
   es->beta = kvi_kl_beta(cfg, t->epoch + frac_epoch);
   double kl = 0;
   const double N = (double)train->n;
   if ((s = kvi_net_kl(net, &kl, (kvi_real)(es->beta / N))) != KVI_OK) return s;
   es->kl_last = kl;
-  es->loss_sum += (nll + es->beta * kl / N) * b;
+  const double objective = nll + es->beta * kl / N;
+  es->loss_sum += objective * b;
   es->seen += b;
-  return kvi_optimizer_step(&t->opt, net->params, lr);
+  if ((s = kvi_optimizer_step(&t->opt, net->params, lr)) != KVI_OK) return s;
+  const kvi_optimizer_ops *ops = t->opt.ops;
+  if (ops->wants_reduction && ops->wants_reduction(&t->opt)) {
+    double after = 0;
+    rng = kvi_rng_stream(cfg->seed, (1ull << 40) + (uint64_t)t->step); /* the same noise */
+    s = kvi__objective(t, bt, b, &rng, es->beta / N, &after);
+    if (!s) ops->reduction(&t->opt, objective, after);
+  }
+  return s;
 }
 
 /* After the optimizer step: the fine-tune mask and the group-ARD coordinate updates. */

@@ -1,0 +1,485 @@
+/* K-FAC (Martens & Grosse 2015; convolutions: Grosse & Martens 2016; EKFAC: George et al. 2018)
+ * for the weight layers of point networks (docs/kfac.md).
+ *
+ * For a weight layer s = a W + b (a convolution: per output position, a = the im2col patch) the
+ * Fisher block of the (n+1) x m matrix [W; b] is approximated by A (x) G with
+ *   A = E[sum over positions of abar abar^T],  abar = [a, 1],
+ *   G = E[mean over positions of ds ds^T],      ds = per-example output gradient,
+ * estimated by exponential moving averages of the captured rows (kvi_capture_rows). The
+ * gradient V of [W; b] is preconditioned in the factors' eigenbases A = QA dA QA^T,
+ * G = QG dG QG^T (refreshed every T steps):
+ *   P = QA [(QA^T V QG) / D] QG^T,
+ * D_ij = (dA_i + pi sqrt(l)) (dG_j + sqrt(l) / pi) (factored damping with the pi correction),
+ * dA_i dG_j + l (exact Tikhonov damping of A (x) G), or S_ij + l (EKFAC: S the moving average of
+ * the per-example gradients' squared coordinates in the eigenbasis). The step is scaled so that
+ * lr^2 P.V <= kl_clip, then momentum, then x <- (1 - lr wd [mean]) x - lr m. Other views (a
+ * regression net's noise precision) take momentum SGD. With adapt_every, the damping l follows
+ * the Levenberg-Marquardt rule on the ratio of the actual to the predicted loss reduction. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kronvi/optim.h"
+
+typedef struct {
+  const kvi_dense *w;
+  int n, na, m;          /* inputs, inputs (+1 with a bias), outputs */
+  kvi_real *A, *G;       /* moving averages (state) */
+  kvi_real *QA, *dA;     /* eigenbasis of A (state) */
+  kvi_real *QG, *dG;     /* eigenbasis of G (state) */
+  kvi_real *S;           /* EKFAC scaling (state), NULL without EKFAC */
+  kvi_real *count;       /* [0]: statistics updates, [1]: 1 once a basis exists (state) */
+  kvi_real *V, *P;       /* scratch: gradient and preconditioned step, na x m */
+  kvi_real *tmpA, *tmpG; /* scratch: new inverses before they replace the old ones */
+} kvi__kl;
+
+typedef struct {
+  int nl;
+  kvi__kl *l;
+  kvi_real *damping;    /* state "kfac.damping" */
+  unsigned char *bound; /* per view: 1 if it is the M or b of a bound layer */
+  double *work;         /* scratch for the eigendecompositions, in double */
+  kvi_real *tmp, *tmp2, *rowsA, *rowsG, *rowsBar; /* scratch */
+  size_t rows_cap;
+  double q_pred;   /* predicted change of the objective by the last step (LM) */
+  int64_t skipped; /* updates skipped for non-finite values */
+} kvi__kfac;
+
+static kvi__kfac *kvi__k(const kvi_optimizer *o) { return o->impl; }
+
+/* Exact damping and EKFAC work in the factors' eigenbases; factored damping with the damped
+ * factors' inverses (A + pi sqrt(l) I)^-1, (G + sqrt(l)/pi I)^-1, two products a step. */
+static bool kvi__eigen_mode(const kvi_optimizer *o) {
+  return o->cfg.ekfac || o->cfg.damping_kind == KVI_DAMP_EXACT;
+}
+
+/* ---- state -------------------------------------------------------------------------------- */
+static kvi_status kvi__state(kvi_optimizer *o, const char *what, const char *layer, int64_t r,
+                             int64_t c, kvi_real **out) {
+  char name[96];
+  snprintf(name, sizeof name, "kfac.%s.%s", what, layer);
+  int64_t shape[2] = {r, c};
+  return kvi_optimizer_add_state(o, name, c > 0 ? 2 : 1, shape, out);
+}
+
+static kvi_status kvi__bind_layer(kvi_optimizer *o, kvi__kl *L, const kvi_dense *w) {
+  L->w = w;
+  L->n = w->n, L->na = w->n + (w->bias ? 1 : 0), L->m = w->m;
+  const int64_t na = L->na, m = L->m;
+  const bool eig = kvi__eigen_mode(o);
+  kvi_status s = kvi__state(o, "A", w->name, na, na, &L->A);
+  if (!s) s = kvi__state(o, "G", w->name, m, m, &L->G);
+  if (!s) s = kvi__state(o, eig ? "QA" : "Ainv", w->name, na, na, &L->QA);
+  if (!s && eig) s = kvi__state(o, "dA", w->name, na, 0, &L->dA);
+  if (!s) s = kvi__state(o, eig ? "QG" : "Ginv", w->name, m, m, &L->QG);
+  if (!s && eig) s = kvi__state(o, "dG", w->name, m, 0, &L->dG);
+  if (!s) s = kvi__state(o, "count", w->name, 2, 0, &L->count);
+  if (!s && o->cfg.ekfac) s = kvi__state(o, "S", w->name, na, m, &L->S);
+  if (s) return s;
+  L->V = kvi_alloc((size_t)na * m * sizeof(kvi_real));
+  L->P = kvi_alloc((size_t)na * m * sizeof(kvi_real));
+  if (!eig) {
+    L->tmpA = kvi_alloc((size_t)na * na * sizeof(kvi_real));
+    L->tmpG = kvi_alloc((size_t)m * m * sizeof(kvi_real));
+  }
+  return L->V && L->P && (eig || (L->tmpA && L->tmpG))
+             ? KVI_OK
+             : kvi_fail(KVI_ERR_NOMEM, "out of memory for K-FAC");
+}
+
+static void kvi__kfac_free(void *impl) {
+  kvi__kfac *k = impl;
+  if (!k) return;
+  for (int i = 0; i < k->nl; i++) {
+    kvi_free(k->l[i].V), kvi_free(k->l[i].P);
+    kvi_free(k->l[i].tmpA), kvi_free(k->l[i].tmpG);
+  }
+  free(k->l), free(k->bound), free(k->work);
+  kvi_free(k->tmp), kvi_free(k->tmp2), kvi_free(k->rowsA), kvi_free(k->rowsG);
+  kvi_free(k->rowsBar);
+  free(k);
+}
+
+static kvi_status kvi__kfac_init(kvi_optimizer *o, const kvi_params *p) {
+  kvi_real *b;
+  kvi__kfac *k = calloc(1, sizeof *k);
+  if (!k) return kvi_fail(KVI_ERR_NOMEM, "out of memory for K-FAC");
+  o->impl = k;
+  o->impl_free = kvi__kfac_free;
+  int64_t one = 1;
+  kvi_status s = kvi_optimizer_add_buffer(o, p, "optim.m", &b);
+  if (!s) s = kvi_optimizer_add_state(o, "kfac.damping", 1, &one, &k->damping);
+  if (!s) k->damping[0] = (kvi_real)o->cfg.damping;
+  return s;
+}
+
+static kvi_status kvi__kfac_bind(kvi_optimizer *o, const kvi_params *p, kvi_dense *const *w,
+                                 int nw) {
+  kvi__kfac *k = kvi__k(o);
+  if (k->l) return kvi_fail(KVI_ERR_STATE, "kfac: layers bound already");
+  k->l = calloc((size_t)(nw > 0 ? nw : 1), sizeof *k->l);
+  k->bound = calloc((size_t)(p->nviews > 0 ? p->nviews : 1), 1);
+  if (!k->l || !k->bound) return kvi_fail(KVI_ERR_NOMEM, "out of memory for K-FAC");
+  size_t big = 1, sq = 1;
+  for (int i = 0; i < nw; i++) {
+    if (w[i]->family != KVI_FAMILY_POINT)
+      return kvi_fail(KVI_ERR_UNSUPPORTED,
+                      "kfac: layer '%s' is %s; K-FAC trains point networks (--family point)",
+                      w[i]->name, kvi_family_name(w[i]->family));
+    kvi_status s = kvi__bind_layer(o, &k->l[i], w[i]);
+    k->nl = i + 1;
+    if (s) return s;
+    const size_t na = (size_t)k->l[i].na, m = (size_t)k->l[i].m;
+    big = na * m > big ? na * m : big;
+    sq = na * na > sq ? na * na : sq;
+    sq = m * m > sq ? m * m : sq;
+    k->bound[w[i]->iM] = 1;
+    if (w[i]->ib >= 0) k->bound[w[i]->ib] = 1;
+  }
+  size_t sqa = sq > big ? sq : big;
+  k->work = malloc((sq + (size_t)sqrt((double)sq) + 8) * sizeof(double));
+  k->tmp = kvi_alloc(sqa * sizeof(kvi_real));
+  k->tmp2 = kvi_alloc(sqa * sizeof(kvi_real));
+  if (!k->work || !k->tmp || !k->tmp2) return kvi_fail(KVI_ERR_NOMEM, "out of memory for K-FAC");
+  return KVI_OK;
+}
+
+/* ---- statistics (the capture observer) ---------------------------------------------------- */
+static bool kvi__finite(const kvi_real *x, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(x[i])) return false;
+  return true;
+}
+
+/* x <- e x + (1 - e) y, or x <- y on the first update. */
+static void kvi__ema(kvi_real *x, const kvi_real *y, size_t n, double e, bool first) {
+  if (first) {
+    memcpy(x, y, n * sizeof *x);
+    return;
+  }
+  const kvi_real a = (kvi_real)e, c = (kvi_real)(1 - e);
+  for (size_t i = 0; i < n; i++) x[i] = a * x[i] + c * y[i];
+}
+
+/* Rows of in with the bias column and of B * grad_out, rotated into the eigenbases:
+ * rowsA = abar QA (rows x na), rowsG = (B g) QG (rows x m). */
+static kvi_status kvi__rotated_rows(kvi__kfac *k, const kvi__kl *L, const kvi_capture_rows *r) {
+  const size_t need_a = (size_t)r->rows * L->na, need_g = (size_t)r->rows * L->m;
+  const size_t need = need_a > need_g ? need_a : need_g;
+  if (need > k->rows_cap) {
+    kvi_free(k->rowsA), kvi_free(k->rowsG), kvi_free(k->rowsBar);
+    k->rowsA = kvi_alloc(need * sizeof(kvi_real));
+    k->rowsG = kvi_alloc(need * sizeof(kvi_real));
+    k->rowsBar = kvi_alloc(need * sizeof(kvi_real));
+    k->rows_cap = k->rowsA && k->rowsG && k->rowsBar ? need : 0;
+    if (!k->rows_cap) return kvi_fail(KVI_ERR_NOMEM, "out of memory for EKFAC");
+  }
+  kvi_real *bar = k->rowsBar;
+  for (int i = 0; i < r->rows; i++) {
+    memcpy(bar + (size_t)i * L->na, r->in + (size_t)i * L->n, (size_t)L->n * sizeof(kvi_real));
+    if (L->na > L->n) bar[(size_t)i * L->na + L->n] = 1;
+  }
+  kvi_gemm(false, false, r->rows, L->na, L->na, 1, bar, L->na, L->QA, L->na, 0, k->rowsA, L->na);
+  kvi_gemm(false, false, r->rows, L->m, L->m, (kvi_real)r->batch, r->grad_out, L->m, L->QG, L->m, 0,
+           k->rowsG, L->m);
+  return KVI_OK;
+}
+
+/* EKFAC: the batch mean over examples of the squared per-example gradient in the eigenbasis,
+ * sum over an example's positions of (abar QA)^T (B g QG), squared elementwise. */
+static kvi_status kvi__ekfac_batch(kvi__kfac *k, const kvi__kl *L, const kvi_capture_rows *r,
+                                   kvi_real *Sb) {
+  kvi_status s = kvi__rotated_rows(k, L, r);
+  if (s) return s;
+  const int T = r->rows / r->batch, na = L->na, m = L->m;
+  memset(Sb, 0, (size_t)na * m * sizeof(kvi_real));
+  if (T == 1) { /* one row per example: its gradient is the outer product a~ g~^T, so the mean
+                   of the squares is (a~ o a~)^T (g~ o g~) / B */
+    for (size_t i = 0; i < (size_t)r->rows * na; i++) k->rowsA[i] *= k->rowsA[i];
+    for (size_t i = 0; i < (size_t)r->rows * m; i++) k->rowsG[i] *= k->rowsG[i];
+    kvi_gemm(true, false, na, m, r->rows, (kvi_real)(1.0 / r->batch), k->rowsA, na, k->rowsG, m, 0,
+             Sb, m);
+    return KVI_OK;
+  }
+  for (int e = 0; e < r->batch; e++) {
+    kvi_gemm(true, false, na, m, T, 1, k->rowsA + (size_t)e * T * na, na,
+             k->rowsG + (size_t)e * T * m, m, 0, k->tmp, m);
+    for (size_t i = 0; i < (size_t)na * m; i++) Sb[i] += k->tmp[i] * k->tmp[i] / r->batch;
+  }
+  return KVI_OK;
+}
+
+static kvi_status kvi__kfac_observe(void *user, const kvi_capture_rows *r) {
+  kvi_optimizer *o = user;
+  kvi__kfac *k = kvi__k(o);
+  if (r->weight < 0 || r->weight >= k->nl) return KVI_OK;
+  kvi__kl *L = &k->l[r->weight];
+  const size_t na2 = (size_t)L->na * L->na, m2 = (size_t)L->m * L->m;
+  kvi_real *Ab = k->tmp, *Gb = k->tmp2;
+  memset(Ab, 0, na2 * sizeof(kvi_real));
+  memset(Gb, 0, m2 * sizeof(kvi_real));
+  /* A = (1/B) sum_rows abar abar^T; G = (1/(B T)) sum_rows (B g)(B g)^T = (B^2/rows) sum g g^T */
+  kvi_capture_accumulate(Ab, NULL, r, (kvi_real)(1.0 / r->batch));
+  kvi_capture_accumulate(NULL, Gb, r, (kvi_real)((double)r->batch * r->batch / r->rows));
+  if (!kvi__finite(Ab, na2) || !kvi__finite(Gb, m2)) {
+    k->skipped++; /* a non-finite batch never enters the averages */
+    return KVI_OK;
+  }
+  const bool first = L->count[0] == 0;
+  kvi__ema(L->A, Ab, na2, o->cfg.ema, first);
+  kvi__ema(L->G, Gb, m2, o->cfg.ema, first);
+  L->count[0] += 1;
+  if (L->S && L->count[1] > 0) {
+    kvi_real *Sb = L->P; /* free until the step */
+    kvi_status s = kvi__ekfac_batch(k, L, r, Sb);
+    if (s) return s;
+    if (kvi__finite(Sb, (size_t)L->na * L->m))
+      kvi__ema(L->S, Sb, (size_t)L->na * L->m, o->cfg.ema, false);
+    else
+      k->skipped++;
+  }
+  return KVI_OK;
+}
+
+/* ---- eigenbases --------------------------------------------------------------------------- */
+/* Q, d of the symmetric n x n matrix X, computed in double; negative rounding clipped to 0.
+ * On failure the previous basis stays. */
+static bool kvi__eig(kvi__kfac *k, const kvi_real *X, int n, kvi_real *Q, kvi_real *d) {
+  double *a = k->work, *w = k->work + (size_t)n * n;
+  for (size_t i = 0; i < (size_t)n * n; i++) a[i] = (double)X[i];
+  if (kvi_syev_f64(n, a, n, w) != KVI_OK) return false;
+  for (size_t i = 0; i < (size_t)n * n; i++) Q[i] = (kvi_real)a[i];
+  for (int i = 0; i < n; i++) d[i] = (kvi_real)(w[i] > 0 ? w[i] : 0);
+  return true;
+}
+
+/* (X + c I)^-1 of the symmetric n x n matrix X into Xinv, in double; false on failure. */
+static bool kvi__damped_inverse(kvi__kfac *k, const kvi_real *X, int n, double c, kvi_real *Xinv) {
+  double *a = k->work;
+  for (size_t i = 0; i < (size_t)n * n; i++) a[i] = (double)X[i];
+  for (int i = 0; i < n; i++) a[(size_t)i * n + i] += c;
+  for (size_t i = 0; i < (size_t)n * n; i++)
+    if (!isfinite(a[i])) return false;
+  if (kvi_spd_inverse_f64(n, a, n) != KVI_OK) return false;
+  for (size_t i = 0; i < (size_t)n * n; i++) Xinv[i] = (kvi_real)a[i];
+  return true;
+}
+
+/* The pi correction from the factors' traces: sqrt((tr A / na) / (tr G / m)), 1 if undefined. */
+static double kvi__pi_traces(const kvi__kl *L) {
+  double ta = 0, tg = 0;
+  for (int i = 0; i < L->na; i++) ta += L->A[(size_t)i * L->na + i];
+  for (int j = 0; j < L->m; j++) tg += L->G[(size_t)j * L->m + j];
+  double pi = sqrt((ta / L->na) / (tg / L->m));
+  return isfinite(pi) && pi > 0 ? pi : 1;
+}
+
+/* Factored damping: the damped factors' inverses. A failure (a factor not positive definite
+ * after damping, or not finite) raises the damping added for this refresh tenfold, up to three
+ * times; then the previous inverses stay. */
+static void kvi__refresh_inverse(kvi__kfac *k, kvi__kl *L, double lambda) {
+  const double pi = kvi__pi_traces(L);
+  for (int attempt = 0; attempt < 4; attempt++, lambda *= 10) {
+    const double gam = sqrt(lambda);
+    if (kvi__damped_inverse(k, L->A, L->na, pi * gam, L->tmpA) &&
+        kvi__damped_inverse(k, L->G, L->m, gam / pi, L->tmpG)) {
+      memcpy(L->QA, L->tmpA, (size_t)L->na * L->na * sizeof(kvi_real));
+      memcpy(L->QG, L->tmpG, (size_t)L->m * L->m * sizeof(kvi_real));
+      L->count[1] = 1;
+      return;
+    }
+    k->skipped++;
+  }
+}
+
+static void kvi__refresh(const kvi_optimizer *o, kvi__kfac *k, kvi__kl *L, double lambda) {
+  if (L->count[0] == 0) return;
+  if (!kvi__finite(L->A, (size_t)L->na * L->na) || !kvi__finite(L->G, (size_t)L->m * L->m)) {
+    k->skipped++; /* a corrupted average: the next statistics replace it; the old preconditioner
+                     (or the gradient, before the first) serves until then */
+    L->count[0] = 0;
+    return;
+  }
+  if (!kvi__eigen_mode(o)) {
+    kvi__refresh_inverse(k, L, lambda);
+    return;
+  }
+  if (!kvi__eig(k, L->A, L->na, L->QA, L->dA) || !kvi__eig(k, L->G, L->m, L->QG, L->dG)) {
+    k->skipped++;
+    return;
+  }
+  if (L->S) /* EKFAC starts in the new basis from K-FAC's own diagonal, dA_i dG_j */
+    for (int i = 0; i < L->na; i++)
+      for (int j = 0; j < L->m; j++) L->S[(size_t)i * L->m + j] = L->dA[i] * L->dG[j];
+  L->count[1] = 1;
+}
+
+/* ---- the step ----------------------------------------------------------------------------- */
+/* V = [dM; db] of layer L, (na x m). */
+static void kvi__gather_grad(kvi__kl *L, const kvi_params *p) {
+  memcpy(L->V, kvi_params_grad(p, L->w->iM), (size_t)L->n * L->m * sizeof(kvi_real));
+  if (L->na > L->n)
+    memcpy(L->V + (size_t)L->n * L->m, kvi_params_grad(p, L->w->ib),
+           (size_t)L->m * sizeof(kvi_real));
+}
+
+/* The divisor D_ij of the eigenbasis coordinates. */
+static kvi_real kvi__divisor(const kvi_optimizer *o, const kvi__kl *L, int i, int j, double pi,
+                             double lambda) {
+  const double a = L->dA[i], g = L->dG[j], gam = sqrt(lambda);
+  if (L->S) return (kvi_real)(L->S[(size_t)i * L->m + j] + lambda);
+  if (o->cfg.damping_kind == KVI_DAMP_EXACT) return (kvi_real)(a * g + lambda);
+  return (kvi_real)((a + pi * gam) * (g + gam / pi));
+}
+
+/* The pi correction: sqrt of the ratio of the factors' average eigenvalues (1 if undefined). */
+static double kvi__pi(const kvi__kl *L) {
+  double ta = 0, tg = 0;
+  for (int i = 0; i < L->na; i++) ta += L->dA[i];
+  for (int j = 0; j < L->m; j++) tg += L->dG[j];
+  double pi = sqrt((ta / L->na) / (tg / L->m));
+  return isfinite(pi) && pi > 0 ? pi : 1;
+}
+
+/* P = QA [(QA^T V QG) / D] QG^T, or P = V when there is no basis yet or P is not finite. */
+static void kvi__precondition(kvi_optimizer *o, kvi__kfac *k, kvi__kl *L, double lambda) {
+  const int na = L->na, m = L->m;
+  const size_t nm = (size_t)na * m;
+  if (L->count[1] == 0) {
+    memcpy(L->P, L->V, nm * sizeof(kvi_real));
+    return;
+  }
+  if (!kvi__eigen_mode(o)) { /* P = (A + pi g I)^-1 V (G + g/pi I)^-1 */
+    kvi_gemm(false, false, na, m, na, 1, L->QA, na, L->V, m, 0, k->tmp, m);
+    kvi_gemm(false, false, na, m, m, 1, k->tmp, m, L->QG, m, 0, L->P, m);
+    if (!kvi__finite(L->P, nm)) {
+      k->skipped++;
+      memcpy(L->P, L->V, nm * sizeof(kvi_real));
+    }
+    return;
+  }
+  kvi_gemm(true, false, na, m, na, 1, L->QA, na, L->V, m, 0, k->tmp, m);
+  kvi_gemm(false, false, na, m, m, 1, k->tmp, m, L->QG, m, 0, k->tmp2, m);
+  const double pi = kvi__pi(L);
+  for (int i = 0; i < na; i++)
+    for (int j = 0; j < m; j++) k->tmp2[(size_t)i * m + j] /= kvi__divisor(o, L, i, j, pi, lambda);
+  kvi_gemm(false, false, na, m, na, 1, L->QA, na, k->tmp2, m, 0, k->tmp, m);
+  kvi_gemm(false, true, na, m, m, 1, k->tmp, m, L->QG, m, 0, L->P, m);
+  if (!kvi__finite(L->P, nm)) {
+    k->skipped++; /* a gradient step for this layer instead */
+    memcpy(L->P, L->V, nm * sizeof(kvi_real));
+  }
+}
+
+/* x <- decay x - lr m, m <- mu m + nu d over n elements. */
+static void kvi__apply(kvi_real *x, kvi_real *mom, const kvi_real *d, size_t n, kvi_real mu,
+                       kvi_real nu, kvi_real lr, kvi_real decay) {
+  for (size_t i = 0; i < n; i++) {
+    mom[i] = mu * mom[i] + nu * d[i];
+    x[i] = decay * x[i] - lr * mom[i];
+  }
+}
+
+/* The K-FAC model's change of the objective by the step delta = -lr m of every layer:
+ * <V, delta> + 1/2 <delta, A delta G> + lambda/2 |delta|^2. */
+static double kvi__predicted(kvi__kfac *k, const kvi_params *p, const kvi_real *mom, double lr,
+                             double lambda) {
+  double q = 0;
+  for (int l = 0; l < k->nl; l++) {
+    kvi__kl *L = &k->l[l];
+    const int na = L->na, m = L->m;
+    kvi_real *D = k->tmp2; /* delta, na x m */
+    memcpy(D, mom + p->views[L->w->iM].offset, (size_t)L->n * m * sizeof(kvi_real));
+    if (na > L->n)
+      memcpy(D + (size_t)L->n * m, mom + p->views[L->w->ib].offset, (size_t)m * sizeof(kvi_real));
+    for (size_t i = 0; i < (size_t)na * m; i++) D[i] *= (kvi_real)-lr;
+    kvi_gemm(false, false, na, m, na, 1, L->A, na, D, m, 0, L->P, m);
+    kvi_gemm(false, false, na, m, m, 1, L->P, m, L->G, m, 0, k->tmp, m);
+    for (size_t i = 0; i < (size_t)na * m; i++)
+      q += (double)L->V[i] * D[i] + 0.5 * (double)D[i] * k->tmp[i] + 0.5 * lambda * D[i] * D[i];
+  }
+  return q;
+}
+
+static kvi_status kvi__kfac_step(kvi_optimizer *o, kvi_params *p, double lr) {
+  kvi__kfac *k = kvi__k(o);
+  if (!k->bound) return kvi_fail(KVI_ERR_STATE, "kfac: no layers bound (kvi_optimizer_bind)");
+  if (!(k->damping[0] > 0)) k->damping[0] = (kvi_real)o->cfg.damping; /* after a reset */
+  const double lambda = k->damping[0];
+  const int T = o->cfg.inverse_every > 0 ? o->cfg.inverse_every : 1;
+  const bool refresh = (o->t - 1) % T == 0;
+  double vp = 0;
+  for (int l = 0; l < k->nl; l++) {
+    kvi__kl *L = &k->l[l];
+    if (refresh) kvi__refresh(o, k, L, lambda);
+    kvi__gather_grad(L, p);
+    kvi__precondition(o, k, L, lambda);
+    for (size_t i = 0; i < (size_t)L->na * L->m; i++) vp += (double)L->P[i] * L->V[i];
+  }
+  /* KL clipping (Ba et al. 2017): lr^2 P.V <= kl_clip */
+  double nu = 1;
+  if (o->cfg.kl_clip > 0 && vp > 0) nu = fmin(1.0, sqrt(o->cfg.kl_clip / (lr * lr * vp)));
+  const kvi_real mu = (kvi_real)o->cfg.momentum, lr_r = (kvi_real)lr;
+  const kvi_real decay = (kvi_real)(1 - lr * o->cfg.weight_decay);
+  kvi_real *mom = o->buffer[0];
+  for (int l = 0; l < k->nl; l++) {
+    kvi__kl *L = &k->l[l];
+    const kvi_view *vm = &p->views[L->w->iM];
+    kvi__apply(p->data + vm->offset, mom + vm->offset, L->P, vm->size, mu, (kvi_real)nu, lr_r,
+               decay);
+    if (L->na > L->n) {
+      const kvi_view *vb = &p->views[L->w->ib];
+      kvi__apply(p->data + vb->offset, mom + vb->offset, L->P + vm->size, vb->size, mu,
+                 (kvi_real)nu, lr_r, 1);
+    }
+  }
+  for (int v = 0; v < p->nviews; v++) { /* the rest: momentum SGD */
+    if (k->bound[v]) continue;
+    const kvi_view *w = &p->views[v];
+    kvi__apply(p->data + w->offset, mom + w->offset, p->grad + w->offset, w->size, mu, 1, lr_r,
+               w->role == KVI_ROLE_MEAN ? decay : 1);
+  }
+  if (o->cfg.adapt_every > 0 && o->t % o->cfg.adapt_every == 0)
+    k->q_pred = kvi__predicted(k, p, mom, lr, lambda);
+  return KVI_OK;
+}
+
+/* ---- the trainer's questions -------------------------------------------------------------- */
+static int kvi__kfac_pass(const kvi_optimizer *o) {
+  return o->cfg.fisher == KVI_FISHER_EMPIRICAL ? 1 : 2;
+}
+
+static bool kvi__kfac_wants(const kvi_optimizer *o) {
+  return o->cfg.adapt_every > 0 && o->t > 0 && o->t % o->cfg.adapt_every == 0;
+}
+
+/* Levenberg-Marquardt (Martens & Grosse 2015, section 6.5): rho = actual / predicted change;
+ * lambda <- omega lambda when rho > 3/4, lambda / omega when rho < 1/4, omega = (19/20)^N. */
+static void kvi__kfac_reduction(kvi_optimizer *o, double before, double after) {
+  kvi__kfac *k = kvi__k(o);
+  if (!(k->q_pred < 0) || !isfinite(after) || !isfinite(before)) {
+    k->damping[0] = (kvi_real)fmin(1e4, k->damping[0] * 1.5); /* no progress: more damping */
+    return;
+  }
+  const double rho = (after - before) / k->q_pred, omega = pow(19.0 / 20.0, o->cfg.adapt_every);
+  double lambda = k->damping[0];
+  if (rho > 0.75) lambda *= omega;
+  if (rho < 0.25) lambda /= omega;
+  k->damping[0] = (kvi_real)fmin(1e4, fmax(1e-8, lambda));
+}
+
+const kvi_optimizer_ops kvi_kfac_ops = {
+    .name = "kfac",
+    .init = kvi__kfac_init,
+    .step = kvi__kfac_step,
+    .bind = kvi__kfac_bind,
+    .curvature_pass = kvi__kfac_pass,
+    .observe = kvi__kfac_observe,
+    .wants_reduction = kvi__kfac_wants,
+    .reduction = kvi__kfac_reduction,
+};
+
+int64_t kvi_kfac_skipped(const kvi_optimizer *o) {
+  return o && o->ops == &kvi_kfac_ops && o->impl ? kvi__k(o)->skipped : 0;
+}
