@@ -20,6 +20,8 @@ static const cli_command COMMANDS[] = {
     {"report", cmd_report, "per-layer sparsity table and compression ratio of a checkpoint"},
     {"inspect", cmd_inspect,
      "posterior means and covariance factors of a checkpoint (text or --json)"},
+    {"laplace", cmd_laplace,
+     "K-FAC Laplace: an MN posterior around a trained point network's weights"},
 };
 enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 

@@ -204,6 +204,18 @@ typedef struct {
 KVI_API kvi_status kvi_net_compress(kvi_net **out, kvi_compress_info *info, const kvi_net *net,
                                     double threshold);
 
+/* K-FAC Laplace (docs/kfac.md): the Kronecker factors A, G of every weight layer's Fisher of a
+ * point network on ds, exactly (every class of the softmax, or every Gaussian output, weighted by
+ * its probability), and the MN posterior they give with prior precision tau: row covariance
+ * (sqrt(N) A + sqrt(tau) I)^-1 (its weight block), column covariance (sqrt(N) G + sqrt(tau) I)^-1,
+ * means the point weights. The posterior is an ordinary mn net (eval, prune, checkpoints). */
+typedef struct kvi_laplace kvi_laplace;
+KVI_API kvi_status kvi_laplace_factors(kvi_laplace **out, kvi_net *point, const kvi_dataset *ds,
+                                       kvi_task task);
+KVI_API kvi_status kvi_laplace_posterior(kvi_net **post, const kvi_laplace *lp,
+                                         const kvi_net *point, double prior_precision);
+KVI_API void kvi_laplace_free(kvi_laplace *lp);
+
 /* Checkpoints (safetensors; docs/io.md). Saving is atomic. Loading creates the network and,
  * if t is given, restores the optimizer state (every state tensor by name), the counters and
  * the data preparation so that training resumes exactly; a checkpoint without optimizer state
