@@ -10,11 +10,12 @@ import sys
 out, model = sys.argv[1], sys.argv[2]
 target = float(sys.argv[3]) if len(sys.argv) > 3 else (0.88 if model == "mlp" else 0.90)
 budget = float(sys.argv[4]) if len(sys.argv) > 4 else (60.0 if model == "mlp" else 300.0)
-runs = {}
+runs, diverged = {}, {}
 for path in sorted(glob.glob(os.path.join(out, f"{model}-*.csv"))):
-    name, lr = os.path.basename(path)[len(model) + 1:-4].rsplit("-", 1)
+    name, lr = os.path.basename(path)[len(model) + 1:-4].split("-", 1)
     rows = list(csv.DictReader(open(path)))
-    if not rows:
+    if not rows:  # diverged in its first epoch
+        diverged.setdefault(name, []).append(lr)
         continue
     t, curve = 0.0, []
     for r in rows:
@@ -45,7 +46,7 @@ print("|---|---|---|---|---|---|---|---|")
 for name in ("sgd", "adam", "kfac", "ekfac"):
     if name not in runs:
         continue
-    grid = ", ".join(lr for lr, _ in runs[name])
+    grid = ", ".join([lr for lr, _ in runs[name]] + [f"{lr} (diverged)" for lr in diverged.get(name, [])])
 
     def key(item):
         e, _ = reach(item[1])
