@@ -11,7 +11,7 @@
 extern "C" {
 #endif
 
-typedef enum { KVI_OPT_ADAM = 0, KVI_OPT_SGD, KVI_OPT_KFAC } kvi_opt_kind;
+typedef enum { KVI_OPT_ADAM = 0, KVI_OPT_SGD, KVI_OPT_KFAC, KVI_OPT_NOISY_KFAC } kvi_opt_kind;
 
 /* K-FAC: where the G factor's output gradients come from. */
 typedef enum {
@@ -43,8 +43,9 @@ typedef struct {
   double kl_clip;         /* bound on lr^2 v^T F v of a step (1e-3; 0: off) */
   kvi_fisher_kind fisher; /* sampled targets (default) or empirical */
   kvi_damping_kind damping_kind;
-  bool ekfac;      /* re-scaling in the Kronecker eigenbasis (George et al. 2018) */
-  int adapt_every; /* Levenberg-Marquardt adaptation of lambda every N steps (0: off) */
+  bool ekfac;       /* re-scaling in the Kronecker eigenbasis (George et al. 2018) */
+  int adapt_every;  /* Levenberg-Marquardt adaptation of lambda every N steps (0: off) */
+  double data_size; /* noisy-kfac: N, the training examples (set by the trainer, not saved) */
 } kvi_opt_config;
 
 /* A state tensor: a name, a shape and data, e.g. Adam's first moment of view "fc0.M" is

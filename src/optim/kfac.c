@@ -43,6 +43,7 @@ typedef struct {
   kvi_real *tmp, *tmp2, *rowsA, *rowsG, *rowsBar; /* scratch */
   size_t rows_cap;
   double q_pred;   /* predicted change of the objective by the last step (LM) */
+  bool noisy;      /* noisy K-FAC: the MN posterior's factors follow the curvature */
   int64_t skipped; /* updates skipped for non-finite values */
 } kvi__kfac;
 
@@ -114,6 +115,30 @@ static kvi_status kvi__kfac_init(kvi_optimizer *o, const kvi_params *p) {
   return s;
 }
 
+extern const kvi_optimizer_ops kvi_noisy_kfac_ops;
+
+/* K-FAC trains point layers; noisy K-FAC Matrix Normal layers with a Gaussian prior of one
+ * variance (fixed or learnt), in factored damping. */
+static kvi_status kvi__check_layer(const kvi_optimizer *o, const kvi__kfac *k, const kvi_dense *w) {
+  if (!k->noisy && w->family != KVI_FAMILY_POINT)
+    return kvi_fail(KVI_ERR_UNSUPPORTED,
+                    "kfac: layer '%s' is %s; K-FAC trains point networks (--family point; "
+                    "noisy-kfac fits an mn posterior)",
+                    w->name, kvi_family_name(w->family));
+  if (!k->noisy) return KVI_OK;
+  if (w->family != KVI_FAMILY_MN)
+    return kvi_fail(KVI_ERR_UNSUPPORTED, "noisy-kfac: layer '%s' is %s; it fits --family mn",
+                    w->name, kvi_family_name(w->family));
+  if (w->prior != KVI_PRIOR_FIXED && w->prior != KVI_PRIOR_SCALAR)
+    return kvi_fail(KVI_ERR_UNSUPPORTED,
+                    "noisy-kfac: layer '%s' has the %s prior; it needs one prior variance per "
+                    "layer (--prior fixed:VAR or scalar)",
+                    w->name, kvi_prior_name(w->prior));
+  if (o->cfg.ekfac || o->cfg.damping_kind != KVI_DAMP_FACTORED)
+    return kvi_fail(KVI_ERR_UNSUPPORTED, "noisy-kfac works with factored damping only");
+  return KVI_OK;
+}
+
 static kvi_status kvi__kfac_bind(kvi_optimizer *o, const kvi_params *p, kvi_dense *const *w,
                                  int nw) {
   kvi__kfac *k = kvi__k(o);
@@ -122,12 +147,10 @@ static kvi_status kvi__kfac_bind(kvi_optimizer *o, const kvi_params *p, kvi_dens
   k->bound = calloc((size_t)(p->nviews > 0 ? p->nviews : 1), 1);
   if (!k->l || !k->bound) return kvi_fail(KVI_ERR_NOMEM, "out of memory for K-FAC");
   size_t big = 1, sq = 1;
+  k->noisy = o->ops == &kvi_noisy_kfac_ops;
   for (int i = 0; i < nw; i++) {
-    if (w[i]->family != KVI_FAMILY_POINT)
-      return kvi_fail(KVI_ERR_UNSUPPORTED,
-                      "kfac: layer '%s' is %s; K-FAC trains point networks (--family point)",
-                      w[i]->name, kvi_family_name(w[i]->family));
-    kvi_status s = kvi__bind_layer(o, &k->l[i], w[i]);
+    kvi_status s = kvi__check_layer(o, k, w[i]);
+    if (!s) s = kvi__bind_layer(o, &k->l[i], w[i]);
     k->nl = i + 1;
     if (s) return s;
     const size_t na = (size_t)k->l[i].na, m = (size_t)k->l[i].m;
@@ -136,6 +159,7 @@ static kvi_status kvi__kfac_bind(kvi_optimizer *o, const kvi_params *p, kvi_dens
     sq = m * m > sq ? m * m : sq;
     k->bound[w[i]->iM] = 1;
     if (w[i]->ib >= 0) k->bound[w[i]->ib] = 1;
+    if (k->noisy) k->bound[w[i]->iA] = k->bound[w[i]->iB] = 1; /* set, not stepped */
   }
   size_t sqa = sq > big ? sq : big;
   k->work = malloc((sq + (size_t)sqrt((double)sq) + 8) * sizeof(double));
@@ -315,6 +339,52 @@ static void kvi__refresh(const kvi_optimizer *o, kvi__kfac *k, kvi__kl *L, doubl
   L->count[1] = 1;
 }
 
+/* ---- noisy K-FAC: the posterior's covariance ------------------------------------------------
+ * Zhang, Sun, Duvenaud & Grosse 2018: with the ELBO's natural gradient the MN posterior's
+ * precision follows N F + eta I, F ~ A (x) G, eta the prior precision; split between the factors
+ * with the pi correction, Sigma = [N^-1/2 (A + pi g I)^-1] (x) [N^-1/2 (G + g/pi I)^-1],
+ * g = sqrt(eta / N). U is the weight block of the first factor (biases are point estimates). */
+static double kvi__prior_precision(const kvi_dense *w, const kvi_params *p) {
+  if (w->prior == KVI_PRIOR_SCALAR) return exp(-(double)kvi_params_data(p, w->ilogv)[0]);
+  return 1.0 / w->prior_var;
+}
+
+/* The Cholesky factor of the leading k x k block of the n x n matrix a (double), in the MN
+ * storage: strict lower raw, log diagonal. */
+static kvi_status kvi__chol_block(kvi_real *dst, const double *a, int n, int k) {
+  double *u = malloc((size_t)k * k * sizeof *u);
+  if (!u) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < k; i++) memcpy(u + (size_t)i * k, a + (size_t)i * n, (size_t)k * sizeof *u);
+  kvi_status s = kvi_potrf_f64(k, u, k);
+  for (int i = 0; !s && i < k; i++)
+    for (int j = 0; j < k; j++)
+      dst[(size_t)i * k + j] = (kvi_real)(j < i    ? u[(size_t)i * k + j]
+                                          : j == i ? log(u[(size_t)i * k + i])
+                                                   : 0);
+  free(u);
+  return s;
+}
+
+/* (c X + d I)^-1 / sqrt(N) of the n x n factor X into k->work. */
+static bool kvi__scaled_inverse(kvi__kfac *k, const kvi_real *X, int n, double d, double N) {
+  double *a = k->work;
+  for (size_t i = 0; i < (size_t)n * n; i++) a[i] = (double)X[i];
+  for (int i = 0; i < n; i++) a[(size_t)i * n + i] += d;
+  if (kvi_spd_inverse_f64(n, a, n) != KVI_OK) return false;
+  for (size_t i = 0; i < (size_t)n * n; i++) a[i] /= sqrt(N);
+  return true;
+}
+
+static void kvi__set_posterior(kvi__kfac *k, const kvi__kl *L, kvi_params *p, double N) {
+  const double eta = kvi__prior_precision(L->w, p), g = sqrt(eta / N), pi = kvi__pi_traces(L);
+  if (!(N > 0) || !isfinite(g) || L->count[0] == 0) return;
+  bool ok = kvi__scaled_inverse(k, L->A, L->na, pi * g, N) &&
+            kvi__chol_block(kvi_params_data(p, L->w->iA), k->work, L->na, L->n) == KVI_OK;
+  ok = ok && kvi__scaled_inverse(k, L->G, L->m, g / pi, N) &&
+       kvi__chol_block(kvi_params_data(p, L->w->iB), k->work, L->m, L->m) == KVI_OK;
+  if (!ok) k->skipped++; /* the previous covariance stays */
+}
+
 /* ---- the step ----------------------------------------------------------------------------- */
 /* V = [dM; db] of layer L, (na x m). */
 static void kvi__gather_grad(kvi__kl *L, const kvi_params *p) {
@@ -412,9 +482,13 @@ static kvi_status kvi__kfac_step(kvi_optimizer *o, kvi_params *p, double lr) {
   double vp = 0;
   for (int l = 0; l < k->nl; l++) {
     kvi__kl *L = &k->l[l];
-    if (refresh) kvi__refresh(o, k, L, lambda);
+    /* noisy K-FAC: the prior's precision eta / N joins the damping of the mean's step */
+    const double lam =
+        k->noisy ? lambda + kvi__prior_precision(L->w, p) / o->cfg.data_size : lambda;
+    if (refresh) kvi__refresh(o, k, L, lam);
+    if (refresh && k->noisy) kvi__set_posterior(k, L, p, o->cfg.data_size);
     kvi__gather_grad(L, p);
-    kvi__precondition(o, k, L, lambda);
+    kvi__precondition(o, k, L, lam);
     for (size_t i = 0; i < (size_t)L->na * L->m; i++) vp += (double)L->P[i] * L->V[i];
   }
   /* KL clipping (Ba et al. 2017): lr^2 P.V <= kl_clip */
@@ -480,6 +554,20 @@ const kvi_optimizer_ops kvi_kfac_ops = {
     .reduction = kvi__kfac_reduction,
 };
 
+/* The same implementation; bind accepts mn layers and step sets their covariance. */
+const kvi_optimizer_ops kvi_noisy_kfac_ops = {
+    .name = "noisy-kfac",
+    .init = kvi__kfac_init,
+    .step = kvi__kfac_step,
+    .bind = kvi__kfac_bind,
+    .curvature_pass = kvi__kfac_pass,
+    .observe = kvi__kfac_observe,
+    .wants_reduction = kvi__kfac_wants,
+    .reduction = kvi__kfac_reduction,
+};
+
 int64_t kvi_kfac_skipped(const kvi_optimizer *o) {
-  return o && o->ops == &kvi_kfac_ops && o->impl ? kvi__k(o)->skipped : 0;
+  return o && (o->ops == &kvi_kfac_ops || o->ops == &kvi_noisy_kfac_ops) && o->impl
+             ? kvi__k(o)->skipped
+             : 0;
 }

@@ -7,7 +7,7 @@
 
 #include "kronvi/optim.h"
 
-extern const kvi_optimizer_ops kvi_adam_ops, kvi_sgd_ops, kvi_kfac_ops;
+extern const kvi_optimizer_ops kvi_adam_ops, kvi_sgd_ops, kvi_kfac_ops, kvi_noisy_kfac_ops;
 
 kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind) {
   kvi_opt_config c;
@@ -17,7 +17,7 @@ kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind) {
   c.beta1 = 0.9, c.beta2 = 0.999, c.eps = 1e-8;
   c.momentum = 0.9;
   c.damping = 1e-3, c.ema = 0.95, c.inverse_every = 20, c.kl_clip = 1e-3;
-  if (kind == KVI_OPT_KFAC) c.lr = 1e-2;
+  if (kind == KVI_OPT_KFAC || kind == KVI_OPT_NOISY_KFAC) c.lr = 1e-2;
   return c;
 }
 
@@ -28,21 +28,27 @@ kvi_status kvi_opt_parse(kvi_opt_kind *k, const char *s) {
     *k = KVI_OPT_SGD;
   else if (s && strcmp(s, "kfac") == 0)
     *k = KVI_OPT_KFAC;
+  else if (s && strcmp(s, "noisy-kfac") == 0)
+    *k = KVI_OPT_NOISY_KFAC;
   else
-    return kvi_fail(KVI_ERR_ARG, "unknown optimizer '%s' (expected adam, sgd or kfac)",
+    return kvi_fail(KVI_ERR_ARG, "unknown optimizer '%s' (expected adam, sgd, kfac or noisy-kfac)",
                     s ? s : "(null)");
   return KVI_OK;
 }
 
 const char *kvi_opt_name(kvi_opt_kind k) {
-  return k == KVI_OPT_SGD ? "sgd" : k == KVI_OPT_KFAC ? "kfac" : "adam";
+  return k == KVI_OPT_SGD          ? "sgd"
+         : k == KVI_OPT_KFAC       ? "kfac"
+         : k == KVI_OPT_NOISY_KFAC ? "noisy-kfac"
+                                   : "adam";
 }
 
 const kvi_optimizer_ops *kvi_opt_ops(kvi_opt_kind k) {
-  return k == KVI_OPT_ADAM   ? &kvi_adam_ops
-         : k == KVI_OPT_SGD  ? &kvi_sgd_ops
-         : k == KVI_OPT_KFAC ? &kvi_kfac_ops
-                             : NULL;
+  return k == KVI_OPT_ADAM         ? &kvi_adam_ops
+         : k == KVI_OPT_SGD        ? &kvi_sgd_ops
+         : k == KVI_OPT_KFAC       ? &kvi_kfac_ops
+         : k == KVI_OPT_NOISY_KFAC ? &kvi_noisy_kfac_ops
+                                   : NULL;
 }
 
 kvi_status kvi_optimizer_init(kvi_optimizer *o, const kvi_opt_config *cfg, const kvi_params *p) {

@@ -404,6 +404,7 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
   const bool cls = cfg->task == KVI_TASK_CLASSIFY;
   kvi_status s = kvi__check_data(net, train, cls);
   if (s) return s;
+  t->opt.cfg.data_size = (double)train->n; /* noisy K-FAC's N */
   kvi_epoch_order order;
   if ((s = kvi_epoch_order_init(&order, train->n)) != KVI_OK) return s;
   kvi__batch bt;

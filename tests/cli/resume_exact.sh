@@ -56,6 +56,7 @@ exact finetune "$MLP --family mn --val 100 --normalize --prior group --finetune-
   --lr-final 1e-4 --prune-threshold 0" "--data $D" stop
 exact diag-seed "$MLP --family diag --seed 9 --kl-warmup 2" "--data $D --threads 1"
 exact kfac "$MLP --family point --optimizer kfac --inverse-every 7 --adapt-damping 3" "--data $D"
+exact noisy-kfac "$MLP --family mn --prior fixed:0.1 --optimizer noisy-kfac --inverse-every 5" "--data $D"
 exact ekfac-cnn "--data $D --arch 1-4-mp-flatten-10 --limit-train 300 --limit-test 100 --batch 50 \
   --samples 1 --family point --optimizer kfac --ekfac --fisher empirical" "--data $D"
 CNN="--data $D --arch 1-4-mp-8-mp-flatten-10 --limit-train 300 --limit-test 100 --batch 50 --samples 1"

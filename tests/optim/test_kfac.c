@@ -248,6 +248,95 @@ static void test_nonfinite(void) {
   unmake(&S);
 }
 
+/* Noisy K-FAC: after a refresh the MN posterior of each layer has the stated covariance
+ * [N^-1/2 (A + pi g I)^-1]_weights (x) N^-1/2 (G + g/pi I)^-1, g = sqrt(eta/N), and weight
+ * samples drawn from it (kvi_mn_sample) have that covariance. */
+static void test_noisy(void) {
+  kvi_opt_config oc = kvi_opt_config_default(KVI_OPT_NOISY_KFAC);
+  oc.momentum = 0, oc.kl_clip = 0;
+  setup S;
+  memset(&S, 0, sizeof S);
+  kvi_net_config nc = kvi_net_config_default();
+  nc.family = KVI_FAMILY_MN, nc.prior = KVI_PRIOR_FIXED, nc.prior_var = 0.5;
+  S.batch = 6;
+  CHECK_OK(kvi_net_create(&S.net, "4-5-3", 4, &nc, S.batch, 3));
+  CHECK_OK(kvi_optimizer_init(&S.opt, &oc, S.net->params));
+  kvi_dense *w[2] = {kvi_net_dense(S.net, 0, NULL), kvi_net_dense(S.net, 1, NULL)};
+  CHECK_OK(kvi_optimizer_bind(&S.opt, S.net->params, w, 2));
+  S.opt.cfg.data_size = 300;
+  kvi_rng r = kvi_rng_stream(4, 5);
+  kvi_rng_normal(&r, S.X, (size_t)S.batch * 4);
+  kvi_rng_normal(&r, S.dout, (size_t)S.batch * 3);
+  observe(&S);
+  CHECK_OK(kvi_optimizer_step(&S.opt, S.net->params, 0.1));
+  const kvi_dense *l = w[0];
+  const int n = 4, na = 5, m = 5;
+  const double N = 300, eta = 2, g = sqrt(eta / N);
+  const double *A = kvi_optimizer_find_state(&S.opt, "kfac.A.fc0")->data;
+  const double *G = kvi_optimizer_find_state(&S.opt, "kfac.G.fc0")->data;
+  double ta = 0, tg = 0;
+  for (int i = 0; i < na; i++) ta += A[i * na + i];
+  for (int j = 0; j < m; j++) tg += G[j * m + j];
+  const double pi = sqrt((ta / na) / (tg / m));
+  double Ui[25], Vi[25];
+  for (int i = 0; i < 25; i++)
+    Ui[i] = A[i] + (i % 6 == 0) * pi * g, Vi[i] = G[i] + (i % 6 == 0) * g / pi;
+  CHECK_OK(kvi_spd_inverse_f64(na, Ui, na));
+  CHECK_OK(kvi_spd_inverse_f64(m, Vi, m));
+  kvi_mn q = {n, m, kvi_params_data(S.net->params, l->iM), kvi_params_data(S.net->params, l->iA),
+              kvi_params_data(S.net->params, l->iB)};
+  /* U = L L^T from the stored factor (log diagonal) */
+  double e_u = 0, e_v = 0;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) {
+      double u = 0;
+      for (int k = 0; k <= (i < j ? i : j); k++) {
+        double li = k == i ? exp(q.A[i * n + i]) : q.A[i * n + k];
+        double lj = k == j ? exp(q.A[j * n + j]) : q.A[j * n + k];
+        u += li * lj;
+      }
+      e_u = fmax(e_u, fabs(u - Ui[i * na + j] / sqrt(N)) / (Ui[i * na + i] / sqrt(N)));
+    }
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < m; j++) {
+      double v = 0;
+      for (int k = 0; k <= (i < j ? i : j); k++) {
+        double li = k == i ? exp(q.B[i * m + i]) : q.B[i * m + k];
+        double lj = k == j ? exp(q.B[j * m + j]) : q.B[j * m + k];
+        v += li * lj;
+      }
+      e_v = fmax(e_v, fabs(v - Vi[i * m + j] / sqrt(N)) / (Vi[i * m + i] / sqrt(N)));
+    }
+  /* Monte-Carlo: the covariance of vec(W) samples against V (x) U */
+  const int draws = 20000, d = n * m;
+  double *cov = calloc((size_t)d * d, sizeof *cov), W[20], E[20];
+  kvi_arena *ar = kvi_arena_create(1 << 16);
+  for (int t = 0; t < draws; t++) {
+    kvi_rng rt = kvi_rng_stream(11, (uint64_t)t);
+    kvi_rng_normal(&rt, E, (size_t)d);
+    CHECK_OK(kvi_mn_sample(W, &q, E, ar));
+    for (int i = 0; i < d; i++)
+      for (int j = 0; j < d; j++) cov[i * d + j] += (W[i] - q.M[i]) * (W[j] - q.M[j]) / draws;
+  }
+  double e_mc = 0, scale = 0;
+  for (int i = 0; i < d; i++)
+    for (int j = 0; j < d; j++) { /* element (i1, i2) x (j1, j2): U[i1][j1] V[i2][j2] */
+      int i1 = i / m, i2 = i % m, j1 = j / m, j2 = j % m;
+      double want = Ui[i1 * na + j1] / sqrt(N) * Vi[i2 * m + j2] / sqrt(N);
+      e_mc = fmax(e_mc, fabs(cov[i * d + j] - want));
+      scale = fmax(scale, fabs(want));
+    }
+  printf(
+      "noisy K-FAC posterior: U max rel. error %.1e, V %.1e; %d weight samples' covariance "
+      "vs V (x) U: max error %.3f of the largest entry\n",
+      e_u, e_v, draws, e_mc / scale);
+  CHECK(e_u < 1e-9 && e_v < 1e-9);
+  CHECK(e_mc / scale < 0.05);
+  free(cov);
+  kvi_arena_free(ar);
+  unmake(&S);
+}
+
 int main(void) {
   kvi_set_threads(1);
   test_step("4-5-3", 4, 0, KVI_DAMP_FACTORED);
@@ -258,5 +347,6 @@ int main(void) {
   test_factors();
   test_sampled_fisher();
   test_nonfinite();
+  test_noisy();
   TEST_MAIN_END();
 }
