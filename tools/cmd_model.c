@@ -7,21 +7,26 @@
 
 #include "cli.h"
 
-enum { M_DATA = 300, M_SAMPLES, M_JSON, M_THREADS, M_THR, M_OUT, M_LTEST, M_SEED, M_STRUCT };
-static const struct option model_opts[] = {{"data", 1, 0, M_DATA},
-                                           {"samples", 1, 0, M_SAMPLES},
-                                           {"json", 0, 0, M_JSON},
-                                           {"threads", 1, 0, M_THREADS},
-                                           {"threshold", 1, 0, M_THR},
-                                           {"out", 1, 0, M_OUT},
-                                           {"limit-test", 1, 0, M_LTEST},
-                                           {"seed", 1, 0, M_SEED},
-                                           {"structured", 0, 0, M_STRUCT},
-                                           {"help", 0, 0, 'h'},
-                                           {0, 0, 0, 0}};
+enum {
+  M_DATA = 300,
+  M_SAMPLES,
+  M_JSON,
+  M_THREADS,
+  M_THR,
+  M_OUT,
+  M_LTEST,
+  M_SEED,
+  M_STRUCT,
+  M_TRANSFORM
+};
+static const struct option model_opts[] = {
+    {"data", 1, 0, M_DATA},           {"samples", 1, 0, M_SAMPLES}, {"json", 0, 0, M_JSON},
+    {"threads", 1, 0, M_THREADS},     {"threshold", 1, 0, M_THR},   {"out", 1, 0, M_OUT},
+    {"limit-test", 1, 0, M_LTEST},    {"seed", 1, 0, M_SEED},       {"structured", 0, 0, M_STRUCT},
+    {"transform", 1, 0, M_TRANSFORM}, {"help", 0, 0, 'h'},          {0, 0, 0, 0}};
 
 typedef struct {
-  const char *model, *data, *out;
+  const char *model, *data, *out, *transform;
   long samples, threads, limit_test, seed;
   double threshold;
   bool json, help, structured;
@@ -63,6 +68,13 @@ static int parse_model_args(model_args *a, int argc, char **argv, const char *us
       case M_SEED:
         ok = cli_int("--seed", optarg, 0, 2147483647, &a->seed);
         break;
+      case M_TRANSFORM: /* eval only */
+        a->transform = optarg;
+        ok =
+            strstr(usage, "--transform") && (!strcmp(optarg, "invert") || !strcmp(optarg, "rot90"));
+        if (!ok)
+          fprintf(stderr, "kronvi: --transform is an option of 'kronvi eval': invert or rot90\n");
+        break;
       case M_STRUCT: /* prune only: its usage text names the flag */
         a->structured = true;
         ok = strstr(usage, "--structured") != NULL;
@@ -91,10 +103,38 @@ static int parse_model_args(model_args *a, int argc, char **argv, const char *us
 
 static const char *EVAL_USAGE =
     "usage: kronvi eval MODEL --data PATH [--samples K] [--json] [--threshold T] [--threads N]\n"
+    "                  [--transform invert|rot90]\n"
     "  Evaluates a checkpoint on the test split of PATH (IDX/CIFAR-10 directory, or a regression\n"
     "  CSV): accuracy with the mean weights, Bayesian model averaging over K weight samples\n"
     "  (default 10), NLL, expected calibration error, accuracy after pruning log alpha > T\n"
-    "  (default 3). --limit-test N uses the first N rows; --seed S seeds the samples.\n";
+    "  (default 3), mean predictive entropy. --limit-test N uses the first N rows; --seed S\n"
+    "  seeds the samples. --transform invert|rot90 evaluates on inverted (1 - x) or rotated\n"
+    "  (90 degrees) test images: out-of-distribution inputs, whose predictive entropy a\n"
+    "  calibrated model raises.\n";
+
+/* --transform: pixels inverted (x -> 1 - x, in [0, 1] before any normalization) or each image
+ * rotated by 90 degrees (HWC, square images). */
+static kvi_status transform_images(kvi_dataset *ds, const char *how) {
+  if (ds->h <= 0 || ds->c <= 0) return kvi_fail(KVI_ERR_ARG, "--transform needs images");
+  if (!strcmp(how, "invert")) {
+    for (size_t i = 0; i < (size_t)ds->n * ds->d; i++) ds->x[i] = 1 - ds->x[i];
+    return KVI_OK;
+  }
+  if (ds->h != ds->w) return kvi_fail(KVI_ERR_ARG, "--transform rot90 needs square images");
+  const int h = ds->h, c = ds->c;
+  kvi_real *tmp = kvi_alloc((size_t)ds->d * sizeof *tmp);
+  if (!tmp) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  for (int64_t e = 0; e < ds->n; e++) {
+    kvi_real *x = ds->x + (size_t)e * ds->d;
+    for (int yy = 0; yy < h; yy++) /* new (y, x) = old (x, h - 1 - y) */
+      for (int xx = 0; xx < h; xx++)
+        for (int ch = 0; ch < c; ch++)
+          tmp[((size_t)yy * h + xx) * c + ch] = x[((size_t)xx * h + (h - 1 - yy)) * c + ch];
+    memcpy(x, tmp, (size_t)ds->d * sizeof *tmp);
+  }
+  kvi_free(tmp);
+  return KVI_OK;
+}
 
 /* The test set of --data for a model (regression: the CSV itself), prepared as the model's
  * training data were: images normalized (--normalize) then padded (--pad), regression features
@@ -105,7 +145,8 @@ static kvi_status load_test_set(kvi_dataset *train, kvi_dataset *test, const kvi
       reg ? cli_load_data(test, train, a->data, true, net->out_size, NULL, a->limit_test, 0)
           : cli_load_data(train, test, a->data, false, 0, NULL, 1, a->limit_test);
   if (s) return s;
-  if (!reg && net->cfg.input_std > 0)
+  if (!reg && a->transform) s = transform_images(test, a->transform);
+  if (!s && !reg && net->cfg.input_std > 0)
     s = kvi_dataset_normalize_scalar(test, (kvi_real)net->cfg.input_mean,
                                      (kvi_real)net->cfg.input_std);
   if (!s && reg && prep && prep->d > 0)
@@ -148,8 +189,9 @@ static void print_eval_json(const kvi_metrics *m) {
   print_json_bma("accuracy_bma", m->acc_bma, bma);
   print_json_bma("nll_bma", m->nll_bma, bma);
   print_json_bma("ece", m->ece, bma);
-  printf(", \"accuracy_pruned\": %.6f, \"rmse\": %.6g, \"samples\": %d}\n", m->acc_pruned,
-         m->rmse_mean, m->samples);
+  print_json_bma("entropy_bma", m->entropy_bma, bma);
+  printf(", \"entropy\": %.6f, \"accuracy_pruned\": %.6f, \"rmse\": %.6g, \"samples\": %d}\n",
+         m->entropy_mean, m->acc_pruned, m->rmse_mean, m->samples);
 }
 
 /* One BMA metric of the text report: "not computed" when no weights were sampled. */
@@ -168,6 +210,8 @@ static void print_eval_text(const kvi_metrics *m, const char *model, double thre
   print_text_bma(label, m->acc_bma, bma);
   print_text_bma("NLL (BMA)", m->nll_bma, bma);
   print_text_bma("ECE (BMA)", m->ece, bma);
+  print_text_bma("predictive entropy (BMA)", m->entropy_bma, bma);
+  printf("  predictive entropy (mean weights) %.4f\n", m->entropy_mean);
   printf("  accuracy after pruning (log alpha > %g) %.4f\n", threshold, m->acc_pruned);
 }
 

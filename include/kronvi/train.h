@@ -57,6 +57,8 @@ typedef struct {
   double ece;        /* expected calibration error of the BMA probabilities (15 bins) */
   double acc_pruned; /* accuracy with the mean weights after dropping log alpha > threshold */
   double rmse_mean;  /* regression: RMSE with the mean weights */
+  double entropy_mean, entropy_bma; /* mean predictive entropy (nats) of the mean-weight and
+                                       the BMA class probabilities */
   int samples;
 } kvi_metrics;
 

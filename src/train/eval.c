@@ -175,7 +175,7 @@ kvi_status kvi_evaluate(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds, i
   }
   double ece_conf[ECE_BINS] = {0}, ece_acc[ECE_BINS] = {0}, ece_n[ECE_BINS] = {0};
   int64_t correct_mean = 0, correct_bma = 0;
-  double nll_mean = 0, nll_bma = 0, sq = 0;
+  double nll_mean = 0, nll_bma = 0, sq = 0, ent_mean = 0, ent_bma = 0;
   kvi_status s = KVI_OK;
   for (int64_t r0 = 0; r0 < ds->n && !s; r0 += Bmax) {
     int b = (int)(ds->n - r0 < Bmax ? ds->n - r0 : Bmax);
@@ -195,10 +195,12 @@ kvi_status kvi_evaluate(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds, i
     }
     double l;
     int c = 0;
-    s = kvi_softmax_xent(&l, NULL, NULL, &c, y, ds->y + r0, b, K);
+    s = kvi_softmax_xent(&l, NULL, probs, &c, y, ds->y + r0, b, K);
     if (s) break;
     nll_mean += l * b;
     correct_mean += c;
+    for (size_t i = 0; i < (size_t)b * K; i++) /* predictive entropy, mean weights */
+      ent_mean -= probs[i] > 0 ? (double)probs[i] * log((double)probs[i]) : 0;
     if (samples <= 0) continue;
     memset(acc, 0, (size_t)b * K * sizeof(double));
     for (int k = 0; k < samples && !s; k++) {
@@ -213,6 +215,7 @@ kvi_status kvi_evaluate(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds, i
       for (int k = 1; k < K; k++)
         if (p[k] > p[arg]) arg = k;
       int lab = ds->y[r0 + i];
+      for (int k = 0; k < K; k++) ent_bma -= p[k] > 0 ? p[k] * log(p[k]) : 0;
       correct_bma += arg == lab;
       nll_bma -= log(p[lab] > 1e-300 ? p[lab] : 1e-300);
       int bin = (int)(p[arg] * ECE_BINS);
@@ -225,9 +228,11 @@ kvi_status kvi_evaluate(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds, i
     out->acc_mean = (double)correct_mean / n;
     out->nll_mean = nll_mean / n;
     out->rmse_mean = sqrt(sq / (n * K));
+    out->entropy_mean = ent_mean / n;
     if (samples > 0 && cls) {
       out->acc_bma = (double)correct_bma / n;
       out->nll_bma = nll_bma / n;
+      out->entropy_bma = ent_bma / n;
       double e = 0;
       for (int i = 0; i < ECE_BINS; i++) e += fabs(ece_acc[i] - ece_conf[i]);
       out->ece = e / n;

@@ -71,6 +71,8 @@ expect 1 "magic" -- "$K" train --data "$T/badmagic" --arch 16-3
 expect 1 "16 features" -- "$K" train --data "$T/good" --arch 784-300-10 --progress none
 expect 1 "architecture" -- "$K" train --data "$T/good" --arch 16-x-3
 expect 1 "outputs" -- "$K" train --data "$T/good" --arch 16-2 --progress none
+expect 2 "invert or rot90" -- "$K" eval "$T/model.safetensors" --data "$T/good" --transform blur
+expect 2 "option of 'kronvi eval'" -- "$K" prune "$T/model.safetensors" --out "$T/p2.safetensors" --transform invert
 # a legal but huge network is refused with its memory estimate before anything is allocated
 expect 1 "needs about .* GB .* available" -- "$K" train --data "$T/good" --arch 16-1000000-10000 --family diag --progress none
 expect 1 "needs about .* MB .* but only 1.0 MB" -- "$K" train --data "$T/good" --arch 16-300-3 --max-memory 1M --progress none

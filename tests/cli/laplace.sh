@@ -23,6 +23,9 @@ assert b["nll_bma"] is not None and b["nll_bma"] > 0, b
 print(f"point accuracy {a['accuracy']:.4f}, NLL {a['nll']:.4f}; Laplace BMA NLL {b['nll_bma']:.4f}, ECE {b['ece']:.4f}")
 PY
 "$K" report "$T/post.st" | grep -q "family mn"
+# out of distribution: inverted images, with the predictive entropy reported
+"$K" eval "$T/post.st" --data "$D" --limit-test 500 --samples 3 --transform invert --json |
+  python3 -c "import json,sys; d=json.load(sys.stdin); assert d['entropy_bma'] is not None and d['entropy'] >= 0, d"
 "$K" train --data "$D" --arch 784-16-10 --family mn --limit-train 500 --epochs 1 --samples 0 \
   --progress none --save "$T/mn.st" >/dev/null
 if "$K" laplace "$T/mn.st" --data "$D" --out "$T/x.st" 2>"$T/err"; then exit 1; fi
