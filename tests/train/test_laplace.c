@@ -77,8 +77,10 @@ static void test_classifier(void) {
     CHECK(a.acc_mean == b.acc_mean && fabs(a.nll_mean - b.nll_mean) < 1e-12);
     CHECK(isfinite(b.nll_bma));
   }
+  kvi_net_free(post);
   CHECK_FAILS(kvi_laplace_posterior(&post, lp, net, 0));
   CHECK_FAILS(kvi_laplace_posterior(&post, lp, net, NAN));
+  CHECK(post == NULL);
   kvi_net *mn = NULL;
   nc.family = KVI_FAMILY_MN, nc.prior = KVI_PRIOR_ARD;
   CHECK_OK(kvi_net_create(&mn, "6-5-3", 6, &nc, 16, 1));
