@@ -55,10 +55,12 @@ exact all "$MLP --family mn --val 100 --normalize --hflip --prior group --seed 5
 exact finetune "$MLP --family mn --val 100 --normalize --prior group --finetune-pruned 3 --seed 5 \
   --lr-final 1e-4 --prune-threshold 0" "--data $D" stop
 exact diag-seed "$MLP --family diag --seed 9 --kl-warmup 2" "--data $D --threads 1"
-exact kfac "$MLP --family point --optimizer kfac --inverse-every 7 --adapt-damping 3" "--data $D"
-exact noisy-kfac "$MLP --family mn --prior fixed:0.1 --optimizer noisy-kfac --inverse-every 5" "--data $D"
-exact ekfac-cnn "--data $D --arch 1-4-mp-flatten-10 --limit-train 300 --limit-test 100 --batch 50 \
-  --samples 1 --family point --optimizer kfac --ekfac --fisher empirical" "--data $D"
+# the K-FAC family on a small CNN (small factors keep the sanitizer build fast)
+SMALL="--data $D --arch 1-4-mp-flatten-10 --limit-train 300 --limit-test 100 --batch 50 --samples 1"
+exact kfac "$SMALL --family point --optimizer kfac --inverse-every 2 --adapt-damping 3" "--data $D"
+exact ekfac "$SMALL --family point --optimizer kfac --ekfac --fisher empirical" "--data $D"
+exact noisy-kfac "$SMALL --family mn --prior fixed:0.1 --optimizer noisy-kfac --inverse-every 2" \
+  "--data $D"
 CNN="--data $D --arch 1-4-mp-8-mp-flatten-10 --limit-train 300 --limit-test 100 --batch 50 --samples 1"
 exact cnn-pad "$CNN --family mn --pad 2 --hflip --normalize" "--data $D"
 
