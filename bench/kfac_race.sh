@@ -24,7 +24,7 @@ runs=()
 for lr in 0.03 0.1 0.3; do runs+=("sgd $lr --optimizer sgd --momentum 0.9"); done
 for lr in 3e-4 1e-3 3e-3; do runs+=("adam $lr --optimizer adam"); done
 for lr in 3e-3 1e-2 3e-2; do runs+=("kfac $lr --optimizer kfac"); done
-for lr in 3e-3 1e-2 3e-2; do runs+=("ekfac $lr --optimizer kfac --ekfac --inverse-every 100"); done
+for lr in 3e-3 1e-2 3e-2; do runs+=("ekfac $lr --optimizer kfac --ekfac --inverse-every 100 --damping 0.1"); done
 run_one() {
   local name=$1 lr=$2
   shift 2
