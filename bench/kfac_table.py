@@ -12,7 +12,10 @@ target = float(sys.argv[3]) if len(sys.argv) > 3 else (0.88 if model == "mlp" el
 budget = float(sys.argv[4]) if len(sys.argv) > 4 else (60.0 if model == "mlp" else 300.0)
 runs, diverged = {}, {}
 for path in sorted(glob.glob(os.path.join(out, f"{model}-*.csv"))):
-    name, lr = os.path.basename(path)[len(model) + 1:-4].split("-", 1)
+    parts = os.path.basename(path)[len(model) + 1:-4].split("-", 1)
+    if len(parts) != 2 or parts[0] not in ("sgd", "adam", "kfac", "ekfac"):
+        continue  # another experiment's log
+    name, lr = parts
     rows = list(csv.DictReader(open(path)))
     if not rows:  # diverged in its first epoch
         diverged.setdefault(name, []).append(lr)
