@@ -57,6 +57,10 @@ KVI_API void kvi_chol_materialize(kvi_real *L, const kvi_real *P, int n);
 KVI_API void kvi_chol_rownorm2(kvi_real *out, const kvi_real *P, int n);
 /* trace(L L^T) = sum_i (L L^T)_ii from parameter storage P, in double. */
 KVI_API double kvi_chol_trace(const kvi_real *P, int n);
+/* The Cholesky factor of the leading k x k block of the symmetric positive-definite n x n matrix
+ * C (double, row-major), written into parameter storage dst (k, k): strict lower as is, diagonal
+ * log L_ii, upper zero. KVI_ERR_LINALG if the block is not positive definite. */
+KVI_API kvi_status kvi_chol_store_block_f64(kvi_real *dst, const double *C, int n, int k);
 /* Converts a gradient w.r.t. the materialized L (dL, lower part) into a gradient w.r.t. the
  * parameter storage and adds it into dP: strict lower as is, diagonal times exp(P_ii). */
 KVI_API void kvi_chol_grad_to_params(kvi_real *dP, const kvi_real *dL, const kvi_real *P, int n);

@@ -349,22 +349,6 @@ static double kvi__prior_precision(const kvi_dense *w, const kvi_params *p) {
   return 1.0 / w->prior_var;
 }
 
-/* The Cholesky factor of the leading k x k block of the n x n matrix a (double), in the MN
- * storage: strict lower raw, log diagonal. */
-static kvi_status kvi__chol_block(kvi_real *dst, const double *a, int n, int k) {
-  double *u = malloc((size_t)k * k * sizeof *u);
-  if (!u) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
-  for (int i = 0; i < k; i++) memcpy(u + (size_t)i * k, a + (size_t)i * n, (size_t)k * sizeof *u);
-  kvi_status s = kvi_potrf_f64(k, u, k);
-  for (int i = 0; !s && i < k; i++)
-    for (int j = 0; j < k; j++)
-      dst[(size_t)i * k + j] = (kvi_real)(j < i    ? u[(size_t)i * k + j]
-                                          : j == i ? log(u[(size_t)i * k + i])
-                                                   : 0);
-  free(u);
-  return s;
-}
-
 /* (c X + d I)^-1 / sqrt(N) of the n x n factor X into k->work. */
 static bool kvi__scaled_inverse(kvi__kfac *k, const kvi_real *X, int n, double d, double N) {
   double *a = k->work;
@@ -379,9 +363,9 @@ static void kvi__set_posterior(kvi__kfac *k, const kvi__kl *L, kvi_params *p, do
   const double eta = kvi__prior_precision(L->w, p), g = sqrt(eta / N), pi = kvi__pi_traces(L);
   if (!(N > 0) || !isfinite(g) || L->count[0] == 0) return;
   bool ok = kvi__scaled_inverse(k, L->A, L->na, pi * g, N) &&
-            kvi__chol_block(kvi_params_data(p, L->w->iA), k->work, L->na, L->n) == KVI_OK;
+            kvi_chol_store_block_f64(kvi_params_data(p, L->w->iA), k->work, L->na, L->n) == KVI_OK;
   ok = ok && kvi__scaled_inverse(k, L->G, L->m, g / pi, N) &&
-       kvi__chol_block(kvi_params_data(p, L->w->iB), k->work, L->m, L->m) == KVI_OK;
+       kvi_chol_store_block_f64(kvi_params_data(p, L->w->iB), k->work, L->m, L->m) == KVI_OK;
   if (!ok) k->skipped++; /* the previous covariance stays */
 }
 
@@ -394,22 +378,10 @@ static void kvi__gather_grad(kvi__kl *L, const kvi_params *p) {
            (size_t)L->m * sizeof(kvi_real));
 }
 
-/* The divisor D_ij of the eigenbasis coordinates. */
-static kvi_real kvi__divisor(const kvi_optimizer *o, const kvi__kl *L, int i, int j, double pi,
-                             double lambda) {
-  const double a = L->dA[i], g = L->dG[j], gam = sqrt(lambda);
+/* The divisor D_ij of the eigenbasis coordinates: S_ij + l (EKFAC) or dA_i dG_j + l (exact). */
+static kvi_real kvi__divisor(const kvi__kl *L, int i, int j, double lambda) {
   if (L->S) return (kvi_real)(L->S[(size_t)i * L->m + j] + lambda);
-  if (o->cfg.damping_kind == KVI_DAMP_EXACT) return (kvi_real)(a * g + lambda);
-  return (kvi_real)((a + pi * gam) * (g + gam / pi));
-}
-
-/* The pi correction: sqrt of the ratio of the factors' average eigenvalues (1 if undefined). */
-static double kvi__pi(const kvi__kl *L) {
-  double ta = 0, tg = 0;
-  for (int i = 0; i < L->na; i++) ta += L->dA[i];
-  for (int j = 0; j < L->m; j++) tg += L->dG[j];
-  double pi = sqrt((ta / L->na) / (tg / L->m));
-  return isfinite(pi) && pi > 0 ? pi : 1;
+  return (kvi_real)((double)L->dA[i] * L->dG[j] + lambda);
 }
 
 /* P = QA [(QA^T V QG) / D] QG^T, or P = V when there is no basis yet or P is not finite. */
@@ -431,9 +403,8 @@ static void kvi__precondition(kvi_optimizer *o, kvi__kfac *k, kvi__kl *L, double
   }
   kvi_gemm(true, false, na, m, na, 1, L->QA, na, L->V, m, 0, k->tmp, m);
   kvi_gemm(false, false, na, m, m, 1, k->tmp, m, L->QG, m, 0, k->tmp2, m);
-  const double pi = kvi__pi(L);
   for (int i = 0; i < na; i++)
-    for (int j = 0; j < m; j++) k->tmp2[(size_t)i * m + j] /= kvi__divisor(o, L, i, j, pi, lambda);
+    for (int j = 0; j < m; j++) k->tmp2[(size_t)i * m + j] /= kvi__divisor(L, i, j, lambda);
   kvi_gemm(false, false, na, m, na, 1, L->QA, na, k->tmp2, m, 0, k->tmp, m);
   kvi_gemm(false, true, na, m, m, 1, k->tmp, m, L->QG, m, 0, L->P, m);
   if (!kvi__finite(L->P, nm)) {
@@ -543,28 +514,17 @@ static void kvi__kfac_reduction(kvi_optimizer *o, double before, double after) {
   k->damping[0] = (kvi_real)fmin(1e4, fmax(1e-8, lambda));
 }
 
-const kvi_optimizer_ops kvi_kfac_ops = {
-    .name = "kfac",
-    .init = kvi__kfac_init,
-    .step = kvi__kfac_step,
-    .bind = kvi__kfac_bind,
-    .curvature_pass = kvi__kfac_pass,
-    .observe = kvi__kfac_observe,
-    .wants_reduction = kvi__kfac_wants,
-    .reduction = kvi__kfac_reduction,
-};
+/* K-FAC and noisy K-FAC share every operation; bind tells them apart by the table. */
+#define KVI__KFAC_OPS(NAME)                                                               \
+  {                                                                                       \
+    .name = NAME, .init = kvi__kfac_init, .step = kvi__kfac_step, .bind = kvi__kfac_bind, \
+    .curvature_pass = kvi__kfac_pass, .observe = kvi__kfac_observe,                       \
+    .wants_reduction = kvi__kfac_wants, .reduction = kvi__kfac_reduction                  \
+  }
 
-/* The same implementation; bind accepts mn layers and step sets their covariance. */
-const kvi_optimizer_ops kvi_noisy_kfac_ops = {
-    .name = "noisy-kfac",
-    .init = kvi__kfac_init,
-    .step = kvi__kfac_step,
-    .bind = kvi__kfac_bind,
-    .curvature_pass = kvi__kfac_pass,
-    .observe = kvi__kfac_observe,
-    .wants_reduction = kvi__kfac_wants,
-    .reduction = kvi__kfac_reduction,
-};
+const kvi_optimizer_ops kvi_kfac_ops = KVI__KFAC_OPS("kfac");
+/* bind accepts mn layers, and step sets their covariance */
+const kvi_optimizer_ops kvi_noisy_kfac_ops = KVI__KFAC_OPS("noisy-kfac");
 
 int64_t kvi_kfac_skipped(const kvi_optimizer *o) {
   return o && (o->ops == &kvi_kfac_ops || o->ops == &kvi_noisy_kfac_ops) && o->impl

@@ -1,5 +1,7 @@
 /* Cholesky-factor parameter storage (strict lower raw, diagonal = log L_ii, upper never read)
  * and the argument / finiteness checks shared by the DIAG, MN and MN+DIAG code. */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "prob/prob_internal.h"
@@ -177,4 +179,20 @@ kvi_status kvi__check_mndiag_finite(const kvi_mndiag *q, const char *fn) {
                       fn, k / (size_t)q->mn.m, k % (size_t)q->mn.m, (double)q->log_d[k]);
   }
   return KVI_OK;
+}
+
+kvi_status kvi_chol_store_block_f64(kvi_real *dst, const double *C, int n, int k) {
+  if (!dst || !C || k <= 0 || k > n)
+    return kvi_fail(KVI_ERR_ARG, "chol_store_block: bad arguments (n %d, k %d)", n, k);
+  double *u = malloc((size_t)k * k * sizeof *u);
+  if (!u) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  for (int i = 0; i < k; i++) memcpy(u + (size_t)i * k, C + (size_t)i * n, (size_t)k * sizeof *u);
+  kvi_status s = kvi_potrf_f64(k, u, k);
+  for (int i = 0; !s && i < k; i++)
+    for (int j = 0; j < k; j++) {
+      const double l = u[(size_t)i * k + j];
+      dst[(size_t)i * k + j] = (kvi_real)(j < i ? l : j == i ? log(l) : 0);
+    }
+  free(u);
+  return s;
 }

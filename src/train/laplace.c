@@ -157,17 +157,8 @@ static kvi_status kvi__factor(kvi_real *dst, const double *X, int n, int k, doub
   for (size_t i = 0; i < (size_t)n * n; i++) a[i] = c * X[i];
   for (int i = 0; i < n; i++) a[(size_t)i * n + i] += d;
   kvi_status s = kvi_spd_inverse_f64(n, a, n);
-  double *u = s ? NULL : malloc((size_t)k * k * sizeof *u);
-  if (!s && !u) s = kvi_fail(KVI_ERR_NOMEM, "out of memory");
-  for (int i = 0; !s && i < k; i++)
-    memcpy(u + (size_t)i * k, a + (size_t)i * n, (size_t)k * sizeof *u);
-  if (!s) s = kvi_potrf_f64(k, u, k);
-  for (int i = 0; !s && i < k; i++)
-    for (int j = 0; j < k; j++)
-      dst[(size_t)i * k + j] = (kvi_real)(j < i    ? u[(size_t)i * k + j]
-                                          : j == i ? log(u[(size_t)i * k + i])
-                                                   : 0);
-  free(a), free(u);
+  if (!s) s = kvi_chol_store_block_f64(dst, a, n, k);
+  free(a);
   return s;
 }
 
