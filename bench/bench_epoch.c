@@ -259,9 +259,9 @@ static int child(const opts *o, const char *family) {
   const char *ct = getenv("OPENBLAS_CORETYPE");
   printf(
       "RESULT family=%s s_step=%.6e maxrss_kb=%ld params=%zu blas_core=%s coretype=%s "
-      "threads=%d steps=%d load_s=%.2f kl_init=%.6e train_loss=%.4f",
+      "simd=%s threads=%d steps=%d load_s=%.2f kl_init=%.6e train_loss=%.4f",
       family, s_step, ru.ru_maxrss, net->params->n, kvi_blas_core(), ct ? ct : "(unset)",
-      o->threads, o->steps, t_load, kl0, nll + beta * kl / N);
+      kvi_simd_isa(), o->threads, o->steps, t_load, kl0, nll + beta * kl / N);
   for (int k = 0; k < PH_N; k++) printf(" %s=%.4e", ph_name[k], P ? ph[k] / P : 0.0);
   printf(" ndense=%d", ndense);
   for (int k = 0; k < ndense; k++)
@@ -321,6 +321,9 @@ static int parent(const opts *o, char **argv) {
     snprintf(fr[nf].name, sizeof fr[nf].name, "%s", kvi_family_name(f));
     nf++;
   }
+  /* the children run with the BLAS kernels `kronvi train` picks (kvi_blas_better_core) */
+  const char *better = getenv("OPENBLAS_CORETYPE") ? NULL : kvi_blas_better_core();
+  if (better) setenv("OPENBLAS_CORETYPE", better, 1);
   const char *ct = getenv("OPENBLAS_CORETYPE"), *wp = getenv("OMP_WAIT_POLICY");
   double la[3] = {0, 0, 0};
   FILE *lf = fopen("/proc/loadavg", "r");
@@ -333,9 +336,11 @@ static int parent(const opts *o, char **argv) {
          KVI_REAL_NAME, kvi_arch_is_conv(o->arch) ? "CNN" : "MLP", o->arch, o->batch,
          o->synthetic ? "synthetic data (60000 x 784, 10 classes)" : o->data);
   printf(
-      "precision %s | threads %d | BLAS core %s | OPENBLAS_CORETYPE=%s | OMP_WAIT_POLICY=%s | "
-      "%ld CPUs online | load average %.2f %.2f %.2f (shared machine)\n",
-      KVI_REAL_NAME, o->threads, kvi_blas_core(), ct ? ct : "(unset)", wp ? wp : "(unset)",
+      "precision %s | threads %d | BLAS core %s%s | SIMD %s | OPENBLAS_CORETYPE=%s | "
+      "OMP_WAIT_POLICY=%s | %ld CPUs online | load average %.2f %.2f %.2f (shared machine)\n",
+      KVI_REAL_NAME, o->threads, better ? better : kvi_blas_core(),
+      better ? " (set by bench_epoch as kronvi does)" : "", kvi_simd_isa(), ct ? ct : "(unset)",
+      wp ? wp : "(unset)",
       sysconf(_SC_NPROCESSORS_ONLN), la[0], la[1], la[2]);
   printf(
       "%d timed steps after %d warm-up steps per process; %d processes per family, "

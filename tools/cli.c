@@ -140,3 +140,30 @@ bool cli_size(const char *flag, const char *s, double *out) {
   *out = v * mult;
   return true;
 }
+
+/* OpenBLAS reads OPENBLAS_CORETYPE once, when it loads; so when it fell back to old kernels on a
+ * CPU with AVX2 / AVX-512 (kvi_blas_better_core), the tool sets the variable and executes itself
+ * again. A user's own OPENBLAS_CORETYPE is never overridden, and KRONVI_BLAS_PICK=0 turns this
+ * off. KRONVI_BLAS_DETECTED records what OpenBLAS had chosen, for --version and the logs. */
+void cli_pick_blas_core(char **argv) {
+  const char *off = getenv("KRONVI_BLAS_PICK");
+  if (getenv("OPENBLAS_CORETYPE") || (off && !strcmp(off, "0"))) return;
+  const char *better = kvi_blas_better_core();
+  if (!better) return;
+  if (setenv("OPENBLAS_CORETYPE", better, 1) ||
+      setenv("KRONVI_BLAS_DETECTED", kvi_blas_core(), 1))
+    return;
+  execv("/proc/self/exe", argv);
+  unsetenv("OPENBLAS_CORETYPE"); /* no /proc: go on with OpenBLAS's own choice */
+  unsetenv("KRONVI_BLAS_DETECTED");
+}
+
+const char *cli_blas_description(void) {
+  static char buf[128];
+  const char *det = getenv("KRONVI_BLAS_DETECTED");
+  if (det && *det)
+    snprintf(buf, sizeof buf, "%s (OpenBLAS detected %s)", kvi_blas_core(), det);
+  else
+    snprintf(buf, sizeof buf, "%s", kvi_blas_core());
+  return buf;
+}

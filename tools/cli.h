@@ -28,5 +28,10 @@ kvi_status cli_load_data(kvi_dataset *train, kvi_dataset *test, const char *path
  * path's length, that its directory exists and is writable, and that the file, if it exists,
  * is a writable regular file. Prints "kronvi: FLAG PATH: reason" and returns false if not. */
 bool cli_check_writable(const char *flag, const char *path);
+/* Re-executes the tool with OPENBLAS_CORETYPE set when OpenBLAS fell back to kernels older than
+ * the CPU (see kvi_blas_better_core); returns when nothing is to be done or exec failed. */
+void cli_pick_blas_core(char **argv);
+/* "SkylakeX" or "SkylakeX (OpenBLAS detected Prescott)", for --version and logs. */
+const char *cli_blas_description(void);
 
 #endif

@@ -31,7 +31,7 @@ static int parse(laplace_args *a, int argc, char **argv) {
       {"val", 1, 0, 'v'},         {"samples", 1, 0, 's'}, {"threads", 1, 0, 't'},
       {"limit-train", 1, 0, 'l'}, {"help", 0, 0, 'h'},    {0, 0, 0, 0}};
   memset(a, 0, sizeof *a);
-  a->val = 5000, a->samples = 10, a->threads = 2;
+  a->val = 5000, a->samples = 10, a->threads = kvi_threads_available();
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {

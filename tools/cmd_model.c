@@ -35,7 +35,7 @@ typedef struct {
 /* Parses the shared options; returns 0 ok, 2 on a usage error. */
 static int parse_model_args(model_args *a, int argc, char **argv, const char *usage) {
   memset(a, 0, sizeof *a);
-  a->samples = 10, a->threads = 2, a->threshold = 3.0, a->seed = 1;
+  a->samples = 10, a->threads = kvi_threads_available(), a->threshold = 3.0, a->seed = 1;
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "h", model_opts, NULL)) != -1) {

@@ -103,7 +103,10 @@ static void train_help(FILE *f) {
       "                         checkpoints without optimizer state, e.g. pruned ones)\n"
       "  --log PATH             per-epoch metrics as CSV\n"
       "  --seed S               random seed (default 1): same seed and threads, same result\n"
-      "  --threads N            BLAS and OpenMP threads (default 2)\n"
+      "  --threads N            at most N threads (default: the CPUs this process may use);\n"
+      "                         steps run on fewer when that is faster, e.g. while another\n"
+      "                         process holds a core (the results are the same)\n"
+      "  --fixed-threads        always exactly --threads threads\n"
       "  --progress P           auto (default: bar on a terminal, lines otherwise), bar, lines, "
       "none\n"
       "  -h, --help             this help\n",
@@ -156,6 +159,7 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"nesterov", 0, 0, O_NESTEROV},
                                            {"weight-decay", 1, 0, O_WD},
                                            {"stop-after", 1, 0, O_STOPAFTER},
+                                           {"fixed-threads", 0, 0, O_FIXEDTHREADS},
                                            {"damping", 1, 0, O_DAMPING},
                                            {"kfac-ema", 1, 0, O_KFACEMA},
                                            {"inverse-every", 1, 0, O_INVEVERY},
@@ -198,7 +202,7 @@ static int parse_train_args(train_args *a, int argc, char **argv) {
   a->cfg = kvi_train_config_default();
   a->nc = kvi_net_config_default();
   a->progress = "auto";
-  a->targets = 1, a->threads = 2;
+  a->targets = 1, a->threads = kvi_threads_available();
   long v;
   double d;
   int c;
@@ -403,6 +407,9 @@ static int parse_train_args(train_args *a, int argc, char **argv) {
       case O_ADAPT:
         ok = cli_int("--adapt-damping", optarg, 0, 1000000, &v);
         a->cfg.opt.adapt_every = (int)v;
+        break;
+      case O_FIXEDTHREADS:
+        a->cfg.fixed_threads = true;
         break;
       case O_STOPAFTER:
         ok = cli_int("--stop-after", optarg, 1, 1000000, &v);

@@ -49,13 +49,15 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  cli_pick_blas_core(argv);
   const char *name = argv[1];
   if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
     usage(stdout);
     return 0;
   }
   if (!strcmp(name, "--version")) {
-    printf("kronvi %s (%s, BLAS core %s)\n", KRONVI_VERSION, KVI_REAL_NAME, kvi_blas_core());
+    printf("kronvi %s (%s, BLAS core %s, SIMD %s)\n", KRONVI_VERSION, KVI_REAL_NAME,
+           cli_blas_description(), kvi_simd_isa());
     return 0;
   }
   const cli_command *cmd = find_command(name);

@@ -215,6 +215,9 @@ static void print_summary(kvi_net *net, const kvi_trainer *tr, const run_data *d
   }
   printf("trained %d epochs in %.1f s%s%s\n", tr->epoch, tr->elapsed, save ? "; saved " : "",
          save ? save : "");
+  if (tr->gov.steps_reduced > 0)
+    printf("threads: %ld of %ld steps ran on fewer than %d threads (faster on this machine now)\n",
+           tr->gov.steps_reduced, tr->gov.steps, tr->gov.max);
 }
 
 /* A new net and trainer for the prepared data. */
@@ -258,11 +261,11 @@ int train_run(train_args *a) {
   if (!rc && tr.cfg.progress >= 1)
     fprintf(stderr,
             "kronvi train: %s %s/%s, %zu parameters, %lld train / %lld val / %lld test rows, "
-            "batch %d, %s lr %g, %d threads (%s BLAS core %s)\n",
+            "batch %d, %s lr %g, %d threads (%s, BLAS core %s, SIMD %s)\n",
             net->arch, kvi_family_name(net->cfg.family), kvi_prior_name(net->cfg.prior),
             kvi_net_param_count(net), (long long)d.train.n, (long long)d.val.n, (long long)d.test.n,
             tr.cfg.batch, kvi_opt_name(tr.cfg.opt.kind), tr.cfg.opt.lr, (int)a->threads,
-            KVI_REAL_NAME, kvi_blas_core());
+            KVI_REAL_NAME, cli_blas_description(), kvi_simd_isa());
   if (!rc && kvi_train(&tr, &d.train, d.val.n ? &d.val : NULL, d.test.n ? &d.test : NULL)) {
     fprintf(stderr, "\n");
     rc = cli_error("training failed");

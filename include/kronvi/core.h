@@ -147,8 +147,45 @@ KVI_API kvi_status kvi_syev_f64(int N, double *A, int lda, double *w);
  * OpenMP loops and BLAS calls are never nested, so both may use all n threads. */
 KVI_API void kvi_set_threads(int n);
 KVI_API int kvi_get_threads(void);
+/* CPUs this process may run on (its affinity mask): the default thread count. */
+KVI_API int kvi_threads_available(void);
+
+/* Thread-count governor (src/core/threads.c): around each step of a loop of similar steps,
+ * kvi_governor_begin sets the thread count and kvi_governor_end times the step; the governor
+ * tries other counts in [1, max] now and then and keeps the fastest, e.g. one thread while
+ * another process holds one of two cores. Results do not depend on the thread count, so the
+ * switches never change them. adapt = false: always max threads. */
+#define KVI__GOV_WIN 16
+typedef struct {
+  int max, cur;       /* threads asked for / in use */
+  bool adapt;         /* false: always max */
+  bool probing;       /* the current step runs at probe_threads */
+  bool trace;         /* KRONVI_THREADS_TRACE set: decisions on stderr */
+  int probe_threads, nprobe, next_dir;
+  double probe_t[8];  /* step seconds of the current probe */
+  double win[KVI__GOV_WIN];
+  int nwin, win_pos;  /* last step seconds at cur (ring) */
+  double ref;         /* median at the last decision */
+  double wait_s;      /* step seconds to run before the next probe */
+  double since_s;     /* step seconds since the last decision */
+  double t0;
+  long steps, decisions, switches;
+  long steps_reduced; /* steps run on fewer than max threads */
+} kvi_governor;
+KVI_API void kvi_governor_init(kvi_governor *g, int max_threads, bool adapt);
+KVI_API void kvi_governor_begin(kvi_governor *g);
+KVI_API void kvi_governor_end(kvi_governor *g);
+KVI_API int kvi_governor_threads(const kvi_governor *g);
+
 /* BLAS core name reported by OpenBLAS ("Haswell", "SkylakeX", ...). */
 KVI_API const char *kvi_blas_core(void);
+/* The instruction set of the SIMD kernels that run: "avx512", "avx2", "sse2" (x86-64), or
+ * "baseline" (other compilers and machines). */
+KVI_API const char *kvi_simd_isa(void);
+/* When OpenBLAS fell back to old kernels (Prescott, ...) on a CPU with AVX2 or AVX-512, the
+ * OPENBLAS_CORETYPE value that matches the CPU ("Haswell", "SkylakeX"); NULL otherwise. Only
+ * takes effect if set in the environment before OpenBLAS is loaded (the CLI re-executes). */
+KVI_API const char *kvi_blas_better_core(void);
 
 /* ---- flat parameter buffers with named views ------------------------------------------- */
 typedef enum {

@@ -43,6 +43,9 @@ typedef struct {
                              control, not saved: --resume continues the schedule of `epochs` */
   int progress;           /* 0 silent, 1 one line per epoch, 2 progress bar (terminal) */
   int save_every;         /* kronvi train: checkpoint every N epochs (kvi_checkpoint_callback) */
+  bool fixed_threads;     /* false: a governor (kvi_governor) may run steps on fewer threads
+                             than kvi_get_threads() when that is faster (another process on a
+                             core); results are the same either way. Not saved. */
 } kvi_train_config;
 
 KVI_API kvi_train_config kvi_train_config_default(void);
@@ -143,6 +146,7 @@ struct kvi_trainer {
   unsigned char *ft_mask; /* finetune_pruned: 1 for each weight whose mean is held at zero */
   kvi_callback cb[KVI_MAX_CALLBACKS];
   int ncb;
+  kvi_governor gov; /* thread count of the steps (kvi_train) */
 };
 
 KVI_API kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config *cfg);

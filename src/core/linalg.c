@@ -4,6 +4,7 @@
 #include <lapacke.h>
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kronvi/core.h"
 
@@ -208,3 +209,36 @@ void kvi_set_threads(int n) {
 int kvi_get_threads(void) { return kvi__threads > 0 ? kvi__threads : omp_get_max_threads(); }
 
 const char *kvi_blas_core(void) { return openblas_get_corename(); }
+
+/* The clone of the KVI__HOT kernels that runs: the resolver GCC emits for target_clones picks
+ * the first of x86-64-v4, avx2, default that the CPU supports, and so does this. */
+const char *kvi_simd_isa(void) {
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
+    !defined(KVI_NO_CLONES)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("x86-64-v4")) return "avx512";
+  if (__builtin_cpu_supports("avx2")) return "avx2";
+  return "sse2";
+#else
+  return "baseline";
+#endif
+}
+
+/* OpenBLAS (0.3.21 in Debian 12) falls back to its Prescott (SSE3) kernels on CPUs it does not
+ * know, e.g. recent Xeons behind a hypervisor that hides the model, although they have AVX-512:
+ * its GEMM then runs several times slower. This names the kernel set matching the CPU's ISA in
+ * that case; the choice only takes effect through OPENBLAS_CORETYPE before OpenBLAS loads. */
+const char *kvi_blas_better_core(void) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  const char *core = openblas_get_corename();
+  if (!core || (strcmp(core, "Prescott") && strcmp(core, "Katmai") && strcmp(core, "Core2") &&
+                strcmp(core, "Nehalem") && strcmp(core, "Penryn") && strcmp(core, "Dunnington")))
+    return NULL;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+#endif
+  return NULL;
+}

@@ -18,14 +18,15 @@
 #include <stdint.h>
 #include <string.h>
 
-/* KVI__HOT marks a hot elementwise kernel: on x86-64 GCC builds it gets an AVX2 clone next to
- * the baseline one, picked at load time (ifunc), so the `omp simd` loops run 8 lanes wide where
- * the CPU has AVX2 without -march flags. Floating-point contraction stays off (-std=c11), so an
- * element's result is the same in both clones; only the order of a vectorized sum (4 or 8 partial
- * sums) can differ between machines. Define KVI_NO_CLONES to build without. */
+/* KVI__HOT marks a hot elementwise kernel: on x86-64 GCC builds it gets an AVX-512 clone
+ * (x86-64-v4: 16 lanes) and an AVX2 clone (8 lanes) next to the baseline SSE2 one, picked at load
+ * time (ifunc), so the `omp simd` loops run as wide as the CPU allows without -march flags
+ * (kvi_simd_isa() names the clone that runs). Floating-point contraction stays off (-std=c11),
+ * so an element's result is the same in every clone; only the order of a vectorized sum (4, 8
+ * or 16 partial sums) differs between machines. Define KVI_NO_CLONES to build without. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
     !defined(KVI_NO_CLONES)
-#define KVI__HOT __attribute__((target_clones("avx2", "default")))
+#define KVI__HOT __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define KVI__HOT
 #endif

@@ -325,7 +325,9 @@ static kvi_status kvi__epoch(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *
   kvi_status s = ft ? kvi__ft_mask(t, true) : KVI_OK;
   for (int64_t i = 0; i < nb && !s; i++) {
     int b = (int)(train->n - i * B < B ? train->n - i * B : B);
+    kvi_governor_begin(&t->gov);
     s = kvi__step(t, bt, train, order->order + i * B, b, (double)i / (double)nb, lr, es);
+    kvi_governor_end(&t->gov);
     if (!s) s = kvi__after_step(t, ft);
     if (!s && t->ncb) {
       kvi_step_info si = {
@@ -412,6 +414,9 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
     kvi_epoch_order_free(&order);
     return s;
   }
+  /* the governor keeps its last choice for the evaluations between epochs */
+  const int threads = kvi_get_threads();
+  kvi_governor_init(&t->gov, threads, !cfg->fixed_threads);
   bool stop = false;
   const int end =
       cfg->stop_after > 0 && cfg->stop_after < cfg->epochs ? cfg->stop_after : cfg->epochs;
@@ -427,5 +432,6 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
   }
   kvi_epoch_order_free(&order);
   kvi__batch_free(&bt);
+  if (kvi_get_threads() != threads) kvi_set_threads(threads);
   return s;
 }
