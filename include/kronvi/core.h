@@ -147,20 +147,25 @@ KVI_API kvi_status kvi_syev_f64(int N, double *A, int lda, double *w);
  * OpenMP loops and BLAS calls are never nested, so both may use all n threads. */
 KVI_API void kvi_set_threads(int n);
 KVI_API int kvi_get_threads(void);
+/* Runs the parallel loops on n <= kvi_get_threads() threads from now on, without changing how
+ * work is split (so without changing any result): what the governor below switches. */
+KVI_API void kvi_set_active_threads(int n);
+KVI_API int kvi_get_active_threads(void);
 /* CPUs this process may run on (its affinity mask): the default thread count. */
 KVI_API int kvi_threads_available(void);
 
 /* Thread-count governor (src/core/threads.c): around each step of a loop of similar steps,
  * kvi_governor_begin sets the thread count and kvi_governor_end times the step; the governor
  * tries other counts in [1, max] now and then and keeps the fastest, e.g. one thread while
- * another process holds one of two cores. Results do not depend on the thread count, so the
- * switches never change them. adapt = false: always max threads. */
+ * another process holds one of two cores. The work is split by kvi_set_threads' count, not by
+ * the threads that run it, so the switches never change a result. adapt = false: always max. */
 #define KVI__GOV_WIN 16
 typedef struct {
   int max, cur;       /* threads asked for / in use */
   bool adapt;         /* false: always max */
   bool probing;       /* the current step runs at probe_threads */
   bool trace;         /* KRONVI_THREADS_TRACE set: decisions on stderr */
+  bool alternate;     /* KRONVI_THREADS_ALTERNATE set: max and 1 on alternate steps */
   int probe_threads, nprobe, next_dir;
   double probe_t[8];  /* step seconds of the current probe */
   double win[KVI__GOV_WIN];

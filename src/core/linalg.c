@@ -22,21 +22,30 @@
  * over the cores when used in turn (measured on 2 cores: 100 x 784 x 300 took 0.51 ms on one
  * thread and 0.81 ms on two OpenBLAS threads after an OpenMP loop). So once kvi_set_threads was
  * called, BLAS runs single-threaded and kronvi parallelizes a large call itself: the output is
- * cut into one panel per thread (rows, or columns when they are more), and the panels are
- * independent BLAS calls in an OpenMP loop, so that one pool does all the parallel work. A
- * panel's entries are computed as in the whole call (the same K loop), and the panel split
- * depends only on the thread count. */
+ * cut into panels (rows, or columns when they are more), and the panels are independent BLAS
+ * calls in an OpenMP loop, so that one pool does all the parallel work.
+ * The panels depend only on the shape and on kvi_set_threads' count, never on how many threads
+ * actually run them (kvi_set_active_threads, the governor): BLAS kernels may sum in another
+ * order for another panel shape, and the results must not change when the governor does. */
 #ifndef KVI__BLAS_SPLIT_MIN
 #define KVI__BLAS_SPLIT_MIN (1.0 * (1 << 20)) /* multiply-adds */
 #endif
 static int kvi__threads = 0; /* kvi_set_threads; 0: not set (BLAS and OpenMP defaults) */
+static int kvi__active = 0;  /* threads that run the parallel loops now, <= kvi__threads */
 
-/* Panels for a call of `macs` multiply-adds: 1 (one plain call) or the thread count. */
+/* Panels for a call of `macs` multiply-adds: 1 (one plain call) or the thread count. Inside a
+ * parallel region (active or not: omp_get_level) always 1. */
 static int kvi__panels(double macs, int extent) {
-  if (kvi__threads <= 1 || macs < KVI__BLAS_SPLIT_MIN || omp_in_parallel()) return 1;
+  if (kvi__threads <= 1 || macs < KVI__BLAS_SPLIT_MIN || omp_get_level() > 0) return 1;
   int p = kvi__threads;
   while (p > 1 && extent / p < 16) p--; /* at least 16 rows or columns per panel */
   return p;
+}
+
+/* Threads to run np panels on. */
+static int kvi__run_threads(int np) {
+  int a = kvi__active > 0 ? kvi__active : 1;
+  return a < np ? a : np;
 }
 
 /* Start of panel t of np over [0, n), a multiple of 16 (kernel-friendly) except at the end. */
@@ -67,7 +76,7 @@ void kvi_gemm(bool ta, bool tb, int M, int N, int K, kvi_real alpha, const kvi_r
     kvi__gemm1(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
-#pragma omp parallel for schedule(static) num_threads(np)
+#pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np))
   for (int t = 0; t < np; t++) {
     if (rows) { /* rows [r0, r1) of C and of op(A) */
       int r0 = kvi__panel_start(t, np, M), r1 = kvi__panel_start(t + 1, np, M);
@@ -114,7 +123,7 @@ static void kvi__tri(kvi__tri_fn f, bool right, bool trans, bool unit_diag, int 
     f(CblasRowMajor, side, CblasLower, tr, dg, M, N, alpha, L, ldl, B, ldb);
     return;
   }
-#pragma omp parallel for schedule(static) num_threads(np)
+#pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np))
   for (int t = 0; t < np; t++) {
     int e = right ? M : N, a = kvi__panel_start(t, np, e), b = kvi__panel_start(t + 1, np, e);
     if (b <= a) continue;
@@ -201,12 +210,23 @@ kvi_status kvi_syev_f64(int N, double *A, int lda, double *w) {
 
 void kvi_set_threads(int n) {
   if (n < 1) n = 1;
-  kvi__threads = n;
+  kvi__threads = kvi__active = n;
   openblas_set_num_threads(1); /* kronvi splits large calls itself (kvi_gemm) */
   omp_set_num_threads(n);
 }
 
 int kvi_get_threads(void) { return kvi__threads > 0 ? kvi__threads : omp_get_max_threads(); }
+
+void kvi_set_active_threads(int n) {
+  int max = kvi_get_threads();
+  if (kvi__threads <= 0) kvi_set_threads(max);
+  if (n < 1) n = 1;
+  if (n > max) n = max;
+  kvi__active = n;
+  omp_set_num_threads(n);
+}
+
+int kvi_get_active_threads(void) { return kvi__active > 0 ? kvi__active : kvi_get_threads(); }
 
 const char *kvi_blas_core(void) { return openblas_get_corename(); }
 

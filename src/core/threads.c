@@ -4,9 +4,10 @@
  * Why: kronvi's parallel loops split work evenly over the threads and meet at a barrier after
  * each region. When another process takes one of the cores, the thread sharing it runs at a
  * fraction of its speed (or not at all for a scheduler time slice of several ms) and every
- * barrier waits for it: two threads become many times slower than one. Because kronvi's
- * results do not depend on the thread count (every reduction is split the same way whatever
- * the number of threads), the count can change between steps without changing a single bit.
+ * barrier waits for it: two threads become many times slower than one. kronvi splits its work
+ * by kvi_set_threads' count and the problem's shape only, never by the number of threads that
+ * run it (kvi_set_active_threads), so the governor can change that number between steps
+ * without changing a single bit of the results.
  *
  * How: the governor times each step at the current count and keeps the median of the last
  * KVI__GOV_WIN steps. It then tries another count (halving or doubling, within [1, max]) for
@@ -51,11 +52,16 @@ void kvi_governor_init(kvi_governor *g, int max_threads, bool adapt) {
   g->next_dir = -1;
   const char *tr = getenv("KRONVI_THREADS_TRACE"); /* decisions on stderr (diagnostics) */
   g->trace = tr && *tr && strcmp(tr, "0");
+  /* KRONVI_THREADS_ALTERNATE=1: max and 1 thread on alternate steps (tests of the invariance) */
+  const char *alt = getenv("KRONVI_THREADS_ALTERNATE");
+  g->alternate = alt && *alt && strcmp(alt, "0") && g->max > 1;
+  if (g->alternate) g->adapt = false;
 }
 
 void kvi_governor_begin(kvi_governor *g) {
   int want = g->probing ? g->probe_threads : g->cur;
-  if (kvi_get_threads() != want) kvi_set_threads(want);
+  if (g->alternate) want = g->steps % 2 ? 1 : g->max;
+  if (kvi_get_active_threads() != want) kvi_set_active_threads(want);
   g->t0 = kvi_time_now();
 }
 
@@ -104,7 +110,8 @@ static void kvi__gov_end_probe(kvi_governor *g, double base) {
 void kvi_governor_end(kvi_governor *g) {
   double dt = kvi_time_now() - g->t0;
   g->steps++;
-  if ((g->probing ? g->probe_threads : g->cur) < g->max) g->steps_reduced++;
+  if ((g->probing ? g->probe_threads : g->cur) < g->max || (g->alternate && g->steps % 2 == 0))
+    g->steps_reduced++;
   if (!g->adapt) return;
   double base = g->nwin ? kvi__median(g->win, g->nwin) : dt;
   if (g->probing) {

@@ -78,12 +78,12 @@ kvi_status kvi_diag_kl_gauss(double *out, const kvi_diag *q, const kvi_real *pri
   return KVI_OK;
 }
 
-/* Value and gradients of the DIAG ARD KL in one pass (parameters known to be in range). */
-KVI__HOT static double kvi__diag_ard_fused(const kvi_diag *q, kvi_real *gmu, kvi_real *gls,
-                                           kvi_real gsr) {
-  const int n = q->n, m = q->m;
-  double acc = 0;
-  for (int i = 0; i < n; i++) {
+/* Value and gradients of the DIAG ARD KL in one pass over rows [i0, i1) (parameters known to
+ * be in range); each row's sum goes to rows[i]. */
+KVI__HOT static void kvi__diag_ard_fused_rows(const kvi_diag *q, kvi_real *gmu, kvi_real *gls,
+                                              kvi_real gsr, int i0, int i1, double *rows) {
+  const int m = q->m;
+  for (int i = i0; i < i1; i++) {
     const size_t o = (size_t)i * m;
     const kvi_real *mu = q->mu + o, *ls = q->log_sigma + o;
     kvi_real *gm = gmu + o, *gl = gls + o, row = 0;
@@ -94,8 +94,19 @@ KVI__HOT static double kvi__diag_ard_fused(const kvi_diag *q, kvi_real *gmu, kvi
       gm[j] += gsr * mu[j] * iS;
       gl[j] += gsr * (var * iS - 1);
     }
-    acc += row;
+    rows[i] = row;
   }
+}
+
+/* Row blocks in parallel, the row sums added in order: the same result on any thread count. */
+static double kvi__diag_ard_fused(const kvi_diag *q, kvi_real *gmu, kvi_real *gls, kvi_real gsr,
+                                  double *rows) {
+  const int n = q->n, bs = 16, nb = (n + bs - 1) / bs;
+#pragma omp parallel for schedule(static) if ((size_t)n * q->m >= KVI__KL_OMP_MIN)
+  for (int b = 0; b < nb; b++)
+    kvi__diag_ard_fused_rows(q, gmu, gls, gsr, b * bs, b * bs + bs < n ? b * bs + bs : n, rows);
+  double acc = 0;
+  for (int i = 0; i < n; i++) acc += rows[i];
   return acc;
 }
 
@@ -113,9 +124,12 @@ kvi_status kvi_diag_kl_ard(double *out, const kvi_diag *q, kvi_diag_grad *g, kvi
    * inf - inf), so the full finiteness check only runs then, to name the culprit. */
   kvi_real *gmu = g ? g->mu : NULL, *gls = g ? g->log_sigma : NULL;
   const kvi_real gsr = gscale;
+  double *rows = NULL;
   if (gmu && gls && kvi__all_within(q->mu, (size_t)n * m, (kvi_real)-1e15, (kvi_real)1e15) &&
-      kvi__all_within(q->log_sigma, (size_t)n * m, -40, 40)) {
-    double acc = kvi__diag_ard_fused(q, gmu, gls, gsr);
+      kvi__all_within(q->log_sigma, (size_t)n * m, -40, 40) &&
+      (rows = kvi_alloc((size_t)n * sizeof *rows))) {
+    double acc = kvi__diag_ard_fused(q, gmu, gls, gsr, rows);
+    kvi_free(rows);
     *out = 0.5 * acc;
     return KVI_OK;
   }
@@ -211,23 +225,64 @@ size_t kvi__diagnoise_ws(int batch, int n, int m) {
   return kvi__ws_bytes(B * N) + 2 * kvi__ws_bytes(N * M) + kvi__ws_bytes(B * M);
 }
 
+/* The elementwise parts, over [k0, k1): chunks of KVI__EW_CHUNK run in parallel. */
+#define KVI__EW_CHUNK 16384
+KVI__HOT static void kvi__ew_exp(kvi_real *out, const kvi_real *x, kvi_real a, size_t k0,
+                                 size_t k1) {
+#pragma omp simd
+  for (size_t k = k0; k < k1; k++) out[k] = KVI__VEXP(a * x[k]);
+}
+KVI__HOT static void kvi__ew_square(kvi_real *out, const kvi_real *x, size_t k0, size_t k1) {
+#pragma omp simd
+  for (size_t k = k0; k < k1; k++) out[k] = x[k] * x[k];
+}
+/* sd = sqrt(v) (rounding can leave a tiny negative v: 0), Y += sd eps */
+KVI__HOT static void kvi__ew_sd_noise(kvi_real *Y, kvi_real *sd, const kvi_real *eps, size_t k0,
+                                      size_t k1) {
+#pragma omp simd
+  for (size_t k = k0; k < k1; k++) {
+    kvi_real v = sd[k] > 0 ? KVI__SQRT(sd[k]) : 0;
+    sd[k] = v;
+    Y[k] += v * eps[k];
+  }
+}
+/* G = dY eps / (2 sd), 0 where sd = 0 */
+KVI__HOT static void kvi__ew_dv(kvi_real *G, const kvi_real *dY, const kvi_real *eps, size_t k0,
+                                size_t k1) {
+#pragma omp simd
+  for (size_t k = k0; k < k1; k++) {
+    kvi_real sdk = G[k];
+    G[k] = sdk > 0 ? dY[k] * eps[k] / (2 * sdk) : 0;
+  }
+}
+/* out += a x y */
+KVI__HOT static void kvi__ew_acc_prod(kvi_real *out, kvi_real a, const kvi_real *x,
+                                      const kvi_real *y, size_t k0, size_t k1) {
+#pragma omp simd
+  for (size_t k = k0; k < k1; k++) out[k] += a * x[k] * y[k];
+}
+
+#define KVI__EW_FOR(total, call)                                                    \
+  do {                                                                              \
+    const size_t ew_n_ = (total), ew_nc_ = (ew_n_ + KVI__EW_CHUNK - 1) / KVI__EW_CHUNK; \
+    _Pragma("omp parallel for schedule(static) if (ew_n_ > KVI__OMP_MIN / 4)")     \
+    for (size_t c_ = 0; c_ < ew_nc_; c_++) {                                        \
+      const size_t k0 = c_ * KVI__EW_CHUNK;                                         \
+      const size_t k1 = k0 + KVI__EW_CHUNK < ew_n_ ? k0 + KVI__EW_CHUNK : ew_n_;    \
+      call;                                                                         \
+    }                                                                               \
+  } while (0)
+
 void kvi__diagnoise_forward(kvi_real *Y, void *ws, const kvi_real *logp, kvi_real vscale,
                             const kvi_real *X, const kvi_real *eps, int batch, int n, int m) {
   char *cur = ws;
   size_t bn = (size_t)batch * n, nm = (size_t)n * m, bm = (size_t)batch * m;
   kvi_real *X2 = kvi__ws_take(&cur, bn), *var = kvi__ws_take(&cur, nm);
   kvi_real *sd = kvi__ws_take(&cur, bm);
-#pragma omp simd
-  for (size_t k = 0; k < nm; k++) var[k] = KVI__VEXP(vscale * logp[k]);
-#pragma omp parallel for schedule(static) if (bn > KVI__OMP_MIN)
-  for (size_t k = 0; k < bn; k++) X2[k] = X[k] * X[k];
+  KVI__EW_FOR(nm, kvi__ew_exp(var, logp, vscale, k0, k1));
+  KVI__EW_FOR(bn, kvi__ew_square(X2, X, k0, k1));
   kvi_gemm(false, false, batch, m, n, 1, X2, n, var, m, 0, sd, m);
-#pragma omp parallel for schedule(static) if (bm > KVI__OMP_MIN / 4)
-  for (size_t k = 0; k < bm; k++) {
-    kvi_real v = sd[k] > 0 ? KVI__SQRT(sd[k]) : 0; /* rounding can leave a tiny negative */
-    sd[k] = v;
-    Y[k] += v * eps[k];
-  }
+  KVI__EW_FOR(bm, kvi__ew_sd_noise(Y, sd, eps, k0, k1));
 }
 
 void kvi__diagnoise_backward(kvi_real *g_log, kvi_real *dX, const kvi_real *dY, void *ws,
@@ -239,22 +294,16 @@ void kvi__diagnoise_backward(kvi_real *g_log, kvi_real *dX, const kvi_real *dY, 
   kvi_real *X2 = kvi__ws_take(&cur, bn), *var = kvi__ws_take(&cur, nm);
   kvi_real *G = kvi__ws_take(&cur, bm), *T = kvi__ws_take(&cur, nm);
   /* y = sd * eps, sd = sqrt(v): dv = dY eps / (2 sd); sd = 0 (x = 0) is a kink: subgradient 0 */
-#pragma omp parallel for schedule(static) if (bm > KVI__OMP_MIN / 4)
-  for (size_t k = 0; k < bm; k++) {
-    kvi_real sdk = G[k];
-    G[k] = sdk > 0 ? dY[k] * eps[k] / (2 * sdk) : 0;
-  }
+  KVI__EW_FOR(bm, kvi__ew_dv(G, dY, eps, k0, k1));
   if (g_log) {
     /* v = X2 var: dvar = X2^T G; d log p = vscale * var * dvar */
     kvi_gemm(true, false, n, m, batch, 1, X2, n, G, m, 0, T, m);
-#pragma omp parallel for schedule(static) if (nm > KVI__OMP_MIN)
-    for (size_t k = 0; k < nm; k++) g_log[k] += vscale * var[k] * T[k];
+    KVI__EW_FOR(nm, kvi__ew_acc_prod(g_log, vscale, var, T, k0, k1));
   }
   if (dX) {
     /* dX2 = G var^T (into the X2 buffer, no longer needed); dX += 2 X dX2 */
     kvi_gemm(false, true, batch, n, m, 1, G, m, var, m, 0, X2, n);
-#pragma omp parallel for schedule(static) if (bn > KVI__OMP_MIN)
-    for (size_t k = 0; k < bn; k++) dX[k] += 2 * X[k] * X2[k];
+    KVI__EW_FOR(bn, kvi__ew_acc_prod(dX, 2, X, X2, k0, k1));
   }
 }
 

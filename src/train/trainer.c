@@ -432,6 +432,6 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
   }
   kvi_epoch_order_free(&order);
   kvi__batch_free(&bt);
-  if (kvi_get_threads() != threads) kvi_set_threads(threads);
+  if (kvi_get_active_threads() != threads) kvi_set_active_threads(threads);
   return s;
 }

@@ -54,7 +54,7 @@ exact plain "$MLP --family mn" "$MLP --family mn"
 exact all "$MLP --family mn --val 100 --normalize --hflip --prior group --seed 5" "--data $D"
 exact finetune "$MLP --family mn --val 100 --normalize --prior group --finetune-pruned 3 --seed 5 \
   --lr-final 1e-4 --prune-threshold 0" "--data $D" stop
-exact diag-seed "$MLP --family diag --seed 9 --kl-warmup 2" "--data $D --threads 1"
+exact diag-seed "$MLP --family diag --seed 9 --kl-warmup 2" "--data $D --fixed-threads"
 # the K-FAC family on a small CNN (small factors keep the sanitizer build fast)
 SMALL="--data $D --arch 1-4-mp-flatten-10 --limit-train 300 --limit-test 100 --batch 50 --samples 1"
 exact kfac "$SMALL --family point --optimizer kfac --inverse-every 2 --adapt-damping 3" "--data $D"
