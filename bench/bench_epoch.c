@@ -38,7 +38,7 @@ typedef struct {
   const char *data;
   int synthetic;
   char families[256];
-  int threads, steps, warmup, reps, profile_steps, batch, raw, profile;
+  int threads, steps, warmup, reps, profile_steps, batch, raw, profile, fixed_threads;
   const char *arch;
 } opts;
 
@@ -47,7 +47,7 @@ static void usage(FILE *f, const char *argv0) {
       f,
       "usage: %s [--data DIR | --synthetic] [--families LIST] [--threads N] [--steps S]\n"
       "          [--warmup W] [--reps R] [--profile-steps P] [--arch SIZES] [--batch B]\n"
-      "          [--raw] [--no-profile]\n"
+      "          [--raw] [--no-profile] [--fixed-threads]\n"
       "  --data DIR          Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)\n"
       "  --synthetic         random data of the same shape (60000 x 784, 10 classes)\n"
       "  --families LIST     comma-separated: point,diag,mn,mn-diag (default all four)\n"
@@ -59,7 +59,8 @@ static void usage(FILE *f, const char *argv0) {
       "  --arch SIZES        default 784-300-300-300-10; convolutional nets as kronvi train\n"
       "                      (e.g. 1-10-mp-20-mp-40-mp-80-mp-flatten-10)\n"
       "  --batch B           default 100\n"
-      "  --raw               also print the children's RESULT lines\n",
+      "  --raw               also print the children's RESULT lines\n"
+      "  --fixed-threads     no thread governor: every step on --threads threads\n",
       argv0);
 }
 
@@ -149,6 +150,7 @@ static int child(const opts *o, const char *family) {
 #define TRAIN_STEP()                                                        \
   do {                                                                      \
     int64_t i_ = step % nb;                                                 \
+    kvi_governor_begin(&gov);                                               \
     kvi_batch_gather(xb, yb, NULL, &train, order.order + i_ * B, B);        \
     kvi_rng rng = kvi_rng_stream(1, (1ull << 40) + (uint64_t)step);         \
     const kvi_real *out;                                                    \
@@ -159,9 +161,12 @@ static int child(const opts *o, const char *family) {
     if (kvi_net_backward(net, dout, B)) die("backward");                    \
     if (kvi_net_kl(net, &kl, (kvi_real)(beta / N))) die("kl");              \
     if (kvi_optimizer_step(&opt, net->params, lr)) die("adam");             \
+    kvi_governor_end(&gov);                                                 \
     step++;                                                                 \
   } while (0)
 
+  kvi_governor gov; /* as the trainer: steps may run on fewer threads (--fixed-threads: not) */
+  kvi_governor_init(&gov, o->threads, !o->fixed_threads);
   double kl0 = 0; /* KL at initialization: a cross-check of torch_mlp.py's formulas */
   if (kvi_net_kl(net, &kl0, 0)) die("kl");
   for (int w = 0; w < o->warmup; w++) TRAIN_STEP();
@@ -263,7 +268,7 @@ static int child(const opts *o, const char *family) {
       family, s_step, ru.ru_maxrss, net->params->n, kvi_blas_core(), ct ? ct : "(unset)",
       kvi_simd_isa(), o->threads, o->steps, t_load, kl0, nll + beta * kl / N);
   for (int k = 0; k < PH_N; k++) printf(" %s=%.4e", ph_name[k], P ? ph[k] / P : 0.0);
-  printf(" ndense=%d", ndense);
+  printf(" gov_steps=%ld gov_reduced=%ld ndense=%d", gov.steps, gov.steps_reduced, ndense);
   for (int k = 0; k < ndense; k++)
     printf(" fwd%d=%.4e bwd%d=%.4e kl%d=%.4e conv%d=%d", k, P ? lf[k] / P : 0.0, k,
            P ? lb[k] / P : 0.0, k, P ? lk[k] / P : 0.0, k, lconv[k]);
@@ -353,10 +358,11 @@ static int parent(const opts *o, char **argv) {
       char cmd[8192];
       snprintf(cmd, sizeof cmd,
                "'%s' --child %s %s%s%s --threads %d --steps %d --warmup %d --profile-steps %d "
-               "--arch %s --batch %d%s",
+               "--arch %s --batch %d%s%s",
                exe, fr[f].name, o->synthetic ? "--synthetic" : "--data '",
                o->synthetic ? "" : o->data, o->synthetic ? "" : "'", o->threads, o->steps,
-               o->warmup, o->profile_steps, o->arch, o->batch, o->profile ? "" : " --no-profile");
+               o->warmup, o->profile_steps, o->arch, o->batch, o->profile ? "" : " --no-profile",
+               o->fixed_threads ? " --fixed-threads" : "");
       FILE *p = popen(cmd, "r");
       if (!p) {
         fprintf(stderr, "bench_epoch: cannot run a child: %s\n", strerror(errno));
@@ -489,6 +495,8 @@ int main(int argc, char **argv) {
       o.raw = 1;
     else if (!strcmp(s, "--no-profile"))
       o.profile = 0;
+    else if (!strcmp(s, "--fixed-threads"))
+      o.fixed_threads = 1;
     else if (!strcmp(s, "--child") && more)
       child_family = argv[++a];
     else if (!strcmp(s, "-h") || !strcmp(s, "--help")) {
