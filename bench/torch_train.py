@@ -11,6 +11,7 @@ interpreter's own start-up, a few ms, does not: bench/speed.sh measures the proc
 
   torch_train.py [--model mlp|cnn] [--family mn] [--epochs 2] [--threads 2] [--seed 1]
                  [--data DIR] [--prune-threshold 3] [--channels-last {0,1}]
+                 [--limit-train N] [--limit-test N]
 """
 import time
 
@@ -36,8 +37,10 @@ def main():
     ap.add_argument("--prune-threshold", type=float, default=3.0)
     ap.add_argument("--channels-last", type=int, choices=(0, 1), default=None,
                     help="CNN activations in NHWC (default: 1 for the CNN)")
-    ap.add_argument("--steps", type=int, default=0,
-                    help="stop each epoch after this many steps (0: the whole epoch; for tests)")
+    ap.add_argument("--limit-train", type=int, default=0,
+                    help="use only the first N training rows (default all; as kronvi train)")
+    ap.add_argument("--limit-test", type=int, default=0,
+                    help="use only the first N test rows (default all)")
     args = ap.parse_args()
     if args.threads < 1 or args.epochs < 1 or args.batch < 1:
         sys.exit("torch_train: threads, epochs and batch must be positive")
@@ -52,14 +55,18 @@ def main():
     torch.manual_seed(args.seed)
     t_import = time.perf_counter() - T0
     X, Y, Xt, Yt = tm.load_idx(args.data)
+    if args.limit_train > 0:
+        X, Y = X[:args.limit_train], Y[:args.limit_train]
+    if args.limit_test > 0:
+        Xt, Yt = Xt[:args.limit_test], Yt[:args.limit_test]
     t_data = time.perf_counter() - T0 - t_import
     cl = args.channels_last if args.channels_last is not None else int(args.model == "cnn")
     net = tm.build(ARCH[args.model], args.family, channels_last=bool(cl))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     N, B = X.shape[0], args.batch
     nb = N // B
-    if args.steps > 0:
-        nb = min(nb, args.steps)
+    if nb < 1:
+        sys.exit("torch_train: fewer training rows than one batch")
     env = lambda k: os.environ.get(k, "(unset)")
     print(f"torch_train: {args.model} {ARCH[args.model]} family {args.family} ARD, Adam lr 1e-3, "
           f"batch {B}, {args.epochs} epochs of {nb} steps | torch {torch.__version__} "
