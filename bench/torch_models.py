@@ -312,3 +312,48 @@ def pruned_accuracy(net, X, Y, threshold=3.0, batch=1000):
     for w, m in zip(net.weights(), saved):
         w.M.copy_(m)
     return acc, dropped / total
+
+
+def self_check():
+    """The convolutional LRT products against the unfolded (im2col) rows of docs/nn-conv.md, in
+    double precision, for NCHW and channels_last inputs; prints the largest differences."""
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    cin, cout, Bn, H = 4, 5, 3, 6
+    n = 9 * cin
+    x = torch.randn(Bn, cin, H, H)
+    cols = F.unfold(x, 3, padding=1).transpose(1, 2).reshape(-1, n)  # rows (c_in, ky, kx)
+    worst = 0.0
+    for family in ("diag", "mn", "mn-diag"):
+        conv = Conv(cin, cout, family)
+        with torch.no_grad():
+            for p in conv.parameters():
+                p.copy_(0.3 * torch.randn_like(p))
+        fc = conv.w.factors()
+        for cl in (False, True):
+            xx = x.contiguous(memory_format=torch.channels_last) if cl else x
+            torch.manual_seed(5)
+            y = conv(xx, fc, True)
+            torch.manual_seed(5)
+            like = F.conv2d(xx, conv.filters(conv.w.M), padding=1)
+            e1 = randn_as(like).permute(0, 2, 3, 1).reshape(-1, cout)
+            e2 = randn_as(like).permute(0, 2, 3, 1).reshape(-1, cout) if family == "mn-diag" else None
+            ref = cols @ conv.w.M + conv.w.b
+            if family == "diag":
+                ref = ref + torch.sqrt((cols * cols) @ fc["var"]) * e1
+            else:
+                s = torch.linalg.vector_norm(cols @ fc["A"], dim=1, keepdim=True)
+                ref = ref + s * (e1 @ fc["B"].t())
+                if family == "mn-diag":
+                    ref = ref + torch.sqrt((cols * cols) @ fc["D"]) * e2
+            d = float((y - ref.reshape(Bn, H, H, cout).permute(0, 3, 1, 2)).abs().max())
+            worst = max(worst, d)
+            print(f"{family:8s} {'channels_last' if cl else 'NCHW':13s} max |conv - im2col| = {d:.2e}")
+    torch.set_default_dtype(torch.float32)
+    return worst < 1e-10
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(0 if self_check() else 1)
