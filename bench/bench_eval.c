@@ -30,21 +30,22 @@ typedef struct {
 } opts;
 
 static void usage(FILE *f, const char *argv0) {
-  fprintf(f,
-          "usage: %s [--data DIR | --synthetic] [--arch SIZES] [--families LIST]\n"
-          "          [--samples LIST] [--threads N] [--reps R] [--rows N] [--budget S]\n"
-          "  --data DIR        Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)\n"
-          "  --synthetic       random test data of the same shape (10000 x 784, 10 classes)\n"
-          "  --arch SIZES      default 784-300-300-300-10; convolutional nets as kronvi train\n"
-          "                    (e.g. 1-10-mp-20-mp-40-mp-80-mp-flatten-10)\n"
-          "  --families LIST   comma-separated: diag,mn,mn-diag (default mn,diag,mn-diag)\n"
-          "  --samples LIST    BMA sample counts K, ascending (default 10,100)\n"
-          "  --threads N       kvi_set_threads (default 2)\n"
-          "  --reps R          interleaved repetitions, median shown (default 3)\n"
-          "  --rows N          first N test rows (default all)\n"
-          "  --budget S        a BMA predicted to take longer than S seconds is predicted, not\n"
-          "                    run (default 60)\n",
-          argv0);
+  fprintf(
+      f,
+      "usage: %s [--data DIR | --synthetic] [--arch SIZES] [--families LIST]\n"
+      "          [--samples LIST] [--threads N] [--reps R] [--rows N] [--budget S]\n"
+      "  --data DIR        Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)\n"
+      "  --synthetic       random test data of the same shape (10000 x 784, 10 classes)\n"
+      "  --arch SIZES      default 784-300-300-300-10; convolutional nets as kronvi train\n"
+      "                    (e.g. 1-10-mp-20-mp-40-mp-80-mp-flatten-10)\n"
+      "  --families LIST   comma-separated: diag,mn,mn-diag (default mn,diag,mn-diag)\n"
+      "  --samples LIST    BMA sample counts K, ascending (default 10,100)\n"
+      "  --threads N       kvi_set_threads (default 2)\n"
+      "  --reps R          interleaved repetitions, median shown (default 3)\n"
+      "  --rows N          first N test rows (default all)\n"
+      "  --budget S        a BMA predicted to take longer than S seconds is predicted, not\n"
+      "                    run (default 60)\n",
+      argv0);
 }
 
 static void die(const char *what) {
@@ -88,8 +89,15 @@ static void load_test(kvi_dataset *test, const opts *o) {
 }
 
 int main(int argc, char **argv) {
-  opts o = {"/usr/share/datasets/fashion-mnist", "784-300-300-300-10", "mn,diag,mn-diag",
-            "10,100", 0, 2, 3, 0, 60};
+  opts o = {"/usr/share/datasets/fashion-mnist",
+            "784-300-300-300-10",
+            "mn,diag,mn-diag",
+            "10,100",
+            0,
+            2,
+            3,
+            0,
+            60};
   for (int a = 1; a < argc; a++) {
     const char *s = argv[a];
     const int more = a + 1 < argc;
@@ -165,17 +173,18 @@ int main(int argc, char **argv) {
             }
           }
           t0 = kvi_time_now();
-          if (kvi_bma_probs(P, net[f], test.x, test.n, K[k], 1, meth ? KVI_BMA_LRT : KVI_BMA_WEIGHTS))
+          if (kvi_bma_probs(P, net[f], test.x, test.n, K[k], 1,
+                            meth ? KVI_BMA_LRT : KVI_BMA_WEIGHTS))
             die("BMA");
           t[f][c][r] = kvi_time_now() - t0;
         }
     }
-  printf("bench_eval: %s, %lld test rows, %d threads, %s, BLAS core %s, median of %d interleaved "
-         "repetitions\n",
-         o.arch, (long long)test.n, o.threads, KVI_REAL_NAME, kvi_blas_core(), o.reps);
+  printf(
+      "bench_eval: %s, %lld test rows, %d threads, %s, BLAS core %s, median of %d interleaved "
+      "repetitions\n",
+      o.arch, (long long)test.n, o.threads, KVI_REAL_NAME, kvi_blas_core(), o.reps);
   printf("seconds (x: ratio to the mean-weight pass)\n%-8s | %8s", "family", "mean");
-  for (int k = 0; k < nk; k++)
-    printf(" | K=%-4d weights  (x)       lrt    (x)", K[k]);
+  for (int k = 0; k < nk; k++) printf(" | K=%-4d weights  (x)       lrt    (x)", K[k]);
   printf("\n");
   bool any = false;
   for (int f = 0; f < nf; f++) {
@@ -192,8 +201,7 @@ int main(int argc, char **argv) {
     }
     printf("\n");
   }
-  if (any)
-    printf("* predicted from the smallest K (over --budget %g s), not run\n", o.budget);
+  if (any) printf("* predicted from the smallest K (over --budget %g s), not run\n", o.budget);
   for (int f = 0; f < nf; f++) kvi_net_free(net[f]);
   free(P);
   kvi_dataset_free(&test);

@@ -20,12 +20,19 @@ enum {
   M_TRANSFORM,
   M_BMA
 };
-static const struct option model_opts[] = {
-    {"data", 1, 0, M_DATA},           {"samples", 1, 0, M_SAMPLES}, {"json", 0, 0, M_JSON},
-    {"threads", 1, 0, M_THREADS},     {"threshold", 1, 0, M_THR},   {"out", 1, 0, M_OUT},
-    {"limit-test", 1, 0, M_LTEST},    {"seed", 1, 0, M_SEED},       {"structured", 0, 0, M_STRUCT},
-    {"transform", 1, 0, M_TRANSFORM}, {"bma", 1, 0, M_BMA},         {"help", 0, 0, 'h'},
-    {0, 0, 0, 0}};
+static const struct option model_opts[] = {{"data", 1, 0, M_DATA},
+                                           {"samples", 1, 0, M_SAMPLES},
+                                           {"json", 0, 0, M_JSON},
+                                           {"threads", 1, 0, M_THREADS},
+                                           {"threshold", 1, 0, M_THR},
+                                           {"out", 1, 0, M_OUT},
+                                           {"limit-test", 1, 0, M_LTEST},
+                                           {"seed", 1, 0, M_SEED},
+                                           {"structured", 0, 0, M_STRUCT},
+                                           {"transform", 1, 0, M_TRANSFORM},
+                                           {"bma", 1, 0, M_BMA},
+                                           {"help", 0, 0, 'h'},
+                                           {0, 0, 0, 0}};
 
 typedef struct {
   const char *model, *data, *out, *transform;

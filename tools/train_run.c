@@ -208,8 +208,8 @@ static int add_callbacks(kvi_trainer *tr, const train_args *a, const kvi_dataset
   return 0;
 }
 
-static void print_summary(kvi_net *net, const kvi_trainer *tr, const run_data *d,
-                          const char *save, const last_eval *last) {
+static void print_summary(kvi_net *net, const kvi_trainer *tr, const run_data *d, const char *save,
+                          const last_eval *last) {
   const kvi_train_config *c = &tr->cfg;
   kvi_metrics m = last->test;
   bool have = last->have && d->test.n > 0;

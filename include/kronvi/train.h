@@ -96,15 +96,14 @@ KVI_API kvi_status kvi_sparsity_compute(kvi_sparsity *out, kvi_net *net, double 
 KVI_API kvi_status kvi_net_zero_pruned(kvi_net *net, double threshold, unsigned char *mask);
 KVI_API void kvi_sparsity_print(FILE *f, const kvi_sparsity *s, const char *title);
 
-
 /* Averaged predictive probabilities P (n, net->out_size) of the n rows X (n, net->in_size),
  * samples in [1, KVI_BMA_MAX_SAMPLES]. KVI_BMA_WEIGHTS: sample k draws each weight layer's W
  * (in order: MN E (n, m), then MN+DIAG's diagonal noise (n, m); DIAG its E) from the stream
  * (seed, k) and runs every row through it; the means are restored before returning. LRT:
  * batch j of net->max_batch rows draws sample k from the stream (seed, 2^20 j + k). Results do
  * not depend on the thread count. */
-KVI_API kvi_status kvi_bma_probs(double *P, kvi_net *net, const kvi_real *X, int64_t n,
-                                 int samples, uint64_t seed, kvi_bma_method method);
+KVI_API kvi_status kvi_bma_probs(double *P, kvi_net *net, const kvi_real *X, int64_t n, int samples,
+                                 uint64_t seed, kvi_bma_method method);
 
 /* What kvi_evaluate_ex computes. */
 typedef struct {

@@ -153,8 +153,7 @@ kvi_status kvi_bma_probs(double *P, kvi_net *net, const kvi_real *X, int64_t n, 
   if (!P || !net || !X || n <= 0)
     return kvi_fail(KVI_ERR_ARG, "BMA: NULL argument or %lld rows", (long long)n);
   if (samples < 1 || samples > KVI_BMA_MAX_SAMPLES)
-    return kvi_fail(KVI_ERR_ARG, "BMA: %d samples, expected 1 to %d", samples,
-                    KVI_BMA_MAX_SAMPLES);
+    return kvi_fail(KVI_ERR_ARG, "BMA: %d samples, expected 1 to %d", samples, KVI_BMA_MAX_SAMPLES);
   if (method != KVI_BMA_WEIGHTS && method != KVI_BMA_LRT)
     return kvi_fail(KVI_ERR_ARG, "BMA: unknown method %d", (int)method);
   const size_t len = (size_t)n * net->out_size;

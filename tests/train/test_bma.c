@@ -77,7 +77,8 @@ static void direct_bma(double *P, kvi_net *net, const kvi_real *X, int n, int sa
       for (int r = 0; r < a; r++)
         for (int c = 0; c < b; c++) {
           double w = M0[(size_t)r * b + c];
-          if (l->family == KVI_FAMILY_DIAG) w += exp((double)S[(size_t)r * b + c]) * E[(size_t)r * b + c];
+          if (l->family == KVI_FAMILY_DIAG)
+            w += exp((double)S[(size_t)r * b + c]) * E[(size_t)r * b + c];
           if (l->family == KVI_FAMILY_MN || l->family == KVI_FAMILY_MNDIAG)
             for (int p = 0; p < a; p++) /* (A E B^T)_rc = sum_pq A_rp E_pq B_cq */
               for (int q = 0; q < b; q++)
@@ -95,7 +96,8 @@ static void direct_bma(double *P, kvi_net *net, const kvi_real *X, int n, int sa
       double mx = y[(size_t)i * K], se = 0;
       for (int c = 1; c < K; c++) mx = fmax(mx, y[(size_t)i * K + c]);
       for (int c = 0; c < K; c++) se += exp(y[(size_t)i * K + c] - mx);
-      for (int c = 0; c < K; c++) P[(size_t)i * K + c] += exp(y[(size_t)i * K + c] - mx) / se / samples;
+      for (int c = 0; c < K; c++)
+        P[(size_t)i * K + c] += exp(y[(size_t)i * K + c] - mx) / se / samples;
     }
   }
   off = 0;
