@@ -10,7 +10,8 @@
  * prediction (BMA costs K passes by construction), marked with '*'.
  *
  *   bench_eval [--data DIR | --synthetic] [--arch SIZES] [--families mn,diag,mn-diag]
- *              [--samples 10,100] [--threads N] [--reps R] [--rows N] [--budget S] */
+ *              [--samples 10,100] [--methods weights,lrt] [--threads N] [--reps R] [--rows N]
+ *              [--budget S] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,7 @@
 
 typedef struct {
   const char *data, *arch;
-  char families[128], samples[64];
+  char families[128], samples[64], methods[32];
   int synthetic, threads, reps, rows;
   double budget;
 } opts;
@@ -33,13 +34,15 @@ static void usage(FILE *f, const char *argv0) {
   fprintf(
       f,
       "usage: %s [--data DIR | --synthetic] [--arch SIZES] [--families LIST]\n"
-      "          [--samples LIST] [--threads N] [--reps R] [--rows N] [--budget S]\n"
+      "          [--samples LIST] [--methods LIST] [--threads N] [--reps R] [--rows N]\n"
+      "          [--budget S]\n"
       "  --data DIR        Fashion-MNIST IDX files (default /usr/share/datasets/fashion-mnist)\n"
       "  --synthetic       random test data of the same shape (10000 x 784, 10 classes)\n"
       "  --arch SIZES      default 784-300-300-300-10; convolutional nets as kronvi train\n"
       "                    (e.g. 1-10-mp-20-mp-40-mp-80-mp-flatten-10)\n"
       "  --families LIST   comma-separated: diag,mn,mn-diag (default mn,diag,mn-diag)\n"
       "  --samples LIST    BMA sample counts K, ascending (default 10,100)\n"
+      "  --methods LIST    weights,lrt (default both; a method left out prints -)\n"
       "  --threads N       kvi_set_threads (default 2)\n"
       "  --reps R          interleaved repetitions, median shown (default 3)\n"
       "  --rows N          first N test rows (default all)\n"
@@ -93,6 +96,7 @@ int main(int argc, char **argv) {
             "784-300-300-300-10",
             "mn,diag,mn-diag",
             "10,100",
+            "weights,lrt",
             0,
             2,
             3,
@@ -109,6 +113,8 @@ int main(int argc, char **argv) {
       o.arch = argv[++a];
     else if (!strcmp(s, "--families") && more)
       snprintf(o.families, sizeof o.families, "%s", argv[++a]);
+    else if (!strcmp(s, "--methods") && more)
+      snprintf(o.methods, sizeof o.methods, "%s", argv[++a]);
     else if (!strcmp(s, "--samples") && more)
       snprintf(o.samples, sizeof o.samples, "%s", argv[++a]);
     else if (!strcmp(s, "--threads") && more)
@@ -130,6 +136,7 @@ int main(int argc, char **argv) {
   char *fam[MAX_FAM], *ks[MAX_K];
   const int nf = split(o.families, fam, MAX_FAM), nk = split(o.samples, ks, MAX_K);
   int K[MAX_K];
+  const int use[2] = {strstr(o.methods, "weights") != NULL, strstr(o.methods, "lrt") != NULL};
   for (int k = 0; k < nk; k++) K[k] = atoi(ks[k]);
   if (o.threads < 1 || o.reps < 1 || o.reps > MAX_REPS || o.rows < 0 || nf < 1 || nk < 1) {
     fprintf(stderr, "bench_eval: threads, reps (<= %d), families and samples needed\n", MAX_REPS);
@@ -164,6 +171,7 @@ int main(int argc, char **argv) {
       for (int k = 0; k < nk; k++)
         for (int meth = 0; meth < 2; meth++) {
           const int c = 1 + 2 * k + meth;
+          if (!use[meth]) continue;
           if (k > 0) { /* predicted from the smallest K of the same method */
             const double guess = median(t[f][1 + meth], r + 1) * K[k] / K[0];
             if (predicted[f][c] || (r == 0 && guess > o.budget)) {
@@ -194,6 +202,10 @@ int main(int argc, char **argv) {
       printf(" |");
       for (int meth = 0; meth < 2; meth++) {
         const int c = 1 + 2 * k + meth;
+        if (!use[meth]) {
+          printf(" %8s %7s", "-", "");
+          continue;
+        }
         const double v = median(t[f][c], o.reps);
         any |= predicted[f][c] != 0;
         printf(" %8.3f%s(%5.1f)", v, predicted[f][c] ? "*" : " ", v / mp);
