@@ -32,8 +32,9 @@ train() { # NAME FLAGS...
 # 1. noisy K-FAC vs Adam, same posterior family and prior (run side by side, one thread each;
 #    NOISY=0 skips it)
 if [ "${NOISY:-1}" = 1 ]; then
-  train mn-adam --family mn --prior scalar --optimizer adam --lr 1e-3 --samples 10 &
-  train mn-noisykfac --family mn --prior scalar --optimizer noisy-kfac --lr 1e-2 --samples 10 &
+  train mn-adam --family mn --prior scalar --optimizer adam --lr 1e-3 --samples 10 --eval-every 1 &
+  train mn-noisykfac --family mn --prior scalar --optimizer noisy-kfac --lr 1e-2 --samples 10 \
+    --eval-every 1 &
   wait
 fi
 # 2. point network, its Laplace posterior, an mn variational network (ARD prior), one held-out split

@@ -63,7 +63,9 @@ static void train_help(FILE *f) {
       "                         the last epoch's evaluation follow --epochs, so resuming a "
       "shorter\n"
       "                         run with a larger --epochs changes its schedule from there)\n"
-      "  --batch B              mini-batch size (default 100)\n"
+      "  --batch B              mini-batch size (default 100)\n",
+      f);
+  fputs(
       "  --optimizer O          adam (default), sgd (momentum), kfac (point networks) or\n"
       "                         noisy-kfac (mn posterior by natural gradient, --prior fixed:V\n"
       "                         or scalar); both K-FAC: lr default 1e-2, docs/kfac.md\n"
@@ -92,16 +94,22 @@ static void train_help(FILE *f) {
       "                         alpha > threshold, renewed each epoch) at zero and fit the rest\n"
       "evaluation and output:\n"
       "  --samples K            weight samples for Bayesian model averaging (default 10)\n"
-      "  --eval-every N         BMA evaluation every N epochs (default 1; 0: last epoch only)\n"
+      "  --eval-every N         test BMA also every N epochs (default 0: only after the epoch\n"
+      "                         that ends the run; the other epochs evaluate the mean weights\n"
+      "                         and the accuracy after pruning, the log leaves BMA empty)\n"
+      "  --bma M                weights (default: one weight sample per layer for each of the\n"
+      "                         K networks, about K mean-weight passes) or lrt (local\n"
+      "                         reparameterization, fresh noise per example)\n"
       "  --prune-threshold T    drop weights with log alpha > T (default 3)\n"
       "  --save PATH            checkpoint (safetensors) written atomically after every epoch\n"
       "  --save-every N         checkpoint every N epochs instead (and after the last)\n"
       "  --resume PATH          continue training from a checkpoint with its settings and data\n"
-      "                         preparation (--epochs may extend the run; a flag that differs\n"
-      "                         from the checkpoint's is refused)\n"
+      "                         preparation (--epochs may extend the run, --eval-every and\n"
+      "                         --bma may change; a flag that differs from the checkpoint's\n"
+      "                         is refused)\n"
       "  --reset-optimizer      with --resume: restart the optimizer's moments from zero (for\n"
       "                         checkpoints without optimizer state, e.g. pruned ones)\n"
-      "  --log PATH             per-epoch metrics as CSV\n"
+      "  --log PATH             per-epoch metrics as CSV (BMA columns empty when not computed)\n"
       "  --seed S               random seed (default 1): same seed and threads, same result\n"
       "  --threads N            at most N threads (default: the CPUs this process may use);\n"
       "                         steps run on fewer when that is faster, e.g. while another\n"
@@ -168,6 +176,7 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"damping-kind", 1, 0, O_DAMPKIND},
                                            {"ekfac", 0, 0, O_EKFAC},
                                            {"adapt-damping", 1, 0, O_ADAPT},
+                                           {"bma", 1, 0, O_BMA},
                                            {"help", 0, 0, 'h'},
                                            {0, 0, 0, 0}};
 
@@ -342,6 +351,12 @@ static int parse_train_args(train_args *a, int argc, char **argv) {
       case O_EVALEVERY:
         ok = cli_int("--eval-every", optarg, 0, 100000, &v);
         a->cfg.eval_samples_every = (int)v;
+        break;
+      case O_BMA:
+        if (kvi_bma_parse(&a->cfg.bma, optarg)) {
+          fprintf(stderr, "kronvi: --bma expects weights or lrt\n");
+          ok = false;
+        }
         break;
       case O_THR:
         ok = cli_double("--prune-threshold", optarg, -100, 100, &a->cfg.prune_threshold);

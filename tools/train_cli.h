@@ -72,6 +72,7 @@ enum {
   O_DAMPKIND,
   O_EKFAC,
   O_ADAPT,
+  O_BMA,
   O_LAST
 };
 

@@ -80,7 +80,6 @@ static void train_conflicts(conflicts *c, const train_args *a, const kvi_train_c
   refuse_num(c, a, O_SCHED, "--kl-schedule", s->kl_schedule, g->kl_schedule);
   refuse_num(c, a, O_PATIENCE, "--patience", s->patience, g->patience);
   refuse_num(c, a, O_SAMPLES, "--samples", s->samples, g->samples);
-  refuse_num(c, a, O_EVALEVERY, "--eval-every", s->eval_samples_every, g->eval_samples_every);
   refuse_num(c, a, O_THR, "--prune-threshold", s->prune_threshold, g->prune_threshold);
   refuse_num(c, a, O_SEED, "--seed", (double)s->seed, (double)g->seed);
   refuse_num(c, a, O_NOISE, "--noise-precision", s->noise_precision, g->noise_precision);
@@ -107,6 +106,8 @@ static int resume_run(train_args *a, kvi_net **net, kvi_trainer *tr) {
   if (!c.ok) return 1;
   if (a->epochs_given) tr->cfg.epochs = a->cfg.epochs;
   tr->cfg.stop_after = a->cfg.stop_after;
+  tr->cfg.bma = a->cfg.bma; /* evaluation settings: they do not change the trained numbers */
+  if (train_given(a, O_EVALEVERY)) tr->cfg.eval_samples_every = a->cfg.eval_samples_every;
   if (tr->cfg.task == KVI_TASK_REGRESS) a->targets = (*net)->out_size;
   if (train_given(a, O_SAVEEVERY)) tr->cfg.save_every = a->cfg.save_every;
   tr->cfg.progress = a->cfg.progress;
@@ -177,8 +178,26 @@ static int prepare_data(run_data *d, const train_args *a, kvi_data_prep *prep, k
 }
 
 /* ---- the run ------------------------------------------------------------------------------ */
-static int add_callbacks(kvi_trainer *tr, const train_args *a, const kvi_dataset *train) {
+/* The test metrics of the last epoch, which ends the run: the summary prints them instead of
+ * evaluating the same model again. */
+typedef struct {
+  kvi_metrics test;
+  bool have;
+} last_eval;
+
+static kvi_status keep_last_eval(kvi_trainer *t, const kvi_epoch_info *e, void *user) {
+  (void)t;
+  last_eval *l = user;
+  l->have = e->test != NULL;
+  if (e->test) l->test = *e->test;
+  return KVI_OK;
+}
+
+static int add_callbacks(kvi_trainer *tr, const train_args *a, const kvi_dataset *train,
+                         last_eval *last) {
   kvi_callback cb = kvi_progress_callback();
+  if (kvi_trainer_add_callback(tr, cb)) return cli_error("trainer");
+  cb = (kvi_callback){NULL, keep_last_eval, NULL, last};
   if (kvi_trainer_add_callback(tr, cb)) return cli_error("trainer");
   if (a->log && (kvi_csv_log_callback(&cb, tr, a->log) || kvi_trainer_add_callback(tr, cb)))
     return cli_error("--log");
@@ -189,27 +208,33 @@ static int add_callbacks(kvi_trainer *tr, const train_args *a, const kvi_dataset
   return 0;
 }
 
-static void print_summary(kvi_net *net, const kvi_trainer *tr, const run_data *d,
-                          const char *save) {
+static void print_summary(kvi_net *net, const kvi_trainer *tr, const run_data *d, const char *save,
+                          const last_eval *last) {
   const kvi_train_config *c = &tr->cfg;
-  kvi_metrics m;
+  kvi_metrics m = last->test;
+  bool have = last->have && d->test.n > 0;
+  if (!have && d->test.n > 0) { /* no epoch ran (a finished run resumed): evaluate once */
+    kvi_eval_config ec = kvi_eval_config_default();
+    ec.samples = c->task == KVI_TASK_CLASSIFY ? c->samples : 0;
+    ec.seed = c->seed ^ 0x7e57, ec.bma = c->bma, ec.prune_threshold = c->prune_threshold;
+    ec.log_beta = kvi_net_log_beta(net);
+    have = kvi_evaluate_ex(&m, net, &d->test, &ec) == KVI_OK;
+  }
   if (c->task == KVI_TASK_CLASSIFY) {
     kvi_sparsity sp;
     if (kvi_sparsity_compute(&sp, net, c->prune_threshold) == KVI_OK) {
       printf("\n");
       kvi_sparsity_print(stdout, &sp, kvi_family_name(net->cfg.family));
     }
-    if (d->test.n && kvi_evaluate(&m, net, &d->test, c->samples, c->seed ^ 0x7e57,
-                                  c->prune_threshold, kvi_net_log_beta(net)) == KVI_OK) {
+    if (have) {
       char bma[96] = "BMA, NLL and ECE not computed (--samples 0)";
-      if (c->samples > 0)
+      if (m.samples > 0)
         snprintf(bma, sizeof bma, "%.4f (BMA, %d samples), NLL %.4f, ECE %.4f", m.acc_bma,
                  m.samples, m.nll_bma, m.ece);
       printf("\ntest (%lld rows): accuracy %.4f (mean weights), %s, accuracy after pruning %.4f\n",
              (long long)d->test.n, m.acc_mean, bma, m.acc_pruned);
     }
-  } else if (d->test.n && kvi_evaluate(&m, net, &d->test, 0, 0, c->prune_threshold,
-                                       kvi_net_log_beta(net)) == KVI_OK) {
+  } else if (have) {
     printf("test (%lld rows): RMSE %.6f, NLL %.6f\n", (long long)d->test.n, m.rmse_mean,
            m.nll_mean);
   }
@@ -257,7 +282,8 @@ int train_run(train_args *a) {
     rc = prepare_data(&d, a, &prep, &a->nc, true, a->standardize, a->cfg.progress);
     if (!rc) rc = new_run(a, &net, &tr, &d, &prep);
   }
-  if (!rc) rc = add_callbacks(&tr, a, &d.train);
+  last_eval last = {{0}, false};
+  if (!rc) rc = add_callbacks(&tr, a, &d.train, &last);
   if (!rc && tr.cfg.progress >= 1)
     fprintf(stderr,
             "kronvi train: %s %s/%s, %zu parameters, %lld train / %lld val / %lld test rows, "
@@ -270,7 +296,7 @@ int train_run(train_args *a) {
     fprintf(stderr, "\n");
     rc = cli_error("training failed");
   }
-  if (!rc) print_summary(net, &tr, &d, a->save ? a->save : a->resume);
+  if (!rc) print_summary(net, &tr, &d, a->save ? a->save : a->resume, &last);
   if (tr.net) kvi_trainer_free(&tr);
   kvi_data_prep_free(&prep);
   kvi_net_free(net);

@@ -16,6 +16,17 @@ extern "C" {
 typedef enum { KVI_TASK_CLASSIFY = 0, KVI_TASK_REGRESS } kvi_task;
 typedef enum { KVI_KL_CONSTANT = 0, KVI_KL_LINEAR, KVI_KL_EXP } kvi_kl_schedule;
 
+/* How Bayesian model averaging draws its K networks (docs/train.md, "Evaluation"). Both
+ * estimate the same predictive (1/K) sum_k softmax(f(x; W_k)), W_k ~ q, for every example. */
+typedef enum {
+  KVI_BMA_WEIGHTS = 0, /* one weight sample per layer and k, shared by every example: K passes of
+                          the mean-weight network with W_k in place of M (the default) */
+  KVI_BMA_LRT          /* local reparameterization: fresh noise per example and k */
+} kvi_bma_method;
+#define KVI_BMA_MAX_SAMPLES 100000
+KVI_API const char *kvi_bma_name(kvi_bma_method m); /* "weights", "lrt" */
+KVI_API kvi_status kvi_bma_parse(kvi_bma_method *m, const char *s);
+
 typedef struct {
   kvi_task task;
   int epochs;
@@ -27,7 +38,8 @@ typedef struct {
   double
       kl_warmup; /* epochs: LINEAR beta = min(1, t / warmup); EXP beta = 1 - exp(-5 t / warmup) */
   int samples;   /* K weight samples for Bayesian model averaging */
-  int eval_samples_every; /* evaluate BMA every N epochs (and at the end); 0: only at the end */
+  int eval_samples_every; /* test BMA also every N epochs; 0 (default): only after the epoch
+                             that ends the run (the last, early stopping, stop_after) */
   uint64_t seed;
   double prune_threshold; /* drop weights with log alpha above this (3) */
   int patience;           /* early stopping on validation accuracy/NLL; 0: off */
@@ -46,6 +58,7 @@ typedef struct {
   bool fixed_threads;     /* false: a governor (kvi_governor) may run steps on fewer threads
                              than kvi_get_threads() when that is faster (another process on a
                              core); results are the same either way. Not saved. */
+  kvi_bma_method bma;     /* how the test BMA is drawn; evaluation only, not saved */
 } kvi_train_config;
 
 KVI_API kvi_train_config kvi_train_config_default(void);
@@ -86,7 +99,32 @@ KVI_API kvi_status kvi_sparsity_compute(kvi_sparsity *out, kvi_net *net, double 
 KVI_API kvi_status kvi_net_zero_pruned(kvi_net *net, double threshold, unsigned char *mask);
 KVI_API void kvi_sparsity_print(FILE *f, const kvi_sparsity *s, const char *title);
 
-/* Evaluates net on ds in chunks of net->max_batch rows. samples = 0 skips BMA. */
+/* Averaged predictive probabilities P (n, net->out_size) of the n rows X (n, net->in_size),
+ * samples in [1, KVI_BMA_MAX_SAMPLES]. KVI_BMA_WEIGHTS: sample k draws each weight layer's W
+ * (in order: MN E (n, m), then MN+DIAG's diagonal noise (n, m); DIAG its E) from the stream
+ * (seed, k) and runs every row through it; the means are restored before returning. LRT:
+ * batch j of net->max_batch rows draws sample k from the stream (seed, 2^20 j + k). Results do
+ * not depend on the thread count. */
+KVI_API kvi_status kvi_bma_probs(double *P, kvi_net *net, const kvi_real *X, int64_t n, int samples,
+                                 uint64_t seed, kvi_bma_method method);
+
+/* What kvi_evaluate_ex computes. */
+typedef struct {
+  int samples;            /* K of the BMA (0: no BMA; classification only) */
+  uint64_t seed;          /* of the BMA samples */
+  kvi_bma_method bma;     /* KVI_BMA_WEIGHTS */
+  bool pruned;            /* also the accuracy after pruning (one more mean pass); true */
+  double prune_threshold; /* 3 */
+  kvi_real log_beta;      /* regression: the noise precision's log */
+} kvi_eval_config;
+
+KVI_API kvi_eval_config kvi_eval_config_default(void);
+/* Evaluates net on ds in chunks of net->max_batch rows: the mean-weight pass, the BMA of
+ * c->samples networks, the pruned mean-weight pass. Cost: 1 + K (+1 pruned) mean-weight passes
+ * with KVI_BMA_WEIGHTS (plus K weight samples). */
+KVI_API kvi_status kvi_evaluate_ex(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds,
+                                   const kvi_eval_config *c);
+/* kvi_evaluate_ex with the default method and the pruned pass. samples = 0 skips BMA. */
 KVI_API kvi_status kvi_evaluate(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds, int samples,
                                 uint64_t seed, double prune_threshold, kvi_real log_beta);
 

@@ -73,15 +73,18 @@ kvi_callback kvi_progress_callback(void) {
 }
 
 /* ---- CSV log ---------------------------------------------------------------------------- */
+/* One row per epoch. test_acc_bma, test_nll_bma and test_ece are empty in the epochs without a
+ * test BMA (by default all but the one that ends the run; --eval-every N adds every N-th). */
 static kvi_status kvi__log_epoch(kvi_trainer *t, const kvi_epoch_info *e, void *user) {
   FILE *f = user;
   const kvi_metrics none = {0}, *mv = e->val ? e->val : &none, *mt = e->test ? e->test : &none;
-  fprintf(f,
-          "%d,%lld,%.3f,%.6g,%.4f,%.6f,%.5f,%.2f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%.5f,%"
-          ".6g\n",
+  char bma[96] = ",,";
+  if (e->bma_samples > 0)
+    snprintf(bma, sizeof bma, "%.5f,%.5f,%.5f", mt->acc_bma, mt->nll_bma, mt->ece);
+  fprintf(f, "%d,%lld,%.3f,%.6g,%.4f,%.6f,%.5f,%.2f,%.5f,%.5f,%.5f,%.5f,%s,%.5f,%.5f,%.6g\n",
           e->epoch, (long long)t->step, e->seconds, e->lr, e->kl_beta, e->train_loss, e->train_acc,
-          e->kl, mv->acc_mean, mv->nll_mean, mt->acc_mean, mt->nll_mean, mt->acc_bma, mt->nll_bma,
-          mt->ece, mt->acc_pruned, e->sparsity, mt->rmse_mean);
+          e->kl, mv->acc_mean, mv->nll_mean, mt->acc_mean, mt->nll_mean, bma, mt->acc_pruned,
+          e->sparsity, mt->rmse_mean);
   return fflush(f) == 0 ? KVI_OK : kvi_fail(KVI_ERR_IO, "cannot write the training log");
 }
 

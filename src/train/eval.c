@@ -1,6 +1,5 @@
 /* Evaluation: accuracy and NLL with the posterior-mean weights, Bayesian model averaging over K
- * sampled weight sets (by the local reparameterization, which draws exact samples of each
- * example's predictive distribution), expected calibration error, and sparsification by
+ * sampled networks (bma.c), expected calibration error, and sparsification by
  * log alpha = log(Var / M^2) > threshold. */
 #include <math.h>
 #include <stdlib.h>
@@ -150,111 +149,134 @@ void kvi_sparsity_print(FILE *f, const kvi_sparsity *s, const char *title) {
   kvi__print_triple(f, "columns", tot, left, s->nlayers, 1);
 }
 
+kvi_eval_config kvi_eval_config_default(void) {
+  kvi_eval_config c = {0, 1, KVI_BMA_WEIGHTS, true, 3.0, 0};
+  return c;
+}
+
 kvi_status kvi_evaluate(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds, int samples,
                         uint64_t seed, double thr, kvi_real log_beta) {
-  if (!out || !net || !ds || ds->n <= 0)
+  kvi_eval_config c = kvi_eval_config_default();
+  c.samples = samples, c.seed = seed, c.prune_threshold = thr, c.log_beta = log_beta;
+  return kvi_evaluate_ex(out, net, ds, &c);
+}
+
+/* Accuracy, NLL, entropy and ECE of the averaged probabilities P (n, K). */
+static void kvi__bma_metrics(kvi_metrics *out, const double *P, const kvi_dataset *ds, int K) {
+  double ece_conf[ECE_BINS] = {0}, ece_acc[ECE_BINS] = {0};
+  int64_t correct = 0;
+  double nll = 0, ent = 0;
+  for (int64_t i = 0; i < ds->n; i++) {
+    const double *p = P + (size_t)i * K;
+    int arg = 0;
+    for (int k = 1; k < K; k++)
+      if (p[k] > p[arg]) arg = k;
+    const int lab = ds->y[i];
+    for (int k = 0; k < K; k++) ent -= p[k] > 0 ? p[k] * log(p[k]) : 0;
+    correct += arg == lab;
+    nll -= log(p[lab] > 1e-300 ? p[lab] : 1e-300);
+    int bin = (int)(p[arg] * ECE_BINS);
+    if (bin >= ECE_BINS) bin = ECE_BINS - 1;
+    ece_conf[bin] += p[arg], ece_acc[bin] += arg == lab;
+  }
+  const double n = (double)ds->n;
+  out->acc_bma = (double)correct / n;
+  out->nll_bma = nll / n;
+  out->entropy_bma = ent / n;
+  double e = 0; /* sum over bins of (n_bin / N) |accuracy_bin - confidence_bin| */
+  for (int i = 0; i < ECE_BINS; i++) e += fabs(ece_acc[i] - ece_conf[i]);
+  out->ece = e / n;
+}
+
+/* Mean-weight pass: accuracy, NLL, entropy (classification) or RMSE, NLL (regression). */
+static kvi_status kvi__mean_pass(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds,
+                                 kvi_real log_beta, kvi_real *probs) {
+  const int K = net->out_size, Bmax = net->max_batch;
+  const bool cls = ds->y != NULL;
+  int64_t correct = 0;
+  double nll = 0, sq = 0, ent = 0;
+  kvi_status s = KVI_OK;
+  for (int64_t r0 = 0; r0 < ds->n && !s; r0 += Bmax) {
+    const int b = (int)(ds->n - r0 < Bmax ? ds->n - r0 : Bmax);
+    const kvi_real *y;
+    double l = 0;
+    int c = 0;
+    s = kvi_net_forward(net, &y, ds->x + (size_t)r0 * ds->d, b, NULL);
+    if (!s && !cls) {
+      s = kvi_gauss_nll(&l, NULL, NULL, y, ds->t + (size_t)r0 * K, log_beta, b, K);
+      for (size_t i = 0; i < (size_t)b * K; i++) {
+        double e = (double)y[i] - ds->t[(size_t)r0 * K + i];
+        sq += e * e;
+      }
+    } else if (!s) {
+      s = kvi_softmax_xent(&l, NULL, probs, &c, y, ds->y + r0, b, K);
+      for (size_t i = 0; !s && i < (size_t)b * K; i++) /* predictive entropy */
+        ent -= probs[i] > 0 ? (double)probs[i] * log((double)probs[i]) : 0;
+    }
+    nll += l * b;
+    correct += c;
+  }
+  const double n = (double)ds->n;
+  out->acc_mean = (double)correct / n;
+  out->nll_mean = nll / n;
+  out->rmse_mean = sqrt(sq / (n * K));
+  out->entropy_mean = ent / n;
+  return s;
+}
+
+/* Accuracy with the means of the weights with log alpha > thr set to zero. */
+static kvi_status kvi__pruned_pass(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds,
+                                   double thr) {
+  const int K = net->out_size, Bmax = net->max_batch;
+  kvi_real *saved = NULL;
+  kvi_status s = kvi__prune_means(net, thr, &saved);
+  int64_t cp = 0;
+  for (int64_t r0 = 0; r0 < ds->n && !s; r0 += Bmax) {
+    const int b = (int)(ds->n - r0 < Bmax ? ds->n - r0 : Bmax);
+    const kvi_real *y;
+    double l;
+    int c = 0;
+    s = kvi_net_forward(net, &y, ds->x + (size_t)r0 * ds->d, b, NULL);
+    if (!s) s = kvi_softmax_xent(&l, NULL, NULL, &c, y, ds->y + r0, b, K);
+    cp += c;
+  }
+  if (saved) kvi__restore_means(net, saved);
+  out->acc_pruned = (double)cp / (double)ds->n;
+  return s;
+}
+
+kvi_status kvi_evaluate_ex(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds,
+                           const kvi_eval_config *c) {
+  if (!out || !net || !ds || !c || ds->n <= 0)
     return kvi_fail(KVI_ERR_ARG, "evaluate: NULL argument or empty data set");
   if (ds->d != net->in_size)
     return kvi_fail(KVI_ERR_SHAPE, "evaluate: data have %d features, network expects %d", ds->d,
                     net->in_size);
+  if (c->samples < 0 || c->samples > KVI_BMA_MAX_SAMPLES)
+    return kvi_fail(KVI_ERR_ARG, "evaluate: %d BMA samples, expected 0 (none) to %d", c->samples,
+                    KVI_BMA_MAX_SAMPLES);
   memset(out, 0, sizeof *out);
   out->n = ds->n;
-  out->samples = samples;
-  const int K = net->out_size, Bmax = net->max_batch;
+  const int K = net->out_size;
   const bool cls = ds->y != NULL;
   if (cls && ds->nclasses > K)
     return kvi_fail(KVI_ERR_SHAPE, "data have %d classes but the network has %d outputs",
                     ds->nclasses, K);
   if (!cls && ds->k != K)
     return kvi_fail(KVI_ERR_SHAPE, "data have %d targets but the network has %d outputs", ds->k, K);
-  kvi_real *probs = kvi_alloc((size_t)Bmax * K * sizeof(kvi_real));
-  double *acc = malloc((size_t)Bmax * K * sizeof(double));
-  if (!probs || !acc) {
-    kvi_free(probs), free(acc);
-    return kvi_fail(KVI_ERR_NOMEM, "out of memory");
-  }
-  double ece_conf[ECE_BINS] = {0}, ece_acc[ECE_BINS] = {0}, ece_n[ECE_BINS] = {0};
-  int64_t correct_mean = 0, correct_bma = 0;
-  double nll_mean = 0, nll_bma = 0, sq = 0, ent_mean = 0, ent_bma = 0;
-  kvi_status s = KVI_OK;
-  for (int64_t r0 = 0; r0 < ds->n && !s; r0 += Bmax) {
-    int b = (int)(ds->n - r0 < Bmax ? ds->n - r0 : Bmax);
-    const kvi_real *x = ds->x + (size_t)r0 * ds->d;
-    const kvi_real *y;
-    s = kvi_net_forward(net, &y, x, b, NULL);
-    if (s) break;
-    if (!cls) {
-      double l;
-      s = kvi_gauss_nll(&l, NULL, NULL, y, ds->t + (size_t)r0 * K, log_beta, b, K);
-      nll_mean += l * b;
-      for (size_t i = 0; i < (size_t)b * K; i++) {
-        double e = (double)y[i] - ds->t[(size_t)r0 * K + i];
-        sq += e * e;
-      }
-      continue;
-    }
-    double l;
-    int c = 0;
-    s = kvi_softmax_xent(&l, NULL, probs, &c, y, ds->y + r0, b, K);
-    if (s) break;
-    nll_mean += l * b;
-    correct_mean += c;
-    for (size_t i = 0; i < (size_t)b * K; i++) /* predictive entropy, mean weights */
-      ent_mean -= probs[i] > 0 ? (double)probs[i] * log((double)probs[i]) : 0;
-    if (samples <= 0) continue;
-    memset(acc, 0, (size_t)b * K * sizeof(double));
-    for (int k = 0; k < samples && !s; k++) {
-      kvi_rng rng = kvi_rng_stream(seed, ((uint64_t)(r0 / Bmax) << 20) + (uint64_t)k);
-      s = kvi_net_forward(net, &y, x, b, &rng);
-      if (!s) s = kvi_softmax_xent(&l, NULL, probs, NULL, y, ds->y + r0, b, K);
-      for (size_t i = 0; !s && i < (size_t)b * K; i++) acc[i] += probs[i] / samples;
-    }
-    for (int i = 0; i < b && !s; i++) {
-      const double *p = acc + (size_t)i * K;
-      int arg = 0;
-      for (int k = 1; k < K; k++)
-        if (p[k] > p[arg]) arg = k;
-      int lab = ds->y[r0 + i];
-      for (int k = 0; k < K; k++) ent_bma -= p[k] > 0 ? p[k] * log(p[k]) : 0;
-      correct_bma += arg == lab;
-      nll_bma -= log(p[lab] > 1e-300 ? p[lab] : 1e-300);
-      int bin = (int)(p[arg] * ECE_BINS);
-      if (bin >= ECE_BINS) bin = ECE_BINS - 1;
-      ece_conf[bin] += p[arg], ece_acc[bin] += arg == lab, ece_n[bin] += 1;
-    }
-  }
-  if (!s) {
-    double n = (double)ds->n;
-    out->acc_mean = (double)correct_mean / n;
-    out->nll_mean = nll_mean / n;
-    out->rmse_mean = sqrt(sq / (n * K));
-    out->entropy_mean = ent_mean / n;
-    if (samples > 0 && cls) {
-      out->acc_bma = (double)correct_bma / n;
-      out->nll_bma = nll_bma / n;
-      out->entropy_bma = ent_bma / n;
-      double e = 0;
-      for (int i = 0; i < ECE_BINS; i++) e += fabs(ece_acc[i] - ece_conf[i]);
-      out->ece = e / n;
-    }
-  }
-  if (!s && cls) { /* accuracy after pruning, with the mean weights */
-    kvi_real *saved = NULL;
-    s = kvi__prune_means(net, thr, &saved);
-    int64_t cp = 0;
-    for (int64_t r0 = 0; r0 < ds->n && !s; r0 += Bmax) {
-      int b = (int)(ds->n - r0 < Bmax ? ds->n - r0 : Bmax);
-      const kvi_real *y;
-      double l;
-      int c = 0;
-      s = kvi_net_forward(net, &y, ds->x + (size_t)r0 * ds->d, b, NULL);
-      if (!s) s = kvi_softmax_xent(&l, NULL, NULL, &c, y, ds->y + r0, b, K);
-      cp += c;
-    }
-    if (saved) kvi__restore_means(net, saved);
-    out->acc_pruned = (double)cp / (double)ds->n;
-  }
+  kvi_real *probs = kvi_alloc((size_t)net->max_batch * K * sizeof(kvi_real));
+  if (!probs) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  kvi_status s = kvi__mean_pass(out, net, ds, c->log_beta, probs);
   kvi_free(probs);
-  free(acc);
+  if (!s && cls && c->samples > 0) { /* P (n, K): the averaged predictive of every row */
+    double *P = malloc((size_t)ds->n * K * sizeof(double));
+    s = P ? kvi_bma_probs(P, net, ds->x, ds->n, c->samples, c->seed, c->bma)
+          : kvi_fail(KVI_ERR_NOMEM, "evaluate: out of memory for %lld x %d BMA probabilities",
+                     (long long)ds->n, K);
+    if (!s) kvi__bma_metrics(out, P, ds, K);
+    if (!s) out->samples = c->samples;
+    free(P);
+  }
+  if (!s && cls && c->pruned) s = kvi__pruned_pass(out, net, ds, c->prune_threshold);
   return s;
 }

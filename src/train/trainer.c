@@ -23,7 +23,8 @@ kvi_train_config kvi_train_config_default(void) {
   c.kl_schedule = KVI_KL_LINEAR;
   c.kl_warmup = 0;
   c.samples = 10;
-  c.eval_samples_every = 1;
+  c.eval_samples_every = 0; /* the test BMA after the epoch that ends the run only */
+  c.bma = KVI_BMA_WEIGHTS;
   c.prior_update_every = 10;
   c.seed = 1;
   c.prune_threshold = 3.0;
@@ -349,7 +350,10 @@ static kvi_status kvi__epoch(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *
   return s;
 }
 
-/* End of an epoch: validation, test, sparsity, early stopping, then the callbacks. */
+/* End of an epoch: validation, early stopping, test, sparsity, then the callbacks. The per-epoch
+ * evaluation is the cheap one (mean weights, accuracy after pruning: two mean-weight passes);
+ * the test BMA (K more) runs after the epoch that ends the run (the last, early stopping,
+ * stop_after) and every eval_samples_every epochs. Validation: the mean weights only. */
 static kvi_status kvi__end_epoch(kvi_trainer *t, const kvi_dataset *val, const kvi_dataset *test,
                                  const kvi__epoch_sums *es, double lr, double secs, bool *stop) {
   kvi_net *net = t->net;
@@ -357,20 +361,20 @@ static kvi_status kvi__end_epoch(kvi_trainer *t, const kvi_dataset *val, const k
   const bool cls = cfg->task == KVI_TASK_CLASSIFY;
   const int e = t->epoch; /* completed epochs, this one included */
   const bool last = e == cfg->epochs;
-  const int ks = (last || (cfg->eval_samples_every > 0 && e % cfg->eval_samples_every == 0))
-                     ? cfg->samples
-                     : 0;
+  const bool paused = !last && cfg->stop_after > 0 && e >= cfg->stop_after;
   kvi_metrics mv, mt;
   memset(&mv, 0, sizeof mv);
   memset(&mt, 0, sizeof mt);
-  const kvi_real lb = kvi_net_log_beta(net);
+  kvi_eval_config ec = kvi_eval_config_default();
+  ec.prune_threshold = cfg->prune_threshold;
+  ec.log_beta = kvi_net_log_beta(net);
+  ec.bma = cfg->bma;
   kvi_status s = KVI_OK;
-  if (val && val->n > 0)
-    s = kvi_evaluate(&mv, net, val, 0, cfg->seed ^ 0x7a1, cfg->prune_threshold, lb);
-  if (!s && test && test->n > 0)
-    s = kvi_evaluate(&mt, net, test, cls ? ks : 0, cfg->seed ^ 0x7e57, cfg->prune_threshold, lb);
-  kvi_sparsity sp;
-  if (!s) s = kvi_sparsity_compute(&sp, net, cfg->prune_threshold);
+  if (val && val->n > 0) {
+    kvi_eval_config vc = ec;
+    vc.pruned = false; /* nothing reads the validation set's pruned accuracy */
+    s = kvi_evaluate_ex(&mv, net, val, &vc);
+  }
   if (s) return s;
   if (val && val->n > 0) { /* early stopping: accuracy (classification), -RMSE (regression) */
     double score = cls ? mv.acc_mean : -mv.rmse_mean;
@@ -380,6 +384,16 @@ static kvi_status kvi__end_epoch(kvi_trainer *t, const kvi_dataset *val, const k
       t->bad_epochs++;
   }
   *stop = cfg->patience > 0 && t->bad_epochs >= cfg->patience;
+  const bool ends = last || *stop || paused;
+  const int ks = cls && (ends || (cfg->eval_samples_every > 0 && e % cfg->eval_samples_every == 0))
+                     ? cfg->samples
+                     : 0;
+  ec.samples = ks;
+  ec.seed = cfg->seed ^ 0x7e57;
+  if (test && test->n > 0) s = kvi_evaluate_ex(&mt, net, test, &ec);
+  kvi_sparsity sp;
+  if (!s) s = kvi_sparsity_compute(&sp, net, cfg->prune_threshold);
+  if (s) return s;
   kvi_epoch_info info = {e,
                          secs,
                          lr,
@@ -390,10 +404,10 @@ static kvi_status kvi__end_epoch(kvi_trainer *t, const kvi_dataset *val, const k
                          sp.total ? (double)(sp.total - sp.left) / (double)sp.total : 0,
                          val && val->n > 0 ? &mv : NULL,
                          test && test->n > 0 ? &mt : NULL,
-                         cls ? ks : 0,
+                         test && test->n > 0 ? ks : 0,
                          last,
                          *stop,
-                         !last && cfg->stop_after > 0 && e >= cfg->stop_after};
+                         paused};
   for (int k = 0; k < t->ncb && !s; k++)
     if (t->cb[k].on_epoch) s = t->cb[k].on_epoch(t, &info, t->cb[k].user);
   return s;

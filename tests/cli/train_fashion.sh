@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A short real-data run of the command line on Fashion-MNIST (3000 training images, one epoch)
 # and the commands that read its checkpoint: accuracy must be far above chance (10%), a resumed
-# run must continue from the saved epoch, and inspect/report/prune/eval must work.
+# run must continue from the saved epoch, and inspect/report/prune/eval must work. The test BMA
+# runs when the schedule says (the log), and the summary is the last epoch's evaluation.
 # usage: train_fashion.sh KRONVI TMPDIR
 set -eu
 K=$1
@@ -60,4 +61,24 @@ grep -q "normalize is for images" "$T/nerr.txt"
   --save "$T/f.safetensors" --log "$T/f.csv" >/dev/null 2>&1
 awk -F, 'NR >= 3 { if ($11 != $16 || $17 <= 0) bad = 1; n++ } END { exit !(n == 2 && !bad) }' "$T/f.csv"
 "$K" inspect "$T/f.safetensors" >/dev/null
+# evaluation schedule: the test BMA after the last epoch only (the log's BMA columns 13-15 are
+# empty before), every N epochs with --eval-every N; the summary is the last epoch's evaluation
+E="--data $D --arch 784-30-10 --family mn --epochs 3 --limit-train 600 --limit-test 300 --samples 2 --threads 1"
+"$K" train $E --progress none --log "$T/e0.csv" >"$T/e0.out" 2>&1
+awk -F, 'NR == 2 || NR == 3 { if ($13 != "" || $14 != "" || $15 != "") bad = 1 }
+  NR == 4 { if ($13 == "" || $15 == "") bad = 1 } END { exit !(NR == 4 && !bad) }' "$T/e0.csv"
+python3 - "$T/e0.csv" "$T/e0.out" <<'PY'
+import csv, re, sys
+last = list(csv.DictReader(open(sys.argv[1])))[-1]
+m = re.search(r"accuracy ([0-9.]+) \(mean weights\), ([0-9.]+) \(BMA, 2 samples\), NLL ([0-9.]+), "
+              r"ECE ([0-9.]+), accuracy after pruning ([0-9.]+)", open(sys.argv[2]).read())
+assert m, "no summary line"
+got = [float(v) for v in m.groups()]
+want = [float(last[k]) for k in ("test_acc_mean", "test_acc_bma", "test_nll_bma", "test_ece", "test_acc_pruned")]
+assert all(abs(g - w) < 1e-4 for g, w in zip(got, want)), (got, want)
+print("the summary is the last epoch's evaluation")
+PY
+"$K" train $E --eval-every 2 --bma lrt --progress none --log "$T/e2.csv" >/dev/null 2>&1
+awk -F, 'NR == 2 { if ($13 != "") bad = 1 } NR >= 3 { if ($13 == "") bad = 1 }
+  END { exit !(NR == 4 && !bad) }' "$T/e2.csv"
 echo "train_fashion: 1 passed, 0 failed"

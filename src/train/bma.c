@@ -1,0 +1,172 @@
+/* Bayesian model averaging: the predictive p(y|x) ~ (1/K) sum_k softmax(f(x; W_k)), W_k ~ q,
+ * by two estimators of the same average (docs/train.md, "Evaluation").
+ *
+ * Weight samples (KVI_BMA_WEIGHTS): for each k one W_k per weight layer, drawn once,
+ *   MN       W = M + A E B^T                        E (n, m) standard normal
+ *   DIAG     W = M + sigma * E
+ *   MN+DIAG  W = M + A E B^T + sqrt(D) * E'        E, E' independent
+ * is written in place of the layer's mean, and every row goes through the mean-weight (eps NULL)
+ * network: K mean-weight passes plus K samples of O(n^2 m + n m^2) per layer. Each example's
+ * average is over the same K networks; its marginal predictive is exact as with LRT.
+ * Local reparameterization (KVI_BMA_LRT): K sampled forwards, fresh noise per example; an MN layer
+ * then costs O(B (n m + n^2 + m^2)) per pass instead of O(B n m). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kronvi/train.h"
+
+const char *kvi_bma_name(kvi_bma_method m) { return m == KVI_BMA_LRT ? "lrt" : "weights"; }
+
+kvi_status kvi_bma_parse(kvi_bma_method *m, const char *s) {
+  if (s && strcmp(s, "weights") == 0)
+    *m = KVI_BMA_WEIGHTS;
+  else if (s && strcmp(s, "lrt") == 0)
+    *m = KVI_BMA_LRT;
+  else
+    return kvi_fail(KVI_ERR_ARG, "unknown BMA method '%s' (weights, lrt)", s ? s : "(null)");
+  return KVI_OK;
+}
+
+/* Adds the softmax of the logits Z (b, K) to P (b, K), in double. */
+static void kvi__add_softmax(double *P, const kvi_real *Z, int b, int K) {
+  for (int i = 0; i < b; i++) {
+    const kvi_real *z = Z + (size_t)i * K;
+    double *p = P + (size_t)i * K, mx = z[0], se = 0;
+    for (int k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+    for (int k = 0; k < K; k++) se += exp((double)z[k] - mx);
+    for (int k = 0; k < K; k++) p[k] += exp((double)z[k] - mx) / se;
+  }
+}
+
+/* One mean-weight (eps NULL) pass of the rows X (n, in_size), softmax added into P. */
+static kvi_status kvi__pass(double *P, kvi_net *net, const kvi_real *X, int64_t n) {
+  const int Bmax = net->max_batch, K = net->out_size;
+  for (int64_t r0 = 0; r0 < n; r0 += Bmax) {
+    const int b = (int)(n - r0 < Bmax ? n - r0 : Bmax);
+    const kvi_real *y;
+    kvi_status s = kvi_net_forward(net, &y, X + (size_t)r0 * net->in_size, b, NULL);
+    if (s) return s;
+    kvi__add_softmax(P + (size_t)r0 * K, y, b, K);
+  }
+  return KVI_OK;
+}
+
+/* Writes the sample W of weight layer l into its mean's storage; M0 holds the mean. E: (n, m)
+ * scratch. Draws from rng in the order documented in train.h. */
+static kvi_status kvi__sample_layer(kvi_net *net, const kvi_dense *l, const kvi_real *M0,
+                                    kvi_real *E, kvi_rng *rng, kvi_arena *scratch) {
+  kvi_params *p = net->params;
+  const size_t nm = (size_t)l->n * l->m;
+  kvi_real *W = kvi_params_data(p, l->iM);
+  kvi_status s = KVI_OK;
+  if (l->family == KVI_FAMILY_DIAG) {
+    kvi_diag q = {l->n, l->m, M0, kvi_params_data(p, l->iS)};
+    kvi_rng_normal(rng, E, nm);
+    return kvi_diag_sample(W, &q, E); /* W = M + sigma * E */
+  }
+  kvi_mn q = {l->n, l->m, M0, kvi_params_data(p, l->iA), kvi_params_data(p, l->iB)};
+  kvi_rng_normal(rng, W, nm);
+  s = kvi_mn_sample(W, &q, W, scratch); /* W = M + A E B^T, E drawn in place */
+  if (s || l->family != KVI_FAMILY_MNDIAG) return s;
+  const kvi_real *log_d = kvi_params_data(p, l->iS); /* D = exp(log_d): variances */
+  kvi_rng_normal(rng, E, nm);
+  for (size_t i = 0; i < nm; i++) W[i] += (kvi_real)exp(0.5 * (double)log_d[i]) * E[i];
+  return KVI_OK;
+}
+
+/* The weight layers that have a posterior; 0 for a point network. */
+static int kvi__stochastic_layers(kvi_net *net, size_t *max_nm) {
+  int nd = 0, ns = 0;
+  kvi_net_dense(net, 0, &nd);
+  *max_nm = 1;
+  for (int k = 0; k < nd; k++) {
+    const kvi_dense *l = kvi_net_dense(net, k, NULL);
+    const size_t nm = (size_t)l->n * l->m;
+    if (l->family == KVI_FAMILY_POINT) continue;
+    ns++;
+    if (nm > *max_nm) *max_nm = nm;
+  }
+  return ns;
+}
+
+/* Copies the means of every weight layer to or from buf (kvi_net_weight_count entries). */
+static void kvi__copy_means(kvi_net *net, kvi_real *buf, bool save) {
+  size_t off = 0;
+  int nd = 0;
+  kvi_net_dense(net, 0, &nd);
+  for (int k = 0; k < nd; k++) {
+    const kvi_dense *l = kvi_net_dense(net, k, NULL);
+    const size_t nm = (size_t)l->n * l->m;
+    kvi_real *M = kvi_params_data(net->params, l->iM);
+    memcpy(save ? buf + off : M, save ? M : buf + off, nm * sizeof(kvi_real));
+    off += nm;
+  }
+}
+
+static kvi_status kvi__bma_weights(double *P, kvi_net *net, const kvi_real *X, int64_t n,
+                                   int samples, uint64_t seed) {
+  size_t max_nm;
+  kvi__stochastic_layers(net, &max_nm);
+  kvi_real *saved = kvi_alloc(kvi_net_weight_count(net) * sizeof(kvi_real));
+  kvi_real *E = kvi_alloc(max_nm * sizeof(kvi_real));
+  kvi_arena *scratch = kvi_arena_create(0);
+  kvi_status s = saved && E && scratch ? KVI_OK : kvi_fail(KVI_ERR_NOMEM, "BMA: out of memory");
+  if (!s) kvi__copy_means(net, saved, true);
+  int nd = 0;
+  kvi_net_dense(net, 0, &nd);
+  for (int k = 0; k < samples && !s; k++) {
+    kvi_rng rng = kvi_rng_stream(seed, (uint64_t)k);
+    size_t off = 0;
+    for (int j = 0; j < nd && !s; j++) {
+      const kvi_dense *l = kvi_net_dense(net, j, NULL);
+      if (l->family != KVI_FAMILY_POINT)
+        s = kvi__sample_layer(net, l, saved + off, E, &rng, scratch);
+      off += (size_t)l->n * l->m;
+    }
+    if (!s) s = kvi__pass(P, net, X, n);
+  }
+  if (saved) kvi__copy_means(net, saved, false);
+  kvi_arena_free(scratch);
+  kvi_free(saved), kvi_free(E);
+  return s;
+}
+
+static kvi_status kvi__bma_lrt(double *P, kvi_net *net, const kvi_real *X, int64_t n, int samples,
+                               uint64_t seed) {
+  const int Bmax = net->max_batch, K = net->out_size;
+  for (int64_t r0 = 0; r0 < n; r0 += Bmax) {
+    const int b = (int)(n - r0 < Bmax ? n - r0 : Bmax);
+    for (int k = 0; k < samples; k++) {
+      kvi_rng rng = kvi_rng_stream(seed, ((uint64_t)(r0 / Bmax) << 20) + (uint64_t)k);
+      const kvi_real *y;
+      kvi_status s = kvi_net_forward(net, &y, X + (size_t)r0 * net->in_size, b, &rng);
+      if (s) return s;
+      kvi__add_softmax(P + (size_t)r0 * K, y, b, K);
+    }
+  }
+  return KVI_OK;
+}
+
+kvi_status kvi_bma_probs(double *P, kvi_net *net, const kvi_real *X, int64_t n, int samples,
+                         uint64_t seed, kvi_bma_method method) {
+  if (!P || !net || !X || n <= 0)
+    return kvi_fail(KVI_ERR_ARG, "BMA: NULL argument or %lld rows", (long long)n);
+  if (samples < 1 || samples > KVI_BMA_MAX_SAMPLES)
+    return kvi_fail(KVI_ERR_ARG, "BMA: %d samples, expected 1 to %d", samples, KVI_BMA_MAX_SAMPLES);
+  if (method != KVI_BMA_WEIGHTS && method != KVI_BMA_LRT)
+    return kvi_fail(KVI_ERR_ARG, "BMA: unknown method %d", (int)method);
+  const size_t len = (size_t)n * net->out_size;
+  memset(P, 0, len * sizeof *P);
+  size_t max_nm;
+  kvi_status s;
+  if (kvi__stochastic_layers(net, &max_nm) == 0) /* a point network: every sample is the mean */
+    s = kvi__pass(P, net, X, n), samples = 1;
+  else if (method == KVI_BMA_WEIGHTS)
+    s = kvi__bma_weights(P, net, X, n, samples, seed);
+  else
+    s = kvi__bma_lrt(P, net, X, n, samples, seed);
+  const double inv = 1.0 / samples;
+  for (size_t i = 0; !s && i < len; i++) P[i] *= inv;
+  return s;
+}
