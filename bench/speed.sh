@@ -21,7 +21,8 @@
 # OPENBLAS_NUM_THREADS in 2 1 (its matrix products go to OpenBLAS, whose own threads only that
 # variable sets); each table takes, per family, the setting with the smallest median. Every
 # benchmark command runs with OPENBLAS_CORETYPE unset (env -u): a value pins OpenBLAS to older
-# kernels. Peak memory: getrusage ru_maxrss of each measuring process (bench_epoch and the
+# kernels; except when OpenBLAS alone does not recognise the CPU and `kronvi` picks the kernels
+# of its ISA: then both sides run with that choice. Peak memory: getrusage ru_maxrss of each measuring process (bench_epoch and the
 # PyTorch children report their own; whole processes are measured from outside by
 # bench/measure.py).
 #
@@ -115,6 +116,12 @@ KVI_ENV=(env -u OPENBLAS_CORETYPE)
 VERSION=$("${KVI_ENV[@]}" "$BUILD/kronvi" --version 2>&1 | head -n1)
 KVI_CORE=$(sed -n 's/.*BLAS core \(.*\)$/\1/p' <<<"$VERSION" | sed 's/)$//')
 KVI_CORE=${KVI_CORE:-?}
+# When OpenBLAS alone falls back to old kernels on this CPU, `kronvi` picks the ones matching its
+# ISA ("BLAS core SkylakeX (OpenBLAS detected Prescott)"): every process of both sides then runs
+# with that OPENBLAS_CORETYPE (bench_epoch --child and PyTorch cannot pick it themselves, and
+# PyTorch's products are faster with it too).
+PICKED=$(sed -n 's/.*BLAS core \([A-Za-z0-9]*\) (OpenBLAS detected.*/\1/p' <<<"$VERSION")
+if [[ -n $PICKED ]]; then KVI_ENV=(env OPENBLAS_CORETYPE="$PICKED"); fi
 TORCH_INFO=$("$PY" -c 'import re, torch; s = torch.__config__.show(); c = re.search(r"CPU capability usage: (\w+)", s); print(torch.__version__, "(" + (c.group(1) if c else "?") + ",", re.search(r"BLAS_INFO=\w+", s).group(0) + ")")')
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 {
@@ -123,6 +130,7 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
   echo "cpu: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
   echo "kronvi: $VERSION (run with OPENBLAS_CORETYPE unset; as is: '${OPENBLAS_CORETYPE:-(unset)}')"
   echo "kronvi BLAS core: $KVI_CORE"
+  [[ -z $PICKED ]] || echo "both sides run with OPENBLAS_CORETYPE=$PICKED (the kernels kronvi picks for this CPU)"
   echo "torch: $TORCH_INFO; libblas.so.3 -> $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo '?')"
   echo "settings: quick=$QUICK tables=$TABLES STEPS_MLP=$STEPS_MLP WARMUP_MLP=$WARMUP_MLP STEPS_CNN=$STEPS_CNN WARMUP_CNN=$WARMUP_CNN REPS=$REPS REPS_TRAIN=$REPS_TRAIN EPOCHS=$EPOCHS LIMIT_TRAIN=$LIMIT_TRAIN LIMIT_TEST=$LIMIT_TEST STEPS_BURN_MLP=$STEPS_BURN_MLP STEPS_BURN_CNN=$STEPS_BURN_CNN FAMILIES='$FAMILIES' TORCH_SETTINGS='$TORCH_SETTINGS'"
 } | tee "$OUT/env.txt"
