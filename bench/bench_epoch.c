@@ -157,7 +157,7 @@ static int child(const opts *o, const char *family) {
     if (kvi_net_forward(net, &out, xb, B, &rng)) die("forward");            \
     int c = 0;                                                              \
     if (kvi_softmax_xent(&nll, dout, NULL, &c, out, yb, B, K)) die("loss"); \
-    kvi_params_zero_grad(net->params);                                      \
+    if (!opt.ops->zeroes_grad || step == 0) kvi_params_zero_grad(net->params); \
     if (kvi_net_backward(net, dout, B)) die("backward");                    \
     if (kvi_net_kl(net, &kl, (kvi_real)(beta / N))) die("kl");              \
     if (kvi_optimizer_step(&opt, net->params, lr)) die("adam");             \
@@ -218,7 +218,7 @@ static int child(const opts *o, const char *family) {
     int c = 0;
     if (kvi_softmax_xent(&nll, dout, NULL, &c, net->acts[net->nlayers], yb, B, K)) die("loss");
     LAP(ph[PH_LOSS]);
-    kvi_params_zero_grad(net->params);
+    if (!opt.ops->zeroes_grad) kvi_params_zero_grad(net->params); /* else Adam cleared it */
     LAP(ph[PH_ZERO]);
     const kvi_real *dy = dout;
     for (int i = net->nlayers - 1; i >= 0; i--) {

@@ -79,6 +79,10 @@ typedef struct {
    * the loss before and after it. */
   bool (*wants_reduction)(const kvi_optimizer *o);
   void (*reduction)(kvi_optimizer *o, double before, double after);
+  /* true: step leaves p->grad zero (every entry kvi_optimizer_walk visits; gradients never
+   * write the upper triangle of a Cholesky view), fused into its pass over the block, so the
+   * caller need not zero it before the next backward. */
+  bool zeroes_grad;
 } kvi_optimizer_ops;
 
 struct kvi_optimizer {

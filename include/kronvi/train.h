@@ -185,6 +185,7 @@ struct kvi_trainer {
   kvi_callback cb[KVI_MAX_CALLBACKS];
   int ncb;
   kvi_governor gov; /* thread count of the steps (kvi_train) */
+  bool grad_zero;   /* the gradient is all zero (the last optimizer step cleared it) */
 };
 
 KVI_API kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config *cfg);

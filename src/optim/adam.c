@@ -10,11 +10,12 @@
 
 typedef struct {
   kvi_real b1, b2, step, rc2, eps, decay;
-  kvi_real *x, *m, *v;
-  const kvi_real *g;
+  kvi_real *x, *m, *v, *g;
 } kvi__adam;
 
-KVI__HOT static void kvi__adam_range(kvi_real *restrict x, const kvi_real *restrict g,
+/* Also zeroes g behind it (ops.zeroes_grad): the next step's gradient accumulates into it, and
+ * the cache lines are already here, so the trainer skips its own pass over the gradient. */
+KVI__HOT static void kvi__adam_range(kvi_real *restrict x, kvi_real *restrict g,
                                      kvi_real *restrict m, kvi_real *restrict v, size_t n,
                                      const kvi__adam *k, kvi_real decay) {
   const kvi_real b1 = k->b1, b2 = k->b2, step = k->step, rc2 = k->rc2, eps = k->eps;
@@ -26,6 +27,7 @@ KVI__HOT static void kvi__adam_range(kvi_real *restrict x, const kvi_real *restr
     m[i] = mi;
     v[i] = vi;
     x[i] = decay * x[i] - step * mi / (KVI_SQRT(vi) * rc2 + eps);
+    g[i] = 0;
   }
 }
 
@@ -60,4 +62,4 @@ static kvi_status kvi__adam_step(kvi_optimizer *o, kvi_params *p, double lr) {
 }
 
 const kvi_optimizer_ops kvi_adam_ops = {
-    .name = "adam", .init = kvi__adam_init, .step = kvi__adam_step};
+    .name = "adam", .init = kvi__adam_init, .step = kvi__adam_step, .zeroes_grad = true};

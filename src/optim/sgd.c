@@ -7,11 +7,11 @@
 typedef struct {
   kvi_real mu, lr, decay;
   bool nesterov;
-  kvi_real *x, *m;
-  const kvi_real *g;
+  kvi_real *x, *m, *g;
 } kvi__sgd;
 
-KVI__HOT static void kvi__sgd_range(kvi_real *restrict x, const kvi_real *restrict g,
+/* Zeroes g behind it, as Adam (ops.zeroes_grad). */
+KVI__HOT static void kvi__sgd_range(kvi_real *restrict x, kvi_real *restrict g,
                                     kvi_real *restrict m, size_t n, const kvi__sgd *k,
                                     kvi_real decay) {
   const kvi_real mu = k->mu, lr = k->lr;
@@ -21,6 +21,7 @@ KVI__HOT static void kvi__sgd_range(kvi_real *restrict x, const kvi_real *restri
       kvi_real mi = mu * m[i] + g[i];
       m[i] = mi;
       x[i] = decay * x[i] - lr * (g[i] + mu * mi);
+      g[i] = 0;
     }
   } else {
 #pragma omp simd
@@ -28,6 +29,7 @@ KVI__HOT static void kvi__sgd_range(kvi_real *restrict x, const kvi_real *restri
       kvi_real mi = mu * m[i] + g[i];
       m[i] = mi;
       x[i] = decay * x[i] - lr * mi;
+      g[i] = 0;
     }
   }
 }
@@ -54,4 +56,5 @@ static kvi_status kvi__sgd_step(kvi_optimizer *o, kvi_params *p, double lr) {
   return KVI_OK;
 }
 
-const kvi_optimizer_ops kvi_sgd_ops = {.name = "sgd", .init = kvi__sgd_init, .step = kvi__sgd_step};
+const kvi_optimizer_ops kvi_sgd_ops = {
+    .name = "sgd", .init = kvi__sgd_init, .step = kvi__sgd_step, .zeroes_grad = true};

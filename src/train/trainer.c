@@ -204,6 +204,7 @@ static kvi_status kvi__curvature_pass(kvi_trainer *t, kvi_real *dsample, const k
   kvi_sampled_output_grad(dsample, out, b, net->out_size, t->cfg.task == KVI_TASK_CLASSIFY,
                           kvi_net_log_beta(net), &rng);
   kvi_net_set_observer(net, ops->observe, &t->opt);
+  t->grad_zero = false;
   kvi_status s = kvi_net_backward(net, dsample, b); /* its parameter gradients are discarded */
   kvi_net_set_observer(net, NULL, NULL);
   return s;
@@ -213,7 +214,8 @@ static kvi_status kvi__curvature_pass(kvi_trainer *t, kvi_real *dsample, const k
 static kvi_status kvi__backward(kvi_trainer *t, const kvi_real *dout, int b) {
   const kvi_optimizer_ops *ops = t->opt.ops;
   const bool observe = ops->curvature_pass && ops->curvature_pass(&t->opt) == 1;
-  kvi_params_zero_grad(t->net->params);
+  if (!t->grad_zero) kvi_params_zero_grad(t->net->params); /* else the last step zeroed it */
+  t->grad_zero = false;
   if (observe) kvi_net_set_observer(t->net, ops->observe, &t->opt);
   kvi_status s = kvi_net_backward(t->net, dout, b);
   if (observe) kvi_net_set_observer(t->net, NULL, NULL);
@@ -285,6 +287,7 @@ static kvi_status kvi__step(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *t
   es->seen += b;
   if ((s = kvi_optimizer_step(&t->opt, net->params, lr)) != KVI_OK) return s;
   const kvi_optimizer_ops *ops = t->opt.ops;
+  t->grad_zero = ops->zeroes_grad;
   if (ops->wants_reduction && ops->wants_reduction(&t->opt)) {
     double after = 0;
     rng = kvi_rng_stream(cfg->seed, (1ull << 40) + (uint64_t)t->step); /* the same noise */
