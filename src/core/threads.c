@@ -9,8 +9,8 @@
  * run it (kvi_set_active_threads), so the governor can change that number between steps
  * without changing a single bit of the results.
  *
- * How: the governor times each step at the current count and keeps the median of the last
- * KVI__GOV_WIN steps. It then tries another count (halving or doubling, within [1, max]) for
+ * How: the governor starts on one thread, times each step at the current count and keeps the
+ * median of the last KVI__GOV_WIN steps. It then tries another count (halving or doubling, within [1, max]) for
  * KVI__GOV_PROBE steps and keeps the faster. A probe is abandoned after one step that is
  * slower than 3x the current median. Probes are rationed by their cost: after a probe that
  * lost time X, the next waits until the steps since have taken KVI__GOV_BUDGET * X, so at most
@@ -25,12 +25,12 @@
 #include "kronvi/core.h"
 
 #ifndef KVI__GOV_PROBE
-#define KVI__GOV_PROBE 4
+#define KVI__GOV_PROBE 3
 #endif
 #ifndef KVI__GOV_BUDGET
 #define KVI__GOV_BUDGET 30.0
 #endif
-#define KVI__GOV_FIRST 16 /* steps before the first probe */
+#define KVI__GOV_FIRST 2 /* steps before the first probe */
 
 static double kvi__median(const double *x, int n) {
   double v[KVI__GOV_WIN];
@@ -56,6 +56,9 @@ void kvi_governor_init(kvi_governor *g, int max_threads, bool adapt) {
   const char *alt = getenv("KRONVI_THREADS_ALTERNATE");
   g->alternate = alt && *alt && strcmp(alt, "0") && g->max > 1;
   if (g->alternate) g->adapt = false;
+  /* Start on one thread and probe upwards: on a loaded machine a first step on all threads can
+   * cost 40 steps' time, while on an idle one the first steps on one thread cost little. */
+  if (g->adapt) g->cur = 1;
 }
 
 void kvi_governor_begin(kvi_governor *g) {
@@ -123,13 +126,15 @@ void kvi_governor_end(kvi_governor *g) {
   g->win_pos = (g->win_pos + 1) % KVI__GOV_WIN;
   if (g->nwin < KVI__GOV_WIN) g->nwin++;
   g->since_s += dt;
-  if (g->nwin < (g->decisions ? 8 : KVI__GOV_FIRST)) return;
+  if (g->nwin < (g->decisions ? 8 : KVI__GOV_FIRST)) return; /* the first probe comes early */
   base = kvi__median(g->win, g->nwin);
   double recent[8];
-  for (int i = 0; i < 8; i++) recent[i] = g->win[(g->win_pos + KVI__GOV_WIN - 1 - i) % KVI__GOV_WIN];
+  const int nr = g->nwin < 8 ? g->nwin : 8;
+  for (int i = 0; i < nr; i++)
+    recent[i] = g->win[(g->win_pos + KVI__GOV_WIN - 1 - i) % KVI__GOV_WIN];
   /* slower steps on several threads: another process may have come (try fewer); faster steps
    * on fewer than max: one may have gone (try more) */
-  const double r = kvi__median(recent, 8);
+  const double r = kvi__median(recent, nr);
   bool changed = g->ref > 0 && ((g->cur > 1 && r > 1.5 * g->ref) ||
                                 (g->cur < g->max && r < 0.67 * g->ref));
   if (g->decisions == 0 || changed || g->since_s >= g->wait_s) kvi__gov_start_probe(g);
