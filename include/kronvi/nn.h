@@ -92,7 +92,7 @@ typedef struct {
   int k, stride, pad;
   int oh, ow, c_out; /* output image: oh = (h + 2 pad - k) / stride + 1 */
   int chunk;         /* examples per chunk of the forward / backward passes; 0 (what
-                        kvi_conv_declare sets): automatic, about 1024 output positions */
+                        kvi_conv_declare sets): automatic, about 600 output positions */
 } kvi_conv;
 
 /* Declares "<name>.M" etc. as kvi_dense_declare with n = k*k*c_in, m = c_out. Errors (with a

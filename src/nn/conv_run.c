@@ -8,19 +8,22 @@
  * the buffers are added afterwards in group order. E and the groups depend only on the layer and
  * the batch, never on the thread count: results are identical for any number of threads. */
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "kronvi/layer.h"
+
+#include "core/vmath.h" /* KVI__HOT */
 #include "nn/conv_internal.h"
 
 /* Rows per chunk (E = ceil(rows / (oh * ow)) examples, at most KVI__CONV_CHUNK_MAX): the chunk's
  * unfolded input, its products and its gradient stay in the L2 cache. */
 #ifndef KVI__CONV_CHUNK_ROWS
-#define KVI__CONV_CHUNK_ROWS 1024
+#define KVI__CONV_CHUNK_ROWS 600
 #endif
 #ifndef KVI__CONV_CHUNK_MAX
-#define KVI__CONV_CHUNK_MAX 16
+#define KVI__CONV_CHUNK_MAX 25
 #endif
 /* Gradient groups: the parallelism of a pass, and the number of partial parameter gradients. */
 #ifndef KVI__CONV_GROUPS
@@ -84,34 +87,59 @@ static void kvi__kx_range(int *kx0, int *kx1, int x0, int k, int w) {
   *kx0 = a, *kx1 = e;
 }
 
-/* cols rows of examples [e0, e1) from X (B, h*w*c_in): for each position and kernel row ky, the
- * valid taps (kx0..kx1) read one contiguous run of (kx1 - kx0) * c_in numbers of the HWC image
- * (short runs: a plain loop, cheaper than a memcpy call). */
-static void kvi__im2col(kvi_real *cols, const kvi_real *X, const kvi_conv *l, int e0, int e1) {
+/* Runs of one kernel row: copy, zero, add (restrict: the compiler vectorizes them). The runs are
+ * short (k * c_in numbers: 3 in a first layer), so they stay inline loops: GCC would otherwise
+ * turn them into memcpy / memset calls, which cost more than the copy. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
+static inline void kvi__run_copy(kvi_real *restrict d, const kvi_real *restrict s, size_t len) {
+#pragma omp simd
+  for (size_t i = 0; i < len; i++) d[i] = s[i];
+}
+static inline void kvi__run_zero(kvi_real *restrict d, size_t len) {
+#pragma omp simd
+  for (size_t i = 0; i < len; i++) d[i] = 0;
+}
+static inline void kvi__run_add(kvi_real *restrict d, const kvi_real *restrict s, size_t len) {
+#pragma omp simd
+  for (size_t i = 0; i < len; i++) d[i] += s[i];
+}
+
+/* cols rows of examples [e0, e1) from X (B, h*w*c_in), one output row oy and kernel row ky at a
+ * time: the valid taps kx0..kx1 of a position read one contiguous run of (kx1 - kx0) * c_in
+ * numbers of input row iy = oy*s - p + ky (all k * c_in of them away from the left and right
+ * border); taps in the padding are zero. */
+KVI__HOT static void kvi__im2col(kvi_real *cols, const kvi_real *X, const kvi_conv *l, int e0,
+                                 int e1) {
   const int h = l->h, w = l->w, c = l->c_in, k = l->k, st = l->stride, pad = l->pad;
   const int oh = l->oh, ow = l->ow;
   const size_t n = (size_t)l->d.n, img = (size_t)h * w * c, kc = (size_t)k * c;
-  kvi_real *row = cols;
   for (int b = e0; b < e1; b++) {
     const kvi_real *x = X + (size_t)b * img;
     for (int oy = 0; oy < oh; oy++) {
-      const int y0 = oy * st - pad;
-      for (int ox = 0; ox < ow; ox++, row += n) {
-        const int x0 = ox * st - pad;
-        int kx0, kx1;
-        kvi__kx_range(&kx0, &kx1, x0, k, w);
-        const size_t a = (size_t)kx0 * c, e = (size_t)kx1 * c;
-        for (int ky = 0; ky < k; ky++) {
-          kvi_real *dst = row + (size_t)ky * kc;
-          const int iy = y0 + ky;
-          if (iy < 0 || iy >= h || kx1 == kx0) {
-            for (size_t i = 0; i < kc; i++) dst[i] = 0;
+      kvi_real *orow = cols + ((size_t)(b - e0) * oh + oy) * ow * n;
+      for (int ky = 0; ky < k; ky++) {
+        const int iy = oy * st - pad + ky;
+        kvi_real *dst = orow + (size_t)ky * kc;
+        if (iy < 0 || iy >= h) {
+          for (int ox = 0; ox < ow; ox++) kvi__run_zero(dst + (size_t)ox * n, kc);
+          continue;
+        }
+        const kvi_real *src = x + (size_t)iy * w * c;
+        for (int ox = 0; ox < ow; ox++) {
+          const int x0 = ox * st - pad;
+          kvi_real *d = dst + (size_t)ox * n;
+          if (x0 >= 0 && x0 + k <= w) {
+            kvi__run_copy(d, src + (size_t)x0 * c, kc);
             continue;
           }
-          const kvi_real *src = x + ((size_t)iy * w + (size_t)x0) * c; /* tap kx at src + kx c */
-          for (size_t i = 0; i < a; i++) dst[i] = 0;
-          for (size_t i = a; i < e; i++) dst[i] = src[i];
-          for (size_t i = e; i < kc; i++) dst[i] = 0;
+          int kx0, kx1;
+          kvi__kx_range(&kx0, &kx1, x0, k, w);
+          const size_t a = (size_t)kx0 * c, e = (size_t)kx1 * c;
+          kvi__run_zero(d, a);
+          if (e > a) kvi__run_copy(d + a, src + ((ptrdiff_t)x0 + kx0) * c, e - a);
+          kvi__run_zero(d + (e > a ? e : a), kc - (e > a ? e : a));
         }
       }
     }
@@ -119,27 +147,32 @@ static void kvi__im2col(kvi_real *cols, const kvi_real *X, const kvi_conv *l, in
 }
 
 /* dX of examples [e0, e1) = col2im(dcols): the transpose of im2col, padding taps dropped. */
-static void kvi__col2im(kvi_real *dX, const kvi_real *dcols, const kvi_conv *l, int e0, int e1) {
+KVI__HOT static void kvi__col2im(kvi_real *dX, const kvi_real *dcols, const kvi_conv *l, int e0,
+                                 int e1) {
   const int h = l->h, w = l->w, c = l->c_in, k = l->k, st = l->stride, pad = l->pad;
   const int oh = l->oh, ow = l->ow;
   const size_t n = (size_t)l->d.n, img = (size_t)h * w * c, kc = (size_t)k * c;
-  const kvi_real *row = dcols;
   memset(dX + (size_t)e0 * img, 0, (size_t)(e1 - e0) * img * sizeof *dX);
   for (int b = e0; b < e1; b++) {
     kvi_real *dx = dX + (size_t)b * img;
     for (int oy = 0; oy < oh; oy++) {
-      const int y0 = oy * st - pad;
-      for (int ox = 0; ox < ow; ox++, row += n) {
-        const int x0 = ox * st - pad;
-        int kx0, kx1;
-        kvi__kx_range(&kx0, &kx1, x0, k, w);
-        const size_t a = (size_t)kx0 * c, e = (size_t)kx1 * c;
-        for (int ky = 0; ky < k; ky++) {
-          const int iy = y0 + ky;
-          if (iy < 0 || iy >= h) continue;
-          const kvi_real *src = row + (size_t)ky * kc;
-          kvi_real *dst = dx + ((size_t)iy * w + (size_t)x0) * c;
-          for (size_t i = a; i < e; i++) dst[i] += src[i];
+      const kvi_real *orow = dcols + ((size_t)(b - e0) * oh + oy) * ow * n;
+      for (int ky = 0; ky < k; ky++) {
+        const int iy = oy * st - pad + ky;
+        if (iy < 0 || iy >= h) continue;
+        const kvi_real *src = orow + (size_t)ky * kc;
+        kvi_real *drow = dx + (size_t)iy * w * c;
+        for (int ox = 0; ox < ow; ox++) {
+          const int x0 = ox * st - pad;
+          const kvi_real *s = src + (size_t)ox * n;
+          if (x0 >= 0 && x0 + k <= w) {
+            kvi__run_add(drow + (size_t)x0 * c, s, kc);
+            continue;
+          }
+          int kx0, kx1;
+          kvi__kx_range(&kx0, &kx1, x0, k, w);
+          const size_t a = (size_t)kx0 * c, e = (size_t)kx1 * c;
+          if (e > a) kvi__run_add(drow + ((ptrdiff_t)x0 + kx0) * c, s + a, e - a);
         }
       }
     }
