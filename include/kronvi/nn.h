@@ -91,6 +91,8 @@ typedef struct {
   int h, w, c_in; /* input image */
   int k, stride, pad;
   int oh, ow, c_out; /* output image: oh = (h + 2 pad - k) / stride + 1 */
+  int chunk;         /* examples per chunk of the forward / backward passes; 0 (what
+                        kvi_conv_declare sets): automatic, about 600 output positions */
 } kvi_conv;
 
 /* Declares "<name>.M" etc. as kvi_dense_declare with n = k*k*c_in, m = c_out. Errors (with a
@@ -102,8 +104,8 @@ KVI_API kvi_status kvi_conv_declare(kvi_conv *l, kvi_params *p, const char *name
 /* As kvi_dense_init (fan-in k*k*c_in). */
 KVI_API void kvi_conv_init(const kvi_conv *l, kvi_params *p, kvi_rng *rng, double gain,
                            double init_log_sigma);
-/* Workspace for a batch: the unfolded input, its gradient and the dense workspace for
- * batch * oh * ow rows. */
+/* Workspace for a batch: the unfolded input, the per-chunk workspaces of the dense layer, the
+ * per-group input-gradient chunks and gradient accumulators (docs/nn-conv.md). */
 KVI_API size_t kvi_conv_ws_size(const kvi_conv *l, int batch);
 KVI_API size_t kvi_conv_noise_size(const kvi_conv *l, int batch);
 /* Y (B, oh*ow*c_out); eps (kvi_conv_noise_size) standard normal, or NULL for the mean. */

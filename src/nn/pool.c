@@ -10,6 +10,8 @@
 
 #include "kronvi/layer.h"
 
+#include "core/vmath.h" /* KVI__HOT */
+
 #ifndef KVI__POOL_OMP_MIN
 #define KVI__POOL_OMP_MIN (1u << 17)
 #endif
@@ -33,34 +35,39 @@ size_t kvi_pool_ws_size(const kvi_pool *l, int batch) {
   return (size_t)batch * l->oh * l->ow * l->c * sizeof(int32_t);
 }
 
+/* One output row of one example: the four inputs of each window compared channel by channel
+ * with selects (no branches), so the channel loop vectorizes. Strict > keeps the first maximum. */
+KVI__HOT static void kvi__pool_row(kvi_real *restrict y, int32_t *restrict id,
+                                   const kvi_real *restrict x, int oy, const kvi_pool *l) {
+  const int w = l->w, c = l->c, ow = l->ow;
+  for (int ox = 0; ox < ow; ox++) {
+    const int32_t o0 = (int32_t)(((2 * oy) * w + 2 * ox) * c), o2 = o0 + w * c;
+    const kvi_real *x0 = x + o0, *x1 = x0 + c, *x2 = x + o2, *x3 = x2 + c;
+    kvi_real *yo = y + (size_t)ox * c;
+    int32_t *io = id + (size_t)ox * c;
+#pragma omp simd
+    for (int ch = 0; ch < c; ch++) {
+      kvi_real v = x0[ch];
+      int32_t best = o0 + ch;
+      if (x1[ch] > v) v = x1[ch], best = o0 + c + ch;
+      if (x2[ch] > v) v = x2[ch], best = o2 + ch;
+      if (x3[ch] > v) v = x3[ch], best = o2 + c + ch;
+      yo[ch] = v;
+      io[ch] = best;
+    }
+  }
+}
+
 void kvi_pool_forward(kvi_real *Y, void *ws, const kvi_pool *l, const kvi_real *X, int batch) {
-  const int w = l->w, c = l->c, oh = l->oh, ow = l->ow;
-  const size_t img = (size_t)l->h * w * c, oimg = (size_t)oh * ow * c;
+  const int oh = l->oh;
+  const size_t img = (size_t)l->h * l->w * l->c, oimg = (size_t)oh * l->ow * l->c;
+  const size_t orow = (size_t)l->ow * l->c;
   int32_t *idx = ws;
 #pragma omp parallel for schedule(static) if (batch > 1 && (size_t)batch * img > KVI__POOL_OMP_MIN)
-  for (int b = 0; b < batch; b++) {
-    const kvi_real *x = X + (size_t)b * img;
-    kvi_real *y = Y + (size_t)b * oimg;
-    int32_t *id = idx + (size_t)b * oimg;
+  for (int b = 0; b < batch; b++)
     for (int oy = 0; oy < oh; oy++)
-      for (int ox = 0; ox < ow; ox++) {
-        /* offsets of the window's four pixels, channel 0 */
-        int32_t o[4];
-        o[0] = (int32_t)(((2 * oy) * w + 2 * ox) * c);
-        o[1] = o[0] + c;
-        o[2] = o[0] + w * c;
-        o[3] = o[2] + c;
-        size_t out = ((size_t)oy * ow + ox) * c;
-        for (int ch = 0; ch < c; ch++) {
-          int32_t best = o[0] + ch;
-          kvi_real v = x[best];
-          for (int t = 1; t < 4; t++)
-            if (x[o[t] + ch] > v) v = x[o[t] + ch], best = o[t] + ch; /* strict: first max */
-          y[out + ch] = v;
-          id[out + ch] = best;
-        }
-      }
-  }
+      kvi__pool_row(Y + (size_t)b * oimg + oy * orow, idx + (size_t)b * oimg + oy * orow,
+                    X + (size_t)b * img, oy, l);
 }
 
 void kvi_pool_backward(kvi_real *dX, const kvi_real *dY, const void *ws, const kvi_pool *l,

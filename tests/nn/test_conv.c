@@ -2,7 +2,9 @@
  * every family w.r.t. X and every parameter view, sampled (fixed eps) and mean (eps NULL) paths,
  * on several geometries; the mean forward against a naive direct convolution; the exact
  * (Monte-Carlo-free) output covariance over eps against the LRT formulas; a batch large enough
- * for the OpenMP im2col/col2im path against naive loops; bad input. */
+ * with several chunks run by two threads against naive loops; chunked passes (batch 1, uneven
+ * chunks, more chunks than gradient groups) against FD and the single-chunk result; bad input. */
+// ctest-timeout: 900
 #include <limits.h>
 
 #include "kronvi/nn.h"
@@ -23,6 +25,8 @@ typedef struct {
   size_t nx, ny, ne;
 } cfix;
 
+static int fix_chunk = 0; /* examples per chunk of the layers made by fix_make (0: automatic) */
+
 static bool fix_make(cfix *f, const geom *g, kvi_family fam, int B, uint64_t seed) {
   memset(f, 0, sizeof *f);
   kvi_params_init(&f->p);
@@ -30,6 +34,7 @@ static bool fix_make(cfix *f, const geom *g, kvi_family fam, int B, uint64_t see
   kvi_status s = kvi_conv_declare(&f->l, &f->p, "c0", g->h, g->w, g->cin, g->cout, g->k, g->stride,
                                   g->pad, fam, prior, 1.0, true);
   CHECK_OK(s);
+  f->l.chunk = fix_chunk;
   if (s || kvi_params_alloc(&f->p)) return false;
   kvi_rng r = kvi_rng_stream(seed, 1);
   kvi_conv_init(&f->l, &f->p, &r, 1.0, -1.0); /* large noise: variance paths matter */
@@ -68,9 +73,9 @@ static double conv_loss(const double *unused, void *vctx) {
   return s;
 }
 
-static void check_grad(const geom *g, kvi_family fam, bool sampled) {
+static void check_grad_b(const geom *g, kvi_family fam, bool sampled, int B) {
   cfix f;
-  if (!fix_make(&f, g, fam, 2, 7 + (uint64_t)fam)) {
+  if (!fix_make(&f, g, fam, B, 7 + (uint64_t)fam)) {
     fix_free(&f);
     return;
   }
@@ -104,6 +109,68 @@ static void check_grad(const geom *g, kvi_family fam, bool sampled) {
   CHECK(d < 1e-12);
   free(g0);
   fix_free(&f);
+}
+
+static void check_grad(const geom *g, kvi_family fam, bool sampled) {
+  check_grad_b(g, fam, sampled, 2);
+}
+
+/* Chunked passes: E examples per chunk, so that batches of 1, 5 and 9 give one chunk, uneven
+ * chunks, and more chunks than gradient groups (partial gradients reduced across groups).
+ * Results must not depend on the chunking: the parameter gradients and dX of every split equal
+ * the single-chunk ones up to rounding, and the FD check holds for each. */
+static void check_chunks(const geom *g, kvi_family fam) {
+  const int batches[] = {1, 5, 9}, chunks[] = {1, 2};
+  for (int bi = 0; bi < 3; bi++)
+    for (int ci = 0; ci < 2; ci++) {
+      fix_chunk = chunks[ci];
+      check_grad_b(g, fam, true, batches[bi]);
+      if (bi == 2) check_grad_b(g, fam, false, batches[bi]);
+      /* the same batch in one chunk gives the same gradients */
+      cfix a, b;
+      fix_chunk = chunks[ci];
+      bool ok = fix_make(&a, g, fam, batches[bi], 3);
+      fix_chunk = batches[bi];
+      ok = fix_make(&b, g, fam, batches[bi], 3) && ok;
+      if (ok) {
+        CHECK_OK(kvi_conv_forward(a.Y, a.ws, &a.l, &a.p, a.X, a.e, a.B));
+        CHECK_OK(kvi_conv_forward(b.Y, b.ws, &b.l, &b.p, b.X, b.e, b.B));
+        kvi_params_zero_grad(&a.p), kvi_params_zero_grad(&b.p);
+        CHECK_OK(kvi_conv_backward(a.dX, &a.p, a.R, a.ws, &a.l, a.X, a.e, a.B));
+        CHECK_OK(kvi_conv_backward(b.dX, &b.p, b.R, b.ws, &b.l, b.X, b.e, b.B));
+        double d = 0;
+        for (size_t i = 0; i < a.ny; i++) d = fmax(d, fabs(a.Y[i] - b.Y[i]));
+        for (size_t i = 0; i < a.nx; i++) d = fmax(d, fabs(a.dX[i] - b.dX[i]));
+        for (size_t i = 0; i < a.p.n; i++) d = fmax(d, fabs(a.p.grad[i] - b.p.grad[i]));
+        CHECK(d < 1e-12);
+      }
+      fix_free(&a), fix_free(&b);
+    }
+  fix_chunk = 0;
+}
+
+/* The passes give bit-identical outputs and gradients on 1 and 2 threads (9 examples in chunks of
+ * 1: four gradient groups). */
+static void check_threads(const geom *g, kvi_family fam) {
+  cfix f;
+  fix_chunk = 1;
+  bool ok = fix_make(&f, g, fam, 9, 5);
+  fix_chunk = 0;
+  double *out[2] = {malloc((f.ny + f.nx + f.p.n) * sizeof(double)),
+                    malloc((f.ny + f.nx + f.p.n) * sizeof(double))};
+  for (int t = 0; ok && t < 2; t++) {
+    kvi_set_threads(t + 1);
+    CHECK_OK(kvi_conv_forward(f.Y, f.ws, &f.l, &f.p, f.X, f.e, f.B));
+    kvi_params_zero_grad(&f.p);
+    CHECK_OK(kvi_conv_backward(f.dX, &f.p, f.R, f.ws, &f.l, f.X, f.e, f.B));
+    memcpy(out[t], f.Y, f.ny * sizeof(double));
+    memcpy(out[t] + f.ny, f.dX, f.nx * sizeof(double));
+    memcpy(out[t] + f.ny + f.nx, f.p.grad, f.p.n * sizeof(double));
+  }
+  if (ok) CHECK(!memcmp(out[0], out[1], (f.ny + f.nx + f.p.n) * sizeof(double)));
+  free(out[0]), free(out[1]);
+  fix_free(&f);
+  kvi_set_threads(1);
 }
 
 /* Naive direct convolution with the mean weights: Y[b,oy,ox,co] = b_co +
@@ -336,11 +403,16 @@ int main(void) {
       check_grad(&geoms[gi], fams[f], false);
       check_naive(&geoms[gi], fams[f], 3);
     }
+  for (int f = 0; f < 4; f++) {
+    check_chunks(&geoms[0], fams[f]); /* same padding */
+    check_chunks(&geoms[2], fams[f]); /* stride 2 with padding */
+  }
   for (int f = 1; f < 4; f++) {
     check_cov(&geoms[0], fams[f]);
     check_cov(&geoms[2], fams[f]);
   }
-  /* large enough for the parallel im2col / col2im (B*oh*ow*k*k*c_in > 2^20) */
+  for (int f = 0; f < 4; f++) check_threads(&geoms[2], fams[f]);
+  /* several chunks and groups run by two threads */
   kvi_set_threads(2);
   const geom big = {16, 16, 4, 8, 3, 1, 1};
   check_naive(&big, KVI_FAMILY_POINT, 128);
