@@ -38,7 +38,10 @@
 #   REPS_TRAIN (2; quick 1)    repetitions of table c
 #   EPOCHS (2)                 epochs of table c
 #   LIMIT_TRAIN (all; quick 2000), LIMIT_TEST (all; quick 1000): rows used by table c
-#   STEPS_BURN_MLP (30; quick 5), STEPS_BURN_CNN (10; quick 2): timed steps of table d
+#   STEPS_BURN_MLP, STEPS_BURN_CNN (600 = one epoch; quick 20): kronvi's timed steps in table d,
+#                      from the first step (no warm-up: the thread governor's start and its
+#                      probes are part of the epoch)
+#   STEPS_BURN_TORCH_MLP (60; quick 5), STEPS_BURN_TORCH_CNN (20; quick 2): PyTorch's in table d
 #   FAMILIES ("point diag mn"), TORCH_SETTINGS ("2:2 2:1 1:2 1:1", torch threads:OpenBLAS
 #   threads), BURN_CORE (0), PY (/usr/bin/python3), DATA (/usr/share/datasets/fashion-mnist)
 # Output: the tables on stdout and in OUT/tables.md, one CSV row per measurement in
@@ -70,7 +73,9 @@ STEPS_MLP=${STEPS_MLP:-$(q 100 10)} WARMUP_MLP=${WARMUP_MLP:-$(q 10 2)}
 STEPS_CNN=${STEPS_CNN:-$(q 30 3)} WARMUP_CNN=${WARMUP_CNN:-$(q 5 1)}
 REPS=${REPS:-$(q 3 1)} REPS_TRAIN=${REPS_TRAIN:-$(q 2 1)} EPOCHS=${EPOCHS:-2}
 LIMIT_TRAIN=${LIMIT_TRAIN:-$(q 0 2000)} LIMIT_TEST=${LIMIT_TEST:-$(q 0 1000)}
-STEPS_BURN_MLP=${STEPS_BURN_MLP:-$(q 30 5)} STEPS_BURN_CNN=${STEPS_BURN_CNN:-$(q 10 2)}
+STEPS_BURN_MLP=${STEPS_BURN_MLP:-$(q 600 20)} STEPS_BURN_CNN=${STEPS_BURN_CNN:-$(q 600 20)}
+STEPS_BURN_TORCH_MLP=${STEPS_BURN_TORCH_MLP:-$(q 60 5)}
+STEPS_BURN_TORCH_CNN=${STEPS_BURN_TORCH_CNN:-$(q 20 2)}
 FAMILIES=${FAMILIES:-point diag mn}
 TORCH_SETTINGS=${TORCH_SETTINGS:-2:2 2:1 1:2 1:1}
 BURN_CORE=${BURN_CORE:-0}
@@ -132,7 +137,7 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
   echo "kronvi BLAS core: $KVI_CORE"
   [[ -z $PICKED ]] || echo "both sides run with OPENBLAS_CORETYPE=$PICKED (the kernels kronvi picks for this CPU)"
   echo "torch: $TORCH_INFO; libblas.so.3 -> $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo '?')"
-  echo "settings: quick=$QUICK tables=$TABLES STEPS_MLP=$STEPS_MLP WARMUP_MLP=$WARMUP_MLP STEPS_CNN=$STEPS_CNN WARMUP_CNN=$WARMUP_CNN REPS=$REPS REPS_TRAIN=$REPS_TRAIN EPOCHS=$EPOCHS LIMIT_TRAIN=$LIMIT_TRAIN LIMIT_TEST=$LIMIT_TEST STEPS_BURN_MLP=$STEPS_BURN_MLP STEPS_BURN_CNN=$STEPS_BURN_CNN FAMILIES='$FAMILIES' TORCH_SETTINGS='$TORCH_SETTINGS'"
+  echo "settings: quick=$QUICK tables=$TABLES STEPS_MLP=$STEPS_MLP WARMUP_MLP=$WARMUP_MLP STEPS_CNN=$STEPS_CNN WARMUP_CNN=$WARMUP_CNN REPS=$REPS REPS_TRAIN=$REPS_TRAIN EPOCHS=$EPOCHS LIMIT_TRAIN=$LIMIT_TRAIN LIMIT_TEST=$LIMIT_TEST STEPS_BURN_MLP=$STEPS_BURN_MLP STEPS_BURN_CNN=$STEPS_BURN_CNN STEPS_BURN_TORCH_MLP=$STEPS_BURN_TORCH_MLP STEPS_BURN_TORCH_CNN=$STEPS_BURN_TORCH_CNN FAMILIES='$FAMILIES' TORCH_SETTINGS='$TORCH_SETTINGS'"
 } | tee "$OUT/env.txt"
 echo "table,model,side,config,family,rep,threads,openblas,burner,s_step,wall_s,maxrss_kb,blas_core,acc,pruned_acc,load1" >"$RAW"
 T_START=$(date +%s)
@@ -232,7 +237,7 @@ train_table() {
 
 # table d: the same MN epoch beside a busy loop on one core
 burn_table() {
-  local r model steps warm c
+  local r model steps tsteps warm c
   taskset -c "$BURN_CORE" sh -c 'while :; do :; done' &
   BURNER_PID=$!
   sleep 1
@@ -241,13 +246,14 @@ burn_table() {
   local confs=("kvi:2" "kvi:1" "pt:2:1" "pt:1:1")
   for ((r = 1; r <= REPS; r++)); do
     for model in mlp cnn; do
-      if [[ $model == cnn ]]; then steps=$STEPS_BURN_CNN warm=$WARMUP_CNN; else steps=$STEPS_BURN_MLP warm=$WARMUP_MLP; fi
+      if [[ $model == cnn ]]; then steps=$STEPS_BURN_CNN tsteps=$STEPS_BURN_TORCH_CNN warm=$WARMUP_CNN
+      else steps=$STEPS_BURN_MLP tsteps=$STEPS_BURN_TORCH_MLP warm=$WARMUP_MLP; fi
       for ((c = 0; c < 4; c++)); do
         local cf=${confs[$(((c + r - 1) % 4))]}
         if [[ $cf == kvi:* ]]; then
-          kvi d "$model" mn "$r" "${cf#kvi:}" "$steps" "$warm" 1
+          kvi d "$model" mn "$r" "${cf#kvi:}" "$steps" 0 1
         else
-          pt d "$model" mn "$r" "${cf#pt:}" "$steps" "$warm" 1
+          pt d "$model" mn "$r" "${cf#pt:}" "$tsteps" "$warm" 1
         fi
       done
     done
