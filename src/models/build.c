@@ -177,8 +177,18 @@ static kvi_status kvi__declare_layers(kvi_net *net, const char *arch, int in_siz
                       sh.c, kvi_last_error());
     sh = net->layers[net->nlayers - 1].out;
     if (ops->weights && k + 1 < nt && net->cfg.act != KVI_ACT_NONE &&
-        !kvi__is_act_token(tok[k + 1]))
+        !kvi__is_act_token(tok[k + 1])) {
+      /* max(f(x)) = f(max(x)) for an increasing f (ELU, ReLU), and the gradient goes to the same
+       * argmax: a pooling right after the layer runs first, so the activation only touches a
+       * quarter of the values (its input and output are then the pooled ones) */
+      if (kvi_layer_kind_for(tok[k + 1], &sh) == &kvi_pool_ops &&
+          (net->cfg.act == KVI_ACT_ELU || net->cfg.act == KVI_ACT_RELU)) {
+        k++;
+        if ((s = kvi__add_layer(net, &counter, &kvi_pool_ops, tok[k], sh)) != KVI_OK) return s;
+        sh = net->layers[net->nlayers - 1].out;
+      }
       if ((s = kvi__add_layer(net, &counter, &kvi_act_ops, NULL, sh)) != KVI_OK) return s;
+    }
   }
   if (sh.image)
     return kvi_fail(KVI_ERR_ARG,

@@ -398,9 +398,10 @@ kvi_status kvi_net_compress(kvi_net **out, kvi_compress_info *info, const kvi_ne
       /* a unit kept only because all were removable contributes nothing: no column needed */
       memset(keep1, 0, (size_t)c1->m);
       for (int j = 0; j < c1->nkeep && !c1->forced; j++) keep1[c1->keep[j]] = 1;
-      int li = kvi_net_weight_layer(net, k);
-      kvi_act act = li + 1 < net->nlayers && net->layers[li + 1].ops == &kvi_act_ops
-                        ? *(const kvi_act *)net->layers[li + 1].state
+      int li = kvi_net_weight_layer(net, k) + 1;
+      if (li < net->nlayers && net->layers[li].ops == &kvi_pool_ops) li++; /* pool, then act */
+      kvi_act act = li < net->nlayers && net->layers[li].ops == &kvi_act_ops
+                        ? *(const kvi_act *)net->layers[li].state
                         : KVI_ACT_NONE;
       const kvi_real *bias = ol[k]->ib >= 0 ? kvi_params_data(net->params, ol[k]->ib) : NULL;
       kvi__decide(&ch[k], ol[k], pm[k], bias, act, ol[k + 1], pm[k + 1], keep1);

@@ -119,11 +119,11 @@ static void check_shapes(void) {
   kvi_net *net = NULL;
   CHECK_OK(kvi_net_create(&net, "2-3-mp-flatten-4", 72, &cfg, 2, 1));
   if (net) {
-    /* conv0, act, pool, flatten, fc0 */
+    /* conv0, pool, act (pooling first: it commutes with ELU), flatten, fc0 */
     CHECK(net->nlayers == 5);
     CHECK(!strcmp(net->layers[0].ops->kind, "conv") && net->layers[0].out_size == 6 * 6 * 3);
-    CHECK(!strcmp(net->layers[1].ops->kind, "act"));
-    CHECK(!strcmp(net->layers[2].ops->kind, "pool") && net->layers[2].out_size == 3 * 3 * 3);
+    CHECK(!strcmp(net->layers[1].ops->kind, "pool") && net->layers[1].out_size == 3 * 3 * 3);
+    CHECK(!strcmp(net->layers[2].ops->kind, "act") && net->layers[2].out_size == 3 * 3 * 3);
     CHECK(!strcmp(net->layers[3].ops->kind, "flatten") && net->layers[3].out_size == 27);
     CHECK(!strcmp(net->layers[4].ops->kind, "dense") && net->out_size == 4);
     kvi_net_free(net);
