@@ -14,7 +14,8 @@
  * KVI__GOV_PROBE steps and keeps the faster. A probe is abandoned after one step that is
  * slower than 3x the current median. Probes are rationed by their cost: after a probe that
  * lost time X, the next waits until the steps since have taken KVI__GOV_BUDGET * X, so at most
- * about 1/KVI__GOV_BUDGET of the time goes to probing; and it is tried at once when the last 8
+ * about 1/KVI__GOV_BUDGET of the time goes to probing, and at least twice the previous wait, so
+ * that the probes grow rare while the choice holds; and it is tried at once when the last 8
  * steps are 1.5x slower than the median the last decision was based on while on several
  * threads (load came: try fewer), or 1.5x faster while on fewer than max (load went). */
 #include <omp.h>
@@ -105,8 +106,12 @@ static void kvi__gov_end_probe(kvi_governor *g, double base) {
     return;
   }
   g->ref = base;
-  g->wait_s = KVI__GOV_BUDGET * (lost > 0 ? lost : 0.25 * base);
-  if (g->wait_s < 64 * base) g->wait_s = 64 * base;
+  /* the budget, and at least twice the last wait: each confirmation makes the next probe
+   * rarer (a change of load is caught by the 1.5x trigger instead) */
+  double wait = KVI__GOV_BUDGET * (lost > 0 ? lost : 0.25 * base), twice = 2 * g->wait_s;
+  if (wait < twice) wait = twice;
+  if (wait < 64 * base) wait = 64 * base;
+  g->wait_s = wait;
   g->since_s = 0;
 }
 

@@ -125,8 +125,8 @@ kvi_status kvi_diag_kl_ard(double *out, const kvi_diag *q, kvi_diag_grad *g, kvi
   kvi_real *gmu = g ? g->mu : NULL, *gls = g ? g->log_sigma : NULL;
   const kvi_real gsr = gscale;
   double *rows = NULL;
-  if (gmu && gls && kvi__all_within(q->mu, (size_t)n * m, (kvi_real)-1e15, (kvi_real)1e15) &&
-      kvi__all_within(q->log_sigma, (size_t)n * m, -40, 40) &&
+  if (gmu && gls && kvi__all_within_par(q->mu, (size_t)n * m, (kvi_real)-1e15, (kvi_real)1e15) &&
+      kvi__all_within_par(q->log_sigma, (size_t)n * m, -40, 40) &&
       (rows = kvi_alloc((size_t)n * sizeof *rows))) {
     double acc = kvi__diag_ard_fused(q, gmu, gls, gsr, rows);
     kvi_free(rows);

@@ -352,7 +352,7 @@ bool kvi__mn_ard_safe(const kvi_mn *q, const kvi__uv *w) {
     if (!(w->u[i] >= 1e-18 && w->u[i] <= 1e18)) return false;
   for (int j = 0; j < m; j++)
     if (!(w->v[j] >= 1e-18 && w->v[j] <= 1e18)) return false;
-  return kvi__all_within(q->M, (size_t)n * m, (kvi_real)-1e15, (kvi_real)1e15);
+  return kvi__all_within_par(q->M, (size_t)n * m, (kvi_real)-1e15, (kvi_real)1e15);
 }
 
 KVI__HOT double kvi__sum(const kvi_real *x, size_t cnt) {
@@ -366,6 +366,17 @@ KVI__HOT bool kvi__all_within(const kvi_real *x, size_t cnt, kvi_real lo, kvi_re
   int bad = 0;
 #pragma omp simd reduction(| : bad)
   for (size_t k = 0; k < cnt; k++) bad |= !(x[k] > lo && x[k] < hi);
+  return !bad;
+}
+
+/* kvi__all_within in parallel chunks (an OR of the chunks: the same answer on any thread
+ * count). */
+bool kvi__all_within_par(const kvi_real *x, size_t cnt, kvi_real lo, kvi_real hi) {
+  const size_t ch = (size_t)1 << 15, nc = (cnt + ch - 1) / ch;
+  int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad) if (cnt >= KVI__KL_OMP_MIN)
+  for (size_t c = 0; c < nc; c++)
+    bad |= !kvi__all_within(x + c * ch, cnt - c * ch < ch ? cnt - c * ch : ch, lo, hi);
   return !bad;
 }
 

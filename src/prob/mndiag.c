@@ -100,7 +100,7 @@ kvi_status kvi_mndiag_kl_ard(double *out, const kvi_mndiag *q, kvi_mndiag_grad *
    * value first (with sum log_d for LB) and the gradients only when it is finite. */
   double gs = gscale, w1, w2;
   const size_t nm = (size_t)mn->n * mn->m;
-  if (g && kvi__mn_ard_safe(mn, &w) && kvi__all_within(q->log_d, nm, -80, 80)) {
+  if (g && kvi__mn_ard_safe(mn, &w) && kvi__all_within_par(q->log_d, nm, -80, 80)) {
     double acc, sld = kvi__sum(q->log_d, nm);
     kvi__mn_ard_grad(mn, q->log_d, &w, g->mn.M, g->log_d, gs, &acc);
     double lb = kvi__mndiag_lb_from(q, sld, &w1, &w2);

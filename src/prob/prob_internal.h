@@ -112,6 +112,7 @@ bool kvi__mn_ard_safe(const kvi_mn *q, const kvi__uv *w);
 double kvi__sum(const kvi_real *x, size_t cnt);
 /* true if every x[k] lies in the open interval (lo, hi); NaN does not. */
 bool kvi__all_within(const kvi_real *x, size_t cnt, kvi_real lo, kvi_real hi);
+bool kvi__all_within_par(const kvi_real *x, size_t cnt, kvi_real lo, kvi_real hi);
 /* The error of a KL whose value came out non-finite: the first non-finite parameter (from the
  * full check, which the hot path skips) or else a generic message. */
 kvi_status kvi__kl_nonfinite(kvi_status detail, double value, const char *fn);
