@@ -165,9 +165,14 @@ int main(int argc, char **argv) {
     if (kvi_evaluate_ex(&m, net[f], &test, &mean)) die("mean pass");
   for (int r = 0; r < o.reps; r++)
     for (int f = 0; f < nf; f++) {
-      double t0 = kvi_time_now();
-      if (kvi_evaluate_ex(&m, net[f], &test, &mean)) die("mean pass");
-      t[f][0][r] = kvi_time_now() - t0;
+      /* the mean pass is short next to a BMA: the median of 5 per repetition */
+      double tm[5], t0;
+      for (int i = 0; i < 5; i++) {
+        t0 = kvi_time_now();
+        if (kvi_evaluate_ex(&m, net[f], &test, &mean)) die("mean pass");
+        tm[i] = kvi_time_now() - t0;
+      }
+      t[f][0][r] = median(tm, 5);
       for (int k = 0; k < nk; k++)
         for (int meth = 0; meth < 2; meth++) {
           const int c = 1 + 2 * k + meth;

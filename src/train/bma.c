@@ -52,27 +52,54 @@ static kvi_status kvi__pass(double *P, kvi_net *net, const kvi_real *X, int64_t 
   return KVI_OK;
 }
 
-/* Writes the sample W of weight layer l into its mean's storage; M0 holds the mean. E: (n, m)
- * scratch. Draws from rng in the order documented in train.h. */
+/* Writes the sample W of weight layer l into its mean's storage; M0 holds the mean, Af and Bf
+ * the layer's Cholesky factors as plain lower triangles (MN families; made once per BMA, as they
+ * do not change between samples). E: (n, m) scratch. Draws from rng in the order documented in
+ * train.h. */
 static kvi_status kvi__sample_layer(kvi_net *net, const kvi_dense *l, const kvi_real *M0,
-                                    kvi_real *E, kvi_rng *rng, kvi_arena *scratch) {
+                                    const kvi_real *Af, const kvi_real *Bf, kvi_real *E,
+                                    kvi_rng *rng) {
   kvi_params *p = net->params;
-  const size_t nm = (size_t)l->n * l->m;
+  const int n = l->n, m = l->m;
+  const size_t nm = (size_t)n * m;
   kvi_real *W = kvi_params_data(p, l->iM);
-  kvi_status s = KVI_OK;
-  if (l->family == KVI_FAMILY_DIAG) {
-    kvi_diag q = {l->n, l->m, M0, kvi_params_data(p, l->iS)};
+  if (l->family == KVI_FAMILY_DIAG) { /* W = M + sigma * E, sigma (in Af) made once */
     kvi_rng_normal(rng, E, nm);
-    return kvi_diag_sample(W, &q, E); /* W = M + sigma * E */
+#pragma omp parallel for schedule(static) if (nm > (1u << 16))
+    for (size_t i = 0; i < nm; i++) W[i] = M0[i] + Af[i] * E[i];
+    return KVI_OK;
   }
-  kvi_mn q = {l->n, l->m, M0, kvi_params_data(p, l->iA), kvi_params_data(p, l->iB)};
+  /* W = M + A E B^T, E drawn in place (the products of kvi_mn_sample) */
   kvi_rng_normal(rng, W, nm);
-  s = kvi_mn_sample(W, &q, W, scratch); /* W = M + A E B^T, E drawn in place */
-  if (s || l->family != KVI_FAMILY_MNDIAG) return s;
+  kvi_trmm(false, false, false, n, m, 1, Af, n, W, m);
+  kvi_trmm(true, true, false, n, m, 1, Bf, m, W, m);
+#pragma omp parallel for schedule(static) if (nm > (1u << 16))
+  for (size_t i = 0; i < nm; i++) W[i] += M0[i];
+  if (l->family != KVI_FAMILY_MNDIAG) return KVI_OK;
   const kvi_real *log_d = kvi_params_data(p, l->iS); /* D = exp(log_d): variances */
   kvi_rng_normal(rng, E, nm);
   for (size_t i = 0; i < nm; i++) W[i] += (kvi_real)exp(0.5 * (double)log_d[i]) * E[i];
   return KVI_OK;
+}
+
+/* Elements of what a layer's samples reuse: A (n x n) and B (m x m) of an MN family, the
+ * standard deviations (n x m) of DIAG. */
+static size_t kvi__factor_size(const kvi_dense *l) {
+  if (l->family == KVI_FAMILY_MN || l->family == KVI_FAMILY_MNDIAG)
+    return (size_t)l->n * l->n + (size_t)l->m * l->m;
+  return l->family == KVI_FAMILY_DIAG ? (size_t)l->n * l->m : 0;
+}
+
+/* Elements of kvi__factor_size over every weight layer. */
+static size_t kvi__factor_count(kvi_net *net) {
+  size_t c = 0;
+  int nd = 0;
+  kvi_net_dense(net, 0, &nd);
+  for (int k = 0; k < nd; k++) {
+    const kvi_dense *l = kvi_net_dense(net, k, NULL);
+    c += kvi__factor_size(l);
+  }
+  return c;
 }
 
 /* The weight layers that have a posterior; 0 for a point network. */
@@ -110,25 +137,50 @@ static kvi_status kvi__bma_weights(double *P, kvi_net *net, const kvi_real *X, i
   kvi__stochastic_layers(net, &max_nm);
   kvi_real *saved = kvi_alloc(kvi_net_weight_count(net) * sizeof(kvi_real));
   kvi_real *E = kvi_alloc(max_nm * sizeof(kvi_real));
-  kvi_arena *scratch = kvi_arena_create(0);
-  kvi_status s = saved && E && scratch ? KVI_OK : kvi_fail(KVI_ERR_NOMEM, "BMA: out of memory");
+  const size_t nf = kvi__factor_count(net);
+  kvi_real *fac = kvi_alloc((nf ? nf : 1) * sizeof(kvi_real));
+  kvi_status s = saved && E && fac ? KVI_OK : kvi_fail(KVI_ERR_NOMEM, "BMA: out of memory");
   if (!s) kvi__copy_means(net, saved, true);
   int nd = 0;
   kvi_net_dense(net, 0, &nd);
+  size_t fo = 0, mo = 0; /* the factors, once: A = L + diag(e^a) from the parameter storage */
+  for (int j = 0; j < nd && !s; j++) {
+    const kvi_dense *l = kvi_net_dense(net, j, NULL);
+    mo += (size_t)l->n * l->m;
+    if (l->family == KVI_FAMILY_DIAG) {
+      /* sigma = 0 + exp(log sigma) * 1 by kvi_diag_sample itself (fac is zero-filled), so that
+       * M + sigma * E below is the same number as kvi_diag_sample's */
+      const size_t lnm = (size_t)l->n * l->m;
+      kvi_diag q = {l->n, l->m, fac + fo, kvi_params_data(net->params, l->iS)};
+      for (size_t i = 0; i < lnm; i++) E[i] = 1;
+      if ((s = kvi_diag_sample(fac + fo, &q, E)) != KVI_OK) break;
+      fo += lnm;
+      continue;
+    }
+    if (l->family != KVI_FAMILY_MN && l->family != KVI_FAMILY_MNDIAG) continue;
+    kvi_mn q = {l->n, l->m, saved + mo - (size_t)l->n * l->m, kvi_params_data(net->params, l->iA),
+                kvi_params_data(net->params, l->iB)};
+    if ((s = kvi_mn_check(&q)) != KVI_OK) break;
+    kvi_chol_materialize(fac + fo, q.A, l->n);
+    kvi_chol_materialize(fac + fo + (size_t)l->n * l->n, q.B, l->m);
+    fo += (size_t)l->n * l->n + (size_t)l->m * l->m;
+  }
   for (int k = 0; k < samples && !s; k++) {
     kvi_rng rng = kvi_rng_stream(seed, (uint64_t)k);
     size_t off = 0;
+    fo = 0;
     for (int j = 0; j < nd && !s; j++) {
       const kvi_dense *l = kvi_net_dense(net, j, NULL);
       if (l->family != KVI_FAMILY_POINT)
-        s = kvi__sample_layer(net, l, saved + off, E, &rng, scratch);
+        s = kvi__sample_layer(net, l, saved + off, fac + fo, fac + fo + (size_t)l->n * l->n, E,
+                              &rng);
       off += (size_t)l->n * l->m;
+      fo += kvi__factor_size(l);
     }
     if (!s) s = kvi__pass(P, net, X, n);
   }
   if (saved) kvi__copy_means(net, saved, false);
-  kvi_arena_free(scratch);
-  kvi_free(saved), kvi_free(E);
+  kvi_free(fac), kvi_free(saved), kvi_free(E);
   return s;
 }
 
