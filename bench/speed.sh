@@ -84,7 +84,7 @@ DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 ARCH_MLP=784-300-300-300-10
 ARCH_CNN=1-10-mp-20-mp-40-mp-80-mp-flatten-10
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=${OUT:-bench/results/speed/$STAMP$([[ $QUICK == 1 ]] && echo -quick)}
+OUT=${OUT:-bench/results/speed/$STAMP$(if [[ $QUICK == 1 ]]; then echo -quick; fi)}
 
 die() { echo "speed.sh: $*" >&2; exit 1; }
 

@@ -15,9 +15,8 @@
  * slower than 3x the current median. Probes are rationed by their cost: after a probe that
  * lost time X, the next waits until the steps since have taken KVI__GOV_BUDGET * X, so at most
  * about 1/KVI__GOV_BUDGET of the time goes to probing, and at least twice the previous wait, so
- * that the probes grow rare while the choice holds; and it is tried at once when the last 8
- * steps are 1.5x slower than the median the last decision was based on while on several
- * threads (load came: try fewer), or 1.5x faster while on fewer than max (load went). */
+ * that the probes grow rare while the choice holds; and fewer threads are tried at once when the
+ * last 8 steps are 1.5x slower than the median the last decision was based on (load came). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,11 +136,11 @@ void kvi_governor_end(kvi_governor *g) {
   const int nr = g->nwin < 8 ? g->nwin : 8;
   for (int i = 0; i < nr; i++)
     recent[i] = g->win[(g->win_pos + KVI__GOV_WIN - 1 - i) % KVI__GOV_WIN];
-  /* slower steps on several threads: another process may have come (try fewer); faster steps
-   * on fewer than max: one may have gone (try more) */
+  /* slower steps on several threads: another process may have come, try fewer at once. (Faster
+   * steps on fewer threads say little: a lone thread speeds up whenever the scheduler moves it
+   * off the busy core; more threads wait for the budgeted probe.) */
   const double r = kvi__median(recent, nr);
-  bool changed = g->ref > 0 && ((g->cur > 1 && r > 1.5 * g->ref) ||
-                                (g->cur < g->max && r < 0.67 * g->ref));
+  bool changed = g->ref > 0 && g->cur > 1 && r > 1.5 * g->ref;
   if (g->decisions == 0 || changed || g->since_s >= g->wait_s) kvi__gov_start_probe(g);
 }
 
