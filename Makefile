@@ -2,6 +2,7 @@
 #   make demo   install what is missing, build, train a sparse MN network on Fashion-MNIST
 #   make test   install what is missing, build (normal + ASan/UBSan), run ctest on both
 #   make bench  benchmarks (tables);  make experiments  the long runs behind the README tables
+#   make speed  the speed acceptance against PyTorch (bench/speed.sh; installs python3-torch)
 JOBS ?= 2
 BUILD ?= build
 ASAN_BUILD ?= build-asan
@@ -9,7 +10,7 @@ DEB_PACKAGES = cmake make gcc pkg-config libopenblas-dev liblapacke-dev zlib1g-d
                dataset-fashion-mnist python3 python3-numpy
 FASHION ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: all deps build asan test test-fast demo bench experiments clean format
+.PHONY: all deps build asan test test-fast demo bench speed experiments clean format
 
 all: build
 
@@ -46,6 +47,12 @@ demo: build
 
 bench: build
 	./$(BUILD)/bench_lrt --threads 2
+
+speed: build
+	@dpkg -s python3-torch >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-torch; }
+	bash bench/speed.sh --build $(BUILD)
 
 experiments: build
 	bash bench/experiments.sh
