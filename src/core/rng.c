@@ -130,6 +130,42 @@ __attribute__((target("avx2"))) static void kvi__philox_chunk_avx2(uint32_t *w0,
     _mm256_storeu_si256((__m256i *)(w3 + b), c3);
   }
 }
+
+/* The same with AVX-512: sixteen blocks at a time. */
+__attribute__((target("avx512f"))) static inline void kvi__mulhilo16(__m512i *hi, __m512i *lo,
+                                                                    __m512i a, __m512i m) {
+  __m512i ev = _mm512_mul_epu32(a, m), od = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
+  *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(ev, 32), od);
+  *lo = _mm512_mask_blend_epi32(0xAAAA, ev, _mm512_slli_epi64(od, 32));
+}
+
+__attribute__((target("avx512f"))) static void kvi__philox_chunk_avx512(uint32_t *w0, uint32_t *w1,
+                                                                       uint32_t *w2, uint32_t *w3,
+                                                                       uint64_t ctr, uint32_t k0,
+                                                                       uint32_t k1) {
+  const __m512i m0 = _mm512_set1_epi32((int)PHILOX_M0), m1 = _mm512_set1_epi32((int)PHILOX_M1);
+  for (size_t b = 0; b < KVI__NCHUNK; b += 16) {
+    uint32_t lo32[16], hi32[16];
+    for (int l = 0; l < 16; l++)
+      lo32[l] = (uint32_t)(ctr + b + l), hi32[l] = (uint32_t)((ctr + b + l) >> 32);
+    __m512i c0 = _mm512_loadu_si512(lo32), c1 = _mm512_loadu_si512(hi32);
+    __m512i c2 = _mm512_set1_epi32((int)0x6a09e667u), c3 = _mm512_set1_epi32((int)0xf3bcc908u);
+    uint32_t q0 = k0, q1 = k1;
+    for (int r = 0; r < 10; r++) {
+      __m512i h0, l0, h1, l1;
+      kvi__mulhilo16(&h0, &l0, c0, m0);
+      kvi__mulhilo16(&h1, &l1, c2, m1);
+      __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(h1, c1), _mm512_set1_epi32((int)q0));
+      __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(h0, c3), _mm512_set1_epi32((int)q1));
+      c1 = l1, c3 = l0, c0 = n0, c2 = n2;
+      q0 += PHILOX_W0, q1 += PHILOX_W1;
+    }
+    _mm512_storeu_si512(w0 + b, c0);
+    _mm512_storeu_si512(w1 + b, c1);
+    _mm512_storeu_si512(w2 + b, c2);
+    _mm512_storeu_si512(w3 + b, c3);
+  }
+}
 #endif
 
 KVI__HOT static void kvi__normal_chunk(float *out, uint64_t key, uint64_t ctr, size_t nb) {
@@ -137,7 +173,9 @@ KVI__HOT static void kvi__normal_chunk(float *out, uint64_t key, uint64_t ctr, s
   float z0[KVI__NCHUNK], z1[KVI__NCHUNK], z2[KVI__NCHUNK], z3[KVI__NCHUNK];
   const uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
 #ifdef KVI__PHILOX_AVX2
-  if (__builtin_cpu_supports("avx2")) {
+  if (__builtin_cpu_supports("avx512f")) {
+    kvi__philox_chunk_avx512(w0, w1, w2, w3, ctr, k0, k1);
+  } else if (__builtin_cpu_supports("avx2")) {
     kvi__philox_chunk_avx2(w0, w1, w2, w3, ctr, k0, k1);
   } else
 #endif
