@@ -167,6 +167,7 @@ typedef struct {
   bool trace;         /* KRONVI_THREADS_TRACE set: decisions on stderr */
   bool alternate;     /* KRONVI_THREADS_ALTERNATE set: max and 1 on alternate steps */
   int probe_threads, nprobe, next_dir;
+  double probe_base;  /* the step time the probe must beat */
   double probe_t[8];  /* step seconds of the current probe */
   double win[KVI__GOV_WIN];
   int nwin, win_pos;  /* last step seconds at cur (ring) */
@@ -180,6 +181,11 @@ typedef struct {
 KVI_API void kvi_governor_init(kvi_governor *g, int max_threads, bool adapt);
 KVI_API void kvi_governor_begin(kvi_governor *g);
 KVI_API void kvi_governor_end(kvi_governor *g);
+/* The decision logic without clocks or thread changes (what kvi_governor_end does with the
+ * measured seconds; for tests and simulations): the thread count the next step runs on, and the
+ * step's seconds. */
+KVI_API int kvi_governor_step_threads(const kvi_governor *g);
+KVI_API void kvi_governor_record(kvi_governor *g, double seconds);
 KVI_API int kvi_governor_threads(const kvi_governor *g);
 
 /* BLAS core name reported by OpenBLAS ("Haswell", "SkylakeX", ...). */

@@ -15,8 +15,9 @@
  * slower than 3x the current median. Probes are rationed by their cost: after a probe that
  * lost time X, the next waits until the steps since have taken KVI__GOV_BUDGET * X, so at most
  * about 1/KVI__GOV_BUDGET of the time goes to probing, and at least twice the previous wait, so
- * that the probes grow rare while the choice holds; and fewer threads are tried at once when the
- * last 8 steps are 1.5x slower than the median the last decision was based on (load came). */
+ * that the probes grow rare while the choice holds (64 steps after a switch); and fewer threads
+ * are tried at once when the last 4 steps are 1.5x slower than the median the last decision was
+ * based on (load came). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,8 +63,7 @@ void kvi_governor_init(kvi_governor *g, int max_threads, bool adapt) {
 }
 
 void kvi_governor_begin(kvi_governor *g) {
-  int want = g->probing ? g->probe_threads : g->cur;
-  if (g->alternate) want = g->steps % 2 ? 1 : g->max;
+  const int want = kvi_governor_step_threads(g);
   if (kvi_get_active_threads() != want) kvi_set_active_threads(want);
   g->t0 = kvi_time_now();
 }
@@ -77,7 +77,10 @@ static int kvi__gov_candidate(kvi_governor *g) {
   return g->next_dir < 0 ? down : up;
 }
 
-static void kvi__gov_start_probe(kvi_governor *g) {
+/* base: the step time at the current count to beat (the window's median, or the recent steps'
+ * when they changed). */
+static void kvi__gov_start_probe(kvi_governor *g, double base) {
+  g->probe_base = base;
   g->probe_threads = kvi__gov_candidate(g);
   if (g->probe_threads == g->cur) return;
   g->probing = true;
@@ -100,7 +103,7 @@ static void kvi__gov_end_probe(kvi_governor *g, double base) {
     g->switches++;
     g->nwin = g->win_pos = 0;
     g->ref = probe;
-    g->wait_s = 0;
+    g->wait_s = 64 * probe; /* settle for 64 steps before the next probe */
     g->since_s = 0;
     return;
   }
@@ -114,16 +117,22 @@ static void kvi__gov_end_probe(kvi_governor *g, double base) {
   g->since_s = 0;
 }
 
-void kvi_governor_end(kvi_governor *g) {
-  double dt = kvi_time_now() - g->t0;
+void kvi_governor_end(kvi_governor *g) { kvi_governor_record(g, kvi_time_now() - g->t0); }
+
+int kvi_governor_step_threads(const kvi_governor *g) {
+  if (g->alternate) return g->steps % 2 ? 1 : g->max;
+  return g->probing ? g->probe_threads : g->cur;
+}
+
+void kvi_governor_record(kvi_governor *g, double dt) {
   g->steps++;
   if ((g->probing ? g->probe_threads : g->cur) < g->max || (g->alternate && g->steps % 2 == 0))
     g->steps_reduced++;
   if (!g->adapt) return;
-  double base = g->nwin ? kvi__median(g->win, g->nwin) : dt;
+  double base;
   if (g->probing) {
     g->probe_t[g->nprobe++] = dt;
-    if (dt > 3 * base || g->nprobe == KVI__GOV_PROBE) kvi__gov_end_probe(g, base);
+    if (dt > 3 * g->probe_base || g->nprobe == KVI__GOV_PROBE) kvi__gov_end_probe(g, g->probe_base);
     return;
   }
   g->win[g->win_pos] = dt;
@@ -132,8 +141,8 @@ void kvi_governor_end(kvi_governor *g) {
   g->since_s += dt;
   if (g->nwin < (g->decisions ? 8 : KVI__GOV_FIRST)) return; /* the first probe comes early */
   base = kvi__median(g->win, g->nwin);
-  double recent[8];
-  const int nr = g->nwin < 8 ? g->nwin : 8;
+  double recent[4];
+  const int nr = g->nwin < 4 ? g->nwin : 4;
   for (int i = 0; i < nr; i++)
     recent[i] = g->win[(g->win_pos + KVI__GOV_WIN - 1 - i) % KVI__GOV_WIN];
   /* slower steps on several threads: another process may have come, try fewer at once. (Faster
@@ -141,7 +150,14 @@ void kvi_governor_end(kvi_governor *g) {
    * off the busy core; more threads wait for the budgeted probe.) */
   const double r = kvi__median(recent, nr);
   bool changed = g->ref > 0 && g->cur > 1 && r > 1.5 * g->ref;
-  if (g->decisions == 0 || changed || g->since_s >= g->wait_s) kvi__gov_start_probe(g);
+  if (changed) {
+    g->nwin = g->win_pos = 0; /* the window restarts from the new load */
+    for (int i = 0; i < nr; i++) g->win[g->nwin++] = recent[i];
+    g->win_pos = g->nwin % KVI__GOV_WIN;
+    kvi__gov_start_probe(g, r);
+  } else if (g->decisions == 0 || g->since_s >= g->wait_s) {
+    kvi__gov_start_probe(g, base);
+  }
 }
 
 int kvi_governor_threads(const kvi_governor *g) { return g->cur; }
