@@ -147,22 +147,22 @@ static int child(const opts *o, const char *family) {
   double kl = 0, nll = 0;
 
   /* the trainer's step, verbatim */
-#define TRAIN_STEP()                                                        \
-  do {                                                                      \
-    int64_t i_ = step % nb;                                                 \
-    kvi_governor_begin(&gov);                                               \
-    kvi_batch_gather(xb, yb, NULL, &train, order.order + i_ * B, B);        \
-    kvi_rng rng = kvi_rng_stream(1, (1ull << 40) + (uint64_t)step);         \
-    const kvi_real *out;                                                    \
-    if (kvi_net_forward(net, &out, xb, B, &rng)) die("forward");            \
-    int c = 0;                                                              \
-    if (kvi_softmax_xent(&nll, dout, NULL, &c, out, yb, B, K)) die("loss"); \
+#define TRAIN_STEP()                                                           \
+  do {                                                                         \
+    int64_t i_ = step % nb;                                                    \
+    kvi_governor_begin(&gov);                                                  \
+    kvi_batch_gather(xb, yb, NULL, &train, order.order + i_ * B, B);           \
+    kvi_rng rng = kvi_rng_stream(1, (1ull << 40) + (uint64_t)step);            \
+    const kvi_real *out;                                                       \
+    if (kvi_net_forward(net, &out, xb, B, &rng)) die("forward");               \
+    int c = 0;                                                                 \
+    if (kvi_softmax_xent(&nll, dout, NULL, &c, out, yb, B, K)) die("loss");    \
     if (!opt.ops->zeroes_grad || step == 0) kvi_params_zero_grad(net->params); \
-    if (kvi_net_backward(net, dout, B)) die("backward");                    \
-    if (kvi_net_kl(net, &kl, (kvi_real)(beta / N))) die("kl");              \
-    if (kvi_optimizer_step(&opt, net->params, lr)) die("adam");             \
-    kvi_governor_end(&gov);                                                 \
-    step++;                                                                 \
+    if (kvi_net_backward(net, dout, B)) die("backward");                       \
+    if (kvi_net_kl(net, &kl, (kvi_real)(beta / N))) die("kl");                 \
+    if (kvi_optimizer_step(&opt, net->params, lr)) die("adam");                \
+    kvi_governor_end(&gov);                                                    \
+    step++;                                                                    \
   } while (0)
 
   kvi_governor gov; /* as the trainer: steps may run on fewer threads (--fixed-threads: not) */
@@ -345,8 +345,7 @@ static int parent(const opts *o, char **argv) {
       "OMP_WAIT_POLICY=%s | %ld CPUs online | load average %.2f %.2f %.2f (shared machine)\n",
       KVI_REAL_NAME, o->threads, better ? better : kvi_blas_core(),
       better ? " (set by bench_epoch as kronvi does)" : "", kvi_simd_isa(), ct ? ct : "(unset)",
-      wp ? wp : "(unset)",
-      sysconf(_SC_NPROCESSORS_ONLN), la[0], la[1], la[2]);
+      wp ? wp : "(unset)", sysconf(_SC_NPROCESSORS_ONLN), la[0], la[1], la[2]);
   printf(
       "%d timed steps after %d warm-up steps per process; %d processes per family, "
       "interleaved; s/epoch = s/step x 600; peak RSS includes the data set (~220 MB)\n",

@@ -213,8 +213,10 @@ int main(int argc, char **argv) {
       "bench_eval: %s, %lld test rows, %d threads, %s, BLAS core %s, median of %d interleaved "
       "repetitions\n",
       o.arch, (long long)test.n, o.threads, KVI_REAL_NAME, kvi_blas_core(), o.reps);
-  printf("seconds (x: ratio to one mean-weight pass; [=]: in mean passes, against K of them run "
-         "back to back)\n%-8s | %8s", "family", "mean");
+  printf(
+      "seconds (x: ratio to one mean-weight pass; [=]: in mean passes, against K of them run "
+      "back to back)\n%-8s | %8s",
+      "family", "mean");
   for (int k = 0; k < nk; k++) printf(" | K=%-4d K means  weights  (x)  [=]      lrt    (x)", K[k]);
   printf("\n");
   bool any = false;

@@ -192,17 +192,14 @@ def main():
         return
     env = {}
     if a.env:
-        for line in open(a.env):
+        for line in open(a.env).read().splitlines():
             k, _, v = line.partition(": ")
             env[k] = v.strip()
     core = env.get("kronvi BLAS core", "?")
-    global BLAS_NOTE
-    for k, v in env.items():
+    global BLAS_NOTE  # speed.sh's env line when both sides ran with kronvi's BLAS kernel pick
+    for k in env:
         if k.startswith("both sides run with OPENBLAS_CORETYPE="):
-            BLAS_NOTE = k.replace("both sides run with ", "both sides with ") + " " + v
-    for line in open(a.env).read().splitlines() if a.env else []:
-        if line.startswith("both sides run with OPENBLAS_CORETYPE="):
-            BLAS_NOTE = line.replace("both sides run with ", "both sides with ")
+            BLAS_NOTE = k.replace("both sides run with ", "both sides with ")
     epochs = next((t.split("=")[1] for t in env.get("settings", "").split()
                    if t.startswith("EPOCHS=")), "?")
     print("## kronvi vs PyTorch speed (bench/speed.sh)\n")

@@ -150,8 +150,7 @@ void cli_pick_blas_core(char **argv) {
   if (getenv("OPENBLAS_CORETYPE") || (off && !strcmp(off, "0"))) return;
   const char *better = kvi_blas_better_core();
   if (!better) return;
-  if (setenv("OPENBLAS_CORETYPE", better, 1) ||
-      setenv("KRONVI_BLAS_DETECTED", kvi_blas_core(), 1))
+  if (setenv("OPENBLAS_CORETYPE", better, 1) || setenv("KRONVI_BLAS_DETECTED", kvi_blas_core(), 1))
     return;
   execv("/proc/self/exe", argv);
   unsetenv("OPENBLAS_CORETYPE"); /* no /proc: go on with OpenBLAS's own choice */

@@ -126,7 +126,8 @@ static const char *EVAL_USAGE =
     "  (90 degrees) test images: out-of-distribution inputs, whose predictive entropy a\n"
     "  calibrated model raises. --bma: weights (default) draws one weight sample per layer for\n"
     "  each of the K networks (K mean-weight passes), lrt draws fresh noise per example by the\n"
-    "  local reparameterization.\n";
+    "  local reparameterization. --threads N: at most N threads (default: the CPUs this\n"
+    "  process may use).\n";
 
 /* --transform: pixels inverted (x -> 1 - x, in [0, 1] before any normalization) or each image
  * rotated by 90 degrees (HWC, square images). */

@@ -241,8 +241,8 @@ static void print_summary(kvi_net *net, const kvi_trainer *tr, const run_data *d
   printf("trained %d epochs in %.1f s%s%s\n", tr->epoch, tr->elapsed, save ? "; saved " : "",
          save ? save : "");
   if (tr->gov.steps_reduced > 0)
-    printf("threads: %ld of %ld steps ran on fewer than %d threads\n",
-           tr->gov.steps_reduced, tr->gov.steps, tr->gov.max);
+    printf("threads: %ld of %ld steps ran on fewer than %d threads\n", tr->gov.steps_reduced,
+           tr->gov.steps, tr->gov.max);
 }
 
 /* A new net and trainer for the prepared data. */

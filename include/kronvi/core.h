@@ -161,21 +161,21 @@ KVI_API int kvi_threads_available(void);
  * the threads that run it, so the switches never change a result. adapt = false: always max. */
 #define KVI__GOV_WIN 16
 typedef struct {
-  int max, cur;       /* threads asked for / in use */
-  bool adapt;         /* false: always max */
-  bool probing;       /* the current step runs at probe_threads */
-  bool trace;         /* KRONVI_THREADS_TRACE set: decisions on stderr */
-  bool alternate;     /* KRONVI_THREADS_ALTERNATE set: max and 1 on alternate steps */
+  int max, cur;   /* threads asked for / in use */
+  bool adapt;     /* false: always max */
+  bool probing;   /* the current step runs at probe_threads */
+  bool trace;     /* KRONVI_THREADS_TRACE set: decisions on stderr */
+  bool alternate; /* KRONVI_THREADS_ALTERNATE set: max and 1 on alternate steps */
   int probe_threads, nprobe, next_dir;
-  double probe_base;  /* the step time the probe must beat */
-  double probe_t[8];  /* step seconds of the current probe */
+  double probe_base; /* the step time the probe must beat */
+  double probe_t[8]; /* step seconds of the current probe */
   double win[KVI__GOV_WIN];
-  int nwin, win_pos;  /* last step seconds at cur (ring) */
-  double ref;         /* median at the last decision */
-  double wait_s;      /* step seconds to run before the next probe */
-  double since_s;     /* step seconds since the last decision */
+  int nwin, win_pos; /* last step seconds at cur (ring) */
+  double ref;        /* median at the last decision */
+  double wait_s;     /* step seconds to run before the next probe */
+  double since_s;    /* step seconds since the last decision */
   double t0;
-  long steps, decisions, switches;
+  long steps, decisions;
   long steps_reduced; /* steps run on fewer than max threads */
 } kvi_governor;
 KVI_API void kvi_governor_init(kvi_governor *g, int max_threads, bool adapt);

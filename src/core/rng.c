@@ -133,16 +133,16 @@ __attribute__((target("avx2"))) static void kvi__philox_chunk_avx2(uint32_t *w0,
 
 /* The same with AVX-512: sixteen blocks at a time. */
 __attribute__((target("avx512f"))) static inline void kvi__mulhilo16(__m512i *hi, __m512i *lo,
-                                                                    __m512i a, __m512i m) {
+                                                                     __m512i a, __m512i m) {
   __m512i ev = _mm512_mul_epu32(a, m), od = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
   *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(ev, 32), od);
   *lo = _mm512_mask_blend_epi32(0xAAAA, ev, _mm512_slli_epi64(od, 32));
 }
 
 __attribute__((target("avx512f"))) static void kvi__philox_chunk_avx512(uint32_t *w0, uint32_t *w1,
-                                                                       uint32_t *w2, uint32_t *w3,
-                                                                       uint64_t ctr, uint32_t k0,
-                                                                       uint32_t k1) {
+                                                                        uint32_t *w2, uint32_t *w3,
+                                                                        uint64_t ctr, uint32_t k0,
+                                                                        uint32_t k1) {
   const __m512i m0 = _mm512_set1_epi32((int)PHILOX_M0), m1 = _mm512_set1_epi32((int)PHILOX_M1);
   for (size_t b = 0; b < KVI__NCHUNK; b += 16) {
     uint32_t lo32[16], hi32[16];

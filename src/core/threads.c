@@ -10,14 +10,14 @@
  * without changing a single bit of the results.
  *
  * How: the governor starts on one thread, times each step at the current count and keeps the
- * median of the last KVI__GOV_WIN steps. It then tries another count (halving or doubling, within [1, max]) for
- * KVI__GOV_PROBE steps and keeps the faster. A probe is abandoned after one step that is
- * slower than 3x the current median. Probes are rationed by their cost: after a probe that
- * lost time X, the next waits until the steps since have taken KVI__GOV_BUDGET * X, so at most
- * about 1/KVI__GOV_BUDGET of the time goes to probing, and at least twice the previous wait, so
- * that the probes grow rare while the choice holds (64 steps after a switch); and fewer threads
- * are tried at once when the last 4 steps are 1.5x slower than the median the last decision was
- * based on (load came). */
+ * median of the last KVI__GOV_WIN steps. It then tries another count (halving or doubling, within
+ * [1, max]) for KVI__GOV_PROBE steps and keeps the faster. A probe is abandoned after one step that
+ * is slower than 3x the current median. Probes are rationed by their cost: after a probe that lost
+ * time X, the next waits until the steps since have taken KVI__GOV_BUDGET * X, so at most about
+ * 1/KVI__GOV_BUDGET of the time goes to probing, and at least twice the previous wait, so that the
+ * probes grow rare while the choice holds (64 steps after a switch); and fewer threads are tried at
+ * once when the last 4 steps are 1.5x slower than the median the last decision was based on (load
+ * came). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +49,6 @@ void kvi_governor_init(kvi_governor *g, int max_threads, bool adapt) {
   g->max = max_threads < 1 ? 1 : max_threads;
   g->cur = g->max;
   g->adapt = adapt && g->max > 1;
-  g->wait_s = 0;
   g->next_dir = -1;
   const char *tr = getenv("KRONVI_THREADS_TRACE"); /* decisions on stderr (diagnostics) */
   g->trace = tr && *tr && strcmp(tr, "0");
@@ -100,7 +99,6 @@ static void kvi__gov_end_probe(kvi_governor *g, double base) {
             probe < 0.92 * base ? ": switch" : "");
   if (probe < 0.92 * base) { /* switch; the window restarts at the new count */
     g->cur = g->probe_threads;
-    g->switches++;
     g->nwin = g->win_pos = 0;
     g->ref = probe;
     g->wait_s = 64 * probe; /* settle for 64 steps before the next probe */
@@ -125,9 +123,8 @@ int kvi_governor_step_threads(const kvi_governor *g) {
 }
 
 void kvi_governor_record(kvi_governor *g, double dt) {
+  if (kvi_governor_step_threads(g) < g->max) g->steps_reduced++;
   g->steps++;
-  if ((g->probing ? g->probe_threads : g->cur) < g->max || (g->alternate && g->steps % 2 == 0))
-    g->steps_reduced++;
   if (!g->adapt) return;
   double base;
   if (g->probing) {

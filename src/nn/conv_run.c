@@ -34,9 +34,9 @@ static size_t kvi__al64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
 /* The split of a batch and the workspace layout (offsets in bytes). */
 typedef struct {
-  int E, nch, ngr;   /* examples per chunk, chunks, groups */
-  size_t rows, rmax; /* rows of the batch, rows of the largest chunk */
-  size_t dws;        /* bytes of one chunk's dense workspace */
+  int E, nch, ngr;                   /* examples per chunk, chunks, groups */
+  size_t rows, rmax;                 /* rows of the batch, rows of the largest chunk */
+  size_t dws;                        /* bytes of one chunk's dense workspace */
   size_t oM, oA, oB, oS, ob, gbytes; /* gradient buffer: offsets of the views, size */
   size_t o_slots, o_dcols, o_grad, total;
 } kvi__conv_plan;
@@ -213,9 +213,9 @@ static void kvi__chunk_range(const kvi__conv_plan *q, const kvi_conv *l, int c, 
 }
 
 /* Y (rows, m) = the dense forward of the chunk C (rows, n) with noise e1 (and e2 for MN+DIAG). */
-static kvi_status kvi__chunk_forward(kvi_real *Y, void *ws, const kvi_dense *d,
-                                     const kvi_params *p, const kvi_real *C, const kvi_real *e1,
-                                     const kvi_real *e2, int rows) {
+static kvi_status kvi__chunk_forward(kvi_real *Y, void *ws, const kvi_dense *d, const kvi_params *p,
+                                     const kvi_real *C, const kvi_real *e1, const kvi_real *e2,
+                                     int rows) {
   const int n = d->n, m = d->m;
   const kvi_real *M = kvi_params_data(p, d->iM);
   kvi_status s = KVI_OK;
@@ -274,8 +274,8 @@ kvi_status kvi_conv_forward(kvi_real *Y, void *ws, const kvi_conv *l, const kvi_
       const kvi_real *n1, *n2;
       kvi__chunk_eps(&n1, &n2, eps, d, q.rows, r0);
       kvi__im2col(cols + r0 * n, X, l, e0, e1);
-      st[g] = kvi__chunk_forward(Y + r0 * m, slots + (size_t)c * q.dws, d, p, cols + r0 * n, n1,
-                                 n2, cr);
+      st[g] = kvi__chunk_forward(Y + r0 * m, slots + (size_t)c * q.dws, d, p, cols + r0 * n, n1, n2,
+                                 cr);
     }
   }
   for (int g = 0; g < q.ngr; g++)
@@ -289,8 +289,8 @@ typedef struct {
   kvi_real *M, *A, *B, *S, *b;
 } kvi__conv_grads;
 
-static kvi__conv_grads kvi__group_grads(const kvi__conv_plan *q, const kvi_dense *d,
-                                        kvi_params *p, char *buf) {
+static kvi__conv_grads kvi__group_grads(const kvi__conv_plan *q, const kvi_dense *d, kvi_params *p,
+                                        char *buf) {
   kvi__conv_grads g = {NULL, NULL, NULL, NULL, NULL};
   if (!buf) {
     g.M = kvi_params_grad(p, d->iM);

@@ -262,6 +262,8 @@ KVI__HOT static void kvi__ew_acc_prod(kvi_real *out, kvi_real a, const kvi_real 
   for (size_t k = k0; k < k1; k++) out[k] += a * x[k] * y[k];
 }
 
+/* formatted by hand: clang-format would put the loop on the _Pragma line */
+// clang-format off
 #define KVI__EW_FOR(total, call)                                                    \
   do {                                                                              \
     const size_t ew_n_ = (total), ew_nc_ = (ew_n_ + KVI__EW_CHUNK - 1) / KVI__EW_CHUNK; \
@@ -272,6 +274,7 @@ KVI__HOT static void kvi__ew_acc_prod(kvi_real *out, kvi_real a, const kvi_real 
       call;                                                                         \
     }                                                                               \
   } while (0)
+// clang-format on
 
 void kvi__diagnoise_forward(kvi_real *Y, void *ws, const kvi_real *logp, kvi_real vscale,
                             const kvi_real *X, const kvi_real *eps, int batch, int n, int m) {

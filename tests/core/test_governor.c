@@ -68,8 +68,7 @@ int main(void) {
     kvi_governor_record(&g, many[k]);
   }
   CHECK(kvi_governor_threads(&g) == 4);
-  printf("8 threads, 4 fastest: ended on %d (%ld steps on 4)\n", kvi_governor_threads(&g),
-         at4[4]);
+  printf("8 threads, 4 fastest: ended on %d (%ld steps on 4)\n", kvi_governor_threads(&g), at4[4]);
 
   /* adapt = false: always max */
   kvi_governor_init(&g, 2, false);
