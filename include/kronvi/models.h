@@ -81,6 +81,10 @@ KVI_API kvi_status kvi_net_forward(kvi_net *net, const kvi_real **out, const kvi
                                    kvi_rng *rng);
 /* Backward from dOut (B, out_size) of the last forward: adds parameter gradients. */
 KVI_API kvi_status kvi_net_backward(kvi_net *net, const kvi_real *dOut, int batch);
+/* As kvi_net_backward, and the gradient with respect to the net's input too: *dX points to
+ * (B, in_size) in the net's own buffers, valid until its next pass (a decoder's dz). */
+KVI_API kvi_status kvi_net_backward_input(kvi_net *net, const kvi_real *dOut, int batch,
+                                          const kvi_real **dX);
 /* Sum of the layers' KL terms; adds gscale * dKL to the gradients. */
 KVI_API kvi_status kvi_net_kl(kvi_net *net, double *kl, kvi_real gscale);
 /* Exact updates of group-ARD precisions of all layers. */
@@ -146,6 +150,124 @@ KVI_API kvi_status kvi_model_add_net_over(kvi_model *m, kvi_net **net, const cha
 KVI_API kvi_status kvi_model_finish(kvi_model *m, uint64_t seed);
 KVI_API kvi_net *kvi_model_net(const kvi_model *m, const char *name); /* NULL: absent */
 KVI_API void kvi_model_free(kvi_model *m);
+
+/* ---- variational auto-encoder (src/models/vae*.c, docs/vae.md) ---------------------------
+ * A model of two point-estimated nets over one block: the encoder "enc" maps an image x (D
+ * pixels in {0, 1}) to the parameters of q(z | x), the decoder "dec" maps a latent code z (|z| =
+ * d) to the logits of a Bernoulli likelihood p(x | z); the prior is N(0, I). */
+typedef enum { KVI_VAE_DIAG = 0, KVI_VAE_MN, KVI_VAE_MV } kvi_vae_family;
+#define KVI_VAE_MAX_LATENT 512
+#define KVI_VAE_MAX_SAMPLES 10000000 /* importance samples per image */
+
+KVI_API const char *kvi_vae_family_name(kvi_vae_family f); /* "diag", "mn", "mv" */
+KVI_API kvi_status kvi_vae_family_parse(kvi_vae_family *f, const char *s);
+
+/* The encoder head: how the encoder's outputs for one example (kvi_vae_head_size of them)
+ * parameterize q(z | x). Triangles are stored row by row with their diagonal as logs:
+ *   DIAG  N(mu, diag sigma^2):   [mu (d), log sigma (d)]
+ *   MN    z a p x q matrix (row-major), MN(M, A A^T, B B^T):
+ *                                [M (p q), A's lower triangle (p(p+1)/2), B's (q(q+1)/2)]
+ *   MV    N(mu, L L^T):          [mu (d), L's lower triangle (d(d+1)/2)]
+ * The per-example functions below take a scratch arena for temporaries (reset before they
+ * return; NULL: the heap); gradients are added into dout (the gradient w.r.t. out). */
+typedef struct {
+  kvi_vae_family family;
+  int d;    /* |z| */
+  int p, q; /* MN: z is p x q, p q = d; DIAG and MV: d x 1 */
+} kvi_vae_head;
+
+/* Checks the sizes (MN: p q must equal d). */
+KVI_API kvi_status kvi_vae_head_init(kvi_vae_head *h, kvi_vae_family f, int d, int p, int q);
+KVI_API int kvi_vae_head_size(const kvi_vae_head *h);
+/* z = the reparameterized sample for the standard normals eps (d): mu + sigma eps,
+ * M + A E B^T, mu + L eps. */
+KVI_API kvi_status kvi_vae_head_sample(const kvi_vae_head *h, kvi_real *z, const kvi_real *out,
+                                       const kvi_real *eps, kvi_arena *scratch);
+/* dout += the gradient w.r.t. out of <dz, z(out, eps)>. */
+KVI_API kvi_status kvi_vae_head_sample_backward(const kvi_vae_head *h, kvi_real *dout,
+                                                const kvi_real *dz, const kvi_real *out,
+                                                const kvi_real *eps, kvi_arena *scratch);
+/* KL(q(z | x) || N(0, I)); dout (may be NULL) += gscale * dKL/dout. */
+KVI_API kvi_status kvi_vae_head_kl(const kvi_vae_head *h, double *kl, kvi_real *dout,
+                                   kvi_real gscale, const kvi_real *out, kvi_arena *scratch);
+/* Entropy of q(z | x): d/2 (1 + log 2 pi) + log|det| of the sampling map (kvi_vae_head_logdet). */
+KVI_API kvi_status kvi_vae_head_entropy(const kvi_vae_head *h, double *ent, const kvi_real *out,
+                                        kvi_arena *scratch);
+/* log q(z | x) at any z, by the family's density in src/prob. */
+KVI_API kvi_status kvi_vae_head_log_q(const kvi_vae_head *h, double *lq, const kvi_real *z,
+                                      const kvi_real *out, kvi_arena *scratch);
+/* log|det| of the sampling map eps -> z: sum log sigma; q sum log A_ii + p sum log B_jj;
+ * sum log L_ii. */
+KVI_API double kvi_vae_head_logdet(const kvi_vae_head *h, const kvi_real *out);
+/* log q(z | x) of the sample z drawn from eps: log N(eps; 0, I) - logdet (no solve needed). */
+KVI_API double kvi_vae_head_log_q_eps(const kvi_vae_head *h, const kvi_real *out,
+                                      const kvi_real *eps);
+/* The mean of q(z | x) (mu or M). */
+KVI_API void kvi_vae_head_mean(const kvi_vae_head *h, kvi_real *z, const kvi_real *out);
+
+typedef struct {
+  kvi_vae_head head;
+  int in_size;        /* D, pixels per image (784) */
+  int in_h, in_w;     /* the images' shape, for pictures (28 x 28; 0: unknown) */
+  int hidden, layers; /* hidden layers of each net and their width (3 of 300) */
+  kvi_act act;        /* activation after every hidden layer (ELU) */
+} kvi_vae_config;
+
+/* DIAG, |z| = 40, 784 = 28 x 28 inputs, 3 hidden layers of 300 ELU units. */
+KVI_API kvi_vae_config kvi_vae_config_default(void);
+
+typedef struct kvi_vae {
+  kvi_vae_config cfg;
+  kvi_model *model;   /* the nets "enc" (D -> head) and "dec" (d -> D) over one block */
+  kvi_net *enc, *dec; /* (the model's) */
+  int hsize;          /* head outputs per example */
+  int dpad;           /* d rounded up to a multiple of 4: the stride of the noise rows */
+  int max_batch;      /* images per encoder pass */
+  int max_rows;       /* latent codes per decoder pass (>= max_batch) */
+  kvi_arena *scratch; /* head temporaries */
+  kvi_real *eps, *z;  /* (max_rows, dpad), (max_rows, d) */
+  kvi_real *dout;     /* (max_rows, D): gradient of the logits; (max_batch, hsize) of the head */
+  kvi_real *dhead;
+  double *acc; /* per-image accumulators of kvi_vae_iwae (5 max_batch) */
+} kvi_vae;
+
+/* Sums over the images of a batch (one z per image). ELBO = rec - kl. */
+typedef struct {
+  double rec; /* sum of log p(x | z), z ~ q(z | x) */
+  double kl;  /* sum of KL(q(z | x) || N(0, I)) */
+} kvi_vae_sums;
+
+/* Builds the nets "enc" (D-h-...-h-head) and "dec" (d-h-...-h-D) of point weights and
+ * initializes them from seed. max_batch: images per training step (the nets hold activations
+ * for max(max_batch, 1000) rows, which evaluation uses). */
+KVI_API kvi_status kvi_vae_create(kvi_vae **out, const kvi_vae_config *cfg, int max_batch,
+                                  uint64_t seed);
+KVI_API void kvi_vae_free(kvi_vae *v);
+/* KVI_ERR_ARG, naming the row, column and value, unless every x is exactly 0 or 1. */
+KVI_API kvi_status kvi_vae_check_binary(const kvi_real *X, int64_t n, int d, const char *what);
+/* sum_i x_i l_i - log(1 + e^{l_i}) (double accumulation, stable for any l); dlogits (may be
+ * NULL) += gscale * (x - sigmoid(l)). */
+KVI_API double kvi_bernoulli_log_lik(const kvi_real *x, const kvi_real *logits, int n,
+                                     kvi_real *dlogits, kvi_real gscale);
+/* One mini-batch X (b, D), b <= max_batch: encoder, z = sample(eps), eps ~ rng (b d normals),
+ * decoder, sums of log p(x | z) and KL. grad: adds to the block's gradient the gradient of
+ * loss = -(1/b) sum_images [log p(x | z) - kl_weight KL] (the backward runs through the decoder,
+ * the head and the encoder). */
+KVI_API kvi_status kvi_vae_batch(kvi_vae *v, kvi_vae_sums *out, const kvi_real *X, int b,
+                                 kvi_rng *rng, double kl_weight, bool grad);
+/* Per image i of X (n, D): the importance-weighted estimate of log p(x) with k samples,
+ *   ll[i] = log (1/k) sum_r p(x | z_r) p(z_r) / q(z_r | x),  z_r ~ q(z | x),
+ * and elbo[i] = (1/k) sum_r log p(x | z_r) - KL(q(z | x) || N(0, I)) from the same samples
+ * (either output may be NULL). The noise of sample r of image i is block r ceil(d/4) onwards
+ * of the stream (seed, first + i): the results depend on neither the chunking nor the thread
+ * count, and a subset of the images (first > 0) gets the same numbers. k = 1 gives the
+ * one-sample ELBO in both. */
+KVI_API kvi_status kvi_vae_iwae(kvi_vae *v, double *ll, double *elbo, const kvi_real *X, int64_t n,
+                                int k, uint64_t seed, int64_t first);
+/* Z (n, d) = the means of q(z | x) of the images X (n, D). */
+KVI_API kvi_status kvi_vae_encode_mean(kvi_vae *v, kvi_real *Z, const kvi_real *X, int64_t n);
+/* P (n, D) = sigmoid(decoder(Z)): the Bernoulli means of the codes Z (n, d). */
+KVI_API kvi_status kvi_vae_decode(kvi_vae *v, kvi_real *P, const kvi_real *Z, int64_t n);
 
 #ifdef __cplusplus
 }

@@ -111,6 +111,15 @@ KVI_API kvi_status kvi_group_ard_update(kvi_real *log_tau, kvi_real *log_gamma, 
 KVI_API kvi_status kvi_diag_kl_group(double *out, const kvi_diag *q, const kvi_real *log_tau,
                                      const kvi_real *log_gamma, kvi_diag_grad *g,
                                      kvi_real *g_log_tau, kvi_real *g_log_gamma, kvi_real gscale);
+/* Backward of the reparameterized samples (src/prob/sample_backward.c): dW is the gradient of a
+ * loss with respect to the sample W, eps / E the standard normals it was drawn from; the
+ * parameter gradients are added. DIAG: dmu += dW, dlog_sigma += dW eps sigma. MN (W = M + A E
+ * B^T): dM += dW, dA += dW B E^T, dB += dW^T A E (lower parts, log-diagonal storage); scratch
+ * as in kvi_mn_sample. */
+KVI_API kvi_status kvi_diag_sample_backward(kvi_diag_grad *g, const kvi_real *dW, const kvi_diag *q,
+                                            const kvi_real *eps);
+KVI_API kvi_status kvi_mn_sample_backward(kvi_mn_grad *g, const kvi_real *dW, const kvi_mn *q,
+                                          const kvi_real *E, kvi_arena *scratch);
 /* log alpha_ij = log(Var_ij / M_ij^2) for sparsification (DIAG: sigma^2/mu^2). */
 KVI_API kvi_status kvi_mn_log_alpha(kvi_real *out, const kvi_mn *q);
 KVI_API kvi_status kvi_diag_log_alpha(kvi_real *out, const kvi_diag *q);

@@ -31,7 +31,8 @@ kvi_status kvi_net_forward(kvi_net *net, const kvi_real **out, const kvi_real *X
   return KVI_OK;
 }
 
-kvi_status kvi_net_backward(kvi_net *net, const kvi_real *dOut, int batch) {
+/* The layers in reverse; the first writes the input gradient into grads[0] only if `input`. */
+static kvi_status kvi__net_backward(kvi_net *net, const kvi_real *dOut, int batch, bool input) {
   if (!net || !dOut || batch <= 0 || batch > net->max_batch)
     return kvi_fail(KVI_ERR_ARG, "net_backward: bad arguments");
   int weight = 0;
@@ -47,7 +48,7 @@ kvi_status kvi_net_backward(kvi_net *net, const kvi_real *dOut, int batch) {
                         .Y = net->acts[i + 1],
                         .eps = net->noisy ? net->noise[i] : NULL,
                         .dY = dy,
-                        .dX = i > 0 ? net->grads[i] : NULL, /* none for the data */
+                        .dX = i > 0 || input ? net->grads[i] : NULL, /* the data: if asked */
                         .observer = net->observer,
                         .observer_user = net->observer_user,
                         .weight = weight};
@@ -56,6 +57,18 @@ kvi_status kvi_net_backward(kvi_net *net, const kvi_real *dOut, int batch) {
     dy = c.dX;
   }
   return KVI_OK;
+}
+
+kvi_status kvi_net_backward(kvi_net *net, const kvi_real *dOut, int batch) {
+  return kvi__net_backward(net, dOut, batch, false);
+}
+
+kvi_status kvi_net_backward_input(kvi_net *net, const kvi_real *dOut, int batch,
+                                  const kvi_real **dX) {
+  if (!dX) return kvi_fail(KVI_ERR_ARG, "net_backward_input: NULL argument");
+  kvi_status s = kvi__net_backward(net, dOut, batch, true);
+  *dX = s ? NULL : net->grads[0];
+  return s;
 }
 
 kvi_status kvi_net_kl(kvi_net *net, double *kl, kvi_real gscale) {
