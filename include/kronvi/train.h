@@ -277,6 +277,76 @@ KVI_API kvi_status kvi_checkpoint_load_ex(const char *path, kvi_net **net, kvi_t
 KVI_API kvi_status kvi_model_save(const char *path, const kvi_model *m);
 KVI_API kvi_status kvi_model_load(kvi_model **out, const char *path);
 
+/* ---- VAE training (paper Algorithm 3; src/train/vae_train.c, vae_ckpt.c, docs/vae.md) -----
+ * Adam on mini-batches of binary images, loss -(1/B) sum [log p(x|z) - beta_t KL] with the
+ * exponential KL annealing beta_t of kvi_vae_kl_beta, the one-sample validation ELBO after every
+ * epoch (the same noise every epoch), early stopping on it, and the parameters of the best
+ * validation ELBO kept for evaluation. Noise streams are keyed by (seed, step), so a resumed run
+ * continues bit-identically. */
+typedef struct {
+  int epochs;         /* 300 */
+  int batch;          /* 100 */
+  kvi_opt_config opt; /* Adam, lr 5e-4 */
+  double kl_anneal;   /* epochs of KL annealing (100): beta = 1 - exp(-5 t / T) for t < T, then 1;
+                         0: beta = 1 throughout */
+  int patience;       /* stop after N epochs without a better validation ELBO (0: never) */
+  uint64_t seed;
+  int stop_after;     /* stop once this many epochs are done (a run control, not saved) */
+  bool fixed_threads; /* see kvi_train_config */
+} kvi_vae_train_config;
+
+KVI_API kvi_vae_train_config kvi_vae_train_config_default(void);
+/* beta at a (fractional) epoch t for T = anneal epochs. */
+KVI_API double kvi_vae_kl_beta(double anneal, double epoch);
+
+/* Passed to on_epoch after every epoch (per-image values in nats). */
+typedef struct {
+  int epoch; /* 1-based */
+  double seconds, kl_beta;
+  double train_elbo, train_rec, train_kl; /* means over the epoch's batches (beta = 1 in the
+                                             ELBO; the step minimized the annealed one) */
+  double val_elbo;                        /* NAN without a validation set */
+  bool improved;                          /* the best validation ELBO so far */
+  bool last, stopping, paused;            /* as kvi_epoch_info */
+} kvi_vae_epoch_info;
+
+typedef struct kvi_vae_trainer kvi_vae_trainer;
+struct kvi_vae_trainer {
+  kvi_vae *vae; /* not owned */
+  kvi_optimizer opt;
+  kvi_vae_train_config cfg;
+  int64_t limit_train, limit_test, val; /* data preparation (kronvi vae train records it) */
+  int epoch;                            /* epochs completed */
+  int64_t step;                         /* optimizer steps completed */
+  double best_val;                      /* best validation ELBO per image (-1e300: none) */
+  int best_epoch, bad_epochs;
+  double elapsed;
+  kvi_real *best; /* (params n) the parameters after the best epoch; NULL until there is one */
+  /* hooks (may be NULL): a status other than KVI_OK ends training with it */
+  kvi_status (*on_epoch)(kvi_vae_trainer *t, const kvi_vae_epoch_info *e, void *user);
+  kvi_status (*on_step)(kvi_vae_trainer *t, int64_t batch, int64_t nb, double elbo, void *user);
+  void *user;
+  kvi_governor gov;
+  bool grad_zero;
+};
+
+KVI_API kvi_status kvi_vae_trainer_init(kvi_vae_trainer *t, kvi_vae *v,
+                                        const kvi_vae_train_config *cfg);
+KVI_API void kvi_vae_trainer_free(kvi_vae_trainer *t); /* not the vae */
+/* Trains until cfg.epochs (from t->epoch) or early stopping; val may be NULL (no early
+ * stopping, no best parameters). Both sets must be binary images of the VAE's input size. */
+KVI_API kvi_status kvi_vae_train(kvi_vae_trainer *t, const kvi_dataset *train,
+                                 const kvi_dataset *val);
+/* Checkpoint of a VAE (safetensors, written atomically): every view, the optimizer state, the
+ * best parameters as "best.<view>", the configuration, the data preparation and the counters. */
+KVI_API kvi_status kvi_vae_checkpoint_save(const char *path, const kvi_vae_trainer *t);
+/* Rebuilds the VAE (for the checkpoint's batch size). With t, restores the trainer so that
+ * training resumes exactly. best: then load the best parameters into the VAE when the file has
+ * them (*had_best, may be NULL, says whether it had): for evaluation, not for resuming. A
+ * classifier checkpoint or any other file fails with a message naming what it is. */
+KVI_API kvi_status kvi_vae_checkpoint_load(const char *path, kvi_vae **vae, kvi_vae_trainer *t,
+                                           bool best, bool *had_best);
+
 #ifdef __cplusplus
 }
 #endif

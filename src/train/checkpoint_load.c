@@ -40,8 +40,8 @@ kvi_status kvi__ckpt_int(int64_t *out, const kvi_json *obj, const char *where, c
   return KVI_OK;
 }
 
-static kvi_status kvi__ckpt_seed(uint64_t *out, const kvi_json *obj, const char *where,
-                                 const char *key, const char *path) {
+kvi_status kvi__ckpt_seed(uint64_t *out, const kvi_json *obj, const char *where, const char *key,
+                          const char *path) {
   const char *s = kvi_json_str(kvi_json_get(obj, key));
   char *end = NULL;
   if (s && *s >= '0' && *s <= '9') *out = strtoull(s, &end, 10);
@@ -307,19 +307,13 @@ static kvi_status kvi__read_params(kvi_net *net, const kvi_st_file *f, const kvi
   return kvi_check_finite(p->data, p->n, path);
 }
 
-typedef struct {
-  kvi_st_file *f;
-  kvi_json *root;
-  int version;
-} kvi__ckpt_file;
-
-static void kvi__ckpt_close(kvi__ckpt_file *c) {
+void kvi__ckpt_close(kvi__ckpt_file *c) {
   kvi_json_free(c->root);
   kvi_safetensors_close(c->f);
 }
 
 /* Opens path, parses the "kronvi" metadata and checks the version. */
-static kvi_status kvi__ckpt_open(kvi__ckpt_file *c, const char *path) {
+kvi_status kvi__ckpt_open(kvi__ckpt_file *c, const char *path) {
   memset(c, 0, sizeof *c);
   kvi_status s = kvi_safetensors_open(&c->f, path);
   if (s) return s;
@@ -380,6 +374,11 @@ kvi_status kvi_checkpoint_load_ex(const char *path, kvi_net **net_out, kvi_train
                  *st = kvi_json_get(c.root, "state"), *data = kvi_json_get(c.root, "data");
   if (!model && kvi_json_get(c.root, "nets"))
     s = kvi_fail(KVI_ERR_FORMAT, "%s: a model of several nets (HINT: kvi_model_load)", path);
+  if (!model && kvi_json_get(c.root, "vae"))
+    s = kvi_fail(KVI_ERR_FORMAT,
+                 "%s: a variational auto-encoder checkpoint, not a classifier (HINT: kronvi vae "
+                 "eval, sample or reconstruct)",
+                 path);
   if (!s) s = kvi__need(model, "model", path);
   if (!s) s = kvi__need(tr, "train", path);
   if (!s) s = kvi__need(st, "state", path);

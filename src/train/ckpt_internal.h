@@ -19,6 +19,19 @@ kvi_status kvi__ckpt_num(double *out, const kvi_json *obj, const char *where, co
                          double lo, double hi, const char *path);
 kvi_status kvi__ckpt_int(int64_t *out, const kvi_json *obj, const char *where, const char *key,
                          int64_t lo, int64_t hi, const char *path);
+/* An opened checkpoint: the file and its parsed "kronvi" metadata. */
+typedef struct {
+  kvi_st_file *f;
+  kvi_json *root;
+  int version;
+} kvi__ckpt_file;
+/* Opens path, parses the "kronvi" metadata and checks its version (1 to KVI_CKPT_VERSION). */
+kvi_status kvi__ckpt_open(kvi__ckpt_file *c, const char *path);
+void kvi__ckpt_close(kvi__ckpt_file *c);
+
+/* Reads a seed written as a decimal string. */
+kvi_status kvi__ckpt_seed(uint64_t *out, const kvi_json *obj, const char *where, const char *key,
+                          const char *path);
 /* Reads the net configuration written by kvi__ckpt_net_json. */
 kvi_status kvi__ckpt_read_net(kvi_net_config *nc, const char **arch, int *in_size,
                               const kvi_json *obj, const char *where, const char *path);
