@@ -6,7 +6,7 @@
 JOBS ?= 2
 BUILD ?= build
 ASAN_BUILD ?= build-asan
-DEB_PACKAGES = cmake make gcc pkg-config libopenblas-dev liblapacke-dev zlib1g-dev \
+DEB_PACKAGES = cmake make gcc pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libpng-dev \
                dataset-fashion-mnist python3 python3-numpy
 FASHION ?= /usr/share/datasets/fashion-mnist
 

@@ -12,6 +12,7 @@ int cmd_prune(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_laplace(int argc, char **argv);
+int cmd_vae(int argc, char **argv);
 
 /* Prints "kronvi: <what>: <library message>" and returns 1. */
 int cli_error(const char *what);
@@ -33,5 +34,17 @@ bool cli_check_writable(const char *flag, const char *path);
 void cli_pick_blas_core(char **argv);
 /* "SkylakeX" or "SkylakeX (OpenBLAS detected Prescott)", for --version and logs. */
 const char *cli_blas_description(void);
+
+/* PNG files through libpng (cli_png.c), written atomically: px holds h rows of w pixels of
+ * `channels` bytes (1: gray, 3: RGB). */
+kvi_status cli_write_png(const char *path, const unsigned char *px, int w, int h, int channels);
+/* n images of h x w values in [0, 1] (clamped; 1 is white) as a grid of `cols` columns with
+ * 2-pixel gray gaps, every pixel drawn scale x scale. */
+kvi_status cli_png_grid(const char *path, const kvi_real *img, int n, int h, int w, int cols,
+                        int scale);
+
+/* kronvi report --png (report_png.c): each weight layer's pruning mask as <prefix><layer>.png;
+ * prints the files; returns the exit code. */
+int cli_report_png(kvi_net *net, double threshold, const char *prefix);
 
 #endif

@@ -18,7 +18,8 @@ enum {
   M_SEED,
   M_STRUCT,
   M_TRANSFORM,
-  M_BMA
+  M_BMA,
+  M_PNG
 };
 static const struct option model_opts[] = {{"data", 1, 0, M_DATA},
                                            {"samples", 1, 0, M_SAMPLES},
@@ -31,11 +32,12 @@ static const struct option model_opts[] = {{"data", 1, 0, M_DATA},
                                            {"structured", 0, 0, M_STRUCT},
                                            {"transform", 1, 0, M_TRANSFORM},
                                            {"bma", 1, 0, M_BMA},
+                                           {"png", 1, 0, M_PNG},
                                            {"help", 0, 0, 'h'},
                                            {0, 0, 0, 0}};
 
 typedef struct {
-  const char *model, *data, *out, *transform;
+  const char *model, *data, *out, *transform, *png;
   long samples, threads, limit_test, seed;
   double threshold;
   bool json, help, structured;
@@ -88,6 +90,11 @@ static int parse_model_args(model_args *a, int argc, char **argv, const char *us
       case M_BMA: /* eval only */
         ok = strstr(usage, "--bma") && !kvi_bma_parse(&a->bma, optarg);
         if (!ok) fprintf(stderr, "kronvi: --bma is an option of 'kronvi eval': weights or lrt\n");
+        break;
+      case M_PNG: /* report only */
+        a->png = optarg;
+        ok = strstr(usage, "--png") != NULL;
+        if (!ok) fprintf(stderr, "kronvi: --png is an option of 'kronvi report'\n");
         break;
       case M_STRUCT: /* prune only: its usage text names the flag */
         a->structured = true;
@@ -482,9 +489,12 @@ int cmd_prune(int argc, char **argv) {
 }
 
 static const char *REPORT_USAGE =
-    "usage: kronvi report MODEL [--threshold T]\n"
+    "usage: kronvi report MODEL [--threshold T] [--png PREFIX]\n"
     "  Per-layer sparsity in the paper's Table 1 form (A: weights, W: left, %%: dropped; and rows\n"
-    "  and columns that keep a weight) for log alpha > T (default 3), and the compression ratio.\n";
+    "  and columns that keep a weight) for log alpha > T (default 3), and the compression ratio.\n"
+    "  --png PREFIX also draws each weight layer's pruning mask as PREFIX<layer>.png (a directory\n"
+    "  as PREFIX: DIR/<layer>.png): a pixel per weight, rows = inputs, columns = outputs; white:\n"
+    "  kept, black: pruned, dark red: a row with no weight left, dark blue: such a column.\n";
 
 int cmd_report(int argc, char **argv) {
   model_args a;
@@ -502,6 +512,7 @@ int cmd_report(int argc, char **argv) {
            kvi_family_name(net->cfg.family), kvi_prior_name(net->cfg.prior),
            kvi_net_param_count(net));
     kvi_sparsity_print(stdout, &sp, "weights with log alpha <= threshold");
+    if (a.png) rc = cli_report_png(net, a.threshold, a.png);
   }
   kvi_net_free(net);
   return rc;

@@ -22,6 +22,8 @@ static const cli_command COMMANDS[] = {
      "posterior means and covariance factors of a checkpoint (text or --json)"},
     {"laplace", cmd_laplace,
      "K-FAC Laplace: an MN posterior around a trained point network's weights"},
+    {"vae", cmd_vae,
+     "variational auto-encoders with DIAG, MN and full-covariance latents (train, eval, ...)"},
 };
 enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 
