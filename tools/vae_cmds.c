@@ -231,6 +231,7 @@ int vae_eval(int argc, char **argv) {
   eval_args a;
   int rc = parse_eval(&a, argc, argv, EVAL_USAGE, 0);
   if (rc >= 0) return rc;
+  rc = 0;
   kvi_vae *v = NULL;
   kvi_vae_trainer t;
   bool best = false;

@@ -367,6 +367,7 @@ kvi_status kvi_checkpoint_load_ex(const char *path, kvi_net **net_out, kvi_train
                                   kvi_train_config *cfg_out, bool reset_optimizer) {
   if (!path || !net_out) return kvi_fail(KVI_ERR_ARG, "checkpoint_load: NULL argument");
   *net_out = NULL;
+  if (t) memset(t, 0, sizeof *t); /* a failure before kvi_trainer_init frees nothing of it */
   kvi__ckpt_file c;
   kvi_status s = kvi__ckpt_open(&c, path);
   if (s) return s;

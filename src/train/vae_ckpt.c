@@ -239,6 +239,7 @@ kvi_status kvi_vae_checkpoint_load(const char *path, kvi_vae **out, kvi_vae_trai
   if (!path || !out) return kvi_fail(KVI_ERR_ARG, "vae_checkpoint_load: NULL argument");
   *out = NULL;
   if (had_best) *had_best = false;
+  if (t) memset(t, 0, sizeof *t); /* a failure before kvi_vae_trainer_init frees nothing of it */
   kvi__ckpt_file c;
   kvi_status s = kvi__ckpt_open(&c, path);
   if (s) return s;
