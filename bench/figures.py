@@ -20,6 +20,7 @@ import math
 import sys
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -76,6 +77,9 @@ def main():
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("compression (total / kept weights)")
     ax2.set_yscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax2.yaxis.set_major_formatter(plain)
+    ax2.yaxis.set_minor_formatter(plain)
     for ax in (ax1, ax2):
         ax.grid(True, alpha=0.3)
         ax.legend()
