@@ -287,37 +287,42 @@ static int parse_train(train_args *a, int argc, char **argv) {
 }
 
 /* ---- a resumed run keeps the checkpoint's settings ---------------------------------------- */
-static bool refuse(const train_args *a, int opt, const char *flag, bool differs, double saved) {
+static bool refuse(const train_args *a, int opt, const char *flag, bool differs,
+                   const char *saved) {
   if (!given(a, opt) || !differs) return false;
   fprintf(stderr,
-          "kronvi: %s was trained with %s %.10g; this command gives another value (HINT: drop %s "
-          "to continue the run, or start a new run without --resume)\n",
+          "kronvi: %s was trained with %s %s; this command gives another value (HINT: drop %s to "
+          "continue the run, or start a new run without --resume)\n",
           a->resume, flag, saved, flag);
   return true;
+}
+
+static const char *num(char *buf, double x) {
+  snprintf(buf, 32, "%.10g", x);
+  return buf;
 }
 
 static int resume_conflicts(const train_args *a, const kvi_vae_trainer *t) {
   const kvi_vae_config *s = &t->vae->cfg;
   const kvi_vae_train_config *c = &t->cfg;
-  bool bad = false;
-  if (given(a, V_FAMILY) && a->family != s->head.family) {
-    fprintf(stderr, "kronvi: %s was trained with --family %s, not %s\n", a->resume,
-            kvi_vae_family_name(s->head.family), kvi_vae_family_name(a->family));
-    bad = true;
-  }
-  bad |= refuse(a, V_LATENT, "--latent", a->vc.head.d != s->head.d, s->head.d);
-  bad |= refuse(a, V_SHAPE, "--mn-shape P", a->p != s->head.p || a->q != s->head.q, s->head.p);
-  bad |= refuse(a, V_HIDDEN, "--hidden", a->vc.hidden != s->hidden, s->hidden);
-  bad |= refuse(a, V_LAYERS, "--layers", a->vc.layers != s->layers, s->layers);
-  bad |= refuse(a, V_ACT, "--act", a->vc.act != s->act, s->act);
-  bad |= refuse(a, V_BATCH, "--batch", a->tc.batch != c->batch, c->batch);
-  bad |= refuse(a, V_LR, "--lr", a->tc.opt.lr != c->opt.lr, c->opt.lr);
-  bad |= refuse(a, V_ANNEAL, "--kl-anneal-epochs", a->tc.kl_anneal != c->kl_anneal, c->kl_anneal);
-  bad |= refuse(a, V_PATIENCE, "--patience", a->tc.patience != c->patience, c->patience);
-  bad |= refuse(a, V_SEED, "--seed", a->tc.seed != c->seed, (double)c->seed);
-  bad |= refuse(a, V_VAL, "--val", a->val != t->val, (double)t->val);
+  char b[13][32];
+  bool bad = refuse(a, V_FAMILY, "--family", a->family != s->head.family,
+                    kvi_vae_family_name(s->head.family));
+  snprintf(b[0], sizeof b[0], "%dx%d", s->head.p, s->head.q);
+  bad |= refuse(a, V_SHAPE, "--mn-shape", a->p != s->head.p || a->q != s->head.q, b[0]);
+  bad |= refuse(a, V_LATENT, "--latent", a->vc.head.d != s->head.d, num(b[1], s->head.d));
+  bad |= refuse(a, V_HIDDEN, "--hidden", a->vc.hidden != s->hidden, num(b[2], s->hidden));
+  bad |= refuse(a, V_LAYERS, "--layers", a->vc.layers != s->layers, num(b[3], s->layers));
+  bad |= refuse(a, V_ACT, "--act", a->vc.act != s->act, kvi_act_name(s->act));
+  bad |= refuse(a, V_BATCH, "--batch", a->tc.batch != c->batch, num(b[4], c->batch));
+  bad |= refuse(a, V_LR, "--lr", a->tc.opt.lr != c->opt.lr, num(b[5], c->opt.lr));
+  bad |= refuse(a, V_ANNEAL, "--kl-anneal-epochs", a->tc.kl_anneal != c->kl_anneal,
+                num(b[6], c->kl_anneal));
+  bad |= refuse(a, V_PATIENCE, "--patience", a->tc.patience != c->patience, num(b[7], c->patience));
+  bad |= refuse(a, V_SEED, "--seed", a->tc.seed != c->seed, num(b[8], (double)c->seed));
+  bad |= refuse(a, V_VAL, "--val", a->val != t->val, num(b[9], (double)t->val));
   bad |= refuse(a, V_LTRAIN, "--limit-train", a->limit_train != t->limit_train,
-                (double)t->limit_train);
+                num(b[10], (double)t->limit_train));
   return bad ? 1 : 0;
 }
 

@@ -249,7 +249,7 @@ KVI_API kvi_status kvi_vae_check_binary(const kvi_real *X, int64_t n, int d, con
  * NULL) += gscale * (x - sigmoid(l)). */
 KVI_API double kvi_bernoulli_log_lik(const kvi_real *x, const kvi_real *logits, int n,
                                      kvi_real *dlogits, kvi_real gscale);
-/* One mini-batch X (b, D), b <= max_batch: encoder, z = sample(eps), eps ~ rng (b d normals),
+/* One mini-batch X (b, D), b <= max_batch: encoder, z = sample(eps), eps ~ rng (b dpad normals),
  * decoder, sums of log p(x | z) and KL. grad: adds to the block's gradient the gradient of
  * loss = -(1/b) sum_images [log p(x | z) - kl_weight KL] (the backward runs through the decoder,
  * the head and the encoder). */
