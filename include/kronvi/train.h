@@ -191,11 +191,13 @@ struct kvi_trainer {
   unsigned char *ft_mask; /* finetune_pruned: 1 for each weight whose mean is held at zero */
   kvi_callback cb[KVI_MAX_CALLBACKS];
   int ncb;
-  kvi_governor gov; /* thread count of the steps (kvi_train) */
-  bool grad_zero;   /* the gradient is all zero (the last optimizer step cleared it) */
-  kvi_comm *comm;   /* data-parallel training (docs/distributed.md): the process group whose
-                       processes share every batch; NULL: one process. Not owned, not saved */
-  bool overlapped;  /* the last kvi_train overlapped communication with the backward */
+  kvi_governor gov;    /* thread count of the steps (kvi_train) */
+  bool grad_zero;      /* the gradient is all zero (the last optimizer step cleared it) */
+  kvi_comm *comm;      /* data-parallel training (docs/distributed.md): the process group whose
+                          processes share every batch; NULL: one process. Not owned, not saved */
+  bool overlapped;     /* the last kvi_train overlapped communication with the backward */
+  double comm_seconds; /* of the training steps' time (elapsed), spent in the group's calls,
+                          waiting for the other processes included */
 };
 
 KVI_API kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config *cfg);

@@ -424,6 +424,7 @@ static kvi_status kvi__epoch(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *
   const double t0 = kvi_time_now();
   kvi_epoch_order_shuffle(order, cfg->seed, (uint64_t)e);
   const bool ft = cfg->finetune_pruned > 0 && e >= cfg->epochs - cfg->finetune_pruned;
+  const double c0 = t->comm ? t->comm->seconds : 0;
   kvi_status s = ft ? kvi__ft_mask(t, true) : KVI_OK;
   for (int64_t i = 0; i < nb && !s; i++) {
     int b = (int)(train->n - i * B < B ? train->n - i * B : B);
@@ -448,6 +449,7 @@ static kvi_status kvi__epoch(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *
   /* weights that crossed the threshold during the epoch join the mask before evaluation:
    * the mean network is then exactly the pruned network */
   if (!s && ft) s = kvi__ft_mask(t, true);
+  if (t->comm) t->comm_seconds += t->comm->seconds - c0;
   return s;
 }
 
