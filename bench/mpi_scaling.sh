@@ -29,7 +29,7 @@ MPIRUN=${MPIRUN:-mpirun}
   { echo "$K was built without MPI (make mpi)"; exit 1; }
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 OVER=""
-"$MPIRUN" --version 2>/dev/null | grep -q "Open MPI" && OVER="--oversubscribe"
+"$MPIRUN" --version 2>/dev/null | grep -q "Open MPI\|OpenRTE" && OVER="--oversubscribe"
 OUT=bench/results/mpi
 mkdir -p "$OUT"
 W=$(mktemp -d)

@@ -6,11 +6,16 @@
  *      and sums the P copies in rank order, in double;
  *   2. MPI_Iallgatherv (in place): every rank receives every reduced slice.
  * Each rank sends 2 (P - 1) / P of the buffer, as in a ring all-reduce, and every element is
- * summed in the order 0, 1, ..., P - 1 whatever P, the MPI library and the split into sums. The
- * phases of the sums in flight use two communicators (duplicates of MPI_COMM_WORLD): phase 1 is
- * started in the order of kvi_comm_sum_start, phase 2 in the same order (a sum enters phase 2
- * only after every earlier one did), so every rank starts the collectives of each communicator
- * in the same order, as MPI requires. Errors are returned (MPI_ERRORS_RETURN), as KVI_ERR_COMM. */
+ * summed in the order 0, 1, ..., P - 1 whatever P, the MPI library and the split into sums. With
+ * two ranks, or a small buffer (P n at most KVI__GATHER_ALL bytes), one phase instead: every rank
+ * gathers every rank's whole buffer (MPI_Iallgather) and sums the P copies in rank order itself;
+ * the same arithmetic on the same numbers, so the same bits, with one exchange instead of two
+ * (for P = 2 the same volume; when the processes share busy cores each exchange waits for the
+ * other process to be scheduled). The phases of the sums in flight use two communicators
+ * (duplicates of MPI_COMM_WORLD): phase 1 is started in the order of kvi_comm_sum_start, phase 2
+ * in the same order (a sum enters phase 2 only after every earlier one did), so every rank starts
+ * the collectives of each communicator in the same order, as MPI requires. Errors are returned
+ * (MPI_ERRORS_RETURN), as KVI_ERR_COMM. */
 #include <mpi.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +28,7 @@ kvi_status kvi__comm_mpi_init(kvi_comm **out, int *argc, char ***argv);
 const char *kvi__comm_mpi_version(void);
 
 #define KVI__MAX_SUMS 128
+#define KVI__GATHER_ALL (256u << 10)
 
 typedef struct {
   void *x;
@@ -34,6 +40,7 @@ typedef struct {
   size_t recv_cap;          /* bytes */
   MPI_Request ra, rb;       /* phase 1, phase 2 */
   bool gathering, finished; /* phase 2 started; done */
+  bool all;                 /* one phase: every rank's whole buffer gathered */
 } kvi__sum;
 
 typedef struct {
@@ -53,10 +60,12 @@ static kvi_status kvi__merr(int rc, const char *what) {
 
 static kvi__mpi *kvi__m(kvi_comm *c) { return c->impl; }
 
-/* Phase 1 done: the rank-ordered sum of this rank's slice, then phase 2. */
+/* Phase 1 done: the rank-ordered sum of this rank's slice, then phase 2 (one phase: the sum of
+ * the whole buffer, and done). */
 static kvi_status kvi__gather(kvi_comm *c, kvi__sum *s) {
   kvi__mpi *m = kvi__m(c);
-  const int P = c->size, lo = s->dsp[c->rank], L = s->cnt[c->rank];
+  const int P = c->size, lo = s->all ? 0 : s->dsp[c->rank];
+  const int L = s->all ? s->dsp[P - 1] + s->cnt[P - 1] : s->cnt[c->rank];
   if (s->es == sizeof(float)) {
     const float *r = s->recv;
     float *x = (float *)s->x + lo;
@@ -73,6 +82,10 @@ static kvi_status kvi__gather(kvi_comm *c, kvi__sum *s) {
       for (int q = 1; q < P; q++) acc += r[(size_t)q * L + i];
       x[i] = acc;
     }
+  }
+  if (s->all) {
+    s->gathering = s->finished = true;
+    return KVI_OK;
   }
   int rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->x, s->cnt, s->dsp, s->type, m->b,
                            &s->rb);
@@ -139,7 +152,8 @@ static kvi_status kvi__mpi_sum_start(kvi_comm *c, void *x, size_t n, size_t es) 
     s->dsp[q] = (int)(n * (size_t)q / (size_t)P);
     s->cnt[q] = (int)(n * (size_t)(q + 1) / (size_t)P) - s->dsp[q];
   }
-  const int L = s->cnt[c->rank];
+  s->all = P == 2 || (size_t)P * n * es <= KVI__GATHER_ALL;
+  const int L = s->all ? (int)n : s->cnt[c->rank];
   for (int q = 0; q < P; q++) s->rcnt[q] = L, s->rdsp[q] = q * L;
   const size_t need = (size_t)P * (size_t)(L > 0 ? L : 1) * es;
   if (need > s->recv_cap) {
@@ -149,11 +163,12 @@ static kvi_status kvi__mpi_sum_start(kvi_comm *c, void *x, size_t n, size_t es) 
   }
   s->x = x, s->es = es, s->type = es == sizeof(float) ? MPI_FLOAT : MPI_DOUBLE;
   s->gathering = s->finished = false;
-  int rc =
-      MPI_Ialltoallv(x, s->cnt, s->dsp, s->type, s->recv, s->rcnt, s->rdsp, s->type, m->a, &s->ra);
-  if (rc != MPI_SUCCESS) return kvi__merr(rc, "MPI_Ialltoallv");
+  int rc = s->all ? MPI_Iallgather(x, L, s->type, s->recv, L, s->type, m->a, &s->ra)
+                  : MPI_Ialltoallv(x, s->cnt, s->dsp, s->type, s->recv, s->rcnt, s->rdsp, s->type,
+                                   m->a, &s->ra);
+  if (rc != MPI_SUCCESS) return kvi__merr(rc, s->all ? "MPI_Iallgather" : "MPI_Ialltoallv");
   m->nsum++;
-  c->bytes += (int64_t)(n - (size_t)L) * (int64_t)es;
+  c->bytes += (int64_t)(s->all ? (size_t)(P - 1) * n : n - (size_t)L) * (int64_t)es;
   c->seconds += MPI_Wtime() - t0;
   return KVI_OK;
 }

@@ -4,7 +4,8 @@
  *   buffers, computed here independently (values of very different magnitudes, so that another
  *   order would round differently);
  * - a buffer summed as several non-blocking pieces (with progress calls in between) gives the same
- *   bits as one blocking sum; double sums; a broadcast from the last rank;
+ *   bits as one blocking sum, whether a piece takes the two-phase sum or (small) the one-phase
+ *   one; double sums; a broadcast from the last rank;
  * - kvi_comm_share cuts a batch into contiguous shares. */
 #include "kronvi/dist.h"
 #include "kvi_test.h"
@@ -29,7 +30,7 @@ int main(int argc, char **argv) {
     if (!c) return 1;
   }
   const int rank = kvi_comm_rank(c), P = kvi_comm_size(c);
-  const size_t n = 10007;
+  const size_t n = 30011; /* on 3 processes: two phases; its pieces below mix both ways */
   float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
   for (size_t i = 0; i < n; i++) x[i] = y[i] = value(rank, i);
   CHECK_OK(kvi_comm_sum(c, x, n));
@@ -37,7 +38,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < n; i++) bad += memcmp(&x[i], &(float){expected(P, i)}, sizeof(float)) != 0;
   CHECK(bad == 0);
   /* the same buffer as three pieces in flight at once */
-  const size_t cut[4] = {0, 3, 5000, n};
+  const size_t cut[4] = {0, 3, 25000, n};
   for (int k = 0; k < 3; k++) {
     CHECK_OK(kvi_comm_sum_start(c, y + cut[k], cut[k + 1] - cut[k]));
     CHECK_OK(kvi_comm_progress(c));

@@ -16,7 +16,7 @@ rm -rf "$T" && mkdir -p "$T"
 [ -f "$D/train-images-idx3-ubyte.gz" ] || { echo "Fashion-MNIST not found in $D"; exit 1; }
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 OVER=""
-"$MPIRUN" --version 2>/dev/null | grep -q "Open MPI" && OVER="--oversubscribe"
+"$MPIRUN" --version 2>/dev/null | grep -q "Open MPI\|OpenRTE" && OVER="--oversubscribe"
 HERE=$(dirname "$0")
 pass=0
 fail=0
@@ -44,14 +44,14 @@ if "$MPIRUN" $OVER -np 2 "$K" train --data "$D" --resume "$T/r2.st" --threads 1 
   ok "resumed with -np 2: the uninterrupted run's tensors, byte for byte"
 else
   bad "resume with -np 2"
-  tail -5 "$T/r2.out"
+  tail -n 5 "$T/r2.out"
 fi
 if "$K" train --data "$D" --resume "$T/r1.st" --threads 1 --progress none >"$T/r1.out" 2>&1 &&
   r=$(python3 "$HERE/rel_diff.py" "$T/a.st" "$T/r1.st" 1e-3); then
   ok "resumed with one process: $r"
 else
   bad "resume with one process: ${r:-}"
-  tail -5 "$T/r1.out"
+  tail -n 5 "$T/r1.out"
 fi
 echo "kill_resume: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

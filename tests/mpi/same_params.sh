@@ -17,7 +17,7 @@ rm -rf "$T" && mkdir -p "$T"
 [ -f "$D/train-images-idx3-ubyte.gz" ] || { echo "Fashion-MNIST not found in $D"; exit 1; }
 if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 OVER=""
-"$MPIRUN" --version 2>/dev/null | grep -q "Open MPI" && OVER="--oversubscribe"
+"$MPIRUN" --version 2>/dev/null | grep -q "Open MPI\|OpenRTE" && OVER="--oversubscribe"
 HERE=$(dirname "$0")
 pass=0
 fail=0
@@ -32,7 +32,7 @@ check() {
     ! np 1 $flags --save "$T/$name-1.st" >"$T/$name-1.out" 2>&1 ||
     ! np "$P" $flags --save "$T/$name-2.st" >"$T/$name-2.out" 2>&1; then
     bad "$name: a run failed"
-    tail -5 "$T/$name-s.out" "$T/$name-1.out" "$T/$name-2.out"
+    tail -n 5 "$T/$name-s.out" "$T/$name-1.out" "$T/$name-2.out"
     return
   fi
   if python3 "$HERE/../cli/same_tensors.py" "$T/$name-s.st" "$T/$name-1.st" >/dev/null; then
