@@ -113,7 +113,8 @@ static void train_help(FILE *f) {
       "                         checkpoints without optimizer state, e.g. pruned ones)\n"
       "  --log PATH             per-epoch metrics as CSV (BMA columns empty when not computed)\n"
       "  --seed S               random seed (default 1): same seed and threads, same result\n"
-      "  --threads N            at most N threads (default: the CPUs this process may use);\n"
+      "  --threads N            at most N threads (default: the CPUs this process may use,\n"
+      "                         divided by the processes of a data-parallel run on this machine);\n"
       "                         steps run on fewer when that is faster, e.g. while another\n"
       "                         process holds a core (the results are the same)\n"
       "  --fixed-threads        always exactly --threads threads\n"
@@ -516,6 +517,11 @@ int cmd_train(int argc, char **argv) {
   if (!join_group(&a.comm)) return 1;
   const bool lead = kvi_comm_rank(a.comm) == 0; /* writes the checkpoints, the log, the output */
   if (lead && !outputs_writable(a.save, a.resume, a.log)) rc = 1;
+  /* several processes on this machine share its cores: by default each takes its share */
+  if (!train_given(&a, O_THREADS) && a.comm && a.comm->node_size > 1) {
+    const long share = a.threads / a.comm->node_size;
+    a.threads = share > 1 ? share : 1;
+  }
   if (rc < 0) {
     kvi_set_threads((int)a.threads);
     rc = train_run(&a);

@@ -38,6 +38,7 @@ typedef struct {
 struct kvi_comm {
   const kvi_comm_ops *ops;
   int rank, size;
+  int node_size;  /* processes of the group on this machine (sharing its cores) */
   double seconds; /* spent inside this group's calls (waiting included) */
   int64_t bytes;  /* bytes this rank sent for sums (both phases) */
   void *impl;
@@ -68,6 +69,7 @@ KVI_API kvi_status kvi_comm_sum_f64(kvi_comm *c, double *x, size_t n);
 /* The non-blocking kvi_comm_sum: x must not be read or written until kvi_comm_wait returns.
  * Several sums may be in flight (at most 128); the result is the same as the blocking sum's. */
 KVI_API kvi_status kvi_comm_sum_start(kvi_comm *c, kvi_real *x, size_t n);
+KVI_API kvi_status kvi_comm_sum_start_f64(kvi_comm *c, double *x, size_t n);
 KVI_API kvi_status kvi_comm_progress(kvi_comm *c);
 KVI_API kvi_status kvi_comm_wait(kvi_comm *c);
 KVI_API kvi_status kvi_comm_bcast(kvi_comm *c, void *buf, size_t bytes, int root);

@@ -25,7 +25,7 @@ static const kvi_comm_ops kvi__self_ops = {"self",          kvi__self_sum,   kvi
 
 kvi_comm *kvi_comm_self(void) {
   /* read-only in practice: its sums do nothing, so its counters stay zero */
-  static kvi_comm self = {&kvi__self_ops, 0, 1, 0, 0, NULL};
+  static kvi_comm self = {&kvi__self_ops, 0, 1, 1, 0, 0, NULL};
   return &self;
 }
 
@@ -98,12 +98,16 @@ kvi_status kvi_comm_sum(kvi_comm *c, kvi_real *x, size_t n) {
   return s ? s : kvi_comm_wait(c);
 }
 
-kvi_status kvi_comm_sum_f64(kvi_comm *c, double *x, size_t n) {
+kvi_status kvi_comm_sum_start_f64(kvi_comm *c, double *x, size_t n) {
   c = kvi__c(c);
   if (c->size == 1 || n == 0) return KVI_OK;
   if (!x) return kvi_fail(KVI_ERR_ARG, "comm_sum: buffer is NULL");
-  kvi_status s = c->ops->sum_start(c, x, n, sizeof(double));
-  return s ? s : c->ops->wait(c);
+  return c->ops->sum_start(c, x, n, sizeof(double));
+}
+
+kvi_status kvi_comm_sum_f64(kvi_comm *c, double *x, size_t n) {
+  kvi_status s = kvi_comm_sum_start_f64(c, x, n);
+  return s ? s : kvi_comm_wait(c);
 }
 
 kvi_status kvi_comm_bcast(kvi_comm *c, void *buf, size_t bytes, int root) {

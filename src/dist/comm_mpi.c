@@ -236,6 +236,13 @@ kvi_status kvi__comm_mpi_init(kvi_comm **out, int *argc, char ***argv) {
   if ((rc = MPI_Comm_dup(MPI_COMM_WORLD, &m->a)) != MPI_SUCCESS ||
       (rc = MPI_Comm_dup(MPI_COMM_WORLD, &m->b)) != MPI_SUCCESS)
     st = kvi__merr(rc, "MPI_Comm_dup");
+  MPI_Comm node;
+  c->node_size = 1;
+  if (!st && MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL,
+                                 &node) == MPI_SUCCESS) {
+    MPI_Comm_size(node, &c->node_size);
+    MPI_Comm_free(&node);
+  }
   for (int i = 0; i < KVI__MAX_SUMS && !st; i++) {
     kvi__sum *s = &m->sums[i];
     if (!(s->cnt = malloc(4 * (size_t)c->size * sizeof(int))))

@@ -261,7 +261,7 @@ static kvi_status kvi__backward(kvi_trainer *t, kvi__batch *bt, int b) {
 /* The gradient summed over the processes: the ranges no layer holds (overlapped) or all of it. */
 static kvi_status kvi__grad_sum(kvi__batch *bt) {
   kvi_params *p = bt->params;
-  if (!bt->overlap) return kvi_comm_sum(bt->comm, p->grad, p->n);
+  if (!bt->overlap) return kvi_comm_sum(bt->comm, p->grad, p->n); /* waits for all */
   kvi_status s = KVI_OK;
   for (int r = 0; r < bt->nrest && !s; r++)
     s = kvi_comm_sum_start(bt->comm, p->grad + bt->rest_lo[r], bt->rest_hi[r] - bt->rest_lo[r]);
@@ -329,6 +329,12 @@ static kvi_status kvi__objective(kvi_trainer *t, kvi__batch *bt, int b, int r0, 
   return s;
 }
 
+static kvi_status kvi__diverged(const kvi_trainer *t, double nll) {
+  return kvi_fail(KVI_ERR_NONFINITE,
+                  "training diverged at epoch %d step %lld (loss %g) (HINT: lower --lr)",
+                  t->epoch + 1, (long long)t->step, nll);
+}
+
 /* One optimizer step on rows [i*B, i*B + b) of the epoch's order. In a data-parallel run this
  * process takes the rows [r0, r1) of them (kvi_comm_share) with their noise: the loss of its
  * rows divided by b, their gradient, summed over the processes; the KL and its gradient are
@@ -363,18 +369,19 @@ static kvi_status kvi__step(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *t
                                    K, b);
     part[1] = c;
   }
-  if (!s) s = kvi_comm_sum_f64(t->comm, part, 2);
+  /* the loss and count travel with the gradient: one wait a step (a process whose loss is not
+   * finite still runs its backward; the step fails on every process after the wait) */
+  if (!s) s = kvi_comm_sum_start_f64(t->comm, part, 2);
   if (s) return s;
-  const double nll = part[0];
-  if (!isfinite(nll))
-    return kvi_fail(KVI_ERR_NONFINITE,
-                    "training diverged at epoch %d step %lld (loss %g) (HINT: lower --lr)",
-                    t->epoch + 1, (long long)t->step, nll);
-  es->correct += (int64_t)part[1];
+  const bool alone = kvi_comm_size(t->comm) == 1;
+  if (alone && !isfinite(part[0])) return kvi__diverged(t, part[0]);
   if (bl > 0 && (s = kvi__curvature_pass(t, bt->dsample, out, bl, r0, b)) != KVI_OK) return s;
   if ((s = kvi__backward(t, bt, bl)) != KVI_OK) return s;
   if (!cls && cfg->learn_noise) kvi_params_grad(net->params, net->inoise)[0] += dlb;
   if ((s = kvi__grad_sum(bt)) != KVI_OK) return s;
+  const double nll = part[0];
+  if (!alone && !isfinite(nll)) return kvi__diverged(t, nll);
+  es->correct += (int64_t)part[1];
   es->beta = kvi_kl_beta(cfg, t->epoch + frac_epoch);
   double kl = 0;
   const double N = (double)train->n;
