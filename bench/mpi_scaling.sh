@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Data-parallel scaling of kronvi train on this machine, and the communication model extrapolated
 # to larger runs (docs/distributed.md). For the MLP 784-300-300-300-10, the CNN
-# 1-10-mp-20-mp-40-mp-80-mp-flatten-10 (mn and diag) and the VGG-like net
-# 1-10-10-10-mp-20-20-20-mp-40-40-40-mp-20-20-20-mp-flatten-10 (mn), global batch 100: one epoch on
-# N Fashion-MNIST images with P = 1 and P = 2 processes of one thread each (mpirun
+# 1-10-mp-20-mp-40-mp-80-mp-flatten-10 and the VGG-like net
+# 1-10-10-10-mp-20-20-20-mp-40-40-40-mp-20-20-20-mp-flatten-10 (28 x 28 images), mn and diag,
+# global batch 100: one epoch on N Fashion-MNIST images with P = 1 and P = 2 processes of one
+# thread each (mpirun
 # --oversubscribe; P = 2 also with --overlap on), examples per second from the epoch's training
 # seconds in the CSV log (the evaluation is not counted), and the share of those seconds that
 # rank 0 spent in sums (waiting for the other process included). Then bench/comm_model.py with the
@@ -83,7 +84,8 @@ PY
 for spec in "MLP 784-300-300-300-10 mn 6000" "MLP 784-300-300-300-10 diag 6000" \
   "CNN 1-10-mp-20-mp-40-mp-80-mp-flatten-10 mn 3000" \
   "CNN 1-10-mp-20-mp-40-mp-80-mp-flatten-10 diag 3000" \
-  "VGG 1-10-10-10-mp-20-20-20-mp-40-40-40-mp-20-20-20-mp-flatten-10 mn 1000"; do
+  "VGG 1-10-10-10-mp-20-20-20-mp-40-40-40-mp-20-20-20-mp-flatten-10 mn 1000" \
+  "VGG 1-10-10-10-mp-20-20-20-mp-40-40-40-mp-20-20-20-mp-flatten-10 diag 1000"; do
   read -r name arch fam n <<<"$spec"
   [ "$QUICK" = 1 ] && n=$((n / 10))
   r1=$(run 1 "$arch" "$fam" "$n")
