@@ -1,27 +1,40 @@
 # Thin wrapper over CMake for the README's commands.
 #   make demo   install what is missing, build, train a sparse MN network on Fashion-MNIST
-#   make test   install what is missing, build (normal + ASan/UBSan), run ctest on both
+#   make test   install what is missing, build (normal + ASan/UBSan + MPI), run ctest on the three
+#               (the MPI build runs its data-parallel tests, label mpi)
+#   make mpi    the MPI build (OpenMPI from Debian; mpirun -np P build-mpi/kronvi train ...)
 #   make bench  benchmarks (tables);  make experiments  the long runs behind the README tables
 #   make speed  the speed acceptance against PyTorch (bench/speed.sh; installs python3-torch)
 JOBS ?= 2
 BUILD ?= build
 ASAN_BUILD ?= build-asan
+MPI_BUILD ?= build-mpi
 DEB_PACKAGES = cmake make gcc pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libpng-dev \
                dataset-fashion-mnist python3 python3-numpy
+MPI_PACKAGES = libopenmpi-dev openmpi-bin
 FASHION ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: all deps build asan test test-fast demo bench speed experiments clean format
+.PHONY: all deps deps-mpi build asan mpi test test-fast demo bench mpi-scaling speed experiments \
+        clean format
 
 all: build
 
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# apt-get installs the Debian packages of $(1) that are missing
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PACKAGES))
+
+deps-mpi: deps
+	$(call install_missing,$(MPI_PACKAGES))
 
 build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -31,10 +44,18 @@ asan: deps
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DKRONVI_SANITIZE=ON >/dev/null
 	cmake --build $(ASAN_BUILD) -j$(JOBS)
 
-# The sanitizer build runs every test except those labelled long (real-data training).
-test: build asan
+# The data-parallel build: the library with src/dist/comm_mpi.c, the CLI and the tests that need
+# MPI (the other tests are the same code as in $(BUILD)).
+mpi: deps-mpi
+	cmake -S . -B $(MPI_BUILD) -DCMAKE_BUILD_TYPE=Release -DKRONVI_MPI=ON >/dev/null
+	cmake --build $(MPI_BUILD) -j$(JOBS) --target kronvi test32_comm test32_shard
+
+# The sanitizer build runs every test except those labelled long (real-data training); the MPI
+# build the tests labelled mpi (each runs several processes, one at a time).
+test: build asan mpi
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 ctest --output-on-failure -j$(JOBS) -LE long
+	cd $(MPI_BUILD) && ctest --output-on-failure -L mpi
 
 test-fast: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
@@ -47,6 +68,10 @@ demo: build
 
 bench: build
 	./$(BUILD)/bench_lrt --threads 2
+
+# Data-parallel examples per second for P = 1, 2 and the communication model (docs/distributed.md)
+mpi-scaling: mpi
+	bash bench/mpi_scaling.sh --build $(MPI_BUILD)
 
 speed: build
 	@dpkg -s python3-torch >/dev/null 2>&1 || { \
@@ -61,4 +86,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(MPI_BUILD)

@@ -91,7 +91,9 @@ static void train_help(FILE *f) {
       "  --kl-schedule S        linear (default: beta = t/E) or exp (beta = 1 - exp(-5t/E))\n"
       "  --patience N           early stopping after N epochs without validation improvement\n"
       "  --finetune-pruned E    the last E epochs hold the means of the pruned weights (log\n"
-      "                         alpha > threshold, renewed each epoch) at zero and fit the rest\n"
+      "                         alpha > threshold, renewed each epoch) at zero and fit the rest\n",
+      f);
+  fputs(
       "evaluation and output:\n"
       "  --samples K            weight samples for Bayesian model averaging (default 10)\n"
       "  --eval-every N         test BMA also every N epochs (default 0: only after the epoch\n"
@@ -111,10 +113,15 @@ static void train_help(FILE *f) {
       "                         checkpoints without optimizer state, e.g. pruned ones)\n"
       "  --log PATH             per-epoch metrics as CSV (BMA columns empty when not computed)\n"
       "  --seed S               random seed (default 1): same seed and threads, same result\n"
-      "  --threads N            at most N threads (default: the CPUs this process may use);\n"
+      "  --threads N            at most N threads (default: the CPUs this process may use,\n"
+      "                         divided by the processes of a data-parallel run on this machine);\n"
       "                         steps run on fewer when that is faster, e.g. while another\n"
       "                         process holds a core (the results are the same)\n"
       "  --fixed-threads        always exactly --threads threads\n"
+      "  --overlap on|off       data-parallel runs (mpirun -np P kronvi train ..., a build with\n"
+      "                         KRONVI_MPI): sum each layer's gradient over the processes while\n"
+      "                         the backward goes on below it (default off; the same numbers\n"
+      "                         either way; docs/distributed.md)\n"
       "  --progress P           auto (default: bar on a terminal, lines otherwise), bar, lines, "
       "none\n"
       "  -h, --help             this help\n",
@@ -177,6 +184,7 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"ekfac", 0, 0, O_EKFAC},
                                            {"adapt-damping", 1, 0, O_ADAPT},
                                            {"bma", 1, 0, O_BMA},
+                                           {"overlap", 1, 0, O_OVERLAP},
                                            {"help", 0, 0, 'h'},
                                            {0, 0, 0, 0}};
 
@@ -423,6 +431,11 @@ static int parse_train_args(train_args *a, int argc, char **argv) {
         ok = cli_int("--adapt-damping", optarg, 0, 1000000, &v);
         a->cfg.opt.adapt_every = (int)v;
         break;
+      case O_OVERLAP:
+        ok = !strcmp(optarg, "on") || !strcmp(optarg, "off");
+        if (!ok) fprintf(stderr, "kronvi: --overlap expects on or off\n");
+        a->cfg.overlap_comm = !strcmp(optarg, "on");
+        break;
       case O_FIXEDTHREADS:
         a->cfg.fixed_threads = true;
         break;
@@ -475,11 +488,46 @@ static int parse_train_args(train_args *a, int argc, char **argv) {
   return -1;
 }
 
+/* Started by an MPI launcher: the group of the data-parallel run (NULL: one process). Returns
+ * false (with a message) when the launcher started several processes but this build has no
+ * MPI: each would train alone and write the same files. */
+static bool join_group(kvi_comm **comm) {
+  *comm = NULL;
+  if (!kvi_comm_mpi_launched()) return true;
+  if (!kvi_comm_mpi_built()) {
+    const char *n = getenv("OMPI_COMM_WORLD_SIZE");
+    if (!n) n = getenv("PMI_SIZE");
+    if (n && atoi(n) > 1) {
+      fprintf(stderr,
+              "kronvi: started as one of %s processes, but this kronvi was built without MPI "
+              "(HINT: cmake -DKRONVI_MPI=ON; docs/distributed.md)\n",
+              n);
+      return false;
+    }
+    return true; /* one process: an ordinary run */
+  }
+  if (kvi_comm_mpi_init(comm, NULL, NULL)) return cli_error("MPI") == 0;
+  return true;
+}
+
 int cmd_train(int argc, char **argv) {
   train_args a;
   int rc = parse_train_args(&a, argc, argv);
   if (rc >= 0) return rc;
-  if (!outputs_writable(a.save, a.resume, a.log)) return 1;
-  kvi_set_threads((int)a.threads);
-  return train_run(&a);
+  if (!join_group(&a.comm)) return 1;
+  const bool lead = kvi_comm_rank(a.comm) == 0; /* writes the checkpoints, the log, the output */
+  if (lead && !outputs_writable(a.save, a.resume, a.log)) rc = 1;
+  /* several processes on this machine share its cores: by default each takes its share */
+  if (!train_given(&a, O_THREADS) && a.comm && a.comm->node_size > 1) {
+    const long share = a.threads / a.comm->node_size;
+    a.threads = share > 1 ? share : 1;
+  }
+  if (rc < 0) {
+    kvi_set_threads((int)a.threads);
+    rc = train_run(&a);
+  }
+  /* a process that fails ends every process of the run: none waits for it forever */
+  if (rc != 0 && kvi_comm_size(a.comm) > 1) kvi_comm_abort(a.comm, rc);
+  kvi_comm_free(a.comm);
+  return rc;
 }

@@ -58,8 +58,9 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (!strcmp(name, "--version")) {
-    printf("kronvi %s (%s, BLAS core %s, SIMD %s)\n", KRONVI_VERSION, KVI_REAL_NAME,
-           cli_blas_description(), kvi_simd_isa());
+    printf("kronvi %s (%s, BLAS core %s, SIMD %s)\nMPI: %s\n", KRONVI_VERSION, KVI_REAL_NAME,
+           cli_blas_description(), kvi_simd_isa(),
+           kvi_comm_mpi_built() ? kvi_comm_mpi_version() : "no (built without KRONVI_MPI)");
     return 0;
   }
   const cli_command *cmd = find_command(name);

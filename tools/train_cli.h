@@ -13,6 +13,7 @@ typedef struct {
   long targets, nval, threads, lt, lte, pad;
   bool regression, standardize, normalize, epochs_given, reset_optimizer;
   bool given[TRAIN_NOPTS]; /* given[O_X - O_DATA]: the option appeared */
+  kvi_comm *comm;          /* the processes of a data-parallel run (mpirun); NULL: one */
 } train_args;
 
 /* Option codes (getopt_long values), in cmd_train.c's table order. */
@@ -73,6 +74,7 @@ enum {
   O_EKFAC,
   O_ADAPT,
   O_BMA,
+  O_OVERLAP,
   O_LAST
 };
 

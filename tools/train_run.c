@@ -1,7 +1,9 @@
+#define _POSIX_C_SOURCE 200809L /* SIGKILL */
 /* kronvi train, after the options: the resumed run's checks, the data preparation (recorded in
  * the checkpoint so that a resumed run sees the same examples), the trainer with its callbacks,
  * and the summary. */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +113,7 @@ static int resume_run(train_args *a, kvi_net **net, kvi_trainer *tr) {
   if (tr->cfg.task == KVI_TASK_REGRESS) a->targets = (*net)->out_size;
   if (train_given(a, O_SAVEEVERY)) tr->cfg.save_every = a->cfg.save_every;
   tr->cfg.progress = a->cfg.progress;
+  tr->cfg.overlap_comm = a->cfg.overlap_comm;
   return 0;
 }
 
@@ -183,6 +186,7 @@ static int prepare_data(run_data *d, const train_args *a, kvi_data_prep *prep, k
 typedef struct {
   kvi_metrics test;
   bool have;
+  double steps_seconds; /* training time of this run (not of the resumed ones) */
 } last_eval;
 
 static kvi_status keep_last_eval(kvi_trainer *t, const kvi_epoch_info *e, void *user) {
@@ -193,11 +197,36 @@ static kvi_status keep_last_eval(kvi_trainer *t, const kvi_epoch_info *e, void *
   return KVI_OK;
 }
 
+/* A test hook, not a feature: with KRONVI_TEST_DIE_AT_STEP=N the process of rank
+ * KRONVI_TEST_DIE_RANK (default: the last) kills itself with SIGKILL after step N, as a crashed
+ * machine would (tests/mpi/kill_resume.sh checks that the run then fails cleanly). */
+static kvi_status die_at_step(kvi_trainer *t, const kvi_step_info *s, void *user) {
+  (void)s;
+  if (t->step == *(const long long *)user) raise(SIGKILL);
+  return KVI_OK;
+}
+
+static int add_test_hook(kvi_trainer *tr, const train_args *a) {
+  static long long die_step;
+  const char *at = getenv("KRONVI_TEST_DIE_AT_STEP"), *rank = getenv("KRONVI_TEST_DIE_RANK");
+  const int who = rank ? atoi(rank) : kvi_comm_size(a->comm) - 1;
+  if (!at || who != kvi_comm_rank(a->comm)) return 0;
+  die_step = atoll(at);
+  fprintf(stderr, "kronvi: test hook: rank %d kills itself after step %lld\n", who, die_step);
+  return kvi_trainer_add_callback(tr, (kvi_callback){die_at_step, NULL, NULL, &die_step})
+             ? cli_error("trainer")
+             : 0;
+}
+
+/* Progress, log and checkpoints come from the lead process (rank 0) only; the others train and
+ * evaluate their shares silently. */
 static int add_callbacks(kvi_trainer *tr, const train_args *a, const kvi_dataset *train,
                          last_eval *last) {
-  kvi_callback cb = kvi_progress_callback();
+  kvi_callback cb = {NULL, keep_last_eval, NULL, last};
   if (kvi_trainer_add_callback(tr, cb)) return cli_error("trainer");
-  cb = (kvi_callback){NULL, keep_last_eval, NULL, last};
+  if (add_test_hook(tr, a)) return 1;
+  if (kvi_comm_rank(a->comm) != 0) return 0;
+  cb = kvi_progress_callback();
   if (kvi_trainer_add_callback(tr, cb)) return cli_error("trainer");
   if (a->log && (kvi_csv_log_callback(&cb, tr, a->log) || kvi_trainer_add_callback(tr, cb)))
     return cli_error("--log");
@@ -208,6 +237,7 @@ static int add_callbacks(kvi_trainer *tr, const train_args *a, const kvi_dataset
   return 0;
 }
 
+/* Every process calls it (an evaluation is shared); the lead prints. */
 static void print_summary(kvi_net *net, const kvi_trainer *tr, const run_data *d, const char *save,
                           const last_eval *last) {
   const kvi_train_config *c = &tr->cfg;
@@ -218,8 +248,10 @@ static void print_summary(kvi_net *net, const kvi_trainer *tr, const run_data *d
     ec.samples = c->task == KVI_TASK_CLASSIFY ? c->samples : 0;
     ec.seed = c->seed ^ 0x7e57, ec.bma = c->bma, ec.prune_threshold = c->prune_threshold;
     ec.log_beta = kvi_net_log_beta(net);
+    ec.comm = tr->comm;
     have = kvi_evaluate_ex(&m, net, &d->test, &ec) == KVI_OK;
   }
+  if (kvi_comm_rank(tr->comm) != 0) return;
   if (c->task == KVI_TASK_CLASSIFY) {
     kvi_sparsity sp;
     if (kvi_sparsity_compute(&sp, net, c->prune_threshold) == KVI_OK) {
@@ -243,6 +275,14 @@ static void print_summary(kvi_net *net, const kvi_trainer *tr, const run_data *d
   if (tr->gov.steps_reduced > 0)
     printf("threads: %ld of %ld steps ran on fewer than %d threads\n", tr->gov.steps_reduced,
            tr->gov.steps, tr->gov.max);
+  if (kvi_comm_size(tr->comm) > 1)
+    printf(
+        "data-parallel: %d processes; the training steps of rank 0 spent %.2f s of %.2f s "
+        "(%.1f%%) in sums over them (waits included), %.1f MB sent in all; overlap with the "
+        "backward %s\n",
+        kvi_comm_size(tr->comm), tr->comm_seconds, last->steps_seconds,
+        last->steps_seconds > 0 ? 100 * tr->comm_seconds / last->steps_seconds : 0.0,
+        (double)tr->comm->bytes / 1e6, tr->overlapped ? "on" : "off");
 }
 
 /* A new net and trainer for the prepared data. */
@@ -260,6 +300,7 @@ static int new_run(train_args *a, kvi_net **net, kvi_trainer *tr, const run_data
 }
 
 int train_run(train_args *a) {
+  if (kvi_comm_rank(a->comm) != 0) a->cfg.progress = 0; /* the lead reports */
   kvi_net *net = NULL;
   kvi_trainer tr;
   memset(&tr, 0, sizeof tr);
@@ -275,14 +316,15 @@ int train_run(train_args *a) {
               net->in_size, d.train.d);
       rc = 1;
     }
-    if (!rc)
+    if (!rc && a->cfg.progress >= 1)
       fprintf(stderr, "resuming %s at epoch %d (step %lld)\n", a->resume, tr.epoch,
               (long long)tr.step);
   } else if (!rc) {
     rc = prepare_data(&d, a, &prep, &a->nc, true, a->standardize, a->cfg.progress);
     if (!rc) rc = new_run(a, &net, &tr, &d, &prep);
   }
-  last_eval last = {{0}, false};
+  last_eval last = {{0}, false, 0};
+  tr.comm = a->comm;
   if (!rc) rc = add_callbacks(&tr, a, &d.train, &last);
   if (!rc && tr.cfg.progress >= 1)
     fprintf(stderr,
@@ -292,10 +334,17 @@ int train_run(train_args *a) {
             kvi_net_param_count(net), (long long)d.train.n, (long long)d.val.n, (long long)d.test.n,
             tr.cfg.batch, kvi_opt_name(tr.cfg.opt.kind), tr.cfg.opt.lr, (int)a->threads,
             KVI_REAL_NAME, cli_blas_description(), kvi_simd_isa());
+  if (!rc && tr.cfg.progress >= 1 && kvi_comm_size(a->comm) > 1)
+    fprintf(stderr,
+            "kronvi train: data-parallel over %d processes (%s), %d threads each; each batch "
+            "of %d split among them\n",
+            kvi_comm_size(a->comm), kvi_comm_mpi_version(), (int)a->threads, tr.cfg.batch);
+  const double elapsed0 = tr.elapsed;
   if (!rc && kvi_train(&tr, &d.train, d.val.n ? &d.val : NULL, d.test.n ? &d.test : NULL)) {
     fprintf(stderr, "\n");
     rc = cli_error("training failed");
   }
+  last.steps_seconds = tr.elapsed - elapsed0;
   if (!rc) print_summary(net, &tr, &d, a->save ? a->save : a->resume, &last);
   if (tr.net) kvi_trainer_free(&tr);
   kvi_data_prep_free(&prep);

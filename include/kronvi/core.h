@@ -37,7 +37,8 @@ typedef float kvi_real;
   X(KVI_ERR_FORMAT, 6, "malformed file")                                         \
   X(KVI_ERR_LINALG, 7, "linear algebra failure (matrix not positive definite?)") \
   X(KVI_ERR_UNSUPPORTED, 8, "unsupported")                                       \
-  X(KVI_ERR_STATE, 9, "invalid state")
+  X(KVI_ERR_STATE, 9, "invalid state")                                           \
+  X(KVI_ERR_COMM, 10, "communication between processes failed")
 
 typedef enum {
 #define KVI__ENUM(name, code, msg) name = code,
@@ -102,6 +103,11 @@ KVI_API kvi_rng kvi_rng_stream(uint64_t seed, uint64_t stream_id);
 KVI_API void kvi_rng_uniform(kvi_rng *r, kvi_real *out, size_t n); /* U(0,1), open interval */
 KVI_API void kvi_rng_normal(kvi_rng *r, kvi_real *out, size_t n);  /* N(0,1), Box-Muller */
 KVI_API void kvi_rng_normal_f64(kvi_rng *r, double *out, size_t n);
+/* Elements [offset, offset + n) of what kvi_rng_normal(r, ., offset + n) would write, without
+ * advancing r: every normal is a function of its block (r->ctr + i/4) and its word (i mod 4),
+ * so a process that handles rows [r0, r1) of an example-major draw gets exactly the numbers a
+ * single process draws for those rows. */
+KVI_API void kvi_rng_normal_at(const kvi_rng *r, uint64_t offset, kvi_real *out, size_t n);
 KVI_API uint32_t kvi_rng_u32(kvi_rng *r);
 KVI_API uint64_t kvi_rng_below(kvi_rng *r, uint64_t bound); /* uniform in [0, bound) */
 /* Fisher-Yates shuffle of idx[0..n). */

@@ -35,13 +35,16 @@ typedef struct kvi_layer kvi_layer;
 typedef struct {
   const char *layer; /* layer name, e.g. "conv0" */
   int weight;        /* index of the weight matrix in the network (kvi_net_dense order) */
-  int batch;         /* examples in the batch */
+  int batch;         /* examples in the batch (in this process) */
   int rows;          /* rows of in and grad_out: batch (dense), batch * oh * ow (conv) */
   int n, m;          /* W is n x m: in is (rows, n), grad_out is (rows, m) */
   bool bias;         /* true: each input row continues with an implicit 1 (the bias column) */
   bool sampled;      /* the forward used sampled weights (false: the means) */
   const kvi_real *in;
   const kvi_real *grad_out;
+  int batch_total; /* examples in the whole batch of a data-parallel step, over every process
+                      (docs/distributed.md): the grad_out rows carry 1 / batch_total; batch in a
+                      single process */
 } kvi_capture_rows;
 
 typedef kvi_status (*kvi_capture_fn)(void *user, const kvi_capture_rows *rows);
@@ -65,7 +68,8 @@ typedef struct {
   kvi_real *dX;            /* backward: written when not NULL (NULL for the first layer) */
   kvi_capture_fn observer; /* backward of weight layers: NULL when nothing is attached */
   void *observer_user;
-  int weight; /* index of this layer's weight matrix (capture) */
+  int weight;      /* index of this layer's weight matrix (capture) */
+  int batch_total; /* backward: examples of the whole data-parallel batch (capture); 0: batch */
 } kvi_layer_call;
 
 /* What a kind's create gets: the input shape, the architecture token and the network's
@@ -94,6 +98,11 @@ typedef struct kvi_layer_ops {
   void (*init)(const kvi_layer *L, kvi_params *p, kvi_rng *rng, double gain, double init_log_sigma);
   size_t (*ws_size)(const kvi_layer *L, int batch);    /* NULL: none */
   size_t (*noise_size)(const kvi_layer *L, int batch); /* NULL: deterministic */
+  /* The layout of the noise, which a data-parallel step relies on: noise_size(batch) is
+   * batch * noise_size(1), in noise_parts (NULL: 1) consecutive parts of batch * noise_size(1) /
+   * noise_parts normals each, every part example-major (the rows of example e together, after
+   * those of example e - 1). */
+  int (*noise_parts)(const kvi_layer *L);
   kvi_status (*forward)(const kvi_layer *L, const kvi_layer_call *c);
   /* Adds parameter gradients (of the forward's kind: sampled or mean), writes dX if wanted. */
   kvi_status (*backward)(const kvi_layer *L, const kvi_layer_call *c);

@@ -51,6 +51,9 @@ typedef struct kvi_net {
   int noisy;               /* the last forward sampled weights (1) or used the means (0) */
   kvi_capture_fn observer; /* curvature capture (kvi_net_set_observer); NULL: none */
   void *observer_user;
+  int batch_total; /* rows of the whole batch the last forward was part of (kvi_net_forward_rows) */
+  kvi_status (*grad_hook)(void *user, int layer); /* kvi_net_set_grad_hook; NULL: none */
+  void *grad_hook_user;
 } kvi_net;
 
 /* Builds the network described by arch with parameters initialized from seed.
@@ -79,12 +82,25 @@ KVI_API kvi_status kvi_net_estimate_memory(double *bytes, const char *arch, int 
  * reparameterization (weights sampled); NULL: posterior means. *out points to (B, out_size). */
 KVI_API kvi_status kvi_net_forward(kvi_net *net, const kvi_real **out, const kvi_real *X, int batch,
                                    kvi_rng *rng);
+/* The forward of rows [row0, row0 + batch) of a batch of batch_total rows, as one process of a
+ * data-parallel step runs it (docs/distributed.md): each layer gets exactly the normals that
+ * kvi_net_forward(net, ., X_total, batch_total, rng) draws for those rows (the layers' noise is
+ * example-major, kronvi/layer.h), and rng advances as it would. kvi_net_forward is this with
+ * row0 = 0, batch_total = batch. */
+KVI_API kvi_status kvi_net_forward_rows(kvi_net *net, const kvi_real **out, const kvi_real *X,
+                                        int batch, kvi_rng *rng, int64_t row0, int batch_total);
 /* Backward from dOut (B, out_size) of the last forward: adds parameter gradients. */
 KVI_API kvi_status kvi_net_backward(kvi_net *net, const kvi_real *dOut, int batch);
 /* As kvi_net_backward, and the gradient with respect to the net's input too: *dX points to
  * (B, in_size) in the net's own buffers, valid until its next pass (a decoder's dz). */
 KVI_API kvi_status kvi_net_backward_input(kvi_net *net, const kvi_real *dOut, int batch,
                                           const kvi_real **dX);
+/* Attaches fn (NULL detaches): every backward calls fn(user, i) once layer i's parameter
+ * gradients are complete, from the last layer to the first (a data-parallel step starts
+ * summing them over the processes while the layers below still run). A status other than
+ * KVI_OK ends the backward with it. */
+KVI_API void kvi_net_set_grad_hook(kvi_net *net, kvi_status (*fn)(void *user, int layer),
+                                   void *user);
 /* Sum of the layers' KL terms; adds gscale * dKL to the gradients. */
 KVI_API kvi_status kvi_net_kl(kvi_net *net, double *kl, kvi_real gscale);
 /* Exact updates of group-ARD precisions of all layers. */

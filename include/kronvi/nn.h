@@ -152,6 +152,17 @@ KVI_API kvi_status kvi_softmax_xent(double *loss, kvi_real *dlogits, kvi_real *p
  * if not NULL. */
 KVI_API kvi_status kvi_gauss_nll(double *loss, kvi_real *dY, kvi_real *dlog_beta, const kvi_real *Y,
                                  const kvi_real *T, kvi_real log_beta, int batch, int K);
+/* The same over the batch rows of one process of a data-parallel batch of batch_total rows
+ * (docs/distributed.md): the loss and the gradients are divided by batch_total instead of
+ * batch (the Gaussian's terms that do not depend on the rows weighted by batch / batch_total),
+ * so that their sums over the processes are the whole batch's mean and its gradients. With
+ * batch_total = batch they are the functions above, to the bit. */
+KVI_API kvi_status kvi_softmax_xent_part(double *loss, kvi_real *dlogits, kvi_real *probs,
+                                         int *correct, const kvi_real *logits,
+                                         const int32_t *labels, int batch, int K, int batch_total);
+KVI_API kvi_status kvi_gauss_nll_part(double *loss, kvi_real *dY, kvi_real *dlog_beta,
+                                      const kvi_real *Y, const kvi_real *T, kvi_real log_beta,
+                                      int batch, int K, int batch_total);
 
 #ifdef __cplusplus
 }

@@ -5,6 +5,7 @@
 #ifndef KRONVI_OPTIM_H
 #define KRONVI_OPTIM_H
 
+#include "kronvi/dist.h"
 #include "kronvi/layer.h"
 
 #ifdef __cplusplus
@@ -96,6 +97,8 @@ struct kvi_optimizer {
   size_t n;   /* elements of the block it was made for */
   void *impl; /* an implementation's private data, freed by impl_free */
   void (*impl_free)(void *impl);
+  kvi_comm *comm; /* the process group of a data-parallel run (NULL: one process; not owned).
+                     K-FAC sums its statistics over it and spreads the factors' refresh */
 };
 
 KVI_API kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind);

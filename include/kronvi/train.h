@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "kronvi/data.h"
+#include "kronvi/dist.h"
 #include "kronvi/models.h"
 #include "kronvi/optim.h"
 
@@ -59,6 +60,9 @@ typedef struct {
                              than kvi_get_threads() when that is faster (another process on a
                              core); results are the same either way. Not saved. */
   kvi_bma_method bma;     /* how the test BMA is drawn; evaluation only, not saved */
+  bool overlap_comm;      /* data-parallel: start summing each layer's gradient over the
+                             processes as soon as the backward has it, while the layers below
+                             still run (the same numbers either way); not saved */
 } kvi_train_config;
 
 KVI_API kvi_train_config kvi_train_config_default(void);
@@ -116,6 +120,9 @@ typedef struct {
   bool pruned;            /* also the accuracy after pruning (one more mean pass); true */
   double prune_threshold; /* 3 */
   kvi_real log_beta;      /* regression: the noise precision's log */
+  kvi_comm *comm;         /* NULL: one process. A group: each process evaluates a share of the
+                             rows (whole chunks of max_batch rows) and the sums behind the
+                             metrics are added over the processes: every process gets them */
 } kvi_eval_config;
 
 KVI_API kvi_eval_config kvi_eval_config_default(void);
@@ -184,8 +191,13 @@ struct kvi_trainer {
   unsigned char *ft_mask; /* finetune_pruned: 1 for each weight whose mean is held at zero */
   kvi_callback cb[KVI_MAX_CALLBACKS];
   int ncb;
-  kvi_governor gov; /* thread count of the steps (kvi_train) */
-  bool grad_zero;   /* the gradient is all zero (the last optimizer step cleared it) */
+  kvi_governor gov;    /* thread count of the steps (kvi_train) */
+  bool grad_zero;      /* the gradient is all zero (the last optimizer step cleared it) */
+  kvi_comm *comm;      /* data-parallel training (docs/distributed.md): the process group whose
+                          processes share every batch; NULL: one process. Not owned, not saved */
+  bool overlapped;     /* the last kvi_train overlapped communication with the backward */
+  double comm_seconds; /* of the training steps' time (elapsed), spent in the group's calls,
+                          waiting for the other processes included */
 };
 
 KVI_API kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config *cfg);
@@ -214,6 +226,12 @@ KVI_API void kvi_data_prep_free(kvi_data_prep *prep);
  * -sqrt(beta) eps / b. Their covariance is the Fisher (= Gauss-Newton) matrix of the outputs. */
 KVI_API void kvi_sampled_output_grad(kvi_real *d, const kvi_real *out, int b, int K, bool cls,
                                      kvi_real log_beta, kvi_rng *rng);
+/* The same for rows [row0, row0 + b) of a batch of batch_total rows (one process of a
+ * data-parallel step): the draws of those rows (softmax: one Philox block per row; Gaussian:
+ * K normals per row) and the divisor batch_total; rng advances as for the whole batch. */
+KVI_API void kvi_sampled_output_grad_rows(kvi_real *d, const kvi_real *out, int b, int K, bool cls,
+                                          kvi_real log_beta, kvi_rng *rng, int64_t row0,
+                                          int batch_total);
 /* KL weight beta at a (fractional) epoch. */
 KVI_API double kvi_kl_beta(const kvi_train_config *cfg, double epoch);
 

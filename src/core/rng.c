@@ -234,6 +234,20 @@ void kvi_rng_normal_f64(kvi_rng *r, double *out, size_t n) {
   r->ctr += nb;
 }
 
+void kvi_rng_normal_at(const kvi_rng *r, uint64_t offset, kvi_real *out, size_t n) {
+  kvi_rng q = {r->key, r->ctr + offset / 4};
+  const size_t skip = (size_t)(offset % 4);
+  if (n == 0) return;
+  if (skip) { /* the first, partial block */
+    kvi_real t[4];
+    kvi_rng_normal(&q, t, 4);
+    const size_t k = n < 4 - skip ? n : 4 - skip;
+    for (size_t j = 0; j < k; j++) out[j] = t[skip + j];
+    out += k, n -= k;
+  }
+  kvi_rng_normal(&q, out, n);
+}
+
 uint32_t kvi_rng_u32(kvi_rng *r) {
   uint32_t w[4];
   kvi__philox(w, r->key, r->ctr++);

@@ -7,17 +7,38 @@
 
 #include "models/models_internal.h"
 
-kvi_status kvi_net_forward(kvi_net *net, const kvi_real **out, const kvi_real *X, int batch,
-                           kvi_rng *rng) {
+/* Layer L's noise for rows [row0, row0 + batch) of batch_total: part p of the whole draw is
+ * (batch_total, per) example-major at element p * batch_total * per. */
+static void kvi__draw_rows(const kvi_layer *L, kvi_real *eps, const kvi_rng *rng, int64_t row0,
+                           int batch, int batch_total) {
+  const int parts = L->ops->noise_parts ? L->ops->noise_parts(L) : 1;
+  const size_t per = L->ops->noise_size(L, 1) / (size_t)parts; /* per example and part */
+  for (int p = 0; p < parts; p++)
+    kvi_rng_normal_at(rng, ((uint64_t)p * (uint64_t)batch_total + (uint64_t)row0) * per,
+                      eps + (size_t)p * batch * per, (size_t)batch * per);
+}
+
+kvi_status kvi_net_forward_rows(kvi_net *net, const kvi_real **out, const kvi_real *X, int batch,
+                                kvi_rng *rng, int64_t row0, int batch_total) {
   if (!net || !out || !X || batch <= 0 || batch > net->max_batch)
     return kvi_fail(KVI_ERR_ARG, "net_forward: batch %d outside [1, %d] or NULL argument", batch,
                     net ? net->max_batch : 0);
+  if (row0 < 0 || row0 + batch > batch_total)
+    return kvi_fail(KVI_ERR_ARG, "net_forward: rows [%lld, %lld) outside a batch of %d",
+                    (long long)row0, (long long)row0 + batch, batch_total);
+  const bool whole = row0 == 0 && batch == batch_total;
   net->acts[0] = (kvi_real *)X;
   net->noisy = rng != NULL;
+  net->batch_total = batch_total;
   for (int i = 0; i < net->nlayers; i++) {
     const kvi_layer *L = &net->layers[i];
     size_t nz = rng && L->ops->noise_size ? L->ops->noise_size(L, batch) : 0;
-    if (nz) kvi_rng_normal(rng, net->noise[i], nz);
+    if (nz && whole) {
+      kvi_rng_normal(rng, net->noise[i], nz);
+    } else if (nz) {
+      kvi__draw_rows(L, net->noise[i], rng, row0, batch, batch_total);
+      rng->ctr += (L->ops->noise_size(L, batch_total) + 3) / 4; /* as the whole draw */
+    }
     kvi_layer_call c = {.params = net->params,
                         .ws = net->ws[i],
                         .batch = batch,
@@ -29,6 +50,11 @@ kvi_status kvi_net_forward(kvi_net *net, const kvi_real **out, const kvi_real *X
   }
   *out = net->acts[net->nlayers];
   return KVI_OK;
+}
+
+kvi_status kvi_net_forward(kvi_net *net, const kvi_real **out, const kvi_real *X, int batch,
+                           kvi_rng *rng) {
+  return kvi_net_forward_rows(net, out, X, batch, rng, 0, batch);
 }
 
 /* The layers in reverse; the first writes the input gradient into grads[0] only if `input`. */
@@ -51,8 +77,10 @@ static kvi_status kvi__net_backward(kvi_net *net, const kvi_real *dOut, int batc
                         .dX = i > 0 || input ? net->grads[i] : NULL, /* the data: if asked */
                         .observer = net->observer,
                         .observer_user = net->observer_user,
-                        .weight = weight};
+                        .weight = weight,
+                        .batch_total = net->batch_total};
     kvi_status s = L->ops->backward(L, &c);
+    if (!s && net->grad_hook) s = net->grad_hook(net->grad_hook_user, i);
     if (s) return s;
     dy = c.dX;
   }
@@ -131,6 +159,11 @@ int kvi_net_weight_layer(const kvi_net *net, int k) {
   for (int i = 0; i < net->nlayers; i++)
     if (net->layers[i].ops->weights && c++ == k) return i;
   return -1;
+}
+
+void kvi_net_set_grad_hook(kvi_net *net, kvi_status (*fn)(void *user, int layer), void *user) {
+  net->grad_hook = fn;
+  net->grad_hook_user = fn ? user : NULL;
 }
 
 void kvi_net_set_observer(kvi_net *net, kvi_capture_fn fn, void *user) {

@@ -124,6 +124,10 @@ static size_t kvi__conv_wsize(const kvi_layer *L, int batch) {
 static size_t kvi__conv_noise(const kvi_layer *L, int batch) {
   return kvi_conv_noise_size(L->state, batch);
 }
+/* eps1 (B oh ow, m), then MN+DIAG's eps2 (B oh ow, m); rows (example, position) */
+static int kvi__conv_noise_parts(const kvi_layer *L) {
+  return ((const kvi_conv *)L->state)->d.family == KVI_FAMILY_MNDIAG ? 2 : 1;
+}
 static kvi_status kvi__conv_fwd(const kvi_layer *L, const kvi_layer_call *c) {
   return kvi_conv_forward(c->Y, c->ws, L->state, c->params, c->X, c->eps, c->batch);
 }
@@ -149,6 +153,7 @@ const kvi_layer_ops kvi_conv_ops = {
     .init = kvi__conv_init,
     .ws_size = kvi__conv_wsize,
     .noise_size = kvi__conv_noise,
+    .noise_parts = kvi__conv_noise_parts,
     .forward = kvi__conv_fwd,
     .backward = kvi__conv_bwd,
     .weights = kvi__conv_weights,

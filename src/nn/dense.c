@@ -398,6 +398,10 @@ static size_t kvi__dense_ws(const kvi_layer *L, int batch) {
 static size_t kvi__dense_noise(const kvi_layer *L, int batch) {
   return kvi_dense_noise_size(L->state, batch);
 }
+/* eps1 (B, m), then MN+DIAG's eps2 (B, m) */
+static int kvi__dense_noise_parts(const kvi_layer *L) {
+  return ((const kvi_dense *)L->state)->family == KVI_FAMILY_MNDIAG ? 2 : 1;
+}
 static kvi_status kvi__dense_fwd(const kvi_layer *L, const kvi_layer_call *c) {
   return kvi_dense_forward(c->Y, c->ws, L->state, c->params, c->X, c->eps, c->batch);
 }
@@ -416,6 +420,7 @@ const kvi_layer_ops kvi_dense_ops = {
     .init = kvi__dense_init,
     .ws_size = kvi__dense_ws,
     .noise_size = kvi__dense_noise,
+    .noise_parts = kvi__dense_noise_parts,
     .forward = kvi__dense_fwd,
     .backward = kvi__dense_bwd,
     .weights = kvi__dense_weights,

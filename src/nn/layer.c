@@ -60,8 +60,17 @@ kvi_status kvi_layer_capture(const kvi_layer *L, const kvi_layer_call *c, const 
                              const kvi_real *grad_out, int rows) {
   if (!c->observer) return KVI_OK;
   const kvi_dense *d = L->ops->weights(L);
-  kvi_capture_rows r = {L->name, c->weight, c->batch,       rows, d->n,
-                        d->m,    d->bias,   c->eps != NULL, in,   grad_out};
+  kvi_capture_rows r = {L->name,
+                        c->weight,
+                        c->batch,
+                        rows,
+                        d->n,
+                        d->m,
+                        d->bias,
+                        c->eps != NULL,
+                        in,
+                        grad_out,
+                        c->batch_total > 0 ? c->batch_total : c->batch};
   return c->observer(c->observer_user, &r);
 }
 

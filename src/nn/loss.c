@@ -1,12 +1,15 @@
-/* Losses: softmax cross-entropy and the Gaussian likelihood, means over the batch. */
+/* Losses: softmax cross-entropy and the Gaussian likelihood, means over the batch (or, for one
+ * process of a data-parallel batch, its rows' share of the whole batch's mean). */
 #include <math.h>
 
 #include "kronvi/nn.h"
 
-kvi_status kvi_softmax_xent(double *loss, kvi_real *dlogits, kvi_real *probs, int *correct,
-                            const kvi_real *logits, const int32_t *labels, int batch, int K) {
-  if (!loss || !logits || !labels || batch <= 0 || K <= 0)
-    return kvi_fail(KVI_ERR_ARG, "softmax_xent: NULL argument or bad size (%d, %d)", batch, K);
+kvi_status kvi_softmax_xent_part(double *loss, kvi_real *dlogits, kvi_real *probs, int *correct,
+                                 const kvi_real *logits, const int32_t *labels, int batch, int K,
+                                 int batch_total) {
+  if (!loss || !logits || !labels || batch <= 0 || K <= 0 || batch_total < batch)
+    return kvi_fail(KVI_ERR_ARG, "softmax_xent: NULL argument or bad size (%d of %d, %d)", batch,
+                    batch_total, K);
   for (int b = 0; b < batch; b++)
     if (labels[b] < 0 || labels[b] >= K)
       return kvi_fail(KVI_ERR_ARG, "label %d of row %d outside [0, %d)", labels[b], b, K);
@@ -26,26 +29,40 @@ kvi_status kvi_softmax_xent(double *loss, kvi_real *dlogits, kvi_real *probs, in
     for (int k = 0; k < K; k++) {
       double pk = exp(z[k] - lse);
       if (probs) probs[(size_t)b * K + k] = (kvi_real)pk;
-      if (dlogits) dlogits[(size_t)b * K + k] = (kvi_real)((pk - (k == labels[b])) / batch);
+      if (dlogits) dlogits[(size_t)b * K + k] = (kvi_real)((pk - (k == labels[b])) / batch_total);
     }
   }
-  *loss = total / batch;
+  *loss = total / batch_total;
   if (correct) *correct += ok;
+  return KVI_OK;
+}
+
+kvi_status kvi_softmax_xent(double *loss, kvi_real *dlogits, kvi_real *probs, int *correct,
+                            const kvi_real *logits, const int32_t *labels, int batch, int K) {
+  return kvi_softmax_xent_part(loss, dlogits, probs, correct, logits, labels, batch, K, batch);
+}
+
+kvi_status kvi_gauss_nll_part(double *loss, kvi_real *dY, kvi_real *dlog_beta, const kvi_real *Y,
+                              const kvi_real *T, kvi_real log_beta, int batch, int K,
+                              int batch_total) {
+  if (!loss || !Y || !T || batch <= 0 || K <= 0 || batch_total < batch)
+    return kvi_fail(KVI_ERR_ARG, "gauss_nll: NULL argument or bad size (%d of %d, %d)", batch,
+                    batch_total, K);
+  double beta = exp((double)log_beta), sq = 0;
+  const double w = (double)batch / batch_total; /* 1 in one process */
+  for (size_t i = 0; i < (size_t)batch * K; i++) {
+    double r = (double)Y[i] - T[i];
+    sq += r * r;
+    if (dY) dY[i] = (kvi_real)(beta * r / batch_total);
+  }
+  /* per row: 1/2 beta ||r||^2 - K/2 log beta + K/2 log 2 pi */
+  *loss = 0.5 * beta * sq / batch_total - w * (0.5 * K * log_beta) +
+          w * (0.5 * K * log(6.283185307179586));
+  if (dlog_beta) *dlog_beta += (kvi_real)(0.5 * beta * sq / batch_total - w * (0.5 * K));
   return KVI_OK;
 }
 
 kvi_status kvi_gauss_nll(double *loss, kvi_real *dY, kvi_real *dlog_beta, const kvi_real *Y,
                          const kvi_real *T, kvi_real log_beta, int batch, int K) {
-  if (!loss || !Y || !T || batch <= 0 || K <= 0)
-    return kvi_fail(KVI_ERR_ARG, "gauss_nll: NULL argument or bad size (%d, %d)", batch, K);
-  double beta = exp((double)log_beta), sq = 0;
-  for (size_t i = 0; i < (size_t)batch * K; i++) {
-    double r = (double)Y[i] - T[i];
-    sq += r * r;
-    if (dY) dY[i] = (kvi_real)(beta * r / batch);
-  }
-  /* per row: 1/2 beta ||r||^2 - K/2 log beta + K/2 log 2 pi */
-  *loss = 0.5 * beta * sq / batch - 0.5 * K * log_beta + 0.5 * K * log(6.283185307179586);
-  if (dlog_beta) *dlog_beta += (kvi_real)(0.5 * beta * sq / batch - 0.5 * K);
-  return KVI_OK;
+  return kvi_gauss_nll_part(loss, dY, dlog_beta, Y, T, log_beta, batch, K, batch);
 }

@@ -45,6 +45,11 @@ typedef struct {
   double q_pred;   /* predicted change of the objective by the last step (LM) */
   bool noisy;      /* noisy K-FAC: the MN posterior's factors follow the curvature */
   int64_t skipped; /* updates skipped for non-finite values */
+  /* data-parallel (o->comm of more than one process): the batch statistics of this process's
+   * rows, per layer [A (na x na), G (m x m), S (na x m) with EKFAC], then one count per layer of
+   * observations; summed over the processes before the step uses them */
+  kvi_real *pend;
+  size_t npend;
 } kvi__kfac;
 
 static kvi__kfac *kvi__k(const kvi_optimizer *o) { return o->impl; }
@@ -99,6 +104,7 @@ static void kvi__kfac_free(void *impl) {
   free(k->l), free(k->bound), free(k->work);
   kvi_free(k->tmp), kvi_free(k->tmp2), kvi_free(k->rowsA), kvi_free(k->rowsG);
   kvi_free(k->rowsBar);
+  kvi_free(k->pend);
   free(k);
 }
 
@@ -186,7 +192,8 @@ static void kvi__ema(kvi_real *x, const kvi_real *y, size_t n, double e, bool fi
   for (size_t i = 0; i < n; i++) x[i] = a * x[i] + c * y[i];
 }
 
-/* Rows of in with the bias column and of B * grad_out, rotated into the eigenbases:
+/* Rows of in with the bias column and of B * grad_out (B: the whole batch's examples, whose mean
+ * the gradient rows carry), rotated into the eigenbases:
  * rowsA = abar QA (rows x na), rowsG = (B g) QG (rows x m). */
 static kvi_status kvi__rotated_rows(kvi__kfac *k, const kvi__kl *L, const kvi_capture_rows *r) {
   const size_t need_a = (size_t)r->rows * L->na, need_g = (size_t)r->rows * L->m;
@@ -205,13 +212,14 @@ static kvi_status kvi__rotated_rows(kvi__kfac *k, const kvi__kl *L, const kvi_ca
     if (L->na > L->n) bar[(size_t)i * L->na + L->n] = 1;
   }
   kvi_gemm(false, false, r->rows, L->na, L->na, 1, bar, L->na, L->QA, L->na, 0, k->rowsA, L->na);
-  kvi_gemm(false, false, r->rows, L->m, L->m, (kvi_real)r->batch, r->grad_out, L->m, L->QG, L->m, 0,
-           k->rowsG, L->m);
+  kvi_gemm(false, false, r->rows, L->m, L->m, (kvi_real)r->batch_total, r->grad_out, L->m, L->QG,
+           L->m, 0, k->rowsG, L->m);
   return KVI_OK;
 }
 
 /* EKFAC: the batch mean over examples of the squared per-example gradient in the eigenbasis,
- * sum over an example's positions of (abar QA)^T (B g QG), squared elementwise. */
+ * sum over an example's positions of (abar QA)^T (B g QG), squared elementwise (this process's
+ * examples' share of the mean over the whole batch). */
 static kvi_status kvi__ekfac_batch(kvi__kfac *k, const kvi__kl *L, const kvi_capture_rows *r,
                                    kvi_real *Sb) {
   kvi_status s = kvi__rotated_rows(k, L, r);
@@ -222,47 +230,123 @@ static kvi_status kvi__ekfac_batch(kvi__kfac *k, const kvi__kl *L, const kvi_cap
                    of the squares is (a~ o a~)^T (g~ o g~) / B */
     for (size_t i = 0; i < (size_t)r->rows * na; i++) k->rowsA[i] *= k->rowsA[i];
     for (size_t i = 0; i < (size_t)r->rows * m; i++) k->rowsG[i] *= k->rowsG[i];
-    kvi_gemm(true, false, na, m, r->rows, (kvi_real)(1.0 / r->batch), k->rowsA, na, k->rowsG, m, 0,
-             Sb, m);
+    kvi_gemm(true, false, na, m, r->rows, (kvi_real)(1.0 / r->batch_total), k->rowsA, na, k->rowsG,
+             m, 0, Sb, m);
     return KVI_OK;
   }
   for (int e = 0; e < r->batch; e++) {
     kvi_gemm(true, false, na, m, T, 1, k->rowsA + (size_t)e * T * na, na,
              k->rowsG + (size_t)e * T * m, m, 0, k->tmp, m);
-    for (size_t i = 0; i < (size_t)na * m; i++) Sb[i] += k->tmp[i] * k->tmp[i] / r->batch;
+    for (size_t i = 0; i < (size_t)na * m; i++) Sb[i] += k->tmp[i] * k->tmp[i] / r->batch_total;
   }
   return KVI_OK;
 }
 
+/* The moving averages of A and G take one batch's statistics Ab, Gb; false (nothing changed)
+ * when they are not finite: a non-finite batch never enters the averages. */
+static bool kvi__ema_factors(const kvi_optimizer *o, kvi__kfac *k, kvi__kl *L, const kvi_real *Ab,
+                             const kvi_real *Gb) {
+  const size_t na2 = (size_t)L->na * L->na, m2 = (size_t)L->m * L->m;
+  if (!kvi__finite(Ab, na2) || !kvi__finite(Gb, m2)) {
+    k->skipped++;
+    return false;
+  }
+  const bool first = L->count[0] == 0;
+  kvi__ema(L->A, Ab, na2, o->cfg.ema, first);
+  kvi__ema(L->G, Gb, m2, o->cfg.ema, first);
+  L->count[0] += 1;
+  return true;
+}
+
+/* EKFAC's scaling takes the batch's Sb (after its factors entered theirs). */
+static void kvi__ema_scaling(const kvi_optimizer *o, kvi__kfac *k, kvi__kl *L, const kvi_real *Sb) {
+  if (kvi__finite(Sb, (size_t)L->na * L->m))
+    kvi__ema(L->S, Sb, (size_t)L->na * L->m, o->cfg.ema, false);
+  else
+    k->skipped++;
+}
+
+static bool kvi__grouped(const kvi_optimizer *o) { return kvi_comm_size(o->comm) > 1; }
+
+/* The pending statistics of a data-parallel run, zeroed (allocated on first use). */
+static kvi_status kvi__pending(kvi__kfac *k) {
+  if (k->pend) return KVI_OK;
+  size_t n = (size_t)k->nl;
+  for (int i = 0; i < k->nl; i++) {
+    const kvi__kl *L = &k->l[i];
+    n += (size_t)L->na * L->na + (size_t)L->m * L->m + (L->S ? (size_t)L->na * L->m : 0);
+  }
+  if (!(k->pend = kvi_alloc(n * sizeof(kvi_real))))
+    return kvi_fail(KVI_ERR_NOMEM, "out of memory for K-FAC statistics");
+  k->npend = n;
+  return KVI_OK;
+}
+
+/* Layer i's [A, G, S] in the pending buffer. */
+static kvi_real *kvi__pending_at(const kvi__kfac *k, int i) {
+  kvi_real *p = k->pend;
+  for (int j = 0; j < i; j++) {
+    const kvi__kl *L = &k->l[j];
+    p += (size_t)L->na * L->na + (size_t)L->m * L->m + (L->S ? (size_t)L->na * L->m : 0);
+  }
+  return p;
+}
+
+/* One process: the batch's statistics enter the averages at once. Data-parallel: they are added
+ * to the pending ones of this process, which kvi__commit sums over the processes. */
 static kvi_status kvi__kfac_observe(void *user, const kvi_capture_rows *r) {
   kvi_optimizer *o = user;
   kvi__kfac *k = kvi__k(o);
   if (r->weight < 0 || r->weight >= k->nl) return KVI_OK;
   kvi__kl *L = &k->l[r->weight];
   const size_t na2 = (size_t)L->na * L->na, m2 = (size_t)L->m * L->m;
-  kvi_real *Ab = k->tmp, *Gb = k->tmp2;
-  memset(Ab, 0, na2 * sizeof(kvi_real));
-  memset(Gb, 0, m2 * sizeof(kvi_real));
-  /* A = (1/B) sum_rows abar abar^T; G = (1/(B T)) sum_rows (B g)(B g)^T = (B^2/rows) sum g g^T */
-  kvi_capture_accumulate(Ab, NULL, r, (kvi_real)(1.0 / r->batch));
-  kvi_capture_accumulate(NULL, Gb, r, (kvi_real)((double)r->batch * r->batch / r->rows));
-  if (!kvi__finite(Ab, na2) || !kvi__finite(Gb, m2)) {
-    k->skipped++; /* a non-finite batch never enters the averages */
-    return KVI_OK;
+  const bool grouped = kvi__grouped(o);
+  kvi_status s = grouped ? kvi__pending(k) : KVI_OK;
+  if (s) return s;
+  kvi_real *Ab = grouped ? kvi__pending_at(k, r->weight) : k->tmp,
+           *Gb = grouped ? Ab + na2 : k->tmp2;
+  if (!grouped) {
+    memset(Ab, 0, na2 * sizeof(kvi_real));
+    memset(Gb, 0, m2 * sizeof(kvi_real));
   }
-  const bool first = L->count[0] == 0;
-  kvi__ema(L->A, Ab, na2, o->cfg.ema, first);
-  kvi__ema(L->G, Gb, m2, o->cfg.ema, first);
-  L->count[0] += 1;
-  if (L->S && L->count[1] > 0) {
-    kvi_real *Sb = L->P; /* free until the step */
-    kvi_status s = kvi__ekfac_batch(k, L, r, Sb);
-    if (s) return s;
-    if (kvi__finite(Sb, (size_t)L->na * L->m))
-      kvi__ema(L->S, Sb, (size_t)L->na * L->m, o->cfg.ema, false);
-    else
-      k->skipped++;
+  /* A = (1/B) sum_rows abar abar^T; G = (1/(B T)) sum_rows (B g)(B g)^T = (B^2/rows) sum g g^T,
+   * B the whole batch's examples (batch_total), T = rows / batch positions per example */
+  const double Bt = r->batch_total;
+  kvi_capture_accumulate(Ab, NULL, r, (kvi_real)(1.0 / Bt));
+  kvi_capture_accumulate(NULL, Gb, r, (kvi_real)(Bt * r->batch / r->rows));
+  if (grouped) {
+    if (L->S && L->count[1] > 0) {
+      s = kvi__ekfac_batch(k, L, r, L->P); /* L->P is free until the step */
+      kvi_real *Sp = Gb + m2;
+      for (size_t i = 0; !s && i < (size_t)L->na * L->m; i++) Sp[i] += L->P[i];
+    }
+    k->pend[k->npend - (size_t)k->nl + (size_t)r->weight] += 1;
+    return s;
   }
+  if (!kvi__ema_factors(o, k, L, Ab, Gb) || !L->S || L->count[1] == 0) return KVI_OK;
+  kvi_real *Sb = L->P; /* free until the step */
+  if ((s = kvi__ekfac_batch(k, L, r, Sb)) != KVI_OK) return s;
+  kvi__ema_scaling(o, k, L, Sb);
+  return KVI_OK;
+}
+
+/* Data-parallel: the pending statistics summed over the processes (every process calls this at
+ * every step, also one that had no rows) enter the averages as one batch's. */
+static kvi_status kvi__commit(const kvi_optimizer *o, kvi__kfac *k) {
+  kvi_status s = kvi__pending(k);
+  if (!s) s = kvi_comm_sum(o->comm, k->pend, k->npend);
+  if (s) return s;
+  kvi_real *p = k->pend;
+  for (int i = 0; i < k->nl; i++) {
+    kvi__kl *L = &k->l[i];
+    const size_t na2 = (size_t)L->na * L->na, m2 = (size_t)L->m * L->m;
+    const bool S = L->S && L->count[1] > 0; /* as at observe time: no refresh in between */
+    if (k->pend[k->npend - (size_t)k->nl + (size_t)i] > 0 &&
+        kvi__ema_factors(o, k, L, p, p + na2) && S)
+      kvi__ema_scaling(o, k, L, p + na2 + m2);
+    p += na2 + m2 + (L->S ? (size_t)L->na * L->m : 0);
+  }
+  memset(k->pend, 0, k->npend * sizeof(kvi_real));
   return KVI_OK;
 }
 
@@ -369,6 +453,54 @@ static void kvi__set_posterior(kvi__kfac *k, const kvi__kl *L, kvi_params *p, do
   if (!ok) k->skipped++; /* the previous covariance stays */
 }
 
+/* ---- the refresh, spread over the processes ---------------------------------------------- */
+/* noisy K-FAC: the prior's precision eta / N joins the damping of the mean's step */
+static double kvi__layer_damping(const kvi_optimizer *o, const kvi__kfac *k, const kvi__kl *L,
+                                 const kvi_params *p, double lambda) {
+  return k->noisy ? lambda + kvi__prior_precision(L->w, p) / o->cfg.data_size : lambda;
+}
+
+/* What a refresh of layer L writes: its bases or inverses, EKFAC's scaling, the counts, and
+ * noisy K-FAC's posterior factors in the block; rank root sends them to the others. */
+static kvi_status kvi__bcast_layer(const kvi_optimizer *o, kvi__kl *L, kvi_params *p, int root,
+                                   bool noisy) {
+  const size_t na = (size_t)L->na, m = (size_t)L->m, es = sizeof(kvi_real);
+  const bool eig = kvi__eigen_mode(o);
+  kvi_status s = kvi_comm_bcast(o->comm, L->QA, na * na * es, root);
+  if (!s && eig) s = kvi_comm_bcast(o->comm, L->dA, na * es, root);
+  if (!s) s = kvi_comm_bcast(o->comm, L->QG, m * m * es, root);
+  if (!s && eig) s = kvi_comm_bcast(o->comm, L->dG, m * es, root);
+  if (!s && L->S) s = kvi_comm_bcast(o->comm, L->S, na * m * es, root);
+  if (!s) s = kvi_comm_bcast(o->comm, L->count, 2 * es, root);
+  if (!s && noisy)
+    s = kvi_comm_bcast(o->comm, kvi_params_data(p, L->w->iA), p->views[L->w->iA].size * es, root);
+  if (!s && noisy)
+    s = kvi_comm_bcast(o->comm, kvi_params_data(p, L->w->iB), p->views[L->w->iB].size * es, root);
+  return s;
+}
+
+/* Every T steps: the bases or inverses (noisy K-FAC: and the posterior) of every layer. In a
+ * data-parallel run layer l is refreshed by process l mod P alone and sent to the others (the
+ * same numbers: every process holds the same averages). */
+static kvi_status kvi__refresh_all(const kvi_optimizer *o, kvi__kfac *k, kvi_params *p,
+                                   double lambda) {
+  const int P = kvi_comm_size(o->comm), rank = kvi_comm_rank(o->comm);
+  const int64_t skipped = k->skipped;
+  for (int l = 0; l < k->nl; l++) {
+    if (l % P != rank) continue;
+    kvi__kl *L = &k->l[l];
+    kvi__refresh(o, k, L, kvi__layer_damping(o, k, L, p, lambda));
+    if (k->noisy) kvi__set_posterior(k, L, p, o->cfg.data_size);
+  }
+  if (P == 1) return KVI_OK;
+  kvi_status s = KVI_OK;
+  for (int l = 0; l < k->nl && !s; l++) s = kvi__bcast_layer(o, &k->l[l], p, l % P, k->noisy);
+  double d = (double)(k->skipped - skipped); /* every process counts every skipped refresh */
+  if (!s) s = kvi_comm_sum_f64(o->comm, &d, 1);
+  if (!s) k->skipped = skipped + (int64_t)d;
+  return s;
+}
+
 /* ---- the step ----------------------------------------------------------------------------- */
 /* V = [dM; db] of layer L, (na x m). */
 static void kvi__gather_grad(kvi__kl *L, const kvi_params *p) {
@@ -447,17 +579,15 @@ static kvi_status kvi__kfac_step(kvi_optimizer *o, kvi_params *p, double lr) {
   kvi__kfac *k = kvi__k(o);
   if (!k->bound) return kvi_fail(KVI_ERR_STATE, "kfac: no layers bound (kvi_optimizer_bind)");
   if (!(k->damping[0] > 0)) k->damping[0] = (kvi_real)o->cfg.damping; /* after a reset */
+  kvi_status s = kvi__grouped(o) ? kvi__commit(o, k) : KVI_OK;
+  if (s) return s;
   const double lambda = k->damping[0];
   const int T = o->cfg.inverse_every > 0 ? o->cfg.inverse_every : 1;
-  const bool refresh = (o->t - 1) % T == 0;
+  if ((o->t - 1) % T == 0 && (s = kvi__refresh_all(o, k, p, lambda)) != KVI_OK) return s;
   double vp = 0;
   for (int l = 0; l < k->nl; l++) {
     kvi__kl *L = &k->l[l];
-    /* noisy K-FAC: the prior's precision eta / N joins the damping of the mean's step */
-    const double lam =
-        k->noisy ? lambda + kvi__prior_precision(L->w, p) / o->cfg.data_size : lambda;
-    if (refresh) kvi__refresh(o, k, L, lam);
-    if (refresh && k->noisy) kvi__set_posterior(k, L, p, o->cfg.data_size);
+    const double lam = kvi__layer_damping(o, k, L, p, lambda);
     kvi__gather_grad(L, p);
     kvi__precondition(o, k, L, lam);
     for (size_t i = 0; i < (size_t)L->na * L->m; i++) vp += (double)L->P[i] * L->V[i];

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kronvi/train.h"
+#include "train/train_internal.h"
 
 const char *kvi_bma_name(kvi_bma_method m) { return m == KVI_BMA_LRT ? "lrt" : "weights"; }
 
@@ -185,12 +185,12 @@ static kvi_status kvi__bma_weights(double *P, kvi_net *net, const kvi_real *X, i
 }
 
 static kvi_status kvi__bma_lrt(double *P, kvi_net *net, const kvi_real *X, int64_t n, int samples,
-                               uint64_t seed) {
+                               uint64_t seed, int64_t chunk0) {
   const int Bmax = net->max_batch, K = net->out_size;
   for (int64_t r0 = 0; r0 < n; r0 += Bmax) {
     const int b = (int)(n - r0 < Bmax ? n - r0 : Bmax);
     for (int k = 0; k < samples; k++) {
-      kvi_rng rng = kvi_rng_stream(seed, ((uint64_t)(r0 / Bmax) << 20) + (uint64_t)k);
+      kvi_rng rng = kvi_rng_stream(seed, ((uint64_t)(chunk0 + r0 / Bmax) << 20) + (uint64_t)k);
       const kvi_real *y;
       kvi_status s = kvi_net_forward(net, &y, X + (size_t)r0 * net->in_size, b, &rng);
       if (s) return s;
@@ -202,6 +202,11 @@ static kvi_status kvi__bma_lrt(double *P, kvi_net *net, const kvi_real *X, int64
 
 kvi_status kvi_bma_probs(double *P, kvi_net *net, const kvi_real *X, int64_t n, int samples,
                          uint64_t seed, kvi_bma_method method) {
+  return kvi__bma_probs_at(P, net, X, n, samples, seed, method, 0);
+}
+
+kvi_status kvi__bma_probs_at(double *P, kvi_net *net, const kvi_real *X, int64_t n, int samples,
+                             uint64_t seed, kvi_bma_method method, int64_t chunk0) {
   if (!P || !net || !X || n <= 0)
     return kvi_fail(KVI_ERR_ARG, "BMA: NULL argument or %lld rows", (long long)n);
   if (samples < 1 || samples > KVI_BMA_MAX_SAMPLES)
@@ -217,7 +222,7 @@ kvi_status kvi_bma_probs(double *P, kvi_net *net, const kvi_real *X, int64_t n, 
   else if (method == KVI_BMA_WEIGHTS)
     s = kvi__bma_weights(P, net, X, n, samples, seed);
   else
-    s = kvi__bma_lrt(P, net, X, n, samples, seed);
+    s = kvi__bma_lrt(P, net, X, n, samples, seed, chunk0);
   const double inv = 1.0 / samples;
   for (size_t i = 0; !s && i < len; i++) P[i] *= inv;
   return s;

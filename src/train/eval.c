@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kronvi/train.h"
+#include "train/train_internal.h"
 
 #define ECE_BINS 15
 
@@ -150,7 +150,7 @@ void kvi_sparsity_print(FILE *f, const kvi_sparsity *s, const char *title) {
 }
 
 kvi_eval_config kvi_eval_config_default(void) {
-  kvi_eval_config c = {0, 1, KVI_BMA_WEIGHTS, true, 3.0, 0};
+  kvi_eval_config c = {0, 1, KVI_BMA_WEIGHTS, true, 3.0, 0, NULL};
   return c;
 }
 
@@ -161,13 +161,31 @@ kvi_status kvi_evaluate(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds, i
   return kvi_evaluate_ex(out, net, ds, &c);
 }
 
-/* Accuracy, NLL, entropy and ECE of the averaged probabilities P (n, K). */
-static void kvi__bma_metrics(kvi_metrics *out, const double *P, const kvi_dataset *ds, int K) {
-  double ece_conf[ECE_BINS] = {0}, ece_acc[ECE_BINS] = {0};
+/* The sums behind the metrics, over the rows one process evaluates; a data-parallel run adds
+ * them over the processes (in rank order, kronvi/dist.h) before the division by n. */
+enum {
+  KVI__E_CORRECT,     /* mean weights: correct rows */
+  KVI__E_NLL,         /* sum over chunks of the chunk's mean NLL times its rows */
+  KVI__E_SQ,          /* regression: squared errors */
+  KVI__E_ENT,         /* predictive entropy */
+  KVI__E_BMA_CORRECT, /* BMA: correct rows, NLL, entropy */
+  KVI__E_BMA_NLL,
+  KVI__E_BMA_ENT,
+  KVI__E_CONF,                           /* ECE: confidence per bin */
+  KVI__E_ACC = KVI__E_CONF + ECE_BINS,   /* ECE: correct rows per bin */
+  KVI__E_PRUNED = KVI__E_ACC + ECE_BINS, /* correct rows after pruning */
+  KVI__E_COUNT
+};
+
+/* Accuracy, NLL, entropy and ECE sums of the averaged probabilities P (hi - lo, K) of the rows
+ * [lo, hi). */
+static void kvi__bma_sums(double *e, const double *P, const kvi_dataset *ds, int64_t lo, int64_t hi,
+                          int K) {
+  double *ece_conf = e + KVI__E_CONF, *ece_acc = e + KVI__E_ACC;
   int64_t correct = 0;
   double nll = 0, ent = 0;
-  for (int64_t i = 0; i < ds->n; i++) {
-    const double *p = P + (size_t)i * K;
+  for (int64_t i = lo; i < hi; i++) {
+    const double *p = P + (size_t)(i - lo) * K;
     int arg = 0;
     for (int k = 1; k < K; k++)
       if (p[k] > p[arg]) arg = k;
@@ -179,25 +197,22 @@ static void kvi__bma_metrics(kvi_metrics *out, const double *P, const kvi_datase
     if (bin >= ECE_BINS) bin = ECE_BINS - 1;
     ece_conf[bin] += p[arg], ece_acc[bin] += arg == lab;
   }
-  const double n = (double)ds->n;
-  out->acc_bma = (double)correct / n;
-  out->nll_bma = nll / n;
-  out->entropy_bma = ent / n;
-  double e = 0; /* sum over bins of (n_bin / N) |accuracy_bin - confidence_bin| */
-  for (int i = 0; i < ECE_BINS; i++) e += fabs(ece_acc[i] - ece_conf[i]);
-  out->ece = e / n;
+  e[KVI__E_BMA_CORRECT] = (double)correct;
+  e[KVI__E_BMA_NLL] = nll;
+  e[KVI__E_BMA_ENT] = ent;
 }
 
-/* Mean-weight pass: accuracy, NLL, entropy (classification) or RMSE, NLL (regression). */
-static kvi_status kvi__mean_pass(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds,
-                                 kvi_real log_beta, kvi_real *probs) {
+/* Mean-weight pass over the rows [lo, hi): accuracy, NLL, entropy (classification) or squared
+ * errors, NLL (regression). */
+static kvi_status kvi__mean_pass(double *e, kvi_net *net, const kvi_dataset *ds, int64_t lo,
+                                 int64_t hi, kvi_real log_beta, kvi_real *probs) {
   const int K = net->out_size, Bmax = net->max_batch;
   const bool cls = ds->y != NULL;
   int64_t correct = 0;
   double nll = 0, sq = 0, ent = 0;
   kvi_status s = KVI_OK;
-  for (int64_t r0 = 0; r0 < ds->n && !s; r0 += Bmax) {
-    const int b = (int)(ds->n - r0 < Bmax ? ds->n - r0 : Bmax);
+  for (int64_t r0 = lo; r0 < hi && !s; r0 += Bmax) {
+    const int b = (int)(hi - r0 < Bmax ? hi - r0 : Bmax);
     const kvi_real *y;
     double l = 0;
     int c = 0;
@@ -205,8 +220,8 @@ static kvi_status kvi__mean_pass(kvi_metrics *out, kvi_net *net, const kvi_datas
     if (!s && !cls) {
       s = kvi_gauss_nll(&l, NULL, NULL, y, ds->t + (size_t)r0 * K, log_beta, b, K);
       for (size_t i = 0; i < (size_t)b * K; i++) {
-        double e = (double)y[i] - ds->t[(size_t)r0 * K + i];
-        sq += e * e;
+        double d = (double)y[i] - ds->t[(size_t)r0 * K + i];
+        sq += d * d;
       }
     } else if (!s) {
       s = kvi_softmax_xent(&l, NULL, probs, &c, y, ds->y + r0, b, K);
@@ -216,23 +231,22 @@ static kvi_status kvi__mean_pass(kvi_metrics *out, kvi_net *net, const kvi_datas
     nll += l * b;
     correct += c;
   }
-  const double n = (double)ds->n;
-  out->acc_mean = (double)correct / n;
-  out->nll_mean = nll / n;
-  out->rmse_mean = sqrt(sq / (n * K));
-  out->entropy_mean = ent / n;
+  e[KVI__E_CORRECT] = (double)correct;
+  e[KVI__E_NLL] = nll;
+  e[KVI__E_SQ] = sq;
+  e[KVI__E_ENT] = ent;
   return s;
 }
 
-/* Accuracy with the means of the weights with log alpha > thr set to zero. */
-static kvi_status kvi__pruned_pass(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds,
-                                   double thr) {
+/* Correct rows of [lo, hi) with the means of the weights with log alpha > thr set to zero. */
+static kvi_status kvi__pruned_pass(double *e, kvi_net *net, const kvi_dataset *ds, int64_t lo,
+                                   int64_t hi, double thr) {
   const int K = net->out_size, Bmax = net->max_batch;
   kvi_real *saved = NULL;
   kvi_status s = kvi__prune_means(net, thr, &saved);
   int64_t cp = 0;
-  for (int64_t r0 = 0; r0 < ds->n && !s; r0 += Bmax) {
-    const int b = (int)(ds->n - r0 < Bmax ? ds->n - r0 : Bmax);
+  for (int64_t r0 = lo; r0 < hi && !s; r0 += Bmax) {
+    const int b = (int)(hi - r0 < Bmax ? hi - r0 : Bmax);
     const kvi_real *y;
     double l;
     int c = 0;
@@ -241,7 +255,32 @@ static kvi_status kvi__pruned_pass(kvi_metrics *out, kvi_net *net, const kvi_dat
     cp += c;
   }
   if (saved) kvi__restore_means(net, saved);
-  out->acc_pruned = (double)cp / (double)ds->n;
+  e[KVI__E_PRUNED] = (double)cp;
+  return s;
+}
+
+/* The sums of this process's rows [lo, hi) (whole chunks of max_batch rows; BMA chunk keys
+ * counted from the data set's first row). */
+static kvi_status kvi__eval_sums(double *e, kvi_net *net, const kvi_dataset *ds, int64_t lo,
+                                 int64_t hi, const kvi_eval_config *c) {
+  const int K = net->out_size;
+  const bool cls = ds->y != NULL;
+  if (hi <= lo) return KVI_OK;
+  kvi_real *probs = kvi_alloc((size_t)net->max_batch * K * sizeof(kvi_real));
+  if (!probs) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  kvi_status s = kvi__mean_pass(e, net, ds, lo, hi, c->log_beta, probs);
+  kvi_free(probs);
+  if (!s && cls && c->samples > 0) { /* P (rows, K): the averaged predictive of every row */
+    const int64_t n = hi - lo;
+    double *P = malloc((size_t)n * K * sizeof(double));
+    s = P ? kvi__bma_probs_at(P, net, ds->x + (size_t)lo * ds->d, n, c->samples, c->seed, c->bma,
+                              lo / net->max_batch)
+          : kvi_fail(KVI_ERR_NOMEM, "evaluate: out of memory for %lld x %d BMA probabilities",
+                     (long long)n, K);
+    if (!s) kvi__bma_sums(e, P, ds, lo, hi, K);
+    free(P);
+  }
+  if (!s && cls && c->pruned) s = kvi__pruned_pass(e, net, ds, lo, hi, c->prune_threshold);
   return s;
 }
 
@@ -264,19 +303,29 @@ kvi_status kvi_evaluate_ex(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds
                     ds->nclasses, K);
   if (!cls && ds->k != K)
     return kvi_fail(KVI_ERR_SHAPE, "data have %d targets but the network has %d outputs", ds->k, K);
-  kvi_real *probs = kvi_alloc((size_t)net->max_batch * K * sizeof(kvi_real));
-  if (!probs) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
-  kvi_status s = kvi__mean_pass(out, net, ds, c->log_beta, probs);
-  kvi_free(probs);
-  if (!s && cls && c->samples > 0) { /* P (n, K): the averaged predictive of every row */
-    double *P = malloc((size_t)ds->n * K * sizeof(double));
-    s = P ? kvi_bma_probs(P, net, ds->x, ds->n, c->samples, c->seed, c->bma)
-          : kvi_fail(KVI_ERR_NOMEM, "evaluate: out of memory for %lld x %d BMA probabilities",
-                     (long long)ds->n, K);
-    if (!s) kvi__bma_metrics(out, P, ds, K);
-    if (!s) out->samples = c->samples;
-    free(P);
+  /* this process's share: whole chunks of max_batch rows */
+  const int64_t Bmax = net->max_batch, chunks = (ds->n + Bmax - 1) / Bmax;
+  const int rank = kvi_comm_rank(c->comm), P = kvi_comm_size(c->comm);
+  const int64_t c0 = chunks * rank / P, c1 = chunks * (rank + 1) / P;
+  const int64_t lo = c0 * Bmax, hi = c1 * Bmax < ds->n ? c1 * Bmax : ds->n;
+  double e[KVI__E_COUNT] = {0};
+  kvi_status s = kvi__eval_sums(e, net, ds, lo, hi, c);
+  if (!s) s = kvi_comm_sum_f64(c->comm, e, KVI__E_COUNT);
+  if (s) return s;
+  const double n = (double)ds->n;
+  out->acc_mean = e[KVI__E_CORRECT] / n;
+  out->nll_mean = e[KVI__E_NLL] / n;
+  out->rmse_mean = sqrt(e[KVI__E_SQ] / (n * K));
+  out->entropy_mean = e[KVI__E_ENT] / n;
+  if (cls && c->samples > 0) {
+    out->acc_bma = e[KVI__E_BMA_CORRECT] / n;
+    out->nll_bma = e[KVI__E_BMA_NLL] / n;
+    out->entropy_bma = e[KVI__E_BMA_ENT] / n;
+    double ece = 0; /* sum over bins of (n_bin / N) |accuracy_bin - confidence_bin| */
+    for (int i = 0; i < ECE_BINS; i++) ece += fabs(e[KVI__E_ACC + i] - e[KVI__E_CONF + i]);
+    out->ece = ece / n;
+    out->samples = c->samples;
   }
-  if (!s && cls && c->pruned) s = kvi__pruned_pass(out, net, ds, c->prune_threshold);
-  return s;
+  if (cls && c->pruned) out->acc_pruned = e[KVI__E_PRUNED] / n;
+  return KVI_OK;
 }

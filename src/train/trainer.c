@@ -121,14 +121,22 @@ static kvi_status kvi__ft_mask(kvi_trainer *t, bool renew) {
   return KVI_OK;
 }
 
-/* Buffers of one mini-batch. */
+/* Buffers of one mini-batch, and what a data-parallel step needs to overlap the gradient's sum
+ * with the backward: per layer the elements [lo, hi) of the block its parameters occupy, and
+ * the ranges no layer holds (the rest, summed after the backward). */
 typedef struct {
   kvi_real *x, *t, *dout, *dsample;
   int32_t *y;
+  kvi_comm *comm;
+  kvi_params *params;
+  size_t *lo, *hi, *rest_lo, *rest_hi;
+  int nrest;
+  bool overlap;
 } kvi__batch;
 
 static void kvi__batch_free(kvi__batch *b) {
   kvi_free(b->x), kvi_free(b->t), kvi_free(b->dout), kvi_free(b->dsample), free(b->y);
+  free(b->lo);
 }
 
 static kvi_status kvi__batch_alloc(kvi__batch *b, int B, int d, int K, bool cls) {
@@ -164,11 +172,21 @@ static kvi_status kvi__check_data(const kvi_net *net, const kvi_dataset *train, 
 
 /* Output gradients of the batch's loss with targets drawn from the model's own predictive
  * (the pullback sampling trick): softmax, y ~ p: (p - onehot(y)) / B; Gaussian, y ~ N(out,
- * 1/beta): beta (out - y) / B = -sqrt(beta) eps / B. */
+ * 1/beta): beta (out - y) / B = -sqrt(beta) eps / B. Row i of the whole batch uses block i of
+ * the stream (softmax) or its normals K i .. K i + K - 1 (Gaussian). */
 void kvi_sampled_output_grad(kvi_real *d, const kvi_real *out, int b, int K, bool cls,
                              kvi_real log_beta, kvi_rng *rng) {
+  kvi_sampled_output_grad_rows(d, out, b, K, cls, log_beta, rng, 0, b);
+}
+
+void kvi_sampled_output_grad_rows(kvi_real *d, const kvi_real *out, int b, int K, bool cls,
+                                  kvi_real log_beta, kvi_rng *rng, int64_t row0, int batch_total) {
   if (cls) {
     kvi_real u;
+    kvi_rng q = *rng;
+    q.ctr += (uint64_t)row0; /* one block per row */
+    rng->ctr += (uint64_t)batch_total;
+    rng = &q;
     for (int i = 0; i < b; i++) {
       const kvi_real *z = out + (size_t)i * K;
       kvi_real *di = d + (size_t)i * K, mx = z[0];
@@ -183,11 +201,12 @@ void kvi_sampled_output_grad(kvi_real *d, const kvi_real *out, int b, int K, boo
           y = k;
           break;
         }
-      for (int k = 0; k < K; k++) di[k] = (kvi_real)((di[k] / sum - (k == y)) / b);
+      for (int k = 0; k < K; k++) di[k] = (kvi_real)((di[k] / sum - (k == y)) / batch_total);
     }
   } else {
-    kvi_rng_normal(rng, d, (size_t)b * K);
-    const kvi_real sc = (kvi_real)(-exp(0.5 * (double)log_beta) / b);
+    kvi_rng_normal_at(rng, (uint64_t)row0 * (uint64_t)K, d, (size_t)b * K);
+    rng->ctr += ((uint64_t)batch_total * (uint64_t)K + 3) / 4;
+    const kvi_real sc = (kvi_real)(-exp(0.5 * (double)log_beta) / batch_total);
     for (size_t i = 0; i < (size_t)b * K; i++) d[i] *= sc;
   }
 }
@@ -195,14 +214,14 @@ void kvi_sampled_output_grad(kvi_real *d, const kvi_real *out, int b, int K, boo
 /* The curvature pass of a second-order optimizer: the observer gets the layers' rows during a
  * backward with sampled targets (pass 2, before the gradient's), or during the gradient's own
  * backward (pass 1, kvi__backward). */
-static kvi_status kvi__curvature_pass(kvi_trainer *t, kvi_real *dsample, const kvi_real *out,
-                                      int b) {
+static kvi_status kvi__curvature_pass(kvi_trainer *t, kvi_real *dsample, const kvi_real *out, int b,
+                                      int row0, int batch_total) {
   kvi_net *net = t->net;
   const kvi_optimizer_ops *ops = t->opt.ops;
   if (!ops->curvature_pass || ops->curvature_pass(&t->opt) != 2) return KVI_OK;
   kvi_rng rng = kvi_rng_stream(t->cfg.seed, (3ull << 40) + (uint64_t)t->step);
-  kvi_sampled_output_grad(dsample, out, b, net->out_size, t->cfg.task == KVI_TASK_CLASSIFY,
-                          kvi_net_log_beta(net), &rng);
+  kvi_sampled_output_grad_rows(dsample, out, b, net->out_size, t->cfg.task == KVI_TASK_CLASSIFY,
+                               kvi_net_log_beta(net), &rng, row0, batch_total);
   kvi_net_set_observer(net, ops->observe, &t->opt);
   t->grad_zero = false;
   kvi_status s = kvi_net_backward(net, dsample, b); /* its parameter gradients are discarded */
@@ -210,16 +229,75 @@ static kvi_status kvi__curvature_pass(kvi_trainer *t, kvi_real *dsample, const k
   return s;
 }
 
-/* The gradient's backward (with the observer for an empirical-Fisher optimizer). */
-static kvi_status kvi__backward(kvi_trainer *t, const kvi_real *dout, int b) {
+/* Data-parallel, overlapped: layer i's gradient is complete, its sum over the processes starts. */
+static kvi_status kvi__grad_ready(void *user, int i) {
+  kvi__batch *bt = user;
+  kvi_status s = KVI_OK;
+  if (bt->hi[i] > bt->lo[i])
+    s = kvi_comm_sum_start(bt->comm, bt->params->grad + bt->lo[i], bt->hi[i] - bt->lo[i]);
+  return s ? s : kvi_comm_progress(bt->comm);
+}
+
+/* The gradient's backward (with the observer for an empirical-Fisher optimizer) over this
+ * process's b rows (none: a zero gradient). Overlapped, the layers' sums start during it. */
+static kvi_status kvi__backward(kvi_trainer *t, kvi__batch *bt, int b) {
   const kvi_optimizer_ops *ops = t->opt.ops;
   const bool observe = ops->curvature_pass && ops->curvature_pass(&t->opt) == 1;
   if (!t->grad_zero) kvi_params_zero_grad(t->net->params); /* else the last step zeroed it */
   t->grad_zero = false;
+  if (b == 0) { /* the sums every process starts, in the same order */
+    kvi_status s = KVI_OK;
+    for (int i = t->net->nlayers - 1; i >= 0 && bt->overlap && !s; i--) s = kvi__grad_ready(bt, i);
+    return s;
+  }
   if (observe) kvi_net_set_observer(t->net, ops->observe, &t->opt);
-  kvi_status s = kvi_net_backward(t->net, dout, b);
+  if (bt->overlap) kvi_net_set_grad_hook(t->net, kvi__grad_ready, bt);
+  kvi_status s = kvi_net_backward(t->net, bt->dout, b);
   if (observe) kvi_net_set_observer(t->net, NULL, NULL);
+  if (bt->overlap) kvi_net_set_grad_hook(t->net, NULL, NULL);
   return s;
+}
+
+/* The gradient summed over the processes: the ranges no layer holds (overlapped) or all of it. */
+static kvi_status kvi__grad_sum(kvi__batch *bt) {
+  kvi_params *p = bt->params;
+  if (!bt->overlap) return kvi_comm_sum(bt->comm, p->grad, p->n); /* waits for all */
+  kvi_status s = KVI_OK;
+  for (int r = 0; r < bt->nrest && !s; r++)
+    s = kvi_comm_sum_start(bt->comm, p->grad + bt->rest_lo[r], bt->rest_hi[r] - bt->rest_lo[r]);
+  return s ? s : kvi_comm_wait(bt->comm);
+}
+
+/* The block's elements per layer, from the views' names ("<layer>.<param>"), and the rest. The
+ * overlap is off when two layers' ranges interleave (views declared out of order). */
+static kvi_status kvi__layer_ranges(kvi__batch *bt, const kvi_net *net) {
+  const kvi_params *p = net->params;
+  const int nl = net->nlayers;
+  if (!(bt->lo = malloc((size_t)(4 * nl + 2) * sizeof(size_t))))
+    return kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  bt->hi = bt->lo + nl, bt->rest_lo = bt->hi + nl, bt->rest_hi = bt->rest_lo + nl + 1;
+  for (int i = 0; i < nl; i++) {
+    char pre[64];
+    const int len = snprintf(pre, sizeof pre, "%s.", net->layers[i].name);
+    bt->lo[i] = p->n, bt->hi[i] = 0;
+    for (int v = 0; v < p->nviews; v++)
+      if (!strncmp(p->views[v].name, pre, (size_t)len)) {
+        const size_t a = p->views[v].offset, b = a + p->views[v].size;
+        bt->lo[i] = a < bt->lo[i] ? a : bt->lo[i];
+        bt->hi[i] = b > bt->hi[i] ? b : bt->hi[i];
+      }
+    if (bt->hi[i] <= bt->lo[i]) bt->lo[i] = bt->hi[i] = 0;
+  }
+  size_t at = 0; /* layers in order hold increasing ranges; the gaps are the rest */
+  bt->nrest = 0;
+  for (int i = 0; i < nl && bt->overlap; i++) {
+    if (bt->hi[i] == 0) continue;
+    if (bt->lo[i] < at) bt->overlap = false;
+    if (bt->lo[i] > at) bt->rest_lo[bt->nrest] = at, bt->rest_hi[bt->nrest++] = bt->lo[i];
+    at = bt->hi[i];
+  }
+  if (at < p->n) bt->rest_lo[bt->nrest] = at, bt->rest_hi[bt->nrest++] = p->n;
+  return KVI_OK;
 }
 
 /* Running sums of an epoch. */
@@ -228,25 +306,39 @@ typedef struct {
   int64_t correct, seen;
 } kvi__epoch_sums;
 
-/* The objective on the gathered batch at the current parameters (no gradients): for the
- * Levenberg-Marquardt rule of second-order optimizers. */
-static kvi_status kvi__objective(kvi_trainer *t, kvi__batch *bt, int b, kvi_rng *rng,
+/* The objective on the gathered rows [r0, r0 + b) of a batch of B at the current parameters
+ * (no gradients), summed over the processes: for the Levenberg-Marquardt rule of second-order
+ * optimizers. */
+static kvi_status kvi__objective(kvi_trainer *t, kvi__batch *bt, int b, int r0, int B, kvi_rng *rng,
                                  double kl_weight, double *value) {
   kvi_net *net = t->net;
   const int K = net->out_size;
   const kvi_real *out;
-  kvi_status s = kvi_net_forward(net, &out, bt->x, b, rng);
   double nll = 0, kl = 0;
-  if (!s)
-    s = t->cfg.task == KVI_TASK_CLASSIFY
-            ? kvi_softmax_xent(&nll, NULL, NULL, NULL, out, bt->y, b, K)
-            : kvi_gauss_nll(&nll, NULL, NULL, out, bt->t, kvi_net_log_beta(net), b, K);
+  kvi_status s = KVI_OK;
+  if (b > 0) {
+    s = kvi_net_forward_rows(net, &out, bt->x, b, rng, r0, B);
+    if (!s)
+      s = t->cfg.task == KVI_TASK_CLASSIFY
+              ? kvi_softmax_xent_part(&nll, NULL, NULL, NULL, out, bt->y, b, K, B)
+              : kvi_gauss_nll_part(&nll, NULL, NULL, out, bt->t, kvi_net_log_beta(net), b, K, B);
+  }
+  if (!s) s = kvi_comm_sum_f64(t->comm, &nll, 1);
   if (!s && kl_weight > 0) s = kvi_net_kl(net, &kl, 0);
   *value = nll + kl_weight * kl;
   return s;
 }
 
-/* One optimizer step on rows [i*B, i*B + b) of the epoch's order. */
+static kvi_status kvi__diverged(const kvi_trainer *t, double nll) {
+  return kvi_fail(KVI_ERR_NONFINITE,
+                  "training diverged at epoch %d step %lld (loss %g) (HINT: lower --lr)",
+                  t->epoch + 1, (long long)t->step, nll);
+}
+
+/* One optimizer step on rows [i*B, i*B + b) of the epoch's order. In a data-parallel run this
+ * process takes the rows [r0, r1) of them (kvi_comm_share) with their noise: the loss of its
+ * rows divided by b, their gradient, summed over the processes; the KL and its gradient are
+ * added once, after the sum, by every process alike (the parameters are the same everywhere). */
 static kvi_status kvi__step(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *train,
                             const int64_t *rows, int b, double frac_epoch, double lr,
                             kvi__epoch_sums *es) {
@@ -254,29 +346,42 @@ static kvi_status kvi__step(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *t
   const kvi_train_config *cfg = &t->cfg;
   const bool cls = cfg->task == KVI_TASK_CLASSIFY;
   const int K = net->out_size;
-  kvi_batch_gather(bt->x, bt->y, bt->t, train, rows, b);
+  int r0, r1;
+  kvi_comm_share(b, kvi_comm_rank(t->comm), kvi_comm_size(t->comm), &r0, &r1);
+  const int bl = r1 - r0;
+  kvi_batch_gather(bt->x, bt->y, bt->t, train, rows + r0, bl);
   kvi_rng rng = kvi_rng_stream(cfg->seed, (1ull << 40) + (uint64_t)t->step);
   if (cfg->hflip && train->c > 0) {
     kvi_rng flip = kvi_rng_stream(cfg->seed, (2ull << 40) + (uint64_t)t->step);
-    kvi_batch_hflip(bt->x, b, train->c, train->h, train->w, &flip);
+    flip.ctr += (uint64_t)r0; /* one block per image */
+    kvi_batch_hflip(bt->x, bl, train->c, train->h, train->w, &flip);
   }
-  const kvi_real *out;
-  kvi_status s = kvi_net_forward(net, &out, bt->x, b, &rng);
-  if (s) return s;
-  double nll;
+  const kvi_real *out = NULL;
+  double part[2] = {0, 0}; /* this process's share of the batch loss, its correct rows */
   kvi_real dlb = 0;
-  int c = 0;
-  s = cls ? kvi_softmax_xent(&nll, bt->dout, NULL, &c, out, bt->y, b, K)
-          : kvi_gauss_nll(&nll, bt->dout, &dlb, out, bt->t, kvi_net_log_beta(net), b, K);
+  kvi_status s = KVI_OK;
+  if (bl > 0) {
+    int c = 0;
+    s = kvi_net_forward_rows(net, &out, bt->x, bl, &rng, r0, b);
+    if (!s)
+      s = cls ? kvi_softmax_xent_part(&part[0], bt->dout, NULL, &c, out, bt->y, bl, K, b)
+              : kvi_gauss_nll_part(&part[0], bt->dout, &dlb, out, bt->t, kvi_net_log_beta(net), bl,
+                                   K, b);
+    part[1] = c;
+  }
+  /* the loss and count travel with the gradient: one wait a step (a process whose loss is not
+   * finite still runs its backward; the step fails on every process after the wait) */
+  if (!s) s = kvi_comm_sum_start_f64(t->comm, part, 2);
   if (s) return s;
-  if (!isfinite(nll))
-    return kvi_fail(KVI_ERR_NONFINITE,
-                    "training diverged at epoch %d step %lld (loss %g) (HINT: lower --lr)",
-                    t->epoch + 1, (long long)t->step, nll);
-  es->correct += c;
-  if ((s = kvi__curvature_pass(t, bt->dsample, out, b)) != KVI_OK) return s;
-  if ((s = kvi__backward(t, bt->dout, b)) != KVI_OK) return s;
+  const bool alone = kvi_comm_size(t->comm) == 1;
+  if (alone && !isfinite(part[0])) return kvi__diverged(t, part[0]);
+  if (bl > 0 && (s = kvi__curvature_pass(t, bt->dsample, out, bl, r0, b)) != KVI_OK) return s;
+  if ((s = kvi__backward(t, bt, bl)) != KVI_OK) return s;
   if (!cls && cfg->learn_noise) kvi_params_grad(net->params, net->inoise)[0] += dlb;
+  if ((s = kvi__grad_sum(bt)) != KVI_OK) return s;
+  const double nll = part[0];
+  if (!alone && !isfinite(nll)) return kvi__diverged(t, nll);
+  es->correct += (int64_t)part[1];
   es->beta = kvi_kl_beta(cfg, t->epoch + frac_epoch);
   double kl = 0;
   const double N = (double)train->n;
@@ -291,7 +396,7 @@ static kvi_status kvi__step(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *t
   if (ops->wants_reduction && ops->wants_reduction(&t->opt)) {
     double after = 0;
     rng = kvi_rng_stream(cfg->seed, (1ull << 40) + (uint64_t)t->step); /* the same noise */
-    s = kvi__objective(t, bt, b, &rng, es->beta / N, &after);
+    s = kvi__objective(t, bt, bl, r0, b, &rng, es->beta / N, &after);
     if (!s) ops->reduction(&t->opt, objective, after);
   }
   return s;
@@ -326,6 +431,7 @@ static kvi_status kvi__epoch(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *
   const double t0 = kvi_time_now();
   kvi_epoch_order_shuffle(order, cfg->seed, (uint64_t)e);
   const bool ft = cfg->finetune_pruned > 0 && e >= cfg->epochs - cfg->finetune_pruned;
+  const double c0 = t->comm ? t->comm->seconds : 0;
   kvi_status s = ft ? kvi__ft_mask(t, true) : KVI_OK;
   for (int64_t i = 0; i < nb && !s; i++) {
     int b = (int)(train->n - i * B < B ? train->n - i * B : B);
@@ -350,6 +456,7 @@ static kvi_status kvi__epoch(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *
   /* weights that crossed the threshold during the epoch join the mask before evaluation:
    * the mean network is then exactly the pruned network */
   if (!s && ft) s = kvi__ft_mask(t, true);
+  if (t->comm) t->comm_seconds += t->comm->seconds - c0;
   return s;
 }
 
@@ -373,6 +480,7 @@ static kvi_status kvi__end_epoch(kvi_trainer *t, const kvi_dataset *val, const k
   ec.log_beta = kvi_net_log_beta(net);
   ec.bma = cfg->bma;
   kvi_status s = KVI_OK;
+  ec.comm = t->comm; /* each process evaluates a share of the rows */
   if (val && val->n > 0) {
     kvi_eval_config vc = ec;
     vc.pruned = false; /* nothing reads the validation set's pruned accuracy */
@@ -431,6 +539,15 @@ kvi_status kvi_train(kvi_trainer *t, const kvi_dataset *train, const kvi_dataset
     kvi_epoch_order_free(&order);
     return s;
   }
+  t->opt.comm = bt.comm = t->comm; /* K-FAC sums its statistics over the group */
+  bt.params = net->params;
+  bt.overlap = cfg->overlap_comm && kvi_comm_size(t->comm) > 1;
+  if ((s = kvi__layer_ranges(&bt, net)) != KVI_OK) {
+    kvi_epoch_order_free(&order);
+    kvi__batch_free(&bt);
+    return s;
+  }
+  t->overlapped = bt.overlap;
   /* the governor keeps its last choice for the evaluations between epochs */
   const int threads = kvi_get_threads();
   kvi_governor_init(&t->gov, threads, !cfg->fixed_threads);

@@ -208,7 +208,7 @@ static void check_accumulate(void) {
   const kvi_real scale = 0.25;
   for (int bias = 0; bias < 2; bias++) {
     const int na = N + bias;
-    kvi_capture_rows cr = {"x", 0, Rn, Rn, N, M, bias != 0, true, a, g};
+    kvi_capture_rows cr = {"x", 0, Rn, Rn, N, M, bias != 0, true, a, g, Rn};
     kvi_real A[(N + 1) * (N + 1)], G[M * M], A0[(N + 1) * (N + 1)] = {0}, G0[M * M] = {0};
     /* start from a symmetric matrix: the sums are added to it */
     for (int i = 0; i < na; i++)
@@ -264,8 +264,8 @@ static void check_accumulate_conv(void) {
   CHECK_OK(kvi_net_backward(net, R, BATCH));
   const seen *c = &s.w[0];
   if (c->calls == 1) {
-    kvi_capture_rows cr = {c->layer, 0,       c->batch,   c->rows, c->n,
-                           c->m,     c->bias, c->sampled, c->in,   c->grad_out};
+    kvi_capture_rows cr = {c->layer, 0,          c->batch, c->rows,     c->n,    c->m,
+                           c->bias,  c->sampled, c->in,    c->grad_out, c->batch};
     const int na = NTAP + 1;
     kvi_real A[(NTAP + 1) * (NTAP + 1)] = {0}, G[COUT * COUT] = {0};
     kvi_capture_accumulate(A, G, &cr, 1);
