@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kronvi/layer.h"
+#include "nn/rop_internal.h"
 
 static const char *const kvi__family_names[] = {"point", "diag", "mn", "mn-diag"};
 static const char *const kvi__prior_names[] = {"none", "ard", "group", "scalar", "fixed"};
@@ -420,4 +421,6 @@ const kvi_layer_ops kvi_dense_ops = {
     .backward = kvi__dense_bwd,
     .weights = kvi__dense_weights,
     .kl = kvi_layer_weights_kl,
+    .rop_forward = kvi__dense_rop_fwd,
+    .rop_backward = kvi__dense_rop_bwd,
 };
