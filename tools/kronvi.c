@@ -22,6 +22,8 @@ static const cli_command COMMANDS[] = {
      "posterior means and covariance factors of a checkpoint (text or --json)"},
     {"laplace", cmd_laplace,
      "K-FAC Laplace: an MN posterior around a trained point network's weights"},
+    {"optimize", cmd_optimize,
+     "Newton-type, quasi-Newton, proximal and first-order methods on test problems"},
 };
 enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 
