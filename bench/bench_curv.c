@@ -52,7 +52,7 @@ static void run(const char *arch, int in_size, int h, int batch, int reps) {
   kvi_rng_uniform(&r, X, nx);
   kvi_rng_normal(&r, v, n);
   for (int i = 0; i < batch; i++) y[i] = i % 10;
-  kvi_curv_batch b = {KVI_LOSS_XENT, X, batch, y, NULL, 0};
+  kvi_curv_batch b = {KVI_LOSS_XENT, X, batch, y, NULL, 0, NULL, 0};
   double tg = median_time(cv, &b, B_GRAD, v, out, jv, reps);
   double th = median_time(cv, &b, B_HVP, v, out, jv, reps);
   double tG = median_time(cv, &b, B_GVP, v, out, jv, reps);

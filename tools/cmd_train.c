@@ -68,9 +68,27 @@ static void train_help(FILE *f) {
   fputs(
       "  --optimizer O          adam (default), sgd (momentum), kfac (point networks) or\n"
       "                         noisy-kfac (mn posterior by natural gradient, --prior fixed:V\n"
-      "                         or scalar); both K-FAC: lr default 1e-2, docs/kfac.md\n"
+      "                         or scalar); both K-FAC: lr default 1e-2, docs/kfac.md.\n"
+      "                         Solvers for point networks (--family point) and large or full\n"
+      "                         batches (--batch; docs/curv.md): each step is one iteration on\n"
+      "                         the batch's loss with its own curvature products: lbfgs (strong-\n"
+      "                         Wolfe line search), newton (damped, exact Hessian), lm\n"
+      "                         (Levenberg-Marquardt on the Gauss-Newton matrix), hf (Hessian-\n"
+      "                         free: CG on the damped Gauss-Newton matrix, pullback-sampling\n"
+      "                         diagonal preconditioner), proximal (--prox-steps Adam steps on\n"
+      "                         loss + function- and weight-space distances to the step's start;\n"
+      "                         --lr is their step, default 1e-3); --lr is not used by the others\n"
       "  --damping L            kfac: initial Tikhonov damping (default 1e-3; about 0.1 with\n"
-      "                         --damping-kind exact or --ekfac)\n"
+      "                         --damping-kind exact or --ekfac); newton, lm, hf: initial lambda\n"
+      "  --cg-max N             hf (and newton, lm above --dense-max parameters): CG iterations\n"
+      "                         per step (default 250)\n"
+      "  --dense-max N          newton, lm: Cholesky of the dense matrix up to N parameters, CG\n"
+      "                         above (default 2000)\n"
+      "  --lbfgs-memory M       lbfgs: (s, y) pairs kept (default 10)\n"
+      "  --prox-steps K         proximal: inner steps per batch (default 5)\n"
+      "  --prox-fsd L           proximal: weight of the outputs' KL to the step's start (1)\n"
+      "  --prox-wsd L           proximal: L/2 ||w - w_k||^2 (default 1e-4)\n"
+      "  --hf-hessian           hf: CG on the damped Hessian instead of the Gauss-Newton matrix\n"
       "  --damping-kind K       kfac: factored (pi correction, default) or exact (A(x)G + L I\n"
       "                         in the factors' eigenbases)\n"
       "  --adapt-damping N      kfac: Levenberg-Marquardt adaptation of L every N steps (0: off)\n"
@@ -91,7 +109,9 @@ static void train_help(FILE *f) {
       "  --kl-schedule S        linear (default: beta = t/E) or exp (beta = 1 - exp(-5t/E))\n"
       "  --patience N           early stopping after N epochs without validation improvement\n"
       "  --finetune-pruned E    the last E epochs hold the means of the pruned weights (log\n"
-      "                         alpha > threshold, renewed each epoch) at zero and fit the rest\n"
+      "                         alpha > threshold, renewed each epoch) at zero and fit the rest\n",
+      f);
+  fputs(
       "evaluation and output:\n"
       "  --samples K            weight samples for Bayesian model averaging (default 10)\n"
       "  --eval-every N         test BMA also every N epochs (default 0: only after the epoch\n"
@@ -177,6 +197,13 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"ekfac", 0, 0, O_EKFAC},
                                            {"adapt-damping", 1, 0, O_ADAPT},
                                            {"bma", 1, 0, O_BMA},
+                                           {"cg-max", 1, 0, O_CGMAX},
+                                           {"dense-max", 1, 0, O_DENSEMAX},
+                                           {"lbfgs-memory", 1, 0, O_LBFGSMEM},
+                                           {"prox-steps", 1, 0, O_PROXSTEPS},
+                                           {"prox-fsd", 1, 0, O_PROXFSD},
+                                           {"prox-wsd", 1, 0, O_PROXWSD},
+                                           {"hf-hessian", 0, 0, O_HFHESS},
                                            {"help", 0, 0, 'h'},
                                            {0, 0, 0, 0}};
 
@@ -422,6 +449,31 @@ static int parse_train_args(train_args *a, int argc, char **argv) {
       case O_ADAPT:
         ok = cli_int("--adapt-damping", optarg, 0, 1000000, &v);
         a->cfg.opt.adapt_every = (int)v;
+        break;
+      case O_CGMAX:
+        ok = cli_int("--cg-max", optarg, 1, 100000, &v);
+        a->cfg.opt.cg_max = (int)v;
+        break;
+      case O_DENSEMAX:
+        ok = cli_int("--dense-max", optarg, 0, 100000, &v);
+        a->cfg.opt.dense_max = (int)v;
+        break;
+      case O_LBFGSMEM:
+        ok = cli_int("--lbfgs-memory", optarg, 1, 1000, &v);
+        a->cfg.opt.lbfgs_memory = (int)v;
+        break;
+      case O_PROXSTEPS:
+        ok = cli_int("--prox-steps", optarg, 1, 100000, &v);
+        a->cfg.opt.prox_steps = (int)v;
+        break;
+      case O_PROXFSD:
+        ok = cli_double("--prox-fsd", optarg, 0, 1e6, &a->cfg.opt.prox_fsd);
+        break;
+      case O_PROXWSD:
+        ok = cli_double("--prox-wsd", optarg, 0, 1e6, &a->cfg.opt.prox_wsd);
+        break;
+      case O_HFHESS:
+        a->cfg.opt.hf_hessian = true;
         break;
       case O_FIXEDTHREADS:
         a->cfg.fixed_threads = true;

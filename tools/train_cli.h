@@ -73,6 +73,13 @@ enum {
   O_EKFAC,
   O_ADAPT,
   O_BMA,
+  O_CGMAX,
+  O_DENSEMAX,
+  O_LBFGSMEM,
+  O_PROXSTEPS,
+  O_PROXFSD,
+  O_PROXWSD,
+  O_HFHESS,
   O_LAST
 };
 

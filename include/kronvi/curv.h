@@ -33,6 +33,13 @@ typedef struct {
   const int32_t *labels; /* KVI_LOSS_XENT: (B) in [0, out_size) */
   const kvi_real *T;     /* KVI_LOSS_SQUARED: (B, out_size) targets */
   kvi_real log_beta;     /* KVI_LOSS_SQUARED: log precision, held fixed (0: beta = 1) */
+  /* Proximal optimization (docs/curv.md, eq. P2): with fsd > 0 the loss gains fsd times the
+   * function-space distance of the outputs z to anchor (B, out_size), a mean over the rows of
+   * KL(softmax(anchor) || softmax(z)) (cross-entropy) or beta/2 ||z - anchor||^2 (squared). Its
+   * output Hessian is the loss's own, so H_L becomes (1 + fsd) H_L in the products. The
+   * reference evaluations (dual, complex step) have no such term. */
+  const kvi_real *anchor;
+  double fsd;
 } kvi_curv_batch;
 
 typedef struct kvi_curv kvi_curv;
@@ -67,8 +74,8 @@ KVI_API kvi_status kvi_curv_fvp(kvi_curv *c, const kvi_real *v, kvi_real *Fv);
 /* The empirical Fisher (1/B) sum_b grad l_b grad l_b^T v, from the labels' own gradients. */
 KVI_API kvi_status kvi_curv_efvp(kvi_curv *c, const kvi_real *v, kvi_real *Fv);
 
-/* Pullback sampling (docs/curv.md, eq. P1): S pseudo-gradients J^T u with u of covariance
- * H_L / ... (targets drawn from the model's predictive), whose covariance is G; their mean
+/* Pullback sampling (docs/curv.md, eq. P1): S pseudo-gradients J^T u, u drawn with covariance
+ * H_L (targets drawn from the model's predictive), so that their covariance is G; their mean
  * square estimates diag(G). diag <- ema * diag + (1 - ema) * estimate (ema 0: replaced). */
 KVI_API kvi_status kvi_curv_diag_sample(kvi_curv *c, kvi_rng *rng, int samples, double ema,
                                         kvi_real *diag);

@@ -185,6 +185,8 @@ struct kvi_trainer {
   kvi_callback cb[KVI_MAX_CALLBACKS];
   int ncb;
   kvi_governor gov; /* thread count of the steps (kvi_train) */
+  void *solver;     /* solvers (kvi_opt_is_solver): the batch objective over the curvature
+                       module (src/train/solver_step.c) */
   bool grad_zero;   /* the gradient is all zero (the last optimizer step cleared it) */
 };
 

@@ -146,12 +146,46 @@ static kvi_status kvi__curv_backward(kvi_curv *c, const kvi_real *dOut, kvi_real
   return KVI_OK;
 }
 
+/* lambda times the function-space distance to the anchor: value, and its gradient added to
+ * dout (eq. P3). */
+static double kvi__curv_fsd(const kvi_curv *c, kvi_real *dout) {
+  const kvi_curv_batch *b = &c->b;
+  const int B = b->batch, K = c->net->out_size;
+  const double lam = b->fsd;
+  double total = 0;
+  for (int r = 0; r < B; r++) {
+    const kvi_real *z = c->out + (size_t)r * K, *a = b->anchor + (size_t)r * K;
+    kvi_real *d = dout + (size_t)r * K;
+    if (b->loss == KVI_LOSS_SQUARED) {
+      const double beta = exp((double)b->log_beta);
+      for (int k = 0; k < K; k++) {
+        const double e = (double)z[k] - a[k];
+        total += 0.5 * beta * e * e;
+        d[k] = (kvi_real)(d[k] + lam * beta * e / B);
+      }
+      continue;
+    }
+    double mz = z[0], ma = a[0], sz = 0, sa = 0;
+    for (int k = 1; k < K; k++) mz = fmax(mz, z[k]), ma = fmax(ma, a[k]);
+    for (int k = 0; k < K; k++) sz += exp(z[k] - mz), sa += exp(a[k] - ma);
+    const double lz = mz + log(sz), la = ma + log(sa);
+    for (int k = 0; k < K; k++) { /* KL(p_a || q) = sum p_a (log p_a - log q) */
+      const double pa = exp(a[k] - la), q = exp(z[k] - lz);
+      total += pa * ((a[k] - la) - (z[k] - lz));
+      d[k] = (kvi_real)(d[k] + lam * (q - pa) / B);
+    }
+  }
+  return lam * total / B;
+}
+
 static kvi_status kvi__curv_loss(kvi_curv *c, double *loss, kvi_real *dout, int *correct) {
   const kvi_curv_batch *b = &c->b;
   const int K = c->net->out_size;
-  if (b->loss == KVI_LOSS_XENT)
-    return kvi_softmax_xent(loss, dout, NULL, correct, c->out, b->labels, b->batch, K);
-  return kvi_gauss_nll(loss, dout, NULL, c->out, b->T, b->log_beta, b->batch, K);
+  kvi_status s = b->loss == KVI_LOSS_XENT
+                     ? kvi_softmax_xent(loss, dout, NULL, correct, c->out, b->labels, b->batch, K)
+                     : kvi_gauss_nll(loss, dout, NULL, c->out, b->T, b->log_beta, b->batch, K);
+  if (!s && b->fsd > 0 && b->anchor) *loss += kvi__curv_fsd(c, dout);
+  return s;
 }
 
 static kvi_status kvi__curv_check_batch(const kvi_curv *c, const kvi_curv_batch *b) {
@@ -160,6 +194,8 @@ static kvi_status kvi__curv_check_batch(const kvi_curv *c, const kvi_curv_batch 
                     b ? b->batch : 0, c->net->max_batch);
   if (b->loss == KVI_LOSS_XENT ? !b->labels : b->loss == KVI_LOSS_SQUARED ? !b->T : true)
     return kvi_fail(KVI_ERR_ARG, "curvature batch: unknown loss or no labels / targets");
+  if (!(b->fsd >= 0) || (b->fsd > 0 && !b->anchor))
+    return kvi_fail(KVI_ERR_ARG, "curvature batch: fsd weight %g without anchor outputs", b->fsd);
   return KVI_OK;
 }
 
@@ -228,9 +264,12 @@ kvi_status kvi_curv_vjp(kvi_curv *c, const kvi_real *u, kvi_real *JTu) {
 
 /* H_L R{z} of the loss into rdout (eq. L1, L2). */
 static kvi_status kvi__curv_loss_hvp(kvi_curv *c, const kvi_real *Rz, kvi_real *Rd) {
-  const int K = c->net->out_size;
-  if (c->b.loss == KVI_LOSS_XENT) return kvi_softmax_xent_hvp(Rd, c->out, Rz, c->b.batch, K);
-  return kvi_gauss_nll_hvp(Rd, Rz, c->b.log_beta, c->b.batch, K);
+  const int B = c->b.batch, K = c->net->out_size;
+  kvi_status s = c->b.loss == KVI_LOSS_XENT ? kvi_softmax_xent_hvp(Rd, c->out, Rz, B, K)
+                                            : kvi_gauss_nll_hvp(Rd, Rz, c->b.log_beta, B, K);
+  if (!s && c->b.fsd > 0 && c->b.anchor) /* the distance's output Hessian is the loss's own */
+    for (size_t i = 0; i < (size_t)B * K; i++) Rd[i] = (kvi_real)(Rd[i] * (1 + c->b.fsd));
+  return s;
 }
 
 kvi_status kvi_curv_hvp(kvi_curv *c, const kvi_real *v, kvi_real *Hv) {

@@ -40,6 +40,7 @@ kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind) {
   c.prox_steps = 5, c.prox_fsd = 1, c.prox_wsd = 1e-4;
   if (kind == KVI_OPT_LBFGS || kind == KVI_OPT_NEWTON || kind == KVI_OPT_LM || kind == KVI_OPT_HF)
     c.lr = 1; /* not used: line searches and damping choose their steps */
+  if (kind == KVI_OPT_PROXIMAL) c.lr = 1e-3; /* its inner Adam steps */
   return c;
 }
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kronvi/train.h"
+#include "train/solver_internal.h"
 
 kvi_train_config kvi_train_config_default(void) {
   kvi_train_config c;
@@ -71,11 +72,13 @@ kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config
   for (int k = 0; !s && k < nw; k++) w[k] = kvi_net_dense(net, k, NULL);
   if (!s) s = kvi_optimizer_bind(&t->opt, net->params, w, nw);
   free(w);
-  if (s) kvi_optimizer_free(&t->opt);
+  if (!s && kvi_opt_is_solver(cfg->opt.kind)) s = kvi__solver_create(t);
+  if (s) kvi__solver_free(t), kvi_optimizer_free(&t->opt);
   return s;
 }
 
 void kvi_trainer_free(kvi_trainer *t) {
+  kvi__solver_free(t);
   kvi_optimizer_free(&t->opt);
   kvi_free(t->ft_mask);
   t->ft_mask = NULL;
@@ -259,6 +262,16 @@ static kvi_status kvi__step(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *t
   if (cfg->hflip && train->c > 0) {
     kvi_rng flip = kvi_rng_stream(cfg->seed, (2ull << 40) + (uint64_t)t->step);
     kvi_batch_hflip(bt->x, b, train->c, train->h, train->w, &flip);
+  }
+  if (t->solver) { /* a solver: one iteration on the batch's objective (solver_step.c) */
+    double loss = 0;
+    int c = 0;
+    kvi_status s = kvi__solver_step(t, bt->x, bt->y, bt->t, b, lr, &loss, &c);
+    if (s) return s;
+    es->correct += c, es->loss_sum += loss * b, es->seen += b;
+    es->beta = kvi_kl_beta(cfg, t->epoch + frac_epoch), es->kl_last = 0;
+    t->grad_zero = false;
+    return KVI_OK;
   }
   const kvi_real *out;
   kvi_status s = kvi_net_forward(net, &out, bt->x, b, &rng);

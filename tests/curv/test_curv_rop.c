@@ -233,7 +233,7 @@ static void check_net(const net_case *nc, kvi_loss_kind loss) {
   double *X = malloc((size_t)B * net->in_size * sizeof *X), *T = malloc(nz * sizeof *T);
   int32_t labels[3] = {0, 2 % K, 1 % K};
   fill(&r, X, (size_t)B * net->in_size, 1), fill(&r, T, nz, 1);
-  kvi_curv_batch b = {loss, X, B, labels, T, (kvi_real)0.3};
+  kvi_curv_batch b = {loss, X, B, labels, T, (kvi_real)0.3, NULL, 0};
   kvi_curv *cv = NULL;
   CHECK_OK(kvi_curv_create(&cv, net));
   if (!cv) return;
@@ -311,6 +311,61 @@ static void check_net(const net_case *nc, kvi_loss_kind loss) {
   kvi_net_free(net);
 }
 
+/* The proximal term: lambda KL(softmax(anchor) || softmax(z)) or lambda beta/2 ||z - anchor||^2
+ * (eq. P3): its gradient against central differences, zero at the anchor, and the products'
+ * (1 + lambda) H_L against central differences of the gradient. */
+static void check_fsd(kvi_loss_kind loss) {
+  net_case nc = {"6-5-4", KVI_ACT_ELU, KVI_FAMILY_POINT, 6, 0, true};
+  kvi_net *net = make_net(&nc);
+  const int B = 3, K = net->out_size;
+  const size_t n = net->params->n;
+  double X[18], T[12], anchor[12], f0, f1, fp, fm;
+  int32_t y[3] = {0, 1, 3};
+  kvi_rng r = kvi_rng_stream(77, (uint64_t)loss);
+  fill(&r, X, 18, 1), fill(&r, T, 12, 1);
+  kvi_curv_batch b = {loss, X, B, y, T, 0, NULL, 0};
+  kvi_curv *cv = NULL;
+  CHECK_OK(kvi_curv_create(&cv, net));
+  double *g = malloc(n * sizeof *g), *g0 = malloc(n * sizeof *g0),
+         *theta = malloc(n * sizeof *theta);
+  double *v = malloc(n * sizeof *v), *hv = malloc(n * sizeof *hv), *gp = malloc(n * sizeof *gp);
+  memcpy(theta, net->params->data, n * sizeof *theta);
+  CHECK_OK(kvi_curv_eval(cv, &b, &f0, g0, NULL));
+  memcpy(anchor, kvi_curv_outputs(cv), sizeof anchor);
+  b.anchor = anchor, b.fsd = 0.7;
+  CHECK_OK(kvi_curv_eval(cv, &b, &f1, g, NULL)); /* at the anchor: the same value and gradient */
+  CHECK_NEAR(f1, f0, 1e-14);
+  CHECK(rel_err(g, g0, n) < 1e-14);
+  fill(&r, v, n, 0.3);
+  for (size_t e = 0; e < n; e++) net->params->data[e] = theta[e] + v[e]; /* away from it */
+  CHECK_OK(kvi_curv_eval(cv, &b, &f1, g, NULL));
+  double err = 0, sc = 1e-300;
+  const double h = 1e-6;
+  for (size_t e = 0; e < n; e++) {
+    const double x0 = net->params->data[e];
+    net->params->data[e] = x0 + h;
+    CHECK_OK(kvi_curv_eval(cv, &b, &fp, NULL, NULL));
+    net->params->data[e] = x0 - h;
+    CHECK_OK(kvi_curv_eval(cv, &b, &fm, NULL, NULL));
+    net->params->data[e] = x0;
+    err = fmax(err, fabs((fp - fm) / (2 * h) - g[e])), sc = fmax(sc, fabs(g[e]));
+  }
+  report("gradient with FSD vs FD", loss == KVI_LOSS_XENT ? "xent" : "squared", err / sc);
+  /* G v with the term against J^T ((1 + lambda) H_L) J v from the dual network */
+  CHECK_OK(kvi_curv_eval(cv, &b, &f1, g, NULL));
+  CHECK_OK(kvi_curv_gvp(cv, v, hv));
+  double Jv[12], u[12];
+  CHECK_OK(kvi_curv_dual(net, &b, v, NULL, NULL, NULL, NULL, Jv));
+  CHECK_OK(loss == KVI_LOSS_XENT ? kvi_softmax_xent_hvp(u, kvi_curv_outputs(cv), Jv, B, K)
+                                 : kvi_gauss_nll_hvp(u, Jv, 0, B, K));
+  for (int k = 0; k < 12; k++) u[k] *= 1.7;
+  CHECK_OK(kvi_curv_dual_vjp(net, &b, u, gp));
+  report("Gv with FSD vs dual", loss == KVI_LOSS_XENT ? "xent" : "squared", rel_err(hv, gp, n));
+  free(g), free(g0), free(theta), free(v), free(hv), free(gp);
+  kvi_curv_free(cv);
+  kvi_net_free(net);
+}
+
 /* The context refuses what it cannot differentiate. */
 static void check_refusals(void) {
   net_case mc = {"5-4-3", KVI_ACT_ELU, KVI_FAMILY_MN, 5, 0, true};
@@ -319,7 +374,7 @@ static void check_refusals(void) {
   CHECK_OK(kvi_curv_create(&cv, net));
   double X[5 * 5] = {0}, v[4096] = {0}, out[4096];
   int32_t y[5] = {0};
-  kvi_curv_batch b = {KVI_LOSS_XENT, X, 5, y, NULL, 0};
+  kvi_curv_batch b = {KVI_LOSS_XENT, X, 5, y, NULL, 0, NULL, 0};
   double f;
   CHECK_FAILS(kvi_curv_eval(cv, &b, &f, NULL, NULL)); /* 5 rows > max_batch 4 */
   CHECK_FAILS(kvi_curv_hvp(cv, v, out));              /* no evaluation yet */
@@ -358,6 +413,8 @@ int main(void) {
     check_net(&cases[k], KVI_LOSS_XENT);
     check_net(&cases[k], KVI_LOSS_SQUARED);
   }
+  check_fsd(KVI_LOSS_XENT);
+  check_fsd(KVI_LOSS_SQUARED);
   check_refusals();
   for (int k = 0; k < nworst; k++)
     printf("%-36s max relative error %.2e\n", worst[k].what, worst[k].err);
