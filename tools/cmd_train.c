@@ -53,6 +53,13 @@ static void train_help(FILE *f) {
       "  --init-log-sigma S     initial log standard deviation of every weight (default -5)\n"
       "  --noise-precision B    regression: noise precision beta (default 1)\n"
       "  --learn-noise          regression: learn beta by the ELBO\n"
+      "  --mndiag-bound B       mn-diag: the log det of the KL by minkowski (default: a lower\n"
+      "                         bound, the ELBO stays a bound) or slq (stochastic Lanczos\n"
+      "                         quadrature with Kronecker products: an estimate, much closer;\n"
+      "                         docs/prob.md)\n"
+      "  --slq-probes P         slq: probes per step (default 2)\n"
+      "  --slq-steps K          slq: Lanczos steps per probe (default 20)\n"
+      "  --slq-refresh T        slq: eigenbases of the control variate every T steps (20)\n"
       "  --max-memory SIZE      refuse a network whose estimated memory exceeds SIZE (bytes,\n"
       "                         or with a K, M or G suffix; default: the machine's memory)\n");
   fputs(
@@ -204,6 +211,10 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"prox-fsd", 1, 0, O_PROXFSD},
                                            {"prox-wsd", 1, 0, O_PROXWSD},
                                            {"hf-hessian", 0, 0, O_HFHESS},
+                                           {"mndiag-bound", 1, 0, O_MNDBOUND},
+                                           {"slq-probes", 1, 0, O_SLQPROBES},
+                                           {"slq-steps", 1, 0, O_SLQSTEPS},
+                                           {"slq-refresh", 1, 0, O_SLQREFRESH},
                                            {"help", 0, 0, 'h'},
                                            {0, 0, 0, 0}};
 
@@ -474,6 +485,23 @@ static int parse_train_args(train_args *a, int argc, char **argv) {
         break;
       case O_HFHESS:
         a->cfg.opt.hf_hessian = true;
+        break;
+      case O_MNDBOUND:
+        ok = !strcmp(optarg, "minkowski") || !strcmp(optarg, "slq");
+        if (!ok) fprintf(stderr, "kronvi: --mndiag-bound expects minkowski or slq\n");
+        a->cfg.mndiag_slq = !strcmp(optarg, "slq");
+        break;
+      case O_SLQPROBES:
+        ok = cli_int("--slq-probes", optarg, 1, 1000, &v);
+        a->cfg.slq.probes = (int)v;
+        break;
+      case O_SLQSTEPS:
+        ok = cli_int("--slq-steps", optarg, 2, 200, &v);
+        a->cfg.slq.steps = (int)v;
+        break;
+      case O_SLQREFRESH:
+        ok = cli_int("--slq-refresh", optarg, 1, 1000000, &v);
+        a->cfg.slq.refresh = (int)v;
         break;
       case O_FIXEDTHREADS:
         a->cfg.fixed_threads = true;

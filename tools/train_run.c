@@ -99,6 +99,11 @@ static void train_conflicts(conflicts *c, const train_args *a, const kvi_train_c
   refuse_num(c, a, O_PROXFSD, "--prox-fsd", s->opt.prox_fsd, g->opt.prox_fsd);
   refuse_num(c, a, O_PROXWSD, "--prox-wsd", s->opt.prox_wsd, g->opt.prox_wsd);
   refuse_bool(c, a, O_HFHESS, "--hf-hessian", s->opt.hf_hessian);
+  refuse_if(c, a, O_MNDBOUND, "--mndiag-bound", s->mndiag_slq != g->mndiag_slq,
+            s->mndiag_slq ? "slq" : "minkowski", g->mndiag_slq ? "slq" : "minkowski");
+  refuse_num(c, a, O_SLQPROBES, "--slq-probes", s->slq.probes, g->slq.probes);
+  refuse_num(c, a, O_SLQSTEPS, "--slq-steps", s->slq.steps, g->slq.steps);
+  refuse_num(c, a, O_SLQREFRESH, "--slq-refresh", s->slq.refresh, g->slq.refresh);
 }
 
 /* Loads the checkpoint to resume and checks the command line against it. */

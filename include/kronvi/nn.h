@@ -44,6 +44,9 @@ typedef struct {
   bool bias;
   /* view indices into the model's kvi_params (-1 when absent) */
   int iM, iA, iB, iS, ib, itau, igamma, ilogv;
+  /* MN+DIAG: the stochastic Lanczos state of its KL's log det (not owned: set and freed by
+   * the trainer with --mndiag-bound slq); NULL: Minkowski's lower bound */
+  kvi_slq *slq;
 } kvi_dense;
 
 /* Declares the layer's parameters in p: "<name>.M" (n,m), "<name>.A" (n,n), "<name>.B" (m,m),

@@ -59,6 +59,10 @@ typedef struct {
                              than kvi_get_threads() when that is faster (another process on a
                              core); results are the same either way. Not saved. */
   kvi_bma_method bma;     /* how the test BMA is drawn; evaluation only, not saved */
+  /* MN+DIAG: the log det of the KL by stochastic Lanczos quadrature (an estimate, docs/prob.md
+   * §3) instead of Minkowski's lower bound (the default, false) */
+  bool mndiag_slq;
+  kvi_slq_config slq; /* its probes, Lanczos steps and basis refresh (seed: the run's) */
 } kvi_train_config;
 
 KVI_API kvi_train_config kvi_train_config_default(void);
@@ -185,9 +189,11 @@ struct kvi_trainer {
   kvi_callback cb[KVI_MAX_CALLBACKS];
   int ncb;
   kvi_governor gov; /* thread count of the steps (kvi_train) */
-  void *solver;     /* solvers (kvi_opt_is_solver): the batch objective over the curvature
-                       module (src/train/solver_step.c) */
-  bool grad_zero;   /* the gradient is all zero (the last optimizer step cleared it) */
+  kvi_slq **slq;    /* mndiag_slq: one state per weight layer (NULL for other families) */
+  int nslq;
+  void *solver;   /* solvers (kvi_opt_is_solver): the batch objective over the curvature
+                     module (src/train/solver_step.c) */
+  bool grad_zero; /* the gradient is all zero (the last optimizer step cleared it) */
 };
 
 KVI_API kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config *cfg);

@@ -229,7 +229,7 @@ static kvi_status kvi__chunk_forward(kvi_real *Y, void *ws, const kvi_dense *d, 
     if (d->family == KVI_FAMILY_MN) {
       s = kvi_mn_lrt_forward(Y, ws, &q, C, e1, rows);
     } else {
-      kvi_mndiag qd = {q, kvi_params_data(p, d->iS)};
+      kvi_mndiag qd = {q, kvi_params_data(p, d->iS), d->slq};
       s = kvi_mndiag_lrt_forward(Y, ws, &qd, C, e1, e2, rows);
     }
   }
@@ -329,7 +329,7 @@ static kvi_status kvi__chunk_backward(const kvi__conv_grads *g, kvi_real *dC, co
     if (d->family == KVI_FAMILY_MN) {
       s = kvi_mn_lrt_backward_set(&gm, dC, dY, ws, &q, C, e1, rows);
     } else {
-      kvi_mndiag qd = {q, kvi_params_data(p, d->iS)};
+      kvi_mndiag qd = {q, kvi_params_data(p, d->iS), d->slq};
       kvi_mndiag_grad gmd = {gm, g->S};
       if (dC) memset(dC, 0, (size_t)rows * n * sizeof *dC);
       s = kvi_mndiag_lrt_backward(&gmd, dC, dY, ws, &qd, C, e1, e2, rows);

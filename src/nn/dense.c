@@ -130,7 +130,7 @@ static kvi_diag_grad kvi__diag_grad(const kvi_dense *l, const kvi_params *p) {
   return g;
 }
 static kvi_mndiag kvi__mndiag_view(const kvi_dense *l, const kvi_params *p) {
-  kvi_mndiag q = {kvi__mn_view(l, p), kvi_params_data(p, l->iS)};
+  kvi_mndiag q = {kvi__mn_view(l, p), kvi_params_data(p, l->iS), l->slq};
   return q;
 }
 static kvi_mndiag_grad kvi__mndiag_grad(const kvi_dense *l, const kvi_params *p) {

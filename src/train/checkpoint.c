@@ -65,6 +65,10 @@ static void kvi__train_json(kvi_json_buf *jb, const kvi_train_config *c) {
   kvi_jb_kv_num(jb, "prox_fsd", c->opt.prox_fsd);
   kvi_jb_kv_num(jb, "prox_wsd", c->opt.prox_wsd);
   kvi_jb_kv_bool(jb, "hf_hessian", c->opt.hf_hessian);
+  kvi_jb_kv_bool(jb, "mndiag_slq", c->mndiag_slq);
+  kvi_jb_kv_int(jb, "slq_probes", c->slq.probes);
+  kvi_jb_kv_int(jb, "slq_steps", c->slq.steps);
+  kvi_jb_kv_int(jb, "slq_refresh", c->slq.refresh);
   kvi_jb_kv_num(jb, "lr_decay", c->lr_decay);
   kvi_jb_kv_num(jb, "lr_final", c->lr_final);
   kvi_jb_kv_str(jb, "kl_schedule", kvi__sched_name(c->kl_schedule));
