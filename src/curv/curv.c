@@ -18,7 +18,7 @@ static size_t kvi__al(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 void kvi_curv_free(kvi_curv *c) {
   if (!c) return;
   kvi_arena_free(c->arena);
-  kvi_free(c->mask);
+  kvi_free(c->mask), kvi_free(c->gtmp), kvi_free(c->dw);
   free(c);
 }
 
@@ -97,8 +97,9 @@ kvi_status kvi_curv_create(kvi_curv **out, kvi_net *net) {
   kvi_curv *c = calloc(1, sizeof *c);
   if (!c) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
   c->net = net;
-  c->mask = kvi_alloc(net->params->n * sizeof(kvi_real));
-  s = c->mask ? kvi__curv_buffers(c) : KVI_ERR_NOMEM;
+  const size_t nb = net->params->n * sizeof(kvi_real);
+  c->mask = kvi_alloc(nb), c->gtmp = kvi_alloc(nb), c->dw = kvi_alloc(nb);
+  s = c->mask && c->gtmp && c->dw ? kvi__curv_buffers(c) : KVI_ERR_NOMEM;
   if (s) {
     kvi_curv_free(c);
     return s == KVI_ERR_NOMEM ? kvi_fail(s, "out of memory for the curvature context") : s;
@@ -220,12 +221,9 @@ kvi_status kvi__curv_ensure(kvi_curv *c, const void *a, const void *b) {
   if (!c || !a || !b) return kvi_fail(KVI_ERR_ARG, "curvature product: NULL argument");
   if (c->ready) return KVI_OK;
   if (!c->b.X) return kvi_fail(KVI_ERR_STATE, "curvature product before kvi_curv_eval");
-  kvi_real *g = kvi_alloc(c->net->params->n * sizeof *g);
-  if (!g) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
   double loss;
   kvi_curv_batch batch = c->b;
-  kvi_status s = kvi_curv_eval(c, &batch, &loss, g, NULL);
-  kvi_free(g);
+  kvi_status s = kvi_curv_eval(c, &batch, &loss, c->gtmp, NULL);
   if (!s && !c->ready)
     s = kvi_fail(KVI_ERR_NONFINITE, "curvature product at a point with loss %g", loss);
   return s;

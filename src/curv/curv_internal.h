@@ -15,6 +15,7 @@ struct kvi_curv {
   kvi_real **racts, **rgrads, **jgrads; /* per layer, see curv.c */
   void **rws;
   kvi_real *dout, *rdout, *u; /* (B, out_size): dz of the loss, R{dz}, J^T's input */
+  kvi_real *gtmp, *dw;        /* (n): a gradient re-run by kvi__curv_ensure; a pseudo-gradient */
 };
 
 /* Makes the net hold the forward and the gradient's backward at the current parameters (runs

@@ -43,8 +43,7 @@ kvi_status kvi_curv_diag_sample(kvi_curv *c, kvi_rng *rng, int samples, double e
   const size_t n = c->net->params->n;
   kvi_status s = kvi__curv_ensure(c, rng, diag);
   if (s) return s;
-  kvi_real *dw = kvi_alloc(n * sizeof *dw);
-  if (!dw) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  kvi_real *dw = c->dw;
   const double w = (1 - ema) / samples;
   for (size_t i = 0; i < n; i++) diag[i] = (kvi_real)(ema * diag[i]);
   for (int k = 0; k < samples && !s; k++) {
@@ -52,6 +51,5 @@ kvi_status kvi_curv_diag_sample(kvi_curv *c, kvi_rng *rng, int samples, double e
     if ((s = kvi_curv_vjp(c, c->u, dw)) != KVI_OK) break;
     for (size_t i = 0; i < n; i++) diag[i] += (kvi_real)(w * dw[i] * dw[i]);
   }
-  kvi_free(dw);
   return s;
 }

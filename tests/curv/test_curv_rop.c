@@ -366,6 +366,49 @@ static void check_fsd(kvi_loss_kind loss) {
   kvi_net_free(net);
 }
 
+/* Pullback sampling (eq. P1): the mean square of pseudo-gradients J^T u, u of covariance H_L,
+ * against the exact diag(G) from products with the unit vectors; and the moving average. */
+static void check_pullback(kvi_loss_kind loss) {
+  net_case nc = {"6-5-4", KVI_ACT_ELU, KVI_FAMILY_POINT, 6, 0, true};
+  kvi_net *net = make_net(&nc);
+  const size_t n = net->params->n;
+  double X[18], T[12], f;
+  int32_t y[3] = {0, 1, 3};
+  kvi_rng r = kvi_rng_stream(78, (uint64_t)loss);
+  fill(&r, X, 18, 1), fill(&r, T, 12, 1);
+  kvi_curv_batch b = {loss, X, 3, y, T, (kvi_real)0.2, NULL, 0};
+  kvi_curv *cv = NULL;
+  CHECK_OK(kvi_curv_create(&cv, net));
+  CHECK_OK(kvi_curv_eval(cv, &b, &f, NULL, NULL));
+  double *e = calloc(n, sizeof *e), *col = malloc(n * sizeof *col),
+         *exact = malloc(n * sizeof *exact);
+  double *est = calloc(n, sizeof *est), *mask = malloc(n * sizeof *mask);
+  kvi_curv_mask(cv, mask);
+  for (size_t i = 0; i < n; i++) {
+    e[i] = 1;
+    CHECK_OK(kvi_curv_gvp(cv, e, col));
+    exact[i] = col[i];
+    e[i] = 0;
+  }
+  kvi_rng pr = kvi_rng_stream(5, 5);
+  CHECK_OK(kvi_curv_diag_sample(cv, &pr, 20000, 0, est));
+  double err = 0, sc = 0;
+  for (size_t i = 0; i < n; i++) err = fmax(err, fabs(est[i] - exact[i])), sc = fmax(sc, exact[i]);
+  printf("pullback diag(G), 20000 draws, %s: max error / max diag %.3f\n",
+         loss == KVI_LOSS_XENT ? "xent" : "squared", err / sc);
+  CHECK(err / sc < 0.05);
+  for (size_t i = 0; i < n; i++) CHECK(mask[i] > 0 || est[i] == 0);
+  for (size_t i = 0; i < n; i++) col[i] = est[i]; /* ema 0.9: 0.9 old + 0.1 new */
+  CHECK_OK(kvi_curv_diag_sample(cv, &pr, 1, 0.9, est));
+  double lo = INFINITY;
+  for (size_t i = 0; i < n; i++) lo = fmin(lo, est[i] - 0.9 * col[i]);
+  CHECK(lo >= -1e-12);
+  CHECK_FAILS(kvi_curv_diag_sample(cv, &pr, 0, 0.5, est));
+  free(e), free(col), free(exact), free(est), free(mask);
+  kvi_curv_free(cv);
+  kvi_net_free(net);
+}
+
 /* The context refuses what it cannot differentiate. */
 static void check_refusals(void) {
   net_case mc = {"5-4-3", KVI_ACT_ELU, KVI_FAMILY_MN, 5, 0, true};
@@ -413,6 +456,8 @@ int main(void) {
     check_net(&cases[k], KVI_LOSS_XENT);
     check_net(&cases[k], KVI_LOSS_SQUARED);
   }
+  check_pullback(KVI_LOSS_XENT);
+  check_pullback(KVI_LOSS_SQUARED);
   check_fsd(KVI_LOSS_XENT);
   check_fsd(KVI_LOSS_SQUARED);
   check_refusals();
