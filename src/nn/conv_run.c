@@ -111,7 +111,7 @@ static inline void kvi__run_add(kvi_real *restrict d, const kvi_real *restrict s
  * numbers of input row iy = oy*s - p + ky (all k * c_in of them away from the left and right
  * border); taps in the padding are zero. */
 KVI__HOT void kvi__conv_im2col(kvi_real *cols, const kvi_real *X, const kvi_conv *l, int e0,
-                                 int e1) {
+                               int e1) {
   const int h = l->h, w = l->w, c = l->c_in, k = l->k, st = l->stride, pad = l->pad;
   const int oh = l->oh, ow = l->ow;
   const size_t n = (size_t)l->d.n, img = (size_t)h * w * c, kc = (size_t)k * c;
@@ -148,7 +148,7 @@ KVI__HOT void kvi__conv_im2col(kvi_real *cols, const kvi_real *X, const kvi_conv
 
 /* dX of examples [e0, e1) = col2im(dcols): the transpose of im2col, padding taps dropped. */
 KVI__HOT void kvi__conv_col2im(kvi_real *dX, const kvi_real *dcols, const kvi_conv *l, int e0,
-                                 int e1) {
+                               int e1) {
   const int h = l->h, w = l->w, c = l->c_in, k = l->k, st = l->stride, pad = l->pad;
   const int oh = l->oh, ow = l->ow;
   const size_t n = (size_t)l->d.n, img = (size_t)h * w * c, kc = (size_t)k * c;
