@@ -91,7 +91,7 @@ int main(int argc, char **argv) {
       });
   TIME(
       "KL ARD mn-diag (4 layers)", R, for (int l = 0; l < NL; l++) {
-        kvi_mndiag q = {{dims[l], dims[l + 1], M[l], A[l], B[l]}, S[l]};
+        kvi_mndiag q = {{dims[l], dims[l + 1], M[l], A[l], B[l]}, S[l], NULL};
         kvi_mndiag_grad g = {{gM[l], gA[l], gB[l]}, gS[l]};
         if (kvi_mndiag_kl_ard(&v, &q, &g, 1e-5f)) return 1;
       });

@@ -68,7 +68,7 @@ static double step(int kind, bcase *c) {
   const int B = c->B, n = c->n, m = c->m;
   kvi_diag qd = {n, m, c->M, c->ls};
   kvi_diag_grad gd = {c->gM, c->gls};
-  kvi_mndiag q = {{n, m, c->M, c->A, c->Bf}, c->ls};
+  kvi_mndiag q = {{n, m, c->M, c->A, c->Bf}, c->ls, NULL};
   kvi_mndiag_grad g = {{c->gM, c->gA, c->gB}, c->gls};
   double t0 = kvi_time_now();
   kvi_status s;

@@ -13,6 +13,7 @@ int cmd_report(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_laplace(int argc, char **argv);
 int cmd_vae(int argc, char **argv);
+int cmd_optimize(int argc, char **argv);
 
 /* Prints "kronvi: <what>: <library message>" and returns 1. */
 int cli_error(const char *what);

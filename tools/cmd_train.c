@@ -53,6 +53,13 @@ static void train_help(FILE *f) {
       "  --init-log-sigma S     initial log standard deviation of every weight (default -5)\n"
       "  --noise-precision B    regression: noise precision beta (default 1)\n"
       "  --learn-noise          regression: learn beta by the ELBO\n"
+      "  --mndiag-bound B       mn-diag: the log det of the KL by minkowski (default: a lower\n"
+      "                         bound, the ELBO stays a bound) or slq (stochastic Lanczos\n"
+      "                         quadrature with Kronecker products: an estimate, much closer;\n"
+      "                         docs/prob.md)\n"
+      "  --slq-probes P         slq: probes per step (default 2)\n"
+      "  --slq-steps K          slq: Lanczos steps per probe (default 20)\n"
+      "  --slq-refresh T        slq: eigenbases of the control variate every T steps (20)\n"
       "  --max-memory SIZE      refuse a network whose estimated memory exceeds SIZE (bytes,\n"
       "                         or with a K, M or G suffix; default: the machine's memory)\n");
   fputs(
@@ -68,9 +75,27 @@ static void train_help(FILE *f) {
   fputs(
       "  --optimizer O          adam (default), sgd (momentum), kfac (point networks) or\n"
       "                         noisy-kfac (mn posterior by natural gradient, --prior fixed:V\n"
-      "                         or scalar); both K-FAC: lr default 1e-2, docs/kfac.md\n"
+      "                         or scalar); both K-FAC: lr default 1e-2, docs/kfac.md.\n"
+      "                         Solvers for point networks (--family point) and large or full\n"
+      "                         batches (--batch; docs/curv.md): each step is one iteration on\n"
+      "                         the batch's loss with its own curvature products: lbfgs (strong-\n"
+      "                         Wolfe line search), newton (damped, exact Hessian), lm\n"
+      "                         (Levenberg-Marquardt on the Gauss-Newton matrix), hf (Hessian-\n"
+      "                         free: CG on the damped Gauss-Newton matrix, pullback-sampling\n"
+      "                         diagonal preconditioner), proximal (--prox-steps Adam steps on\n"
+      "                         loss + function- and weight-space distances to the step's start;\n"
+      "                         --lr is their step, default 1e-3); --lr is not used by the others\n"
       "  --damping L            kfac: initial Tikhonov damping (default 1e-3; about 0.1 with\n"
-      "                         --damping-kind exact or --ekfac)\n"
+      "                         --damping-kind exact or --ekfac); newton, lm, hf: initial lambda\n"
+      "  --cg-max N             hf (and newton, lm above --dense-max parameters): CG iterations\n"
+      "                         per step (default 250)\n"
+      "  --dense-max N          newton, lm: Cholesky of the dense matrix up to N parameters, CG\n"
+      "                         above (default 2000)\n"
+      "  --lbfgs-memory M       lbfgs: (s, y) pairs kept (default 10)\n"
+      "  --prox-steps K         proximal: inner steps per batch (default 5)\n"
+      "  --prox-fsd L           proximal: weight of the outputs' KL to the step's start (1)\n"
+      "  --prox-wsd L           proximal: L/2 ||w - w_k||^2 (default 1e-4)\n"
+      "  --hf-hessian           hf: CG on the damped Hessian instead of the Gauss-Newton matrix\n"
       "  --damping-kind K       kfac: factored (pi correction, default) or exact (A(x)G + L I\n"
       "                         in the factors' eigenbases)\n"
       "  --adapt-damping N      kfac: Levenberg-Marquardt adaptation of L every N steps (0: off)\n"
@@ -185,6 +210,17 @@ static const struct option train_opts[] = {{"data", 1, 0, O_DATA},
                                            {"adapt-damping", 1, 0, O_ADAPT},
                                            {"bma", 1, 0, O_BMA},
                                            {"overlap", 1, 0, O_OVERLAP},
+                                           {"cg-max", 1, 0, O_CGMAX},
+                                           {"dense-max", 1, 0, O_DENSEMAX},
+                                           {"lbfgs-memory", 1, 0, O_LBFGSMEM},
+                                           {"prox-steps", 1, 0, O_PROXSTEPS},
+                                           {"prox-fsd", 1, 0, O_PROXFSD},
+                                           {"prox-wsd", 1, 0, O_PROXWSD},
+                                           {"hf-hessian", 0, 0, O_HFHESS},
+                                           {"mndiag-bound", 1, 0, O_MNDBOUND},
+                                           {"slq-probes", 1, 0, O_SLQPROBES},
+                                           {"slq-steps", 1, 0, O_SLQSTEPS},
+                                           {"slq-refresh", 1, 0, O_SLQREFRESH},
                                            {"help", 0, 0, 'h'},
                                            {0, 0, 0, 0}};
 
@@ -435,6 +471,48 @@ static int parse_train_args(train_args *a, int argc, char **argv) {
         ok = !strcmp(optarg, "on") || !strcmp(optarg, "off");
         if (!ok) fprintf(stderr, "kronvi: --overlap expects on or off\n");
         a->cfg.overlap_comm = !strcmp(optarg, "on");
+        break;
+      case O_CGMAX:
+        ok = cli_int("--cg-max", optarg, 1, 100000, &v);
+        a->cfg.opt.cg_max = (int)v;
+        break;
+      case O_DENSEMAX:
+        ok = cli_int("--dense-max", optarg, 0, 100000, &v);
+        a->cfg.opt.dense_max = (int)v;
+        break;
+      case O_LBFGSMEM:
+        ok = cli_int("--lbfgs-memory", optarg, 1, 1000, &v);
+        a->cfg.opt.lbfgs_memory = (int)v;
+        break;
+      case O_PROXSTEPS:
+        ok = cli_int("--prox-steps", optarg, 1, 100000, &v);
+        a->cfg.opt.prox_steps = (int)v;
+        break;
+      case O_PROXFSD:
+        ok = cli_double("--prox-fsd", optarg, 0, 1e6, &a->cfg.opt.prox_fsd);
+        break;
+      case O_PROXWSD:
+        ok = cli_double("--prox-wsd", optarg, 0, 1e6, &a->cfg.opt.prox_wsd);
+        break;
+      case O_HFHESS:
+        a->cfg.opt.hf_hessian = true;
+        break;
+      case O_MNDBOUND:
+        ok = !strcmp(optarg, "minkowski") || !strcmp(optarg, "slq");
+        if (!ok) fprintf(stderr, "kronvi: --mndiag-bound expects minkowski or slq\n");
+        a->cfg.mndiag_slq = !strcmp(optarg, "slq");
+        break;
+      case O_SLQPROBES:
+        ok = cli_int("--slq-probes", optarg, 1, 1000, &v);
+        a->cfg.slq.probes = (int)v;
+        break;
+      case O_SLQSTEPS:
+        ok = cli_int("--slq-steps", optarg, 2, 200, &v);
+        a->cfg.slq.steps = (int)v;
+        break;
+      case O_SLQREFRESH:
+        ok = cli_int("--slq-refresh", optarg, 1, 1000000, &v);
+        a->cfg.slq.refresh = (int)v;
         break;
       case O_FIXEDTHREADS:
         a->cfg.fixed_threads = true;

@@ -24,6 +24,8 @@ static const cli_command COMMANDS[] = {
      "K-FAC Laplace: an MN posterior around a trained point network's weights"},
     {"vae", cmd_vae,
      "variational auto-encoders with DIAG, MN and full-covariance latents (train, eval, ...)"},
+    {"optimize", cmd_optimize,
+     "Newton-type, quasi-Newton, proximal and first-order methods on test problems"},
 };
 enum { N_COMMANDS = sizeof COMMANDS / sizeof COMMANDS[0] };
 

@@ -94,6 +94,18 @@ static void train_conflicts(conflicts *c, const train_args *a, const kvi_train_c
   refuse_num(c, a, O_DAMPKIND, "--damping-kind", s->opt.damping_kind, g->opt.damping_kind);
   refuse_bool(c, a, O_EKFAC, "--ekfac", s->opt.ekfac);
   refuse_num(c, a, O_ADAPT, "--adapt-damping", s->opt.adapt_every, g->opt.adapt_every);
+  refuse_num(c, a, O_CGMAX, "--cg-max", s->opt.cg_max, g->opt.cg_max);
+  refuse_num(c, a, O_DENSEMAX, "--dense-max", s->opt.dense_max, g->opt.dense_max);
+  refuse_num(c, a, O_LBFGSMEM, "--lbfgs-memory", s->opt.lbfgs_memory, g->opt.lbfgs_memory);
+  refuse_num(c, a, O_PROXSTEPS, "--prox-steps", s->opt.prox_steps, g->opt.prox_steps);
+  refuse_num(c, a, O_PROXFSD, "--prox-fsd", s->opt.prox_fsd, g->opt.prox_fsd);
+  refuse_num(c, a, O_PROXWSD, "--prox-wsd", s->opt.prox_wsd, g->opt.prox_wsd);
+  refuse_bool(c, a, O_HFHESS, "--hf-hessian", s->opt.hf_hessian);
+  refuse_if(c, a, O_MNDBOUND, "--mndiag-bound", s->mndiag_slq != g->mndiag_slq,
+            s->mndiag_slq ? "slq" : "minkowski", g->mndiag_slq ? "slq" : "minkowski");
+  refuse_num(c, a, O_SLQPROBES, "--slq-probes", s->slq.probes, g->slq.probes);
+  refuse_num(c, a, O_SLQSTEPS, "--slq-steps", s->slq.steps, g->slq.steps);
+  refuse_num(c, a, O_SLQREFRESH, "--slq-refresh", s->slq.refresh, g->slq.refresh);
 }
 
 /* Loads the checkpoint to resume and checks the command line against it. */

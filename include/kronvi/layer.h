@@ -86,6 +86,22 @@ typedef struct {
   kvi_act act; /* activation kinds: which one */
 } kvi_layer_args;
 
+/* ---- one call of the R-operator ---------------------------------------------------------
+ * R{z} = d/dt z(theta + t V, X + t RX) at t = 0 for every quantity z of a forward and backward
+ * pass. The direction and the R-gradient share the parameter block's layout: dir->data holds V
+ * and dir->grad receives R{gradient} (a kvi_params copied from the net's with the two pointers
+ * replaced). Only views of role KVI_ROLE_MEAN and KVI_ROLE_BIAS of weight layers are read or
+ * written: the curvature is that of the mean network in its means and biases. */
+typedef struct kvi_rop_call {
+  const kvi_params *dir; /* V (dir->data) and R{gradient} (dir->grad, added) */
+  const kvi_real *RX;    /* (B, in_size): R{X}; NULL: zero (the data) */
+  kvi_real *RY;          /* (B, out_size): written by rop_forward, read by rop_backward */
+  const kvi_real *RdY;   /* backward: R{dY} (B, out_size) */
+  kvi_real *RdX;         /* backward: R{dX} (B, in_size), written when not NULL */
+  void *rws;             /* rop_ws_size(batch) bytes, 64-byte aligned; the backward gets the
+                            forward's */
+} kvi_rop_call;
+
 typedef struct kvi_layer_ops {
   const char *kind;   /* "dense", "conv", "pool", "act", "flatten" */
   const char *prefix; /* parameter names "<prefix><k>" of weight layers ("fc", "conv"); NULL */
@@ -111,10 +127,14 @@ typedef struct kvi_layer_ops {
   kvi_dense *(*weights)(const kvi_layer *L);
   /* KL(q || prior) of the layer's weights; adds gscale * dKL to the gradients. NULL: no KL. */
   kvi_status (*kl)(const kvi_layer *L, kvi_params *p, double *kl, kvi_real gscale);
-  /* Slots of the curvature module (NULL until a kind supports them): the R-operator forward
-   * (directional derivative of Y along parameter direction V and input direction RX). */
-  kvi_status (*rop_forward)(const kvi_layer *L, const kvi_layer_call *c, const kvi_params *V,
-                            const kvi_real *RX, kvi_real *RY);
+  /* Pearlmutter's R-operator (docs/curv.md), NULL for a kind without it. It differentiates the
+   * mean forward (c->eps NULL; a sampled forward is refused) along a parameter direction V of
+   * the means and biases (r->dir) and an input direction RX: rop_ws_size bytes of temporaries,
+   * rop_forward writes R{Y}, rop_backward (after a backward of the same forward, c->dY its
+   * output gradient) writes R{dX} and adds R{gradient} of the means and biases. */
+  size_t (*rop_ws_size)(const kvi_layer *L, int batch); /* NULL: none */
+  kvi_status (*rop_forward)(const kvi_layer *L, const kvi_layer_call *c, const kvi_rop_call *r);
+  kvi_status (*rop_backward)(const kvi_layer *L, const kvi_layer_call *c, const kvi_rop_call *r);
 } kvi_layer_ops;
 
 struct kvi_layer {

@@ -44,6 +44,9 @@ typedef struct {
   bool bias;
   /* view indices into the model's kvi_params (-1 when absent) */
   int iM, iA, iB, iS, ib, itau, igamma, ilogv;
+  /* MN+DIAG: the stochastic Lanczos state of its KL's log det (not owned: set and freed by
+   * the trainer with --mndiag-bound slq); NULL: Minkowski's lower bound */
+  kvi_slq *slq;
 } kvi_dense;
 
 /* Declares the layer's parameters in p: "<name>.M" (n,m), "<name>.A" (n,n), "<name>.B" (m,m),
@@ -163,6 +166,15 @@ KVI_API kvi_status kvi_softmax_xent_part(double *loss, kvi_real *dlogits, kvi_re
 KVI_API kvi_status kvi_gauss_nll_part(double *loss, kvi_real *dY, kvi_real *dlog_beta,
                                       const kvi_real *Y, const kvi_real *T, kvi_real log_beta,
                                       int batch, int K, int batch_total);
+
+/* Curvature of the losses in their outputs (docs/curv.md, eq. L1-L2), for Hessian- and
+ * Gauss-Newton-vector products: Rd (B, K) = H Rz row by row, with the mean over the batch.
+ * Softmax cross-entropy: H = (diag(q) - q q^T) / B, q = softmax(z) of each row. */
+KVI_API kvi_status kvi_softmax_xent_hvp(kvi_real *Rd, const kvi_real *logits, const kvi_real *Rz,
+                                        int batch, int K);
+/* Gaussian likelihood with precision beta = exp(log_beta) (log_beta held fixed): H = beta I / B. */
+KVI_API kvi_status kvi_gauss_nll_hvp(kvi_real *Rd, const kvi_real *Rz, kvi_real log_beta, int batch,
+                                     int K);
 
 #ifdef __cplusplus
 }

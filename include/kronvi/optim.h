@@ -7,12 +7,25 @@
 
 #include "kronvi/dist.h"
 #include "kronvi/layer.h"
+#include "kronvi/objective.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-typedef enum { KVI_OPT_ADAM = 0, KVI_OPT_SGD, KVI_OPT_KFAC, KVI_OPT_NOISY_KFAC } kvi_opt_kind;
+typedef enum {
+  KVI_OPT_ADAM = 0,
+  KVI_OPT_SGD,
+  KVI_OPT_KFAC,
+  KVI_OPT_NOISY_KFAC,
+  /* solvers on an objective (kronvi/objective.h, docs/curv.md): each step evaluates the batch
+   * objective and its curvature products itself (kvi_optimizer_solve) */
+  KVI_OPT_LBFGS,   /* L-BFGS, strong-Wolfe line search */
+  KVI_OPT_NEWTON,  /* damped Newton (exact Hessian), Levenberg-Marquardt damping */
+  KVI_OPT_LM,      /* Levenberg-Marquardt: damped Gauss-Newton */
+  KVI_OPT_HF,      /* Hessian-free: preconditioned CG on the damped GGN */
+  KVI_OPT_PROXIMAL /* K inner steps on loss + function- and weight-space distances */
+} kvi_opt_kind;
 
 /* K-FAC: where the G factor's output gradients come from. */
 typedef enum {
@@ -47,6 +60,14 @@ typedef struct {
   bool ekfac;       /* re-scaling in the Kronecker eigenbasis (George et al. 2018) */
   int adapt_every;  /* Levenberg-Marquardt adaptation of lambda every N steps (0: off) */
   double data_size; /* noisy-kfac: N, the training examples (set by the trainer, not saved) */
+  /* solvers (docs/curv.md); damping above is their initial lambda, ema HF's diagonal EMA */
+  int cg_max;       /* hf, and newton / lm above dense_max: CG iterations per step (250) */
+  int dense_max;    /* newton / lm: dense Cholesky up to this many parameters (2000), CG above */
+  int lbfgs_memory; /* lbfgs: (s, y) pairs kept (10) */
+  int prox_steps;   /* proximal: K inner Adam steps per batch (5) */
+  double prox_fsd;  /* proximal: lambda_FSD, weight of the outputs' KL to the last iterate (1) */
+  double prox_wsd;  /* proximal: lambda_WSD of lambda_WSD / 2 ||w - w_k||^2 (1e-4) */
+  bool hf_hessian;  /* hf: CG on the damped Hessian instead of the GGN */
 } kvi_opt_config;
 
 /* A state tensor: a name, a shape and data, e.g. Adam's first moment of view "fc0.M" is
@@ -80,6 +101,9 @@ typedef struct {
    * the loss before and after it. */
   bool (*wants_reduction)(const kvi_optimizer *o);
   void (*reduction)(kvi_optimizer *o, double before, double after);
+  /* Solvers: one iteration on the objective f (f->x == p->data, f->n == p->n) instead of step;
+   * the caller does not compute a gradient for them. Fills o->info. */
+  kvi_status (*solve)(kvi_optimizer *o, kvi_params *p, double lr, kvi_objective *f);
   /* true: step leaves p->grad zero (every entry kvi_optimizer_walk visits; gradients never
    * write the upper triangle of a Cholesky view), fused into its pass over the block, so the
    * caller need not zero it before the next backward. */
@@ -94,8 +118,9 @@ struct kvi_optimizer {
   kvi_opt_state *state;
   kvi_real *buffer[4]; /* per-parameter buffers of the block's layout (kvi_optimizer_buffer) */
   int nbuffer;
-  size_t n;   /* elements of the block it was made for */
-  void *impl; /* an implementation's private data, freed by impl_free */
+  size_t n;            /* elements of the block it was made for */
+  kvi_solve_info info; /* solvers: what the last iteration did */
+  void *impl;          /* an implementation's private data, freed by impl_free */
   void (*impl_free)(void *impl);
   kvi_comm *comm; /* the process group of a data-parallel run (NULL: one process; not owned).
                      K-FAC sums its statistics over it and spreads the factors' refresh */
@@ -111,6 +136,12 @@ KVI_API const kvi_optimizer_ops *kvi_opt_ops(kvi_opt_kind k);
 KVI_API kvi_status kvi_optimizer_init(kvi_optimizer *o, const kvi_opt_config *cfg,
                                       const kvi_params *p);
 KVI_API void kvi_optimizer_free(kvi_optimizer *o);
+/* One iteration of a solver (ops->solve) on f, whose point is p->data. KVI_ERR_ARG for an
+ * optimizer without solve. */
+KVI_API kvi_status kvi_optimizer_solve(kvi_optimizer *o, kvi_params *p, double lr,
+                                       kvi_objective *f);
+/* 1 if the kind is a solver (it needs kvi_optimizer_solve and an objective). */
+KVI_API int kvi_opt_is_solver(kvi_opt_kind k);
 /* Hands the optimizer the network's weight layers (a no-op for optimizers without bind). */
 KVI_API kvi_status kvi_optimizer_bind(kvi_optimizer *o, const kvi_params *p, kvi_dense *const *w,
                                       int nw);

@@ -63,6 +63,10 @@ typedef struct {
   bool overlap_comm;      /* data-parallel: start summing each layer's gradient over the
                              processes as soon as the backward has it, while the layers below
                              still run (the same numbers either way); not saved */
+  /* MN+DIAG: the log det of the KL by stochastic Lanczos quadrature (an estimate, docs/prob.md
+   * §3) instead of Minkowski's lower bound (the default, false) */
+  bool mndiag_slq;
+  kvi_slq_config slq; /* its probes, Lanczos steps and basis refresh (seed: the run's) */
 } kvi_train_config;
 
 KVI_API kvi_train_config kvi_train_config_default(void);
@@ -198,6 +202,12 @@ struct kvi_trainer {
   bool overlapped;     /* the last kvi_train overlapped communication with the backward */
   double comm_seconds; /* of the training steps' time (elapsed), spent in the group's calls,
                           waiting for the other processes included */
+  kvi_governor gov; /* thread count of the steps (kvi_train) */
+  kvi_slq **slq;    /* mndiag_slq: one state per weight layer (NULL for other families) */
+  int nslq;
+  void *solver;   /* solvers (kvi_opt_is_solver): the batch objective over the curvature
+                     module (src/train/solver_step.c) */
+  bool grad_zero; /* the gradient is all zero (the last optimizer step cleared it) */
 };
 
 KVI_API kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config *cfg);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kronvi/layer.h"
+#include "nn/rop_internal.h"
 
 #include "core/vmath.h" /* KVI__HOT, vectorizable expm1f */
 #ifdef KVI_DOUBLE
@@ -114,4 +115,6 @@ const kvi_layer_ops kvi_act_ops = {
     .create = kvi__act_create,
     .forward = kvi__act_fwd,
     .backward = kvi__act_bwd,
+    .rop_forward = kvi__act_rop_fwd,
+    .rop_backward = kvi__act_rop_bwd,
 };

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kronvi/layer.h"
+#include "nn/rop_internal.h"
 #include "nn/conv_internal.h"
 
 kvi_status kvi_conv_declare(kvi_conv *l, kvi_params *p, const char *name, int h, int w, int c_in,
@@ -158,4 +159,7 @@ const kvi_layer_ops kvi_conv_ops = {
     .backward = kvi__conv_bwd,
     .weights = kvi__conv_weights,
     .kl = kvi_layer_weights_kl,
+    .rop_ws_size = kvi__conv_rop_ws,
+    .rop_forward = kvi__conv_rop_fwd,
+    .rop_backward = kvi__conv_rop_bwd,
 };

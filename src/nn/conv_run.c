@@ -110,8 +110,8 @@ static inline void kvi__run_add(kvi_real *restrict d, const kvi_real *restrict s
  * time: the valid taps kx0..kx1 of a position read one contiguous run of (kx1 - kx0) * c_in
  * numbers of input row iy = oy*s - p + ky (all k * c_in of them away from the left and right
  * border); taps in the padding are zero. */
-KVI__HOT static void kvi__im2col(kvi_real *cols, const kvi_real *X, const kvi_conv *l, int e0,
-                                 int e1) {
+KVI__HOT void kvi__conv_im2col(kvi_real *cols, const kvi_real *X, const kvi_conv *l, int e0,
+                               int e1) {
   const int h = l->h, w = l->w, c = l->c_in, k = l->k, st = l->stride, pad = l->pad;
   const int oh = l->oh, ow = l->ow;
   const size_t n = (size_t)l->d.n, img = (size_t)h * w * c, kc = (size_t)k * c;
@@ -147,8 +147,8 @@ KVI__HOT static void kvi__im2col(kvi_real *cols, const kvi_real *X, const kvi_co
 }
 
 /* dX of examples [e0, e1) = col2im(dcols): the transpose of im2col, padding taps dropped. */
-KVI__HOT static void kvi__col2im(kvi_real *dX, const kvi_real *dcols, const kvi_conv *l, int e0,
-                                 int e1) {
+KVI__HOT void kvi__conv_col2im(kvi_real *dX, const kvi_real *dcols, const kvi_conv *l, int e0,
+                               int e1) {
   const int h = l->h, w = l->w, c = l->c_in, k = l->k, st = l->stride, pad = l->pad;
   const int oh = l->oh, ow = l->ow;
   const size_t n = (size_t)l->d.n, img = (size_t)h * w * c, kc = (size_t)k * c;
@@ -229,7 +229,7 @@ static kvi_status kvi__chunk_forward(kvi_real *Y, void *ws, const kvi_dense *d, 
     if (d->family == KVI_FAMILY_MN) {
       s = kvi_mn_lrt_forward(Y, ws, &q, C, e1, rows);
     } else {
-      kvi_mndiag qd = {q, kvi_params_data(p, d->iS)};
+      kvi_mndiag qd = {q, kvi_params_data(p, d->iS), d->slq};
       s = kvi_mndiag_lrt_forward(Y, ws, &qd, C, e1, e2, rows);
     }
   }
@@ -273,7 +273,7 @@ kvi_status kvi_conv_forward(kvi_real *Y, void *ws, const kvi_conv *l, const kvi_
       const int cr = (e1 - e0) * l->oh * l->ow;
       const kvi_real *n1, *n2;
       kvi__chunk_eps(&n1, &n2, eps, d, q.rows, r0);
-      kvi__im2col(cols + r0 * n, X, l, e0, e1);
+      kvi__conv_im2col(cols + r0 * n, X, l, e0, e1);
       st[g] = kvi__chunk_forward(Y + r0 * m, slots + (size_t)c * q.dws, d, p, cols + r0 * n, n1, n2,
                                  cr);
     }
@@ -329,7 +329,7 @@ static kvi_status kvi__chunk_backward(const kvi__conv_grads *g, kvi_real *dC, co
     if (d->family == KVI_FAMILY_MN) {
       s = kvi_mn_lrt_backward_set(&gm, dC, dY, ws, &q, C, e1, rows);
     } else {
-      kvi_mndiag qd = {q, kvi_params_data(p, d->iS)};
+      kvi_mndiag qd = {q, kvi_params_data(p, d->iS), d->slq};
       kvi_mndiag_grad gmd = {gm, g->S};
       if (dC) memset(dC, 0, (size_t)rows * n * sizeof *dC);
       s = kvi_mndiag_lrt_backward(&gmd, dC, dY, ws, &qd, C, e1, e2, rows);
@@ -384,7 +384,7 @@ kvi_status kvi_conv_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, vo
       kvi__chunk_eps(&n1, &n2, eps, d, q.rows, r0);
       st[g] = kvi__chunk_backward(&gr, dC, dY + r0 * m, slots + (size_t)c * q.dws, d, p,
                                   cols + r0 * n, n1, n2, cr);
-      if (dX && !st[g]) kvi__col2im(dX, dC, l, e0, e1);
+      if (dX && !st[g]) kvi__conv_col2im(dX, dC, l, e0, e1);
     }
   }
   for (int g = 0; g < q.ngr; g++)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kronvi/layer.h"
+#include "nn/rop_internal.h"
 
 static const char *const kvi__family_names[] = {"point", "diag", "mn", "mn-diag"};
 static const char *const kvi__prior_names[] = {"none", "ard", "group", "scalar", "fixed"};
@@ -129,7 +130,7 @@ static kvi_diag_grad kvi__diag_grad(const kvi_dense *l, const kvi_params *p) {
   return g;
 }
 static kvi_mndiag kvi__mndiag_view(const kvi_dense *l, const kvi_params *p) {
-  kvi_mndiag q = {kvi__mn_view(l, p), kvi_params_data(p, l->iS)};
+  kvi_mndiag q = {kvi__mn_view(l, p), kvi_params_data(p, l->iS), l->slq};
   return q;
 }
 static kvi_mndiag_grad kvi__mndiag_grad(const kvi_dense *l, const kvi_params *p) {
@@ -425,4 +426,6 @@ const kvi_layer_ops kvi_dense_ops = {
     .backward = kvi__dense_bwd,
     .weights = kvi__dense_weights,
     .kl = kvi_layer_weights_kl,
+    .rop_forward = kvi__dense_rop_fwd,
+    .rop_backward = kvi__dense_rop_bwd,
 };

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "kronvi/layer.h"
+#include "nn/rop_internal.h"
 
 static int kvi__flatten_match(const char *token, const kvi_shape *in) {
   return !strcmp(token, "flatten") || !strcmp(token, "fl");
@@ -29,4 +30,6 @@ const kvi_layer_ops kvi_flatten_ops = {
     .create = kvi__flatten_create,
     .forward = kvi__flatten_fwd,
     .backward = kvi__flatten_bwd,
+    .rop_forward = kvi__flatten_rop_fwd,
+    .rop_backward = kvi__flatten_rop_bwd,
 };

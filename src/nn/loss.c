@@ -66,3 +66,33 @@ kvi_status kvi_gauss_nll(double *loss, kvi_real *dY, kvi_real *dlog_beta, const 
                          const kvi_real *T, kvi_real log_beta, int batch, int K) {
   return kvi_gauss_nll_part(loss, dY, dlog_beta, Y, T, log_beta, batch, K, batch);
 }
+
+/* eq. L1: for one row, q = softmax(z), the Hessian of lse(z) - z_y is diag(q) - q q^T. */
+kvi_status kvi_softmax_xent_hvp(kvi_real *Rd, const kvi_real *logits, const kvi_real *Rz, int batch,
+                                int K) {
+  if (!Rd || !logits || !Rz || batch <= 0 || K <= 0)
+    return kvi_fail(KVI_ERR_ARG, "softmax_xent_hvp: NULL argument or bad size (%d, %d)", batch, K);
+  for (int b = 0; b < batch; b++) {
+    const kvi_real *z = logits + (size_t)b * K, *rz = Rz + (size_t)b * K;
+    kvi_real *rd = Rd + (size_t)b * K;
+    double mx = z[0], se = 0, qr = 0;
+    for (int k = 1; k < K; k++) mx = z[k] > mx ? z[k] : mx;
+    for (int k = 0; k < K; k++) se += exp(z[k] - mx);
+    for (int k = 0; k < K; k++) qr += exp(z[k] - mx) / se * rz[k];
+    for (int k = 0; k < K; k++) {
+      double q = exp(z[k] - mx) / se;
+      rd[k] = (kvi_real)(q * (rz[k] - qr) / batch);
+    }
+  }
+  return KVI_OK;
+}
+
+/* eq. L2: 1/2 beta ||z - t||^2 has Hessian beta I. */
+kvi_status kvi_gauss_nll_hvp(kvi_real *Rd, const kvi_real *Rz, kvi_real log_beta, int batch,
+                             int K) {
+  if (!Rd || !Rz || batch <= 0 || K <= 0)
+    return kvi_fail(KVI_ERR_ARG, "gauss_nll_hvp: NULL argument or bad size (%d, %d)", batch, K);
+  const double beta = exp((double)log_beta);
+  for (size_t i = 0; i < (size_t)batch * K; i++) Rd[i] = (kvi_real)(beta * Rz[i] / batch);
+  return KVI_OK;
+}

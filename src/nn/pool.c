@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kronvi/layer.h"
+#include "nn/rop_internal.h"
 
 #include "core/vmath.h" /* KVI__HOT */
 
@@ -117,4 +118,6 @@ const kvi_layer_ops kvi_pool_ops = {
     .ws_size = kvi__pool_ws,
     .forward = kvi__pool_fwd,
     .backward = kvi__pool_bwd,
+    .rop_forward = kvi__pool_rop_fwd,
+    .rop_backward = kvi__pool_rop_bwd,
 };

@@ -7,7 +7,25 @@
 
 #include "kronvi/optim.h"
 
-extern const kvi_optimizer_ops kvi_adam_ops, kvi_sgd_ops, kvi_kfac_ops, kvi_noisy_kfac_ops;
+extern const kvi_optimizer_ops kvi_adam_ops, kvi_sgd_ops, kvi_kfac_ops, kvi_noisy_kfac_ops,
+    kvi_lbfgs_ops, kvi_newton_ops, kvi_lm_ops, kvi_hf_ops, kvi_proximal_ops;
+
+static const struct {
+  kvi_opt_kind kind;
+  const char *name;
+  const kvi_optimizer_ops *ops;
+} kvi__kinds[] = {
+    {KVI_OPT_ADAM, "adam", &kvi_adam_ops},
+    {KVI_OPT_SGD, "sgd", &kvi_sgd_ops},
+    {KVI_OPT_KFAC, "kfac", &kvi_kfac_ops},
+    {KVI_OPT_NOISY_KFAC, "noisy-kfac", &kvi_noisy_kfac_ops},
+    {KVI_OPT_LBFGS, "lbfgs", &kvi_lbfgs_ops},
+    {KVI_OPT_NEWTON, "newton", &kvi_newton_ops},
+    {KVI_OPT_LM, "lm", &kvi_lm_ops},
+    {KVI_OPT_HF, "hf", &kvi_hf_ops},
+    {KVI_OPT_PROXIMAL, "proximal", &kvi_proximal_ops},
+};
+enum { KVI__NKINDS = sizeof kvi__kinds / sizeof kvi__kinds[0] };
 
 kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind) {
   kvi_opt_config c;
@@ -18,37 +36,53 @@ kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind) {
   c.momentum = 0.9;
   c.damping = 1e-3, c.ema = 0.95, c.inverse_every = 20, c.kl_clip = 1e-3;
   if (kind == KVI_OPT_KFAC || kind == KVI_OPT_NOISY_KFAC) c.lr = 1e-2;
+  c.cg_max = 250, c.dense_max = 2000, c.lbfgs_memory = 10;
+  c.prox_steps = 5, c.prox_fsd = 1, c.prox_wsd = 1e-4;
+  if (kind == KVI_OPT_LBFGS || kind == KVI_OPT_NEWTON || kind == KVI_OPT_LM || kind == KVI_OPT_HF)
+    c.lr = 1; /* not used: line searches and damping choose their steps */
+  if (kind == KVI_OPT_PROXIMAL) c.lr = 1e-3; /* its inner Adam steps */
   return c;
 }
 
 kvi_status kvi_opt_parse(kvi_opt_kind *k, const char *s) {
-  if (s && strcmp(s, "adam") == 0)
-    *k = KVI_OPT_ADAM;
-  else if (s && strcmp(s, "sgd") == 0)
-    *k = KVI_OPT_SGD;
-  else if (s && strcmp(s, "kfac") == 0)
-    *k = KVI_OPT_KFAC;
-  else if (s && strcmp(s, "noisy-kfac") == 0)
-    *k = KVI_OPT_NOISY_KFAC;
-  else
-    return kvi_fail(KVI_ERR_ARG, "unknown optimizer '%s' (expected adam, sgd, kfac or noisy-kfac)",
-                    s ? s : "(null)");
-  return KVI_OK;
+  for (int i = 0; s && i < KVI__NKINDS; i++)
+    if (!strcmp(s, kvi__kinds[i].name)) {
+      *k = kvi__kinds[i].kind;
+      return KVI_OK;
+    }
+  return kvi_fail(KVI_ERR_ARG,
+                  "unknown optimizer '%s' (expected adam, sgd, kfac, noisy-kfac, lbfgs, newton, "
+                  "lm, hf or proximal)",
+                  s ? s : "(null)");
 }
 
 const char *kvi_opt_name(kvi_opt_kind k) {
-  return k == KVI_OPT_SGD          ? "sgd"
-         : k == KVI_OPT_KFAC       ? "kfac"
-         : k == KVI_OPT_NOISY_KFAC ? "noisy-kfac"
-                                   : "adam";
+  for (int i = 0; i < KVI__NKINDS; i++)
+    if (kvi__kinds[i].kind == k) return kvi__kinds[i].name;
+  return "adam";
 }
 
 const kvi_optimizer_ops *kvi_opt_ops(kvi_opt_kind k) {
-  return k == KVI_OPT_ADAM         ? &kvi_adam_ops
-         : k == KVI_OPT_SGD        ? &kvi_sgd_ops
-         : k == KVI_OPT_KFAC       ? &kvi_kfac_ops
-         : k == KVI_OPT_NOISY_KFAC ? &kvi_noisy_kfac_ops
-                                   : NULL;
+  for (int i = 0; i < KVI__NKINDS; i++)
+    if (kvi__kinds[i].kind == k) return kvi__kinds[i].ops;
+  return NULL;
+}
+
+int kvi_opt_is_solver(kvi_opt_kind k) {
+  const kvi_optimizer_ops *ops = kvi_opt_ops(k);
+  return ops && ops->solve != NULL;
+}
+
+kvi_status kvi_optimizer_solve(kvi_optimizer *o, kvi_params *p, double lr, kvi_objective *f) {
+  if (!o || !o->ops || !p || !f || !f->eval)
+    return kvi_fail(KVI_ERR_ARG, "optimizer_solve: NULL argument or uninitialized optimizer");
+  if (!o->ops->solve)
+    return kvi_fail(KVI_ERR_ARG, "optimizer '%s' is not a solver (it takes gradient steps)",
+                    o->ops->name);
+  if (f->x != p->data || f->n != p->n || p->n != o->n)
+    return kvi_fail(KVI_ERR_ARG, "optimizer_solve: the objective's point is not the block");
+  o->t++;
+  return o->ops->solve(o, p, lr, f);
 }
 
 kvi_status kvi_optimizer_init(kvi_optimizer *o, const kvi_opt_config *cfg, const kvi_params *p) {
@@ -80,6 +114,9 @@ kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_params *p, double lr) {
   if (p->n != o->n)
     return kvi_fail(KVI_ERR_ARG, "optimizer_step: %zu parameters, but the optimizer has %zu", p->n,
                     o->n);
+  if (!o->ops->step)
+    return kvi_fail(KVI_ERR_ARG, "optimizer '%s' is a solver: it steps by kvi_optimizer_solve",
+                    o->ops->name);
   o->t++;
   return o->ops->step(o, p, lr);
 }

@@ -43,6 +43,17 @@ static void kvi__mndiag_lb_grad(kvi_mndiag_grad *g, const kvi_mndiag *q, double 
   }
 }
 
+/* log det Sigma as the KL uses it: the stochastic Lanczos estimate when q->slq is set, else
+ * Minkowski's lower bound (sld = sum log_d); c times its gradient is added into g. */
+static kvi_status kvi__mndiag_ld(double *ld, const kvi_mndiag *q, double sld, kvi_mndiag_grad *g,
+                                 double c) {
+  if (q->slq) return kvi_mndiag_logdet_slq(ld, NULL, q, q->slq, g, (kvi_real)c);
+  double w1, w2;
+  *ld = kvi__mndiag_lb_from(q, sld, &w1, &w2);
+  kvi__mndiag_lb_grad(g, q, w1, w2, c);
+  return KVI_OK;
+}
+
 static kvi_status kvi__mndiag_prologue(const kvi_mndiag *q, const void *out, const char *fn) {
   kvi_status s = kvi__check_mndiag_args(q, fn);
   if (s) return s;
@@ -103,15 +114,21 @@ kvi_status kvi_mndiag_kl_ard(double *out, const kvi_mndiag *q, kvi_mndiag_grad *
   if (g && kvi__mn_ard_safe(mn, &w) && kvi__all_within_par(q->log_d, nm, -80, 80)) {
     double acc, sld = kvi__sum(q->log_d, nm);
     kvi__mn_ard_grad(mn, q->log_d, &w, g->mn.M, g->log_d, gs, &acc);
-    double lb = kvi__mndiag_lb_from(q, sld, &w1, &w2);
-    *out = 0.5 * acc - 0.5 * lb;
+    double lb = 0;
     kvi__uv_finish(&w, mn, &g->mn, gs, 0.0, 0.0);
-    kvi__mndiag_lb_grad(g, q, w1, w2, -0.5 * gs);
+    if ((s = kvi__mndiag_ld(&lb, q, sld, g, -0.5 * gs)) != KVI_OK) return s;
+    *out = 0.5 * acc - 0.5 * lb;
     return KVI_OK;
   }
   double sld = 0;
   double acc = kvi__mn_ard_logsum(mn, q->log_d, &w, &sld);
-  double lb = kvi__mndiag_lb_from(q, sld, &w1, &w2), kl = 0.5 * acc - 0.5 * lb;
+  double lb = 0;
+  if (q->slq && (s = kvi__mndiag_ld(&lb, q, sld, NULL, 0)) != KVI_OK) {
+    kvi__uv_finish(&w, mn, NULL, 0, 0, 0);
+    return s;
+  }
+  if (!q->slq) lb = kvi__mndiag_lb_from(q, sld, &w1, &w2);
+  double kl = 0.5 * acc - 0.5 * lb;
   /* LB stays finite when one of its two log-determinants is -inf: check them too */
   double ld1 = kvi__chol_logdet(mn->A, mn->n) + kvi__chol_logdet(mn->B, mn->m);
   if (!isfinite(kl) || !isfinite(sld) || !isfinite(ld1)) {
@@ -121,7 +138,11 @@ kvi_status kvi_mndiag_kl_ard(double *out, const kvi_mndiag *q, kvi_mndiag_grad *
   *out = kl;
   if (g) kvi__mn_ard_grad(mn, q->log_d, &w, g->mn.M, g->log_d, gs, NULL);
   kvi__uv_finish(&w, mn, g ? &g->mn : NULL, gs, 0.0, 0.0);
-  kvi__mndiag_lb_grad(g, q, w1, w2, -0.5 * gs);
+  if (!q->slq) kvi__mndiag_lb_grad(g, q, w1, w2, -0.5 * gs);
+  if (q->slq && g) { /* the same probes (stream (seed, step)) give the gradient */
+    double again;
+    if ((s = kvi_mndiag_logdet_slq(&again, NULL, q, q->slq, g, (kvi_real)(-0.5 * gs)))) return s;
+  }
   return KVI_OK;
 }
 
@@ -140,12 +161,12 @@ kvi_status kvi_mndiag_kl_gauss(double *out, const kvi_mndiag *q, const kvi_real 
   double gs = gscale;
   double acc = kvi__mn_kl_gauss_core(mn, q->log_d, prior_var, prior_var_scalar, &w,
                                      g ? g->mn.M : NULL, g ? g->log_d : NULL, gs);
-  double w1, w2, lb = kvi__mndiag_lb(q, &w1, &w2);
-  /* KL <= 1/2 [sum (Var + M^2)/pv - nm + sum log pv - LB] */
-  *out = 0.5 * (acc - (double)n * m - lb);
+  double lb = 0;
   kvi__uv_finish(&w, mn, g ? &g->mn : NULL, gs, 0.0, 0.0);
-  kvi__mndiag_lb_grad(g, q, w1, w2, -0.5 * gs);
-  return KVI_OK;
+  /* KL <= 1/2 [sum (Var + M^2)/pv - nm + sum log pv - log det (LB or the Lanczos estimate)] */
+  s = kvi__mndiag_ld(&lb, q, kvi__sum(q->log_d, (size_t)n * m), g, -0.5 * gs);
+  *out = 0.5 * (acc - (double)n * m - lb);
+  return s;
 }
 
 kvi_status kvi_mndiag_kl_group(double *out, const kvi_mndiag *q, const kvi_real *log_tau,
@@ -164,12 +185,13 @@ kvi_status kvi_mndiag_kl_group(double *out, const kvi_mndiag *q, const kvi_real 
   double gs = gscale;
   double acc = kvi__mn_kl_group_core(mn, q->log_d, log_tau, log_gamma, &w, g ? g->mn.M : NULL,
                                      g ? g->log_d : NULL, g_log_tau, g_log_gamma, gs);
-  double w1, w2, lb = kvi__mndiag_lb(q, &w1, &w2);
-  /* KL <= 1/2 [sum tau gamma S - nm - m sum log tau - n sum log gamma - LB] */
-  *out = 0.5 * (acc - (double)n * m - lb);
+  double lb = 0;
   kvi__uv_finish(&w, mn, g ? &g->mn : NULL, gs, 0.0, 0.0);
-  kvi__mndiag_lb_grad(g, q, w1, w2, -0.5 * gs);
-  return KVI_OK;
+  /* KL <= 1/2 [sum tau gamma S - nm - m sum log tau - n sum log gamma - log det (LB or the Lanczos
+   * estimate)] */
+  s = kvi__mndiag_ld(&lb, q, kvi__sum(q->log_d, (size_t)n * m), g, -0.5 * gs);
+  *out = 0.5 * (acc - (double)n * m - lb);
+  return s;
 }
 
 /* ---- MN+DIAG local reparameterization: the MN part followed by the diagonal-noise part ---- */

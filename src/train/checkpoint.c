@@ -58,6 +58,17 @@ static void kvi__train_json(kvi_json_buf *jb, const kvi_train_config *c) {
                 c->opt.damping_kind == KVI_DAMP_EXACT ? "exact" : "factored");
   kvi_jb_kv_bool(jb, "ekfac", c->opt.ekfac);
   kvi_jb_kv_int(jb, "kfac_adapt_every", c->opt.adapt_every);
+  kvi_jb_kv_int(jb, "cg_max", c->opt.cg_max); /* the solvers (docs/curv.md) */
+  kvi_jb_kv_int(jb, "dense_max", c->opt.dense_max);
+  kvi_jb_kv_int(jb, "lbfgs_memory", c->opt.lbfgs_memory);
+  kvi_jb_kv_int(jb, "prox_steps", c->opt.prox_steps);
+  kvi_jb_kv_num(jb, "prox_fsd", c->opt.prox_fsd);
+  kvi_jb_kv_num(jb, "prox_wsd", c->opt.prox_wsd);
+  kvi_jb_kv_bool(jb, "hf_hessian", c->opt.hf_hessian);
+  kvi_jb_kv_bool(jb, "mndiag_slq", c->mndiag_slq);
+  kvi_jb_kv_int(jb, "slq_probes", c->slq.probes);
+  kvi_jb_kv_int(jb, "slq_steps", c->slq.steps);
+  kvi_jb_kv_int(jb, "slq_refresh", c->slq.refresh);
   kvi_jb_kv_num(jb, "lr_decay", c->lr_decay);
   kvi_jb_kv_num(jb, "lr_final", c->lr_final);
   kvi_jb_kv_str(jb, "kl_schedule", kvi__sched_name(c->kl_schedule));

@@ -111,6 +111,37 @@ static kvi_status kvi__read_kfac(kvi_opt_config *o, const kvi_json *tr, const ch
   return KVI_OK;
 }
 
+/* The solvers' settings (docs/curv.md); files written before them keep the defaults. */
+static kvi_status kvi__read_solvers(kvi_opt_config *o, const kvi_json *tr, const char *path) {
+  if (!kvi_json_get(tr, "cg_max")) return KVI_OK;
+  int64_t v[4];
+  const char *w = "train";
+  kvi_status s = kvi__ckpt_int(&v[0], tr, w, "cg_max", 1, 100000, path);
+  if (!s) s = kvi__ckpt_int(&v[1], tr, w, "dense_max", 0, 100000, path);
+  if (!s) s = kvi__ckpt_int(&v[2], tr, w, "lbfgs_memory", 1, 1000, path);
+  if (!s) s = kvi__ckpt_int(&v[3], tr, w, "prox_steps", 1, 100000, path);
+  if (!s) s = kvi__ckpt_num(&o->prox_fsd, tr, w, "prox_fsd", 0, 1e6, path);
+  if (!s) s = kvi__ckpt_num(&o->prox_wsd, tr, w, "prox_wsd", 0, 1e6, path);
+  if (s) return s;
+  o->cg_max = (int)v[0], o->dense_max = (int)v[1], o->lbfgs_memory = (int)v[2];
+  o->prox_steps = (int)v[3];
+  o->hf_hessian = kvi_json_bool(kvi_json_get(tr, "hf_hessian"));
+  return KVI_OK;
+}
+
+/* --mndiag-bound slq (files written before it: the Minkowski bound). */
+static kvi_status kvi__read_slq(kvi_train_config *c, const kvi_json *tr, const char *path) {
+  c->mndiag_slq = kvi_json_bool(kvi_json_get(tr, "mndiag_slq"));
+  if (!kvi_json_get(tr, "slq_probes")) return KVI_OK;
+  int64_t v[3];
+  kvi_status s = kvi__ckpt_int(&v[0], tr, "train", "slq_probes", 1, 1000, path);
+  if (!s) s = kvi__ckpt_int(&v[1], tr, "train", "slq_steps", 2, 200, path);
+  if (!s) s = kvi__ckpt_int(&v[2], tr, "train", "slq_refresh", 1, 1000000, path);
+  if (s) return s;
+  c->slq.probes = (int)v[0], c->slq.steps = (int)v[1], c->slq.refresh = (int)v[2];
+  return KVI_OK;
+}
+
 /* The training configuration, each field in the command line's range. */
 static kvi_status kvi__read_train(kvi_train_config *c, const kvi_json *tr, int version,
                                   const char *path) {
@@ -149,6 +180,8 @@ static kvi_status kvi__read_train(kvi_train_config *c, const kvi_json *tr, int v
   c->finetune_pruned = (int)v[6], c->prior_update_every = (int)v[7];
   c->opt.nesterov = kvi_json_bool(kvi_json_get(tr, "nesterov"));
   if (version > 1 && (s = kvi__read_kfac(&c->opt, tr, path)) != KVI_OK) return s;
+  if ((s = kvi__read_solvers(&c->opt, tr, path)) != KVI_OK) return s;
+  if ((s = kvi__read_slq(c, tr, path)) != KVI_OK) return s;
   const char *ks = kvi_json_str(kvi_json_get(tr, "kl_schedule"));
   if (!ks || (strcmp(ks, "exp") && strcmp(ks, "linear") && strcmp(ks, "constant")))
     return kvi_fail(KVI_ERR_FORMAT, "%s: checkpoint field 'train.kl_schedule' is '%s'", path,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kronvi/train.h"
+#include "train/solver_internal.h"
 
 kvi_train_config kvi_train_config_default(void) {
   kvi_train_config c;
@@ -31,6 +32,7 @@ kvi_train_config kvi_train_config_default(void) {
   c.noise_precision = 1.0;
   c.progress = 1;
   c.save_every = 1;
+  c.slq = (kvi_slq_config){2, 20, 20, 0};
   return c;
 }
 
@@ -46,6 +48,38 @@ static double kvi__lr(const kvi_train_config *cfg, int epoch) {
   if (cfg->lr_final > 0 && cfg->epochs > 1)
     return lr * pow(cfg->lr_final / lr, (double)epoch / (double)(cfg->epochs - 1));
   return lr * pow(cfg->lr_decay, (double)epoch);
+}
+
+/* --mndiag-bound slq: a stochastic Lanczos state for every MN+DIAG weight layer, seeded by the
+ * run (stream (seed ^ 0x51c0 + k, step) for layer k); the layers borrow them. */
+static kvi_status kvi__slq_attach(kvi_trainer *t) {
+  int nw = 0;
+  kvi_net_dense(t->net, 0, &nw);
+  if (t->net->cfg.family != KVI_FAMILY_MNDIAG)
+    return kvi_fail(KVI_ERR_ARG, "--mndiag-bound slq is for --family mn-diag (the net is %s)",
+                    kvi_family_name(t->net->cfg.family));
+  if (!(t->slq = calloc((size_t)(nw > 0 ? nw : 1), sizeof *t->slq)))
+    return kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  t->nslq = nw;
+  for (int k = 0; k < nw; k++) {
+    kvi_dense *d = kvi_net_dense(t->net, k, NULL);
+    kvi_slq_config c = t->cfg.slq;
+    c.seed = (t->cfg.seed ^ 0x51c0) + (uint64_t)k;
+    kvi_status s = kvi_slq_create(&t->slq[k], d->n, d->m, &c);
+    if (s) return s;
+    d->slq = t->slq[k];
+  }
+  return KVI_OK;
+}
+
+static void kvi__slq_detach(kvi_trainer *t) {
+  for (int k = 0; k < t->nslq; k++) {
+    kvi_dense *d = kvi_net_dense(t->net, k, NULL);
+    if (d) d->slq = NULL;
+    kvi_slq_free(t->slq[k]);
+  }
+  free(t->slq);
+  t->slq = NULL, t->nslq = 0;
 }
 
 kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config *cfg) {
@@ -71,11 +105,15 @@ kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config
   for (int k = 0; !s && k < nw; k++) w[k] = kvi_net_dense(net, k, NULL);
   if (!s) s = kvi_optimizer_bind(&t->opt, net->params, w, nw);
   free(w);
-  if (s) kvi_optimizer_free(&t->opt);
+  if (!s && kvi_opt_is_solver(cfg->opt.kind)) s = kvi__solver_create(t);
+  if (!s && cfg->mndiag_slq) s = kvi__slq_attach(t);
+  if (s) kvi__slq_detach(t), kvi__solver_free(t), kvi_optimizer_free(&t->opt);
   return s;
 }
 
 void kvi_trainer_free(kvi_trainer *t) {
+  if (t->net) kvi__slq_detach(t);
+  kvi__solver_free(t);
   kvi_optimizer_free(&t->opt);
   kvi_free(t->ft_mask);
   t->ft_mask = NULL;
@@ -356,6 +394,20 @@ static kvi_status kvi__step(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *t
     flip.ctr += (uint64_t)r0; /* one block per image */
     kvi_batch_hflip(bt->x, bl, train->c, train->h, train->w, &flip);
   }
+  if (t->solver) { /* a solver: one iteration on the batch's objective (solver_step.c) */
+    if (kvi_comm_size(t->comm) > 1)
+      return kvi_fail(KVI_ERR_UNSUPPORTED,
+                      "train: the solver optimizers (lbfgs, newton, lm, hf, proximal) run in one "
+                      "process; data-parallel training supports adam, sgd and the K-FAC ones");
+    double loss = 0;
+    int c = 0;
+    kvi_status s = kvi__solver_step(t, bt->x, bt->y, bt->t, b, lr, &loss, &c);
+    if (s) return s;
+    es->correct += c, es->loss_sum += loss * b, es->seen += b;
+    es->beta = kvi_kl_beta(cfg, t->epoch + frac_epoch), es->kl_last = 0;
+    t->grad_zero = false;
+    return KVI_OK;
+  }
   const kvi_real *out = NULL;
   double part[2] = {0, 0}; /* this process's share of the batch loss, its correct rows */
   kvi_real dlb = 0;
@@ -385,6 +437,7 @@ static kvi_status kvi__step(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *t
   es->beta = kvi_kl_beta(cfg, t->epoch + frac_epoch);
   double kl = 0;
   const double N = (double)train->n;
+  for (int k = 0; k < t->nslq; k++) kvi_slq_set_step(t->slq[k], (uint64_t)t->step);
   if ((s = kvi_net_kl(net, &kl, (kvi_real)(es->beta / N))) != KVI_OK) return s;
   es->kl_last = kl;
   const double objective = nll + es->beta * kl / N;

@@ -47,7 +47,7 @@ static kvi_real *run_all(int B, int n, int m, size_t *len) {
     kvi_real *gl = gB + (size_t)m * m;
     kvi_diag qd = {n, m, M, ls};
     kvi_diag_grad gd = {gM, gl};
-    kvi_mndiag q = {{n, m, M, A, Bf}, ls};
+    kvi_mndiag q = {{n, m, M, A, Bf}, ls, NULL};
     kvi_mndiag_grad g = {{gM, gA, gB}, gl};
     if (kind == 0) {
       CHECK_OK(kvi_diag_lrt_forward(Y, ws, &qd, X, e1, B));
@@ -101,7 +101,7 @@ static kvi_real *kl_all(int n, int m, size_t *len) {
   for (int kind = 0; kind < 2; kind++) {
     kvi_real *o = out + kind * per, *gM = o + 1, *gl = gM + nm, *gA = gl + nm,
              *gB = gA + (size_t)n * n;
-    kvi_mndiag q = {{n, m, M, A, Bf}, ld};
+    kvi_mndiag q = {{n, m, M, A, Bf}, ld, NULL};
     kvi_mndiag_grad g = {{gM, gA, gB}, gl};
     double kl = 0;
     if (kind == 0)

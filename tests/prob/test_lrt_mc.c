@@ -70,7 +70,7 @@ int main(void) {
   for (int i = 0; i < n; i++) xs[i] = (kvi_real)(i == 1); /* a unit input row */
   kvi_mn q = {n, m, M, A, B};
   kvi_diag qd = {n, m, M, ls};
-  kvi_mndiag qm = {q, ld};
+  kvi_mndiag qm = {q, ld, NULL};
   double U[9], V[16];
   tu_llt(U, A, n);
   tu_llt(V, B, m);

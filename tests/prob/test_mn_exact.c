@@ -32,7 +32,7 @@ static void tc_init(tcase *t, int n, int m) {
   tu_fill(t->lt, n, 0.5, 0);
   tu_fill(t->lg, m, 0.5, 0);
   t->q = (kvi_mn){n, m, t->M, t->A, t->B};
-  t->qd = (kvi_mndiag){t->q, t->log_d};
+  t->qd = (kvi_mndiag){t->q, t->log_d, NULL};
 }
 
 static void tc_free(tcase *t) {

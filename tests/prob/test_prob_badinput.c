@@ -57,7 +57,7 @@ int main(void) {
   double v;
   kvi_diag qd = {n, m, M, ls};
   kvi_mn q = {n, m, M, A, B};
-  kvi_mndiag qm = {q, ld};
+  kvi_mndiag qm = {q, ld, NULL};
   kvi_diag_grad gd = {gM, gl};
   kvi_mn_grad gm = {gM, gA, gB};
   kvi_mndiag_grad gmd = {gm, gl};
@@ -100,7 +100,7 @@ int main(void) {
     mn_all_fail(&q0);
     kvi_diag d0 = {n, m, M, NULL};
     diag_all_fail(&d0, ws, NB);
-    kvi_mndiag md0 = {q, NULL};
+    kvi_mndiag md0 = {q, NULL, NULL};
     mndiag_all_fail(&md0);
     CHECK_FAILS(kvi_mndiag_lrt_forward(Y, ws, &md0, X, E1, E2, NB));
   }
@@ -112,7 +112,7 @@ int main(void) {
     mn_all_fail(&q0);
     kvi_diag d0 = {-1, m, M, ls};
     diag_all_fail(&d0, ws, NB);
-    kvi_mndiag md0 = {{n, 0, M, A, B}, ld};
+    kvi_mndiag md0 = {{n, 0, M, A, B}, ld, NULL};
     mndiag_all_fail(&md0);
     CHECK_FAILS(kvi_mn_lrt_forward(Y, ws, &q0, X, E1, NB));
     CHECK_FAILS(kvi_diag_lrt_backward(&gd, dX, Y, ws, &d0, X, E1, NB));

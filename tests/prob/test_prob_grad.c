@@ -93,7 +93,7 @@ static double eval(double *x, gctx *c, double *g) {
   kvi_diag_grad gd = {g ? g + c->oM : NULL, g ? g + c->oD : NULL};
   kvi_mn q = {n, m, x + c->oM, x + c->oA, x + c->oB};
   kvi_mn_grad gm = {g ? g + c->oM : NULL, g ? g + c->oA : NULL, g ? g + c->oB : NULL};
-  kvi_mndiag qm = {q, x + c->oD};
+  kvi_mndiag qm = {q, x + c->oD, NULL};
   kvi_mndiag_grad gmd = {gm, g ? g + c->oD : NULL};
   double *lt = x + c->oT, *lg = x + c->oG, *glt = g ? g + c->oT : NULL, *glg = g ? g + c->oG : NULL;
   double *X = x + c->oX, *dX = g ? g + c->oX : NULL;
@@ -264,7 +264,7 @@ static void zero_row(void) {
   tu_fill(M, 12, 1, 0), tu_chol(A, 4, .3, .2, 0), tu_chol(Bf, 3, .3, .2, 0);
   tu_fill(ld, 12, .2, -1), tu_fill(X, 12, 1, 0), tu_fill(e1, 9, 1, 0), tu_fill(e2, 9, 1, 0);
   for (int i = 0; i < n; i++) X[n + i] = 0;
-  kvi_mndiag q = {{n, m, M, A, Bf}, ld};
+  kvi_mndiag q = {{n, m, M, A, Bf}, ld, NULL};
   kvi_mndiag_grad g = {{gM, gA, gB}, gd};
   void *ws = kvi_alloc(kvi_mndiag_lrt_ws_size(B, n, m));
   CHECK_OK(kvi_mndiag_lrt_forward(Y, ws, &q, X, e1, e2, B));

@@ -1,0 +1,354 @@
+/* kronvi optimize: the solvers and the first-order optimizers on classic test problems, one line
+ * per iteration (docs/curv.md, "Test problems"). */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void optimize_help(FILE *f) {
+  fputs(
+      "usage: kronvi optimize --problem NAME --method M [options]\n"
+      "\n"
+      "Minimizes a test problem, one line per iteration: f, f - f*, |g|, damping, reduction\n"
+      "ratio, inner iterations (CG, line search or inner steps), cumulative counts of values,\n"
+      "gradients and curvature products, seconds. Stops when f - f* < --tol.\n"
+      "\n"
+      "  --problem NAME   rosenbrock (chained, f* = 0, start (-1.2, 1, ...)), quadratic (1/2\n"
+      "                   (x - x*)^T A (x - x*), A a random rotation of log-spaced eigenvalues\n"
+      "                   in [1, --cond], f* = 0, start 0) or logreg (L2-regularized logistic\n"
+      "                   regression on two Fashion-MNIST classes, f* by Newton's method)\n"
+      "  --dim D          dimension of rosenbrock and quadratic (default 200)\n"
+      "  --cond C         quadratic: condition number (default 1e4)\n"
+      "  --method M       gd (steepest descent, Armijo backtracking; --lr: fixed steps), adam,\n"
+      "                   lbfgs, newton (damped, exact Hessian), lm (Levenberg-Marquardt on the\n"
+      "                   Gauss-Newton matrix), hf (Hessian-free: preconditioned CG on the\n"
+      "                   damped Gauss-Newton matrix) or proximal (K Adam steps with a weight-\n"
+      "                   space proximity term)\n"
+      "  --max-iter N     iterations (default 10000)\n"
+      "  --tol T          stop when f - f* < T (default 1e-6)\n"
+      "  --lr LR          adam and proximal step size (default 1e-2); gd: fixed steps\n"
+      "  --damping L      newton, lm, hf: initial damping (default 1e-3)\n"
+      "  --cg-max N       hf: CG iterations per step (default 250)\n"
+      "  --memory M       lbfgs: pairs kept (default 10)\n"
+      "  --data PATH      logreg: Fashion-MNIST directory\n"
+      "  --classes A,B    logreg: the two classes (default 0,6: T-shirt/top against shirt)\n"
+      "  --rows N         logreg: training rows of the two classes used (default 2000)\n"
+      "  --l2 MU          logreg: mu/2 ||w||^2 (default 1e-3)\n"
+      "  --seed S         quadratic: the rotation and x* (default 1)\n"
+      "  --log PATH       the iterations as CSV\n"
+      "  --quiet          only the summary line\n"
+      "  --threads N      threads (default 1)\n"
+      "  -h, --help       this help\n",
+      f);
+}
+
+typedef struct {
+  kvi_problem_config pc;
+  const char *method, *log, *data;
+  long max_iter, threads, classes[2];
+  double tol, lr, damping;
+  long cg_max, memory;
+  bool quiet, lr_given;
+} opt_args;
+
+enum {
+  P_PROBLEM = 300,
+  P_DIM,
+  P_COND,
+  P_METHOD,
+  P_MAXIT,
+  P_TOL,
+  P_LR,
+  P_DAMP,
+  P_CG,
+  P_MEM,
+  P_DATA,
+  P_CLASSES,
+  P_ROWS,
+  P_L2,
+  P_SEED,
+  P_LOG,
+  P_QUIET,
+  P_THREADS
+};
+
+static const struct option optimize_opts[] = {
+    {"problem", 1, 0, P_PROBLEM}, {"dim", 1, 0, P_DIM},
+    {"cond", 1, 0, P_COND},       {"method", 1, 0, P_METHOD},
+    {"max-iter", 1, 0, P_MAXIT},  {"tol", 1, 0, P_TOL},
+    {"lr", 1, 0, P_LR},           {"damping", 1, 0, P_DAMP},
+    {"cg-max", 1, 0, P_CG},       {"memory", 1, 0, P_MEM},
+    {"data", 1, 0, P_DATA},       {"classes", 1, 0, P_CLASSES},
+    {"rows", 1, 0, P_ROWS},       {"l2", 1, 0, P_L2},
+    {"seed", 1, 0, P_SEED},       {"log", 1, 0, P_LOG},
+    {"quiet", 0, 0, P_QUIET},     {"threads", 1, 0, P_THREADS},
+    {"help", 0, 0, 'h'},          {0, 0, 0, 0}};
+
+static bool parse_classes(const char *s, long *c) {
+  char *end;
+  c[0] = strtol(s, &end, 10);
+  if (*end != ',' || c[0] < 0 || c[0] > 9) return false;
+  c[1] = strtol(end + 1, &end, 10);
+  return !*end && c[1] >= 0 && c[1] <= 9 && c[1] != c[0];
+}
+
+/* Returns -1 to go on, else the exit code. */
+static int parse_optimize(opt_args *a, int argc, char **argv) {
+  memset(a, 0, sizeof *a);
+  a->pc.dim = 200, a->pc.cond = 1e4, a->pc.seed = 1, a->pc.l2 = 1e-3, a->pc.rows = 2000;
+  a->max_iter = 10000, a->tol = 1e-6, a->lr = 1e-2, a->damping = 1e-3, a->cg_max = 250;
+  a->memory = 10, a->threads = 1, a->classes[0] = 0, a->classes[1] = 6;
+  bool have_problem = false;
+  long v;
+  double d;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", optimize_opts, NULL)) != -1) {
+    bool ok = true;
+    switch (c) {
+      case 'h':
+        optimize_help(stdout);
+        return 0;
+      case P_PROBLEM:
+        ok = kvi_problem_parse(&a->pc.kind, optarg) == KVI_OK || cli_error("--problem") == 0;
+        have_problem = ok;
+        break;
+      case P_DIM:
+        ok = cli_int("--dim", optarg, 2, 20000, &v), a->pc.dim = (int)v;
+        break;
+      case P_COND:
+        ok = cli_double("--cond", optarg, 1, 1e12, &a->pc.cond);
+        break;
+      case P_METHOD:
+        a->method = optarg;
+        break;
+      case P_MAXIT:
+        ok = cli_int("--max-iter", optarg, 0, 100000000, &a->max_iter);
+        break;
+      case P_TOL:
+        ok = cli_double("--tol", optarg, 0, 1e30, &a->tol);
+        break;
+      case P_LR:
+        ok = cli_double("--lr", optarg, 1e-12, 1e3, &a->lr), a->lr_given = true;
+        break;
+      case P_DAMP:
+        ok = cli_double("--damping", optarg, 1e-12, 1e12, &a->damping);
+        break;
+      case P_CG:
+        ok = cli_int("--cg-max", optarg, 1, 100000, &a->cg_max);
+        break;
+      case P_MEM:
+        ok = cli_int("--memory", optarg, 1, 1000, &a->memory);
+        break;
+      case P_DATA:
+        a->data = optarg;
+        break;
+      case P_CLASSES:
+        ok = parse_classes(optarg, a->classes);
+        if (!ok) fprintf(stderr, "kronvi: --classes expects two different digits A,B\n");
+        break;
+      case P_ROWS:
+        ok = cli_int("--rows", optarg, 2, 12000, &v), a->pc.rows = v;
+        break;
+      case P_L2:
+        ok = cli_double("--l2", optarg, 0, 1e6, &a->pc.l2);
+        break;
+      case P_SEED:
+        ok = cli_double("--seed", optarg, 0, 1.8e19, &d), a->pc.seed = (uint64_t)d;
+        break;
+      case P_LOG:
+        a->log = optarg;
+        break;
+      case P_QUIET:
+        a->quiet = true;
+        break;
+      case P_THREADS:
+        ok = cli_int("--threads", optarg, 1, 256, &a->threads);
+        break;
+      default:
+        ok = false;
+        break;
+    }
+    if (!ok) {
+      fprintf(stderr, "(see 'kronvi optimize --help')\n");
+      return 2;
+    }
+  }
+  if (optind < argc || !have_problem || !a->method) {
+    fprintf(stderr,
+            "kronvi: optimize needs --problem and --method (see 'kronvi optimize --help')\n");
+    return 2;
+  }
+  if (a->pc.kind == KVI_PROBLEM_LOGREG && !a->data) {
+    fprintf(stderr, "kronvi: --problem logreg needs --data (a Fashion-MNIST directory)\n");
+    return 2;
+  }
+  return -1;
+}
+
+/* logreg: the first rows of the two classes of the training set, labels 0 / 1. */
+static int load_logreg(opt_args *a, kvi_dataset *sel) {
+  kvi_dataset train, test;
+  if (cli_load_data(&train, &test, a->data, false, 1, NULL, 0, 1)) return cli_error("--data");
+  int64_t k = 0;
+  kvi_status s = kvi_dataset_alloc(sel, a->pc.rows, train.d, 0, 0, 0, 2, 0);
+  for (int64_t i = 0; !s && i < train.n && k < a->pc.rows; i++) {
+    const int y = train.y[i];
+    if (y != a->classes[0] && y != a->classes[1]) continue;
+    memcpy(sel->x + (size_t)k * train.d, train.x + (size_t)i * train.d, train.d * sizeof(kvi_real));
+    sel->y[k++] = y == a->classes[1];
+  }
+  kvi_dataset_free(&train), kvi_dataset_free(&test);
+  if (s) return cli_error("logreg data");
+  if (k < a->pc.rows) kvi_dataset_truncate(sel, k);
+  a->pc.X = sel->x, a->pc.y = sel->y, a->pc.rows = sel->n, a->pc.d = sel->d;
+  return 0;
+}
+
+typedef struct {
+  double alpha; /* gd: the last accepted step */
+  kvi_real *g, *x0;
+} gd_state;
+
+/* One steepest-descent iteration: Armijo backtracking from twice the last step (or fixed lr). */
+static kvi_status gd_iterate(gd_state *st, kvi_objective *f, const opt_args *a,
+                             kvi_solve_info *info) {
+  const size_t n = f->n;
+  double f0, gg = 0;
+  kvi_status s = kvi_objective_eval(f, &f0, st->g);
+  if (s) return s;
+  for (size_t i = 0; i < n; i++) gg += (double)st->g[i] * st->g[i];
+  memset(info, 0, sizeof *info);
+  info->f0 = info->f = f0, info->gnorm = sqrt(gg), info->rho = NAN;
+  memcpy(st->x0, f->x, n * sizeof *f->x);
+  double alpha = a->lr_given ? a->lr : 2 * st->alpha, fa = f0;
+  for (int t = 0; t < 60; t++, alpha *= 0.5) {
+    for (size_t i = 0; i < n; i++) f->x[i] = (kvi_real)(st->x0[i] - alpha * st->g[i]);
+    if ((s = kvi_objective_eval(f, &fa, NULL)) != KVI_OK) return s;
+    info->inner++;
+    if (a->lr_given || fa <= f0 - 1e-4 * alpha * gg) break;
+    fa = NAN;
+  }
+  if (!(fa == fa)) { /* no decrease: stay */
+    memcpy(f->x, st->x0, n * sizeof *f->x);
+    info->rejected = 1;
+    return KVI_OK;
+  }
+  st->alpha = alpha, info->f = fa, info->moved = true, info->step = alpha * info->gnorm;
+  return KVI_OK;
+}
+
+/* One iteration of a first-order optimizer of the library (adam). */
+static kvi_status first_order_iterate(kvi_optimizer *o, kvi_params *p, kvi_objective *f, double lr,
+                                      kvi_solve_info *info) {
+  double f0;
+  kvi_status s = kvi_objective_eval(f, &f0, p->grad);
+  if (s) return s;
+  memset(info, 0, sizeof *info);
+  info->f0 = f0, info->rho = NAN, info->moved = true;
+  double gg = 0;
+  for (size_t i = 0; i < p->n; i++) gg += (double)p->grad[i] * p->grad[i];
+  info->gnorm = sqrt(gg);
+  s = kvi_optimizer_step(o, p, lr);
+  if (!s) s = kvi_objective_eval(f, &info->f, NULL); /* for the line; counted */
+  f->nf--;                                           /* ... but not as work of the method */
+  return s;
+}
+
+static void print_line(FILE *out, bool csv, long it, const kvi_solve_info *in, double fstar,
+                       const kvi_objective *f, double secs) {
+  if (csv)
+    fprintf(out, "%ld,%.17g,%.6g,%.6g,%.6g,%.6g,%d,%d,%lld,%lld,%lld,%.4f\n", it, in->f,
+            in->f - fstar, in->gnorm, in->damping, in->rho, in->inner, in->rejected,
+            (long long)f->nf, (long long)f->ng, (long long)f->nhv, secs);
+  else
+    fprintf(out,
+            "%6ld  f %-14.8g f-f* %-10.3e |g| %-10.3e lambda %-9.2e rho %-8.3g inner %-4d "
+            "rej %d  nf %lld ng %lld nhv %lld  %.3f s\n",
+            it, in->f, in->f - fstar, in->gnorm, in->damping, in->rho, in->inner, in->rejected,
+            (long long)f->nf, (long long)f->ng, (long long)f->nhv, secs);
+}
+
+static int run_optimize(opt_args *a, kvi_problem *P) {
+  kvi_objective *f = kvi_problem_objective(P);
+  const double fstar = kvi_problem_fstar(P);
+  const bool gd = !strcmp(a->method, "gd");
+  kvi_opt_kind kind = KVI_OPT_ADAM;
+  if (!gd && kvi_opt_parse(&kind, a->method)) return cli_error("--method");
+  if (!gd && kind != KVI_OPT_ADAM && !kvi_opt_is_solver(kind)) {
+    fprintf(stderr, "kronvi: --method expects gd, adam, lbfgs, newton, lm, hf or proximal\n");
+    return 2;
+  }
+  kvi_params p;
+  kvi_params_init(&p);
+  int64_t shape[1] = {(int64_t)f->n};
+  int vi;
+  if (kvi_params_add(&p, "x", KVI_ROLE_OTHER, 1, shape, &vi) || kvi_params_alloc(&p))
+    return cli_error("parameters");
+  memcpy(p.data, f->x, f->n * sizeof *f->x);
+  f->x = p.data; /* the problem reads its point from the block */
+  kvi_opt_config oc = kvi_opt_config_default(kind);
+  oc.lr = a->lr, oc.damping = a->damping, oc.cg_max = (int)a->cg_max;
+  oc.lbfgs_memory = (int)a->memory, oc.prox_wsd = 1e-3;
+  kvi_optimizer o;
+  memset(&o, 0, sizeof o);
+  gd_state gs = {1, kvi_alloc(f->n * sizeof(kvi_real)), kvi_alloc(f->n * sizeof(kvi_real))};
+  int rc = (!gd && kvi_optimizer_init(&o, &oc, &p)) ? cli_error("--method") : 0;
+  FILE *log = !rc && a->log ? fopen(a->log, "w") : NULL;
+  if (a->log && !log && !rc) rc = (fprintf(stderr, "kronvi: cannot write --log %s\n", a->log), 1);
+  if (log)
+    fprintf(log, "iter,f,f_minus_fstar,gnorm,damping,rho,inner,rejected,nf,ng,nhv,seconds\n");
+  long it = 0, stalled = 0;
+  double t0 = kvi_time_now(), f0 = NAN;
+  kvi_solve_info info;
+  memset(&info, 0, sizeof info);
+  if (!rc && kvi_objective_eval(f, &f0, NULL)) rc = cli_error("objective");
+  info.f = f0, info.rho = NAN, f->nf = 0;
+  bool reached = info.f - fstar < a->tol;
+  if (!rc && !a->quiet) print_line(stdout, false, 0, &info, fstar, f, 0);
+  for (it = 1; !rc && !reached && it <= a->max_iter && stalled < 20; it++) {
+    kvi_status s = gd                        ? gd_iterate(&gs, f, a, &info)
+                   : kvi_opt_is_solver(kind) ? kvi_optimizer_solve(&o, &p, a->lr, f)
+                                             : first_order_iterate(&o, &p, f, a->lr, &info);
+    if (s) rc = cli_error("iteration");
+    if (!gd && kvi_opt_is_solver(kind)) info = o.info;
+    stalled = info.moved ? 0 : stalled + 1;
+    reached = info.f - fstar < a->tol;
+    const double secs = kvi_time_now() - t0;
+    if (!rc && !a->quiet) print_line(stdout, false, it, &info, fstar, f, secs);
+    if (!rc && log) print_line(log, true, it, &info, fstar, f, secs);
+  }
+  const double secs = kvi_time_now() - t0;
+  if (!rc)
+    printf(
+        "%s-%zu %s: %s after %ld iterations, f - f* = %.3e, values %lld, gradients %lld, "
+        "curvature products %lld, %.3f s\n",
+        kvi_problem_name(a->pc.kind), f->n, a->method, reached ? "reached" : "NOT reached", it - 1,
+        info.f - fstar, (long long)f->nf, (long long)f->ng, (long long)f->nhv, secs);
+  if (log) fclose(log);
+  kvi_free(gs.g), kvi_free(gs.x0);
+  if (!gd) kvi_optimizer_free(&o);
+  kvi_params_free(&p);
+  return rc ? rc : reached ? 0 : 3;
+}
+
+int cmd_optimize(int argc, char **argv) {
+  opt_args a;
+  int rc = parse_optimize(&a, argc, argv);
+  if (rc >= 0) return rc;
+  rc = 0;
+  if (a.log && !cli_check_writable("--log", a.log)) return 1;
+  kvi_set_threads((int)a.threads);
+  kvi_dataset sel;
+  kvi_dataset_init(&sel);
+  if (a.pc.kind == KVI_PROBLEM_LOGREG && (rc = load_logreg(&a, &sel)) != 0) return rc;
+  kvi_problem *P = NULL;
+  if (kvi_problem_create(&P, &a.pc)) rc = cli_error("--problem");
+  if (!rc) rc = run_optimize(&a, P);
+  kvi_problem_free(P);
+  kvi_dataset_free(&sel);
+  return rc;
+}
