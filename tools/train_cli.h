@@ -4,7 +4,7 @@
 
 #include "cli.h"
 
-#define TRAIN_NOPTS 64 /* >= the number of long options of kronvi train */
+#define TRAIN_NOPTS 96 /* >= the number of long options of kronvi train */
 
 typedef struct {
   kvi_train_config cfg;
