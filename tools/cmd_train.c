@@ -68,7 +68,14 @@ static void train_help(FILE *f) {
   fputs(
       "  --optimizer O          adam (default), sgd (momentum), kfac (point networks) or\n"
       "                         noisy-kfac (mn posterior by natural gradient, --prior fixed:V\n"
-      "                         or scalar); both K-FAC: lr default 1e-2, docs/kfac.md\n"
+      "                         or scalar); both K-FAC: lr default 1e-2, docs/kfac.md;\n"
+      "                         riemann-sgd, riemann-momentum, riemann-adam (mn, mn-diag:\n"
+      "                         Riemannian steps on the covariance factors, Adam on the\n"
+      "                         rest) or lie-ngd (point networks: Kronecker-of-triangular\n"
+      "                         Lie-group NGD, lr default 1e-2, the kfac flags below apply);\n"
+      "                         docs/geom.md\n",
+      f);
+  fputs(
       "  --damping L            kfac: initial Tikhonov damping (default 1e-3; about 0.1 with\n"
       "                         --damping-kind exact or --ekfac)\n"
       "  --damping-kind K       kfac: factored (pi correction, default) or exact (A(x)G + L I\n"
@@ -83,7 +90,7 @@ static void train_help(FILE *f) {
       "  --lr-decay G           multiply the learning rate by G after every epoch (default 1)\n"
       "  --lr-final LR          decay exponentially to LR at the last epoch (overrides "
       "--lr-decay)\n"
-      "  --momentum M           sgd and kfac momentum (default 0.9)\n"
+      "  --momentum M           sgd, kfac, riemann-momentum, lie-ngd momentum (default 0.9)\n"
       "  --nesterov             sgd: Nesterov momentum\n"
       "  --weight-decay WD      decoupled weight decay of the means (default 0)\n"
       "  --kl-warmup E          KL weight schedule length in epochs (default 0: weight 1 "

@@ -198,7 +198,7 @@ KVI_API kvi_status kvi_lie_update_kron(const kvi_lie_group *g, double *B1, doubl
                                        kvi_lie_safety *safe);
 /* The kvi_real version of the Kronecker-of-triangular factor step used by the lie-ngd
  * optimizer: K <- K h(M), K and M lower triangular (n x n), in place. KVI_ERR_NONFINITE (K
- * unchanged) when not finite. work: 2 n^2 reals. */
+ * unchanged) when not finite. work: n^2 reals. */
 KVI_API kvi_status kvi_lie_tril_step(int n, kvi_real *K, const kvi_real *M, kvi_real *work);
 
 /* ---- structured NGD solvers (section 6) ------------------------------------------------------

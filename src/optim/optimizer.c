@@ -7,48 +7,62 @@
 
 #include "kronvi/optim.h"
 
-extern const kvi_optimizer_ops kvi_adam_ops, kvi_sgd_ops, kvi_kfac_ops, kvi_noisy_kfac_ops;
+extern const kvi_optimizer_ops kvi_adam_ops, kvi_sgd_ops, kvi_kfac_ops, kvi_noisy_kfac_ops,
+    kvi_riemann_sgd_ops, kvi_riemann_momentum_ops, kvi_riemann_adam_ops, kvi_lie_ngd_ops;
+
+/* Kinds, names and implementations, in kvi_opt_kind order. */
+static const struct {
+  kvi_opt_kind kind;
+  const char *name;
+  const kvi_optimizer_ops *ops;
+} kvi__opts[] = {
+    {KVI_OPT_ADAM, "adam", &kvi_adam_ops},
+    {KVI_OPT_SGD, "sgd", &kvi_sgd_ops},
+    {KVI_OPT_KFAC, "kfac", &kvi_kfac_ops},
+    {KVI_OPT_NOISY_KFAC, "noisy-kfac", &kvi_noisy_kfac_ops},
+    {KVI_OPT_RIEMANN_SGD, "riemann-sgd", &kvi_riemann_sgd_ops},
+    {KVI_OPT_RIEMANN_MOMENTUM, "riemann-momentum", &kvi_riemann_momentum_ops},
+    {KVI_OPT_RIEMANN_ADAM, "riemann-adam", &kvi_riemann_adam_ops},
+    {KVI_OPT_LIE_NGD, "lie-ngd", &kvi_lie_ngd_ops},
+};
+#define KVI__NOPTS ((int)(sizeof kvi__opts / sizeof kvi__opts[0]))
 
 kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind) {
   kvi_opt_config c;
   memset(&c, 0, sizeof c);
   c.kind = kind;
-  c.lr = kind == KVI_OPT_ADAM ? 1e-3 : 1e-2;
+  c.lr = 1e-3; /* Adam's, and the Riemannian optimizers' (Adam on the means) */
   c.beta1 = 0.9, c.beta2 = 0.999, c.eps = 1e-8;
   c.momentum = 0.9;
   c.damping = 1e-3, c.ema = 0.95, c.inverse_every = 20, c.kl_clip = 1e-3;
-  if (kind == KVI_OPT_KFAC || kind == KVI_OPT_NOISY_KFAC) c.lr = 1e-2;
+  if (kind == KVI_OPT_SGD || kind == KVI_OPT_KFAC || kind == KVI_OPT_NOISY_KFAC ||
+      kind == KVI_OPT_LIE_NGD)
+    c.lr = 1e-2;
   return c;
 }
 
 kvi_status kvi_opt_parse(kvi_opt_kind *k, const char *s) {
-  if (s && strcmp(s, "adam") == 0)
-    *k = KVI_OPT_ADAM;
-  else if (s && strcmp(s, "sgd") == 0)
-    *k = KVI_OPT_SGD;
-  else if (s && strcmp(s, "kfac") == 0)
-    *k = KVI_OPT_KFAC;
-  else if (s && strcmp(s, "noisy-kfac") == 0)
-    *k = KVI_OPT_NOISY_KFAC;
-  else
-    return kvi_fail(KVI_ERR_ARG, "unknown optimizer '%s' (expected adam, sgd, kfac or noisy-kfac)",
-                    s ? s : "(null)");
-  return KVI_OK;
+  for (int i = 0; s && i < KVI__NOPTS; i++)
+    if (strcmp(s, kvi__opts[i].name) == 0) {
+      *k = kvi__opts[i].kind;
+      return KVI_OK;
+    }
+  return kvi_fail(KVI_ERR_ARG,
+                  "unknown optimizer '%s' (expected adam, sgd, kfac, noisy-kfac, riemann-sgd, "
+                  "riemann-momentum, riemann-adam or lie-ngd)",
+                  s ? s : "(null)");
 }
 
 const char *kvi_opt_name(kvi_opt_kind k) {
-  return k == KVI_OPT_SGD          ? "sgd"
-         : k == KVI_OPT_KFAC       ? "kfac"
-         : k == KVI_OPT_NOISY_KFAC ? "noisy-kfac"
-                                   : "adam";
+  for (int i = 0; i < KVI__NOPTS; i++)
+    if (kvi__opts[i].kind == k) return kvi__opts[i].name;
+  return "adam";
 }
 
 const kvi_optimizer_ops *kvi_opt_ops(kvi_opt_kind k) {
-  return k == KVI_OPT_ADAM         ? &kvi_adam_ops
-         : k == KVI_OPT_SGD        ? &kvi_sgd_ops
-         : k == KVI_OPT_KFAC       ? &kvi_kfac_ops
-         : k == KVI_OPT_NOISY_KFAC ? &kvi_noisy_kfac_ops
-                                   : NULL;
+  for (int i = 0; i < KVI__NOPTS; i++)
+    if (kvi__opts[i].kind == k) return kvi__opts[i].ops;
+  return NULL;
 }
 
 kvi_status kvi_optimizer_init(kvi_optimizer *o, const kvi_opt_config *cfg, const kvi_params *p) {
