@@ -259,28 +259,54 @@ kvi_status kvi_lie_minimize(const kvi_problem *pb, const kvi_lie_opts *o, double
                     pb->dim);
   memset(r, 0, sizeof *r);
   const int p = g->p;
-  const size_t pp = (size_t)p * p;
-  double *w = malloc((3 * pp + (size_t)p) * sizeof *w);
+  const size_t pp = (size_t)p * p,
+               nb = g->kind == KVI_LIE_KRON ? (size_t)g->p1 * g->p1 + (size_t)g->p2 * g->p2 : pp;
+  double *w = malloc((3 * pp + 2 * (size_t)p + nb) * sizeof *w);
   if (!w) return kvi_fail(KVI_ERR_NOMEM, "lie_minimize: out of memory");
-  double *R = w, *X = w + pp, *Rg = X + pp;
+  double *R = w, *X = w + pp, *Rg = X + pp, *mu0 = Rg + p, *B0 = mu0 + p;
   kvi_rng rng = kvi_rng_stream(o->seed, 0x11e);
   kvi_lie_safety safe = {o->max_norm, 0, 0};
   const double t0 = kvi_time_now(), beta_b = o->beta_b > 0 ? o->beta_b : o->beta;
   const bool check = isfinite(pb->f_star);
+  double shrink = 1; /* backtracking factor of the steps after a non-finite point */
+  bool have_prev = false;
+  double f_prev = NAN;
   r->f = NAN;
   for (r->iters = 0; r->iters < o->max_iter; r->iters++) {
     if ((s = kvi__b_inverse(g, B, R)) != KVI_OK) break;
     double fmu;
     s = kvi__estimate(pb, o->est, o->samples, o->gamma, mu, R, &rng, Rg, X, r, &fmu);
     if (s) break;
-    if (!isfinite(fmu)) fmu = pb->f(mu, pb->user), r->fevals++; /* the stopping test */
+    if (isnan(fmu)) fmu = pb->f(mu, pb->user), r->fevals++; /* the stopping test */
+    /* a blow-up: not finite, or more than ten times worse than the last point */
+    const bool bad = !isfinite(fmu) || !kvi__dfinite(X, pp) || !kvi__dfinite(Rg, (size_t)p) ||
+                     (have_prev && fmu > f_prev + 10 * (fabs(f_prev) + 1));
+    if (bad && have_prev && shrink > 1e-12) { /* back to the last finite point, half the step */
+      memcpy(mu, mu0, (size_t)p * sizeof *mu);
+      memcpy(B, B0, nb * sizeof *B);
+      shrink *= 0.5, safe.damped++;
+      if ((s = kvi__b_inverse(g, B, R)) != KVI_OK) break;
+      s = kvi__estimate(pb, o->est, o->samples, o->gamma, mu, R, &rng, Rg, X, r, &fmu);
+      if (s) break;
+      if (isnan(fmu)) fmu = pb->f(mu, pb->user), r->fevals++;
+    } else if (bad) {
+      s = kvi_fail(KVI_ERR_NONFINITE,
+                   "lie_minimize: f or its estimates are not finite at the mean");
+      break;
+    } else {
+      shrink = fmin(1, 1.25 * shrink);
+    }
     r->f = fmu;
     if (check && fmu - pb->f_star < o->tol) {
       r->converged = true;
       break;
     }
-    s = kvi__step(g, mu, B, R, Rg, X, o->beta, beta_b, &safe);
-    if (s == KVI_ERR_LINALG) s = KVI_OK; /* a rejected B step: B stays, the loop goes on */
+    memcpy(mu0, mu, (size_t)p * sizeof *mu);
+    memcpy(B0, B, nb * sizeof *B);
+    have_prev = true, f_prev = fmu;
+    s = kvi__step(g, mu, B, R, Rg, X, shrink * o->beta, shrink * beta_b, &safe);
+    if (s == KVI_ERR_NONFINITE) shrink *= 0.5; /* the mean's step was rejected */
+    if (s == KVI_ERR_LINALG || s == KVI_ERR_NONFINITE) s = KVI_OK; /* B's step was rejected */
     if (s) break;
   }
   r->seconds = kvi_time_now() - t0;
