@@ -232,7 +232,8 @@ typedef struct {
   int samples;   /* Monte Carlo samples per iteration (MEAN: unused) */
   int max_iter;
   double tol;      /* stop when f(mu) - f_star < tol (f_star finite) */
-  double max_norm; /* safety bound of ||M||_F per step (0: 1) */
+  double max_norm;    /* safety bound of ||M||_F per step (0: 1) */
+  double max_seconds; /* stop after this long (0: no limit) */
   uint64_t seed;
 } kvi_lie_opts;
 

@@ -35,4 +35,28 @@ void kvi__dunwhiten(int n, double *X, const double *L, const double *S);
 /* tau(S) = strict lower of S + diag(S) / 2 (lower triangular), may alias. */
 void kvi__dtau(int n, double *T, const double *S);
 
+/* ---- Lie groups (lie.c, lie_struct.c) ---- */
+/* Is (i, j) a free entry of the group's matrices; *sym: is it in a symmetric block of the
+ * algebra (dense, block-diagonal and the k x k block of the block-triangular groups). */
+bool kvi__lie_free(kvi_lie_kind kind, int k, int i, int j, bool *sym);
+/* A simple group's pattern in CSR form (with_transpose: its union with the transpose). */
+typedef struct {
+  int p;
+  int *rp, *ci;
+} kvi__pat;
+bool kvi__pat_make(kvi__pat *t, kvi_lie_kind kind, int k, int p, bool with_transpose);
+void kvi__pat_free(kvi__pat *t);
+/* C = A B for A, B with the pattern t (C gets the same pattern; C must not alias). */
+void kvi__pat_mul(const kvi__pat *t, const double *A, const double *B, double *C);
+/* y = R x, or R^T x with trans, R with the pattern t. */
+void kvi__pat_matvec(const kvi__pat *t, const double *R, const double *x, double *y, bool trans);
+/* X = R H R^T on the entries of u, zero elsewhere (R with pattern t, H dense); T: p^2. */
+void kvi__pat_congruence(const kvi__pat *t, const kvi__pat *u, const double *R, const double *H,
+                         double *X, double *T);
+/* R = B^-1 by the group's structure (w: p^2, ipiv: p); false if singular or not finite. */
+bool kvi__lie_inverse(kvi_lie_kind kind, int k, int p, const double *B, double *R, double *w,
+                      int *ipiv);
+/* min / max |pivot| of B (its dense blocks' LU pivots and its diagonal elsewhere). */
+double kvi__lie_pivot_ratio(kvi_lie_kind kind, int k, int p, const double *B, double *w, int *ipiv);
+
 #endif

@@ -1,7 +1,6 @@
 /* Matrix Lie groups for structured natural-gradient descent (docs/geom.md section 5): the group
  * structures, the projection M = C (.) kappa(X) onto the Lie sub-algebra with the weights of the
  * exact Fisher matrix, and the structure-preserving update B <- B h(M) with its safety rules. */
-#include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,8 +113,7 @@ kvi_status kvi_lie_group_parse(kvi_lie_group *g, const char *s, int p) {
   return kvi_lie_group_check(g);
 }
 
-/* Is (i, j) a free entry of the group's matrices; is it in a symmetric block of the algebra. */
-static bool kvi__free(kvi_lie_kind kind, int k, int i, int j, bool *sym) {
+bool kvi__lie_free(kvi_lie_kind kind, int k, int i, int j, bool *sym) {
   *sym = false;
   switch (kind) {
     case KVI_LIE_DENSE:
@@ -146,7 +144,8 @@ int kvi_lie_in_group(const kvi_lie_group *g, const double *B, double tol) {
   bool sym;
   for (int i = 0; i < g->p; i++)
     for (int j = 0; j < g->p; j++)
-      if (!kvi__free(g->kind, g->k, i, j, &sym) && fabs(B[(size_t)i * g->p + j]) > tol) return 0;
+      if (!kvi__lie_free(g->kind, g->k, i, j, &sym) && fabs(B[(size_t)i * g->p + j]) > tol)
+        return 0;
   return 1;
 }
 
@@ -155,7 +154,7 @@ static void kvi__project(kvi_lie_kind kind, int k, int p, double *M, const doubl
   for (int i = 0; i < p; i++)
     for (int j = 0; j < p; j++) {
       double v = 0;
-      if (kvi__free(kind, k, i, j, &sym)) {
+      if (kvi__lie_free(kind, k, i, j, &sym)) {
         if (i == j)
           v = 0.5 * X[(size_t)i * p + i];
         else if (sym)
@@ -179,18 +178,6 @@ kvi_status kvi_lie_project(const kvi_lie_group *g, double *M, const double *X) {
 
 void kvi_lie_h(int p, double *H, const double *M) { kvi__dh(p, H, M); }
 
-/* The smallest / largest pivot of B's LU factorization (B is p x p, copied into w). */
-static double kvi__pivot_ratio(int p, const double *B, double *w, int *ipiv) {
-  memcpy(w, B, (size_t)p * p * sizeof *w);
-  if (LAPACKE_dgetrf(LAPACK_ROW_MAJOR, p, p, w, p, ipiv) < 0) return 0;
-  double lo = INFINITY, hi = 0;
-  for (int i = 0; i < p; i++) {
-    double d = fabs(w[(size_t)i * p + i]);
-    lo = fmin(lo, d), hi = fmax(hi, d);
-  }
-  return hi > 0 ? lo / hi : 0;
-}
-
 /* Scales M to Frobenius norm max_norm when larger; true if it did. */
 static bool kvi__damp(double *M, size_t n, double max_norm) {
   const double nrm = sqrt(kvi__dnorm2(M, n)), bound = max_norm > 0 ? max_norm : 1;
@@ -199,30 +186,26 @@ static bool kvi__damp(double *M, size_t n, double max_norm) {
   return true;
 }
 
-/* Bn = B h(M) for one simple group, with a finiteness and pivot check; w: 3 p^2 doubles. */
-static bool kvi__apply(kvi_lie_kind kind, int p, double *Bn, const double *B, const double *M,
-                       double *w, int *ipiv) {
+/* Bn = B h(M) for one simple group on its pattern, with a finiteness and pivot check; w: 2 p^2
+ * doubles. */
+static bool kvi__apply(kvi_lie_kind kind, int k, int p, double *Bn, const double *B,
+                       const double *M, double *w, int *ipiv) {
   double *H = w;
-  if (kind == KVI_LIE_DIAG) {
-    memset(Bn, 0, (size_t)p * p * sizeof *Bn);
-    for (int i = 0; i < p; i++) {
-      const double m = M[(size_t)i * p + i];
-      Bn[(size_t)i * p + i] = B[(size_t)i * p + i] * (1 + m + 0.5 * m * m);
-    }
-  } else {
+  if (kind == KVI_LIE_DENSE || kind == KVI_LIE_TRIL || kind == KVI_LIE_BLOCK_DIAG ||
+      2 * k >= p) { /* BLAS; the products of the pattern's zeros stay exact zeros */
     kvi__dh(p, H, M);
     kvi__dgemm(false, false, p, p, p, 1, B, H, 0, Bn);
+  } else {
+    kvi__pat t;
+    if (!kvi__pat_make(&t, kind, k, p, false)) return false;
+    kvi__pat_mul(&t, M, M, H); /* h(M) = I + M + M^2/2 */
+    for (size_t i = 0; i < (size_t)p * p; i++) H[i] = 0.5 * H[i] + M[i];
+    for (int i = 0; i < p; i++) H[(size_t)i * p + i] += 1;
+    kvi__pat_mul(&t, B, H, Bn);
+    kvi__pat_free(&t);
   }
   if (!kvi__dfinite(Bn, (size_t)p * p)) return false;
-  if (kind == KVI_LIE_DIAG || kind == KVI_LIE_TRIL) { /* triangular: the diagonal */
-    double lo = INFINITY, hi = 0;
-    for (int i = 0; i < p; i++) {
-      double d = fabs(Bn[(size_t)i * p + i]);
-      lo = fmin(lo, d), hi = fmax(hi, d);
-    }
-    return hi > 0 && lo >= KVI__LIE_MIN_RATIO * hi;
-  }
-  return kvi__pivot_ratio(p, Bn, w + (size_t)p * p, ipiv) >= KVI__LIE_MIN_RATIO;
+  return kvi__lie_pivot_ratio(kind, k, p, Bn, w, ipiv) >= KVI__LIE_MIN_RATIO;
 }
 
 static double *kvi__alloc(size_t n) {
@@ -234,7 +217,6 @@ static double *kvi__alloc(size_t n) {
 /* B <- B h(M) for a simple group with safety; M may be modified (damped). */
 static kvi_status kvi__update_simple(kvi_lie_kind kind, int k, int p, double *B, double *M,
                                      kvi_lie_safety *safe) {
-  (void)k;
   if (kvi__damp(M, (size_t)p * p, safe ? safe->max_norm : 1) && safe) safe->damped++;
   double *w = kvi__alloc(4 * (size_t)p * p);
   int *ipiv = malloc((size_t)p * sizeof *ipiv);
@@ -243,7 +225,7 @@ static kvi_status kvi__update_simple(kvi_lie_kind kind, int k, int p, double *B,
     return kvi_fail(KVI_ERR_NOMEM, "lie_update: out of memory");
   }
   double *Bn = w + 3 * (size_t)p * p;
-  bool ok = kvi__dfinite(M, (size_t)p * p) && kvi__apply(kind, p, Bn, B, M, w, ipiv);
+  bool ok = kvi__dfinite(M, (size_t)p * p) && kvi__apply(kind, k, p, Bn, B, M, w, ipiv);
   if (ok) memcpy(B, Bn, (size_t)p * p * sizeof *B);
   free(w), free(ipiv);
   if (!ok && safe) safe->rejected++;
