@@ -263,12 +263,13 @@ KVI_API kvi_status kvi_lie_estimate(const kvi_problem *pb, kvi_lie_estimator est
                                     const kvi_lie_group *g, kvi_rng *rng, double *g_mu, double *X,
                                     kvi_lie_report *r);
 
-/* Mixture of K structured Gaussians q(w) = (1/K) sum_k N(w | mu_k, (B_k B_k^T)^-1) fitted to
- * exp(-l) by structured NGD with Stein estimates (G33): mu (K x dim), B (K x dim x dim) updated
- * in place, iters iterations of samples draws per component. */
+/* Mixture of K structured Gaussians q(w) = sum_k w_k N(w | mu_k, (B_k B_k^T)^-1) fitted to
+ * exp(-l) by structured NGD with Stein estimates (G33): mu (K x dim), B (K x dim x dim) updated in
+ * place, iters iterations of samples draws per component. logw (K): the log weights, learned
+ * (G34) and normalized in place; NULL: uniform weights 1/K, fixed. */
 KVI_API kvi_status kvi_lie_mixture_fit(const kvi_problem *pb, const kvi_lie_group *g, int K,
-                                       double *mu, double *B, int iters, int samples, double beta,
-                                       uint64_t seed, kvi_lie_report *r);
+                                       double *mu, double *B, double *logw, int iters, int samples,
+                                       double beta, uint64_t seed, kvi_lie_report *r);
 
 /* Built-in test problems (dim x dim dense Hessians): chained Rosenbrock
  * sum 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2 and Dixon-Price

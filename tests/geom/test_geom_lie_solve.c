@@ -3,7 +3,8 @@
  * Gaussian VI reaches the exact posterior with a dense B, the mean-field one with a diagonal B
  * and the Kronecker solution with a Kronecker B; Rosenbrock and Dixon-Price are minimized, by
  * Hessians and from function values only; the problems' gradients and Hessians match central
- * differences; a two-component mixture finds both modes of a bimodal target. */
+ * differences; a two-component mixture finds both modes of a bimodal target, and learns their
+ * weights. */
 #include "geom_test_util.h"
 #include "kvi_test.h"
 
@@ -196,6 +197,7 @@ static void test_problems_fd(void) {
  * l = -log p, grad l = sum_k rho_k(w) A (w - c_k). */
 typedef struct {
   const double *A, *c1, *c2;
+  double w1; /* weight of the first mode */
 } bimodal;
 
 enum { D = 3 };
@@ -212,10 +214,11 @@ static double bi_fg(const double *w, double *g, void *u) {
       e[k] += 0.5 * (w[i] - c[i]) * Ad[k][i];
     }
   }
-  const double mn = fmin(e[0], e[1]), z = exp(mn - e[0]) + exp(mn - e[1]);
+  const double mn = fmin(e[0], e[1]);
+  const double a = b->w1 * exp(mn - e[0]), c = (1 - b->w1) * exp(mn - e[1]), z = a + c;
   if (g)
-    for (int i = 0; i < D; i++) g[i] = (exp(mn - e[0]) * Ad[0][i] + exp(mn - e[1]) * Ad[1][i]) / z;
-  return mn - log(0.5 * z);
+    for (int i = 0; i < D; i++) g[i] = (a * Ad[0][i] + c * Ad[1][i]) / z;
+  return mn - log(z);
 }
 
 static double bi_f(const double *w, void *u) { return bi_fg(w, NULL, u); }
@@ -224,14 +227,14 @@ static double bi_f(const double *w, void *u) { return bi_fg(w, NULL, u); }
  * (within Monte Carlo noise). */
 static void test_mixture(void) {
   double A[D * D] = {2, 0.5, 0, 0.5, 1.5, 0.2, 0, 0.2, 1}, c1[D] = {-3, 0, 0}, c2[D] = {3, 0, 0};
-  bimodal bm = {A, c1, c2};
+  bimodal bm = {A, c1, c2, 0.5};
   kvi_problem pb = {D, bi_f, bi_fg, NULL, &bm, NAN, "bimodal"};
   kvi_lie_group g = group(KVI_LIE_DENSE, D, 0);
   double mu[2 * D] = {-1, 1, 0.5, 1, -1, 0}, B[2 * D * D] = {0};
   for (int k = 0; k < 2; k++)
     for (int i = 0; i < D; i++) B[k * D * D + i * D + i] = 1;
   kvi_lie_report rep;
-  CHECK_OK(kvi_lie_mixture_fit(&pb, &g, 2, mu, B, 300, 10, 0.2, 3, &rep));
+  CHECK_OK(kvi_lie_mixture_fit(&pb, &g, 2, mu, B, NULL, 300, 10, 0.2, 3, &rep));
   double worst_mu = 0, worst_s = 0;
   for (int k = 0; k < 2; k++) {
     double S[D * D];
@@ -246,7 +249,13 @@ static void test_mixture(void) {
   CHECK(worst_mu < 0.05 && worst_s < 0.1);
   CHECK(kvi_lie_in_group(&g, B, 0) && kvi_lie_in_group(&g, B + D * D, 0));
   kvi_lie_group gk = group(KVI_LIE_KRON, D, 0);
-  CHECK_FAILS(kvi_lie_mixture_fit(&pb, &gk, 2, mu, B, 1, 1, 0.1, 1, &rep));
+  CHECK_FAILS(kvi_lie_mixture_fit(&pb, &gk, 2, mu, B, NULL, 1, 1, 0.1, 1, &rep));
+  /* unequal modes, 3/4 and 1/4: the learned weights follow them */
+  bm.w1 = 0.75;
+  double logw[2] = {0, 0};
+  CHECK_OK(kvi_lie_mixture_fit(&pb, &g, 2, mu, B, logw, 400, 10, 0.2, 4, &rep));
+  printf("learned weights %.3f %.3f (target 0.75 0.25)\n", exp(logw[0]), exp(logw[1]));
+  CHECK(fabs(exp(logw[0]) - 0.75) < 0.03 && fabs(exp(logw[0]) + exp(logw[1]) - 1) < 1e-12);
 }
 
 int main(void) {
