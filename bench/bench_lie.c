@@ -13,6 +13,8 @@
  *   bench_lie mixture [--out CSV] [--iters T]  an 80-dimensional mixture of five Student-t
  *       densities fitted by a mixture of ten Gaussians with block upper-triangular B (k = 5);
  *       the first 8 marginals of both on a grid go to CSV (bench/lie_marginals.py plots them).
+ *   bench_lie check  the benchmark targets' gradients and Hessians against central differences
+ *       (tests/cli/bench_lie_check.sh runs it).
  * Single-threaded BLAS; double precision throughout. */
 #include <cblas.h>
 #include <math.h>
@@ -334,8 +336,62 @@ static int cmd_logreg(int argc, char **argv) {
 
 #include "bench_lie_mixture.h"
 
+/* ---- check: the benchmark targets' gradients and Hessians against central differences ------ */
+static double fd_worst(double (*fg)(const double *, double *, void *), void *u, int p, double *x,
+                       const double *g) {
+  double worst = 0;
+  for (int i = 0; i < p; i++) {
+    const double xi = x[i], h = 1e-6 * (1 + fabs(xi));
+    x[i] = xi + h;
+    const double fp = fg(x, NULL, u);
+    x[i] = xi - h;
+    const double fm = fg(x, NULL, u);
+    x[i] = xi;
+    worst = fmax(worst, fabs((fp - fm) / (2 * h) - g[i]) / (1 + fabs(g[i])));
+  }
+  return worst;
+}
+
+static int cmd_check(void) {
+  kvi_rng r = kvi_rng_stream(2, 2);
+  logreg d = {60, 6, NULL, NULL, NULL, 0.7};
+  d.X = xalloc(360 * sizeof *d.X), d.Xs = xalloc(360 * sizeof *d.Xs),
+  d.y = xalloc(60 * sizeof *d.y);
+  kvi_rng_normal_f64(&r, d.X, 360);
+  for (int i = 0; i < 60; i++) d.y[i] = i % 3 ? 1 : -1;
+  double w[80], g[80], H[36], gp[6], gm[6], hw = 0, gw;
+  kvi_rng_normal_f64(&r, w, 6);
+  lr_fg(w, g, &d);
+  gw = fd_worst(lr_fg, &d, 6, w, g);
+  lr_hess(w, H, &d);
+  for (int j = 0; j < 6; j++) { /* the Hessian's column j against differences of the gradient */
+    const double wj = w[j], h = 1e-6;
+    w[j] = wj + h, lr_fg(w, gp, &d);
+    w[j] = wj - h, lr_fg(w, gm, &d);
+    w[j] = wj;
+    for (int i = 0; i < 6; i++)
+      hw = fmax(hw, fabs((gp[i] - gm[i]) / (2 * h) - H[i * 6 + j]) / (1 + fabs(H[i * 6 + j])));
+  }
+  printf("logistic regression: gradient %.1e, Hessian %.1e (max relative error)\n", gw, hw);
+  tmix *t = xalloc(sizeof *t);
+  tm_make(t, 3);
+  double tw = 0;
+  for (int trial = 0; trial < 3; trial++) {
+    kvi_rng_normal_f64(&r, w, MIX_P);
+    for (int a = 0; a < MIX_P; a++) w[a] = t->m[trial][a] + 0.5 * w[a]; /* near a mode */
+    tm_fg(w, g, t);
+    tw = fmax(tw, fd_worst(tm_fg, t, MIX_P, w, g));
+  }
+  printf("80-d Student-t mixture: gradient %.1e\n", tw);
+  free(d.X), free(d.Xs), free(d.y), free(t);
+  const bool ok = gw < 1e-6 && hw < 1e-5 && tw < 1e-5;
+  printf("%s\n", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   kvi_set_threads(1);
+  if (argc > 1 && !strcmp(argv[1], "check")) return cmd_check();
   if (argc > 1 && !strcmp(argv[1], "opt")) return cmd_opt(argc, argv);
   if (argc > 1 && !strcmp(argv[1], "logreg")) return cmd_logreg(argc, argv);
   if (argc > 1 && !strcmp(argv[1], "mixture")) return cmd_mixture(argc, argv);
