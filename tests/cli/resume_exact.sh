@@ -3,10 +3,10 @@
 # `--resume --epochs 4` give byte-identical tensors (parameters and optimizer state), for a plain
 # run, for a run with --val --normalize --hflip --prior group --finetune-pruned whose resume
 # command omits every setting (--seed included), for a padded CNN, and for a regression run with
-# --standardize --learn-noise, and for riemann-adam, riemann-momentum and lie-ngd; after
-# `kill -9` in the middle of an epoch the last checkpoint resumes to the same result. A resumed
-# run refuses flags that contradict its checkpoint, a checkpoint without optimizer state needs
-# --reset-optimizer, and eval of a regression model applies the stored standardization.
+# --standardize --learn-noise; after `kill -9` in the middle of an epoch the last checkpoint
+# resumes to the same result. A resumed run refuses flags that contradict its checkpoint, a
+# checkpoint without optimizer state needs --reset-optimizer, and eval of a regression model
+# applies the stored standardization.
 # usage: resume_exact.sh KRONVI TMPDIR
 set -u
 K=$1
@@ -46,11 +46,6 @@ exact kfac "$SMALL --family point --optimizer kfac --inverse-every 2 --adapt-dam
 exact ekfac "$SMALL --family point --optimizer kfac --ekfac --fisher empirical" "--data $D"
 exact noisy-kfac "$SMALL --family mn --prior fixed:0.1 --optimizer noisy-kfac --inverse-every 2" \
   "--data $D"
-# the Riemannian optimizers (whitened momentum, per-factor second moments) and lie-ngd (the
-# triangular factors K, C)
-exact riemann-adam "$MLP --family mn --optimizer riemann-adam" "--data $D"
-exact riemann-momentum "$MLP --family mn --optimizer riemann-momentum --momentum 0.5" "--data $D"
-exact lie-ngd "$SMALL --family point --optimizer lie-ngd --inverse-every 2" "--data $D"
 CNN="--data $D --arch 1-4-mp-8-mp-flatten-10 --limit-train 300 --limit-test 100 --batch 50 --samples 1"
 exact cnn-pad "$CNN --family mn --pad 2 --hflip --normalize" "--data $D"
 
