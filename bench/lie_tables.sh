@@ -17,6 +17,10 @@ mkdir -p "$OUT"
   done
   "$B" opt --problem rosenbrock --method search --seconds "$SS" --no-header 1
 } | tee "$OUT/lie-opt.md"
-"$B" logreg | tee "$OUT/lie-logreg.md"
+{
+  "$B" logreg --part ref
+  "$B" logreg --part table | tail -n +2
+  "$B" logreg --part long | tail -n +2
+} | tee "$OUT/lie-logreg.md"
 "$B" mixture --out "$OUT/mixture80.csv" | tee "$OUT/lie-mixture.md"
 /usr/bin/python3 bench/lie_marginals.py "$OUT/mixture80.csv" "$OUT/mixture80.png"
