@@ -99,9 +99,8 @@ static int cmd_opt(int argc, char **argv) {
   const bool header = !arg_str(argc, argv, "--no-header", NULL);
   if (header) {
     printf(
-        "structured NGD to f - f* < 1e-6 (\"> N\": not reached within %.0f s; f: the last "
-        "value)\n\n",
-        sec);
+        "structured NGD to f - f* < 1e-6 (\"> N\": not reached within the time cap, the "
+        "seconds column; f: the last value)\n\n");
     printf(
         "| problem | method (B) | iterations | f evals | grad evals | Hessian evals | seconds | f "
         "|\n");
