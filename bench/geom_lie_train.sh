@@ -4,7 +4,8 @@
 # 1-10-mp-20-mp-40-mp-80-mp-flatten-10, the same epochs, batch, seed and one thread; lie-ngd at
 # three learning rates a factor ~3 apart. Per-epoch CSV logs go to bench/results/geom/, then
 # bench/geom_table.py prints epochs and seconds to a fixed test accuracy.
-# usage: [MODEL=mlp|cnn] [EPOCHS=5] [TARGET=0.86] bash bench/geom_lie_train.sh
+# usage: [MODEL=mlp|cnn] [EPOCHS=5] [TARGET=0.86] [ONLY=substring of the run names]
+#   bash bench/geom_lie_train.sh
 set -eu
 cd "$(dirname "$0")/.."
 K=${KRONVI:-build/kronvi}
@@ -25,6 +26,7 @@ for r in "${runs[@]}"; do
   set -- $r
   name=$1
   shift
+  case "$name" in *"${ONLY:-}"*) ;; *) continue ;; esac
   log="$OUT/$MODEL-point-$name.csv"
   rm -f "$log"
   "$K" train --data "$D" --arch "$ARCH" --family point --epochs "$EPOCHS" --batch 100 "$@" \

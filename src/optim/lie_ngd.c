@@ -13,7 +13,8 @@
  *   M_K = b/m C (.) tril(tr(Gh) Ah - m I),  M_C = b/(n+1) C (.) tril(tr(Ah) Gh - (n+1) I)
  * (C: 1/2 on the diagonal, 1 below), the shared scale direction split between the two
  * (G26), |M|_F <= 1, then K <- K h(M_K), C <- C h(M_C), h(M) = I + M + M^2/2: K and C stay
- * triangular with positive diagonals. b = 1 - ema (--kfac-ema). The first update sets K and C to
+ * triangular with positive diagonals; (K K^T)^-1 and (C C^T)^-1 are then formed once (a
+ * triangular solve and a syrk each), so a step costs two products, as K-FAC's. b = 1 - ema (--kfac-ema). The first update sets K and C to
  * the Cholesky factors of A_d and G_d. The fixed point is K K^T (x) C C^T = A_d (x) G_d.
  * Views that are not the M or b of a weight layer take momentum SGD.
  * State: "optim.m.<view>", per layer "lie.K.<layer>", "lie.C.<layer>", "lie.count.<layer>". */
@@ -32,6 +33,8 @@ typedef struct {
   kvi_real *A, *G;         /* scratch: this step's statistics */
   bool fresh;              /* statistics captured this step */
   kvi_real *V, *P;         /* scratch, na x m */
+  kvi_real *Ki, *Ci;       /* (K K^T)^-1 and (C C^T)^-1, derived from K, C after each update */
+  bool inv;                /* Ki, Ci are those of the current K, C */
 } kvi__ll;
 
 typedef struct {
@@ -49,6 +52,7 @@ static void kvi__lie_free(void *impl) {
   if (!k) return;
   for (int i = 0; i < k->nl; i++) {
     kvi_free(k->l[i].A), kvi_free(k->l[i].G), kvi_free(k->l[i].V), kvi_free(k->l[i].P);
+    kvi_free(k->l[i].Ki), kvi_free(k->l[i].Ci);
   }
   free(k->l), free(k->bound);
   kvi_free(k->T1), kvi_free(k->T2), kvi_free(k->T3), kvi_free(k->T4);
@@ -88,7 +92,9 @@ static kvi_status kvi__bind_layer(kvi_optimizer *o, kvi__ll *L, const kvi_dense 
   L->G = kvi_alloc((size_t)m * m * sizeof(kvi_real));
   L->V = kvi_alloc((size_t)na * m * sizeof(kvi_real));
   L->P = kvi_alloc((size_t)na * m * sizeof(kvi_real));
-  return L->A && L->G && L->V && L->P ? KVI_OK
+  L->Ki = kvi_alloc((size_t)na * na * sizeof(kvi_real));
+  L->Ci = kvi_alloc((size_t)m * m * sizeof(kvi_real));
+  return L->A && L->G && L->V && L->P && L->Ki && L->Ci ? KVI_OK
                                       : kvi_fail(KVI_ERR_NOMEM, "out of memory for lie-ngd");
 }
 
@@ -242,15 +248,33 @@ static void kvi__gather_grad(kvi__ll *L, const kvi_params *p) {
            (size_t)L->m * sizeof(kvi_real));
 }
 
-/* P = K^-T K^-1 V C^-T C^-1 (or V before the first factor update). */
+/* Xi = (X X^T)^-1 = X^-T X^-1 of the lower-triangular X (n x n): X^-1 by a triangular solve of
+ * the identity, then one syrk; false if not finite. w: n^2. */
+static bool kvi__gram_inverse(kvi_real *Xi, const kvi_real *X, int n, kvi_real *w) {
+  memset(w, 0, (size_t)n * n * sizeof *w);
+  for (int i = 0; i < n; i++) w[(size_t)i * n + i] = 1;
+  kvi_trsm(false, false, false, n, n, 1, X, n, w, n); /* X^-1 */
+  kvi_syrk(true, n, n, 1, w, n, 0, Xi, n);           /* lower of X^-T X^-1 */
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < i; j++) Xi[(size_t)j * n + i] = Xi[(size_t)i * n + j];
+  return kvi__finite(Xi, (size_t)n * n);
+}
+
+/* P = (K K^T)^-1 V (C C^T)^-1 by two products with the inverses formed after each factor
+ * update (or V before the first update). */
 static void kvi__precondition(kvi__lie *k, kvi__ll *L) {
   const int na = L->na, m = L->m;
   memcpy(L->P, L->V, (size_t)na * m * sizeof(kvi_real));
   if (L->count[0] == 0) return;
-  kvi_trsm(false, false, false, na, m, 1, L->K, na, L->P, m); /* K^-1 V */
-  kvi_trsm(false, true, false, na, m, 1, L->K, na, L->P, m);  /* K^-T . */
-  kvi_trsm(true, true, false, na, m, 1, L->C, m, L->P, m);    /* . C^-T */
-  kvi_trsm(true, false, false, na, m, 1, L->C, m, L->P, m);   /* . C^-1 */
+  if (!L->inv) {
+    L->inv = kvi__gram_inverse(L->Ki, L->K, na, k->T1) && kvi__gram_inverse(L->Ci, L->C, m, k->T1);
+    if (!L->inv) {
+      k->skipped++;
+      return;
+    }
+  }
+  kvi_gemm(false, false, na, m, na, 1, L->Ki, na, L->V, m, 0, k->T2, m);
+  kvi_gemm(false, false, na, m, m, 1, k->T2, m, L->Ci, m, 0, L->P, m);
   if (!kvi__finite(L->P, (size_t)na * m)) {
     k->skipped++;
     memcpy(L->P, L->V, (size_t)na * m * sizeof(kvi_real));
@@ -271,7 +295,7 @@ static kvi_status kvi__lie_step(kvi_optimizer *o, kvi_params *p, double lr) {
   double vp = 0;
   for (int l = 0; l < k->nl; l++) {
     kvi__ll *L = &k->l[l];
-    if (L->fresh) kvi__factor_step(o, k, L, o->cfg.damping);
+    if (L->fresh) kvi__factor_step(o, k, L, o->cfg.damping), L->inv = false;
     L->fresh = false;
     kvi__gather_grad(L, p);
     kvi__precondition(k, L);
