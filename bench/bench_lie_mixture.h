@@ -1,8 +1,8 @@
 /* bench_lie mixture: an 80-dimensional mixture of five multivariate Student-t densities (nu = 5,
  * means N(0, 2^2 I), correlated scales) fitted by a mixture of ten Gaussians whose precision
  * factors B_k are block upper-triangular (k = 5), by structured NGD with Stein estimates and
- * learned weights (kvi_lie_mixture_fit). Writes the first 8 marginals of target and fit on a grid to CSV and
- * prints their L1 distances. Part of bench_lie.c. */
+ * learned weights (kvi_lie_mixture_fit). Writes the first 8 marginals of target and fit on a grid
+ * to CSV and prints their L1 distances. Part of bench_lie.c. */
 #include <lapacke.h>
 
 enum { MIX_P = 80, MIX_T = 5, MIX_K = 10 };

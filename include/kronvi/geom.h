@@ -231,7 +231,7 @@ typedef struct {
   double gamma;  /* weight of the entropy term: 1 for optimization and VI, 0 for search */
   int samples;   /* Monte Carlo samples per iteration (MEAN: unused) */
   int max_iter;
-  double tol;      /* stop when f(mu) - f_star < tol (f_star finite) */
+  double tol;         /* stop when f(mu) - f_star < tol (f_star finite) */
   double max_norm;    /* safety bound of ||M||_F per step (0: 1) */
   double max_seconds; /* stop after this long (0: no limit) */
   uint64_t seed;

@@ -18,7 +18,8 @@ typedef struct {
   double *t, *lw;       /* scratch: p, K */
 } kvi__mix;
 
-/* grad log q(w) into gq (p): -sum_c rho_c(w) B_c B_c^T (w - mu_c); returns log q(w) + p/2 log 2 pi. */
+/* grad log q(w) into gq (p): -sum_c rho_c(w) B_c B_c^T (w - mu_c); returns log q(w) + p/2 log 2 pi.
+ */
 static double kvi__mix_grad_log_q(const kvi__mix *m, const double *w, double *gq) {
   const int p = m->p, K = m->K;
   double mx = -INFINITY;

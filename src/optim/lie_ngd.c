@@ -14,10 +14,11 @@
  * (C: 1/2 on the diagonal, 1 below), the shared scale direction split between the two
  * (G26), |M|_F <= 1, then K <- K h(M_K), C <- C h(M_C), h(M) = I + M + M^2/2: K and C stay
  * triangular with positive diagonals; (K K^T)^-1 and (C C^T)^-1 are then formed once (a
- * triangular solve and a syrk each), so a step costs two products, as K-FAC's. b = 1 - ema (--kfac-ema). The first update sets K and C to
- * the Cholesky factors of A_d and G_d. The fixed point is K K^T (x) C C^T = A_d (x) G_d.
- * Views that are not the M or b of a weight layer take momentum SGD.
- * State: "optim.m.<view>", per layer "lie.K.<layer>", "lie.C.<layer>", "lie.count.<layer>". */
+ * triangular solve and a syrk each), so a step costs two products, as K-FAC's. b = 1 - ema
+ * (--kfac-ema). The first update sets K and C to the Cholesky factors of A_d and G_d. The fixed
+ * point is K K^T (x) C C^T = A_d (x) G_d. Views that are not the M or b of a weight layer take
+ * momentum SGD. State: "optim.m.<view>", per layer "lie.K.<layer>", "lie.C.<layer>",
+ * "lie.count.<layer>". */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,8 +95,9 @@ static kvi_status kvi__bind_layer(kvi_optimizer *o, kvi__ll *L, const kvi_dense 
   L->P = kvi_alloc((size_t)na * m * sizeof(kvi_real));
   L->Ki = kvi_alloc((size_t)na * na * sizeof(kvi_real));
   L->Ci = kvi_alloc((size_t)m * m * sizeof(kvi_real));
-  return L->A && L->G && L->V && L->P && L->Ki && L->Ci ? KVI_OK
-                                      : kvi_fail(KVI_ERR_NOMEM, "out of memory for lie-ngd");
+  return L->A && L->G && L->V && L->P && L->Ki && L->Ci
+             ? KVI_OK
+             : kvi_fail(KVI_ERR_NOMEM, "out of memory for lie-ngd");
 }
 
 static kvi_status kvi__lie_bind(kvi_optimizer *o, const kvi_params *p, kvi_dense *const *w,
@@ -254,7 +256,7 @@ static bool kvi__gram_inverse(kvi_real *Xi, const kvi_real *X, int n, kvi_real *
   memset(w, 0, (size_t)n * n * sizeof *w);
   for (int i = 0; i < n; i++) w[(size_t)i * n + i] = 1;
   kvi_trsm(false, false, false, n, n, 1, X, n, w, n); /* X^-1 */
-  kvi_syrk(true, n, n, 1, w, n, 0, Xi, n);           /* lower of X^-T X^-1 */
+  kvi_syrk(true, n, n, 1, w, n, 0, Xi, n);            /* lower of X^-T X^-1 */
   for (int i = 0; i < n; i++)
     for (int j = 0; j < i; j++) Xi[(size_t)j * n + i] = Xi[(size_t)i * n + j];
   return kvi__finite(Xi, (size_t)n * n);
