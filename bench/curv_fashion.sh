@@ -16,7 +16,7 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-OUT=bench/results/curv
+OUT=${OUT:-bench/results/curv}
 mkdir -p "$OUT"
 common=(--data "$DATA" --arch 784-300-10 --family point --epochs "$EPOCHS" --limit-train "$LIMIT"
   --samples 0 --seed 1 --threads 2 --fixed-threads --progress none)

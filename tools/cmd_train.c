@@ -84,7 +84,14 @@ static void train_help(FILE *f) {
       "                         free: CG on the damped Gauss-Newton matrix, pullback-sampling\n"
       "                         diagonal preconditioner), proximal (--prox-steps Adam steps on\n"
       "                         loss + function- and weight-space distances to the step's start;\n"
-      "                         --lr is their step, default 1e-3); --lr is not used by the others\n"
+      "                         --lr is their step, default 1e-3); --lr is not used by the others.\n"
+      "                         Geometric: riemann-sgd, riemann-momentum, riemann-adam (mn,\n"
+      "                         mn-diag: Riemannian steps on the covariance factors, Adam on the\n"
+      "                         rest) or lie-ngd (point networks: Kronecker-of-triangular\n"
+      "                         Lie-group NGD, lr default 1e-2, the kfac flags below apply);\n"
+      "                         docs/geom.md\n",
+      f);
+  fputs(
       "  --damping L            kfac: initial Tikhonov damping (default 1e-3; about 0.1 with\n"
       "                         --damping-kind exact or --ekfac); newton, lm, hf: initial lambda\n"
       "  --cg-max N             hf (and newton, lm above --dense-max parameters): CG iterations\n"
@@ -108,7 +115,7 @@ static void train_help(FILE *f) {
       "  --lr-decay G           multiply the learning rate by G after every epoch (default 1)\n"
       "  --lr-final LR          decay exponentially to LR at the last epoch (overrides "
       "--lr-decay)\n"
-      "  --momentum M           sgd and kfac momentum (default 0.9)\n"
+      "  --momentum M           sgd, kfac, riemann-momentum, lie-ngd momentum (default 0.9)\n"
       "  --nesterov             sgd: Nesterov momentum\n"
       "  --weight-decay WD      decoupled weight decay of the means (default 0)\n"
       "  --kl-warmup E          KL weight schedule length in epochs (default 0: weight 1 "

@@ -24,7 +24,11 @@ typedef enum {
   KVI_OPT_NEWTON,  /* damped Newton (exact Hessian), Levenberg-Marquardt damping */
   KVI_OPT_LM,      /* Levenberg-Marquardt: damped Gauss-Newton */
   KVI_OPT_HF,      /* Hessian-free: preconditioned CG on the damped GGN */
-  KVI_OPT_PROXIMAL /* K inner steps on loss + function- and weight-space distances */
+  KVI_OPT_PROXIMAL, /* K inner steps on loss + function- and weight-space distances */
+  KVI_OPT_RIEMANN_SGD, /* Riemannian steps on the MN factors (src/optim/riemann.c, docs/geom.md) */
+  KVI_OPT_RIEMANN_MOMENTUM,
+  KVI_OPT_RIEMANN_ADAM,
+  KVI_OPT_LIE_NGD /* Kronecker-of-triangular Lie-group NGD (src/optim/lie_ngd.c, docs/geom.md) */
 } kvi_opt_kind;
 
 /* K-FAC: where the G factor's output gradients come from. */
@@ -149,6 +153,12 @@ KVI_API kvi_status kvi_optimizer_bind(kvi_optimizer *o, const kvi_params *p, kvi
 KVI_API kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_params *p, double lr);
 /* K-FAC: how many statistics, bases or steps were skipped for non-finite values. */
 KVI_API int64_t kvi_kfac_skipped(const kvi_optimizer *o);
+/* Riemannian optimizers: steps damped to the trust bound and factor steps rejected (non-finite
+ * gradients or results); 0 for other optimizers. */
+KVI_API int64_t kvi_riemann_damped(const kvi_optimizer *o);
+KVI_API int64_t kvi_riemann_rejected(const kvi_optimizer *o);
+/* lie-ngd: factor updates and preconditioned steps skipped for non-finite values. */
+KVI_API int64_t kvi_lie_ngd_skipped(const kvi_optimizer *o);
 /* The state tensor of that name, NULL if absent. */
 KVI_API kvi_opt_state *kvi_optimizer_find_state(kvi_optimizer *o, const char *name);
 /* Zeroes every state tensor and the step count (training restarts its moments). */

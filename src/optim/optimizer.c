@@ -8,13 +8,15 @@
 #include "kronvi/optim.h"
 
 extern const kvi_optimizer_ops kvi_adam_ops, kvi_sgd_ops, kvi_kfac_ops, kvi_noisy_kfac_ops,
-    kvi_lbfgs_ops, kvi_newton_ops, kvi_lm_ops, kvi_hf_ops, kvi_proximal_ops;
+    kvi_lbfgs_ops, kvi_newton_ops, kvi_lm_ops, kvi_hf_ops, kvi_proximal_ops, kvi_riemann_sgd_ops,
+    kvi_riemann_momentum_ops, kvi_riemann_adam_ops, kvi_lie_ngd_ops;
 
+/* Kinds, names and implementations, in kvi_opt_kind order. */
 static const struct {
   kvi_opt_kind kind;
   const char *name;
   const kvi_optimizer_ops *ops;
-} kvi__kinds[] = {
+} kvi__opts[] = {
     {KVI_OPT_ADAM, "adam", &kvi_adam_ops},
     {KVI_OPT_SGD, "sgd", &kvi_sgd_ops},
     {KVI_OPT_KFAC, "kfac", &kvi_kfac_ops},
@@ -24,18 +26,22 @@ static const struct {
     {KVI_OPT_LM, "lm", &kvi_lm_ops},
     {KVI_OPT_HF, "hf", &kvi_hf_ops},
     {KVI_OPT_PROXIMAL, "proximal", &kvi_proximal_ops},
+    {KVI_OPT_RIEMANN_SGD, "riemann-sgd", &kvi_riemann_sgd_ops},
+    {KVI_OPT_RIEMANN_MOMENTUM, "riemann-momentum", &kvi_riemann_momentum_ops},
+    {KVI_OPT_RIEMANN_ADAM, "riemann-adam", &kvi_riemann_adam_ops},
+    {KVI_OPT_LIE_NGD, "lie-ngd", &kvi_lie_ngd_ops},
 };
-enum { KVI__NKINDS = sizeof kvi__kinds / sizeof kvi__kinds[0] };
+#define KVI__NOPTS ((int)(sizeof kvi__opts / sizeof kvi__opts[0]))
 
 kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind) {
   kvi_opt_config c;
   memset(&c, 0, sizeof c);
   c.kind = kind;
-  c.lr = kind == KVI_OPT_ADAM ? 1e-3 : 1e-2;
+  c.lr = 1e-3; /* Adam's, and the Riemannian optimizers' (Adam on the means) */
   c.beta1 = 0.9, c.beta2 = 0.999, c.eps = 1e-8;
   c.momentum = 0.9;
   c.damping = 1e-3, c.ema = 0.95, c.inverse_every = 20, c.kl_clip = 1e-3;
-  if (kind == KVI_OPT_KFAC || kind == KVI_OPT_NOISY_KFAC) c.lr = 1e-2;
+  if (kind == KVI_OPT_KFAC || kind == KVI_OPT_NOISY_KFAC || kind == KVI_OPT_LIE_NGD) c.lr = 1e-2;
   c.cg_max = 250, c.dense_max = 2000, c.lbfgs_memory = 10;
   c.prox_steps = 5, c.prox_fsd = 1, c.prox_wsd = 1e-4;
   if (kind == KVI_OPT_LBFGS || kind == KVI_OPT_NEWTON || kind == KVI_OPT_LM || kind == KVI_OPT_HF)
@@ -45,26 +51,26 @@ kvi_opt_config kvi_opt_config_default(kvi_opt_kind kind) {
 }
 
 kvi_status kvi_opt_parse(kvi_opt_kind *k, const char *s) {
-  for (int i = 0; s && i < KVI__NKINDS; i++)
-    if (!strcmp(s, kvi__kinds[i].name)) {
-      *k = kvi__kinds[i].kind;
+  for (int i = 0; s && i < KVI__NOPTS; i++)
+    if (strcmp(s, kvi__opts[i].name) == 0) {
+      *k = kvi__opts[i].kind;
       return KVI_OK;
     }
   return kvi_fail(KVI_ERR_ARG,
                   "unknown optimizer '%s' (expected adam, sgd, kfac, noisy-kfac, lbfgs, newton, "
-                  "lm, hf or proximal)",
+                  "lm, hf, proximal, riemann-sgd, riemann-momentum, riemann-adam or lie-ngd)",
                   s ? s : "(null)");
 }
 
 const char *kvi_opt_name(kvi_opt_kind k) {
-  for (int i = 0; i < KVI__NKINDS; i++)
-    if (kvi__kinds[i].kind == k) return kvi__kinds[i].name;
+  for (int i = 0; i < KVI__NOPTS; i++)
+    if (kvi__opts[i].kind == k) return kvi__opts[i].name;
   return "adam";
 }
 
 const kvi_optimizer_ops *kvi_opt_ops(kvi_opt_kind k) {
-  for (int i = 0; i < KVI__NKINDS; i++)
-    if (kvi__kinds[i].kind == k) return kvi__kinds[i].ops;
+  for (int i = 0; i < KVI__NOPTS; i++)
+    if (kvi__opts[i].kind == k) return kvi__opts[i].ops;
   return NULL;
 }
 

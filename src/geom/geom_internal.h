@@ -1,0 +1,62 @@
+/* Private double-precision helpers of the geom module (row-major, over CBLAS/LAPACKE). */
+#ifndef KRONVI_GEOM_INTERNAL_H
+#define KRONVI_GEOM_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "kronvi/geom.h"
+
+/* C (M,N) = alpha op(A) op(B) + beta C */
+void kvi__dgemm(bool ta, bool tb, int M, int N, int K, double alpha, const double *A,
+                const double *B, double beta, double *C);
+/* B (n x n2) <- op(L) B (left) or B op(L) (right), L lower triangular n x n (or n2 x n2). */
+void kvi__dtrmm(bool right, bool trans, int M, int N, const double *L, double *B);
+/* Solves op(L) X = B (left) or X op(L) = B (right) in place of B. */
+void kvi__dtrsm(bool right, bool trans, int M, int N, const double *L, double *B);
+/* In-place lower Cholesky (upper zeroed); false if not positive definite or not finite. */
+bool kvi__dchol(int n, double *A);
+/* Eigendecomposition of the symmetric A (lower read): A <- eigenvectors (columns), w ascending. */
+bool kvi__dsyev(int n, double *A, double *w);
+/* F = Q diag(f(w)) Q^T for the symmetric X (n x n); work: n*n + n doubles. */
+bool kvi__dfunm_sym(int n, double *F, const double *X, double (*f)(double), double *work);
+/* X <- (X + X^T) / 2 */
+void kvi__dsym(int n, double *X);
+bool kvi__dfinite(const double *x, size_t n);
+double kvi__dtrace(int n, const double *X);
+double kvi__dnorm2(const double *x, size_t n); /* sum of squares */
+void kvi__deye(int n, double *X);
+/* H = I + M + M^2 / 2 (any M). */
+void kvi__dh(int n, double *H, const double *M);
+/* whitening S = L^-1 X L^-T (X symmetric) in place-safe form: S may alias X. */
+void kvi__dwhiten(int n, double *S, const double *L, const double *X);
+/* X = L S L^T */
+void kvi__dunwhiten(int n, double *X, const double *L, const double *S);
+/* tau(S) = strict lower of S + diag(S) / 2 (lower triangular), may alias. */
+void kvi__dtau(int n, double *T, const double *S);
+
+/* ---- Lie groups (lie.c, lie_struct.c) ---- */
+/* Is (i, j) a free entry of the group's matrices; *sym: is it in a symmetric block of the
+ * algebra (dense, block-diagonal and the k x k block of the block-triangular groups). */
+bool kvi__lie_free(kvi_lie_kind kind, int k, int i, int j, bool *sym);
+/* A simple group's pattern in CSR form (with_transpose: its union with the transpose). */
+typedef struct {
+  int p;
+  int *rp, *ci;
+} kvi__pat;
+bool kvi__pat_make(kvi__pat *t, kvi_lie_kind kind, int k, int p, bool with_transpose);
+void kvi__pat_free(kvi__pat *t);
+/* C = A B for A, B with the pattern t (C gets the same pattern; C must not alias). */
+void kvi__pat_mul(const kvi__pat *t, const double *A, const double *B, double *C);
+/* y = R x, or R^T x with trans, R with the pattern t. */
+void kvi__pat_matvec(const kvi__pat *t, const double *R, const double *x, double *y, bool trans);
+/* X = R H R^T on the entries of u, zero elsewhere (R with pattern t, H dense); T: p^2. */
+void kvi__pat_congruence(const kvi__pat *t, const kvi__pat *u, const double *R, const double *H,
+                         double *X, double *T);
+/* R = B^-1 by the group's structure (w: p^2, ipiv: p); false if singular or not finite. */
+bool kvi__lie_inverse(kvi_lie_kind kind, int k, int p, const double *B, double *R, double *w,
+                      int *ipiv);
+/* min / max |pivot| of B (its dense blocks' LU pivots and its diagonal elsewhere). */
+double kvi__lie_pivot_ratio(kvi_lie_kind kind, int k, int p, const double *B, double *w, int *ipiv);
+
+#endif

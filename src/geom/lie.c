@@ -1,0 +1,283 @@
+/* Matrix Lie groups for structured natural-gradient descent (docs/geom.md section 5): the group
+ * structures, the projection M = C (.) kappa(X) onto the Lie sub-algebra with the weights of the
+ * exact Fisher matrix, and the structure-preserving update B <- B h(M) with its safety rules. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "geom/geom_internal.h"
+
+#define KVI__LIE_MIN_RATIO 1e-12 /* smallest / largest pivot of a new B */
+
+static bool kvi__simple_ok(kvi_lie_kind kind, int p, int k) {
+  switch (kind) {
+    case KVI_LIE_DENSE:
+    case KVI_LIE_TRIL:
+    case KVI_LIE_DIAG:
+      return p >= 1;
+    case KVI_LIE_BLOCK_UP:
+    case KVI_LIE_BLOCK_LOW:
+      return p >= 1 && k >= 0 && k <= p;
+    case KVI_LIE_BLOCK_DIAG:
+      return p >= 1 && k >= 1 && k <= p;
+    default:
+      return false;
+  }
+}
+
+kvi_status kvi_lie_group_check(const kvi_lie_group *g) {
+  if (!g) return kvi_fail(KVI_ERR_ARG, "lie group: NULL");
+  if (g->kind == KVI_LIE_KRON) {
+    if (g->p1 < 1 || g->p2 < 1 || (long)g->p1 * g->p2 != g->p ||
+        !kvi__simple_ok(g->kind1, g->p1, g->k1) || !kvi__simple_ok(g->kind2, g->p2, g->k2))
+      return kvi_fail(KVI_ERR_ARG, "lie group kron: p = %d, factors %d x %d (kinds %d, %d)", g->p,
+                      g->p1, g->p2, (int)g->kind1, (int)g->kind2);
+    return KVI_OK;
+  }
+  if (!kvi__simple_ok(g->kind, g->p, g->k))
+    return kvi_fail(KVI_ERR_ARG, "lie group: kind %d, p = %d, k = %d", (int)g->kind, g->p, g->k);
+  return KVI_OK;
+}
+
+static const char *kvi__kind_name(kvi_lie_kind kind, int k, char *buf, size_t size) {
+  switch (kind) {
+    case KVI_LIE_DENSE:
+      snprintf(buf, size, "dense");
+      break;
+    case KVI_LIE_TRIL:
+      snprintf(buf, size, "tril");
+      break;
+    case KVI_LIE_BLOCK_UP:
+      snprintf(buf, size, "up%d", k);
+      break;
+    case KVI_LIE_BLOCK_LOW:
+      snprintf(buf, size, "low%d", k);
+      break;
+    case KVI_LIE_BLOCK_DIAG:
+      snprintf(buf, size, "bdiag%d", k);
+      break;
+    case KVI_LIE_DIAG:
+      snprintf(buf, size, "diag");
+      break;
+    default:
+      snprintf(buf, size, "?");
+      break;
+  }
+  return buf;
+}
+
+const char *kvi_lie_group_name(const kvi_lie_group *g, char *buf, size_t size) {
+  if (g->kind != KVI_LIE_KRON) return kvi__kind_name(g->kind, g->k, buf, size);
+  char a[32], b[32];
+  snprintf(buf, size, "kron%dx%d(%s,%s)", g->p1, g->p2, kvi__kind_name(g->kind1, g->k1, a, 32),
+           kvi__kind_name(g->kind2, g->k2, b, 32));
+  return buf;
+}
+
+static bool kvi__parse_kind(const char *s, kvi_lie_kind *kind, int *k) {
+  *k = 0;
+  if (!strcmp(s, "dense"))
+    *kind = KVI_LIE_DENSE;
+  else if (!strcmp(s, "tril"))
+    *kind = KVI_LIE_TRIL;
+  else if (!strcmp(s, "diag"))
+    *kind = KVI_LIE_DIAG;
+  else if (sscanf(s, "up%d", k) == 1)
+    *kind = KVI_LIE_BLOCK_UP;
+  else if (sscanf(s, "low%d", k) == 1)
+    *kind = KVI_LIE_BLOCK_LOW;
+  else if (sscanf(s, "bdiag%d", k) == 1)
+    *kind = KVI_LIE_BLOCK_DIAG;
+  else
+    return false;
+  return true;
+}
+
+kvi_status kvi_lie_group_parse(kvi_lie_group *g, const char *s, int p) {
+  memset(g, 0, sizeof *g);
+  g->p = p;
+  char a[32], b[32];
+  int p1;
+  if (s && sscanf(s, "kron:%d:%31[^:]:%31s", &p1, a, b) == 3) {
+    g->kind = KVI_LIE_KRON;
+    g->p1 = p1, g->p2 = p1 > 0 ? p / p1 : 0;
+    if (!kvi__parse_kind(a, &g->kind1, &g->k1) || !kvi__parse_kind(b, &g->kind2, &g->k2))
+      return kvi_fail(KVI_ERR_ARG, "lie group '%s': unknown factor kind", s);
+  } else if (!s || !kvi__parse_kind(s, &g->kind, &g->k)) {
+    return kvi_fail(KVI_ERR_ARG,
+                    "lie group '%s' (expected dense, tril, diag, upK, lowK, bdiagK or "
+                    "kron:P1:KIND1:KIND2)",
+                    s ? s : "(null)");
+  }
+  return kvi_lie_group_check(g);
+}
+
+bool kvi__lie_free(kvi_lie_kind kind, int k, int i, int j, bool *sym) {
+  *sym = false;
+  switch (kind) {
+    case KVI_LIE_DENSE:
+      *sym = true;
+      return true;
+    case KVI_LIE_TRIL:
+      return j <= i;
+    case KVI_LIE_DIAG:
+      return i == j;
+    case KVI_LIE_BLOCK_DIAG:
+      *sym = true;
+      return i / k == j / k;
+    case KVI_LIE_BLOCK_UP:
+      if (i < k && j < k) return *sym = true;
+      if (i < k) return true;
+      return i == j;
+    case KVI_LIE_BLOCK_LOW:
+      if (i < k && j < k) return *sym = true;
+      if (i >= k && j < k) return true;
+      return i == j;
+    default:
+      return false;
+  }
+}
+
+int kvi_lie_in_group(const kvi_lie_group *g, const double *B, double tol) {
+  if (g->kind == KVI_LIE_KRON) return 0; /* the factors are stored, not their product */
+  bool sym;
+  for (int i = 0; i < g->p; i++)
+    for (int j = 0; j < g->p; j++)
+      if (!kvi__lie_free(g->kind, g->k, i, j, &sym) && fabs(B[(size_t)i * g->p + j]) > tol)
+        return 0;
+  return 1;
+}
+
+static void kvi__project(kvi_lie_kind kind, int k, int p, double *M, const double *X) {
+  bool sym;
+  for (int i = 0; i < p; i++)
+    for (int j = 0; j < p; j++) {
+      double v = 0;
+      if (kvi__lie_free(kind, k, i, j, &sym)) {
+        if (i == j)
+          v = 0.5 * X[(size_t)i * p + i];
+        else if (sym)
+          v = 0.25 * (X[(size_t)i * p + j] + X[(size_t)j * p + i]);
+        else
+          v = X[(size_t)i * p + j];
+      }
+      M[(size_t)i * p + j] = v;
+    }
+}
+
+kvi_status kvi_lie_project(const kvi_lie_group *g, double *M, const double *X) {
+  kvi_status s = kvi_lie_group_check(g);
+  if (s) return s;
+  if (g->kind == KVI_LIE_KRON)
+    return kvi_fail(KVI_ERR_ARG, "lie_project: a Kronecker group projects per factor");
+  if (!M || !X) return kvi_fail(KVI_ERR_ARG, "lie_project: NULL argument");
+  kvi__project(g->kind, g->k, g->p, M, X);
+  return KVI_OK;
+}
+
+void kvi_lie_h(int p, double *H, const double *M) { kvi__dh(p, H, M); }
+
+/* Scales M to Frobenius norm max_norm when larger; true if it did. */
+static bool kvi__damp(double *M, size_t n, double max_norm) {
+  const double nrm = sqrt(kvi__dnorm2(M, n)), bound = max_norm > 0 ? max_norm : 1;
+  if (!(nrm > bound)) return false;
+  for (size_t i = 0; i < n; i++) M[i] *= bound / nrm;
+  return true;
+}
+
+/* Bn = B h(M) for one simple group on its pattern, with a finiteness and pivot check; w: 2 p^2
+ * doubles. */
+static bool kvi__apply(kvi_lie_kind kind, int k, int p, double *Bn, const double *B,
+                       const double *M, double *w, int *ipiv) {
+  double *H = w;
+  if (kind == KVI_LIE_DENSE || kind == KVI_LIE_TRIL || kind == KVI_LIE_BLOCK_DIAG ||
+      2 * k >= p) { /* BLAS; the products of the pattern's zeros stay exact zeros */
+    kvi__dh(p, H, M);
+    kvi__dgemm(false, false, p, p, p, 1, B, H, 0, Bn);
+  } else {
+    kvi__pat t;
+    if (!kvi__pat_make(&t, kind, k, p, false)) return false;
+    kvi__pat_mul(&t, M, M, H); /* h(M) = I + M + M^2/2 */
+    for (size_t i = 0; i < (size_t)p * p; i++) H[i] = 0.5 * H[i] + M[i];
+    for (int i = 0; i < p; i++) H[(size_t)i * p + i] += 1;
+    kvi__pat_mul(&t, B, H, Bn);
+    kvi__pat_free(&t);
+  }
+  if (!kvi__dfinite(Bn, (size_t)p * p)) return false;
+  return kvi__lie_pivot_ratio(kind, k, p, Bn, w, ipiv) >= KVI__LIE_MIN_RATIO;
+}
+
+static double *kvi__alloc(size_t n) {
+  double *w = malloc((n ? n : 1) * sizeof *w);
+  if (!w) kvi_fail(KVI_ERR_NOMEM, "lie: out of memory (%zu doubles)", n);
+  return w;
+}
+
+/* B <- B h(M) for a simple group with safety; M may be modified (damped). */
+static kvi_status kvi__update_simple(kvi_lie_kind kind, int k, int p, double *B, double *M,
+                                     kvi_lie_safety *safe) {
+  if (kvi__damp(M, (size_t)p * p, safe ? safe->max_norm : 1) && safe) safe->damped++;
+  double *w = kvi__alloc(4 * (size_t)p * p);
+  int *ipiv = malloc((size_t)p * sizeof *ipiv);
+  if (!w || !ipiv) {
+    free(w), free(ipiv);
+    return kvi_fail(KVI_ERR_NOMEM, "lie_update: out of memory");
+  }
+  double *Bn = w + 3 * (size_t)p * p;
+  bool ok = kvi__dfinite(M, (size_t)p * p) && kvi__apply(kind, k, p, Bn, B, M, w, ipiv);
+  if (ok) memcpy(B, Bn, (size_t)p * p * sizeof *B);
+  free(w), free(ipiv);
+  if (!ok && safe) safe->rejected++;
+  return ok ? KVI_OK
+            : kvi_fail(KVI_ERR_LINALG,
+                       "lie_update: B h(M) is not finite or near-singular "
+                       "(step rejected)");
+}
+
+kvi_status kvi_lie_update(const kvi_lie_group *g, double *B, const double *X, double beta,
+                          kvi_lie_safety *safe) {
+  kvi_status s = kvi_lie_group_check(g);
+  if (s) return s;
+  if (g->kind == KVI_LIE_KRON) return kvi_fail(KVI_ERR_ARG, "lie_update: use lie_update_kron");
+  if (!B || !X) return kvi_fail(KVI_ERR_ARG, "lie_update: NULL argument");
+  const int p = g->p;
+  double *M = kvi__alloc((size_t)p * p);
+  if (!M) return KVI_ERR_NOMEM;
+  kvi__project(g->kind, g->k, p, M, X);
+  for (size_t i = 0; i < (size_t)p * p; i++) M[i] *= beta;
+  s = kvi__update_simple(g->kind, g->k, p, B, M, safe);
+  free(M);
+  return s;
+}
+
+kvi_status kvi_lie_update_kron(const kvi_lie_group *g, double *B1, double *B2, const double *X1,
+                               const double *X2, double beta, kvi_lie_safety *safe) {
+  kvi_status s = kvi_lie_group_check(g);
+  if (s) return s;
+  if (g->kind != KVI_LIE_KRON || !B1 || !B2 || !X1 || !X2)
+    return kvi_fail(KVI_ERR_ARG, "lie_update_kron: not a Kronecker group or NULL argument");
+  const int p1 = g->p1, p2 = g->p2;
+  double *M1 = kvi__alloc((size_t)p1 * p1 + (size_t)p2 * p2 * 2 + (size_t)p1 * p1);
+  if (!M1) return KVI_ERR_NOMEM;
+  double *M2 = M1 + (size_t)p1 * p1, *B2s = M2 + (size_t)p2 * p2, *B1s = B2s + (size_t)p2 * p2;
+  kvi__project(g->kind1, g->k1, p1, M1, X1);
+  kvi__project(g->kind2, g->k2, p2, M2, X2);
+  for (size_t i = 0; i < (size_t)p1 * p1; i++) M1[i] *= beta / p2;
+  for (size_t i = 0; i < (size_t)p2 * p2; i++) M2[i] *= beta / p1;
+  /* the scale direction (c I, -c I) is shared: each factor takes half of the total scale step
+   * instead of all of it (G26) */
+  const double t1 = kvi__dtrace(p1, M1) / p1, t2 = kvi__dtrace(p2, M2) / p2;
+  for (int i = 0; i < p1; i++) M1[(size_t)i * p1 + i] += 0.25 * (t1 + t2) - t1;
+  for (int i = 0; i < p2; i++) M2[(size_t)i * p2 + i] += 0.25 * (t1 + t2) - t2;
+  memcpy(B1s, B1, (size_t)p1 * p1 * sizeof *B1s);
+  memcpy(B2s, B2, (size_t)p2 * p2 * sizeof *B2s);
+  s = kvi__update_simple(g->kind1, g->k1, p1, B1s, M1, safe);
+  if (!s) s = kvi__update_simple(g->kind2, g->k2, p2, B2s, M2, safe);
+  if (!s) { /* both or neither */
+    memcpy(B1, B1s, (size_t)p1 * p1 * sizeof *B1);
+    memcpy(B2, B2s, (size_t)p2 * p2 * sizeof *B2);
+  }
+  free(M1);
+  return s;
+}

@@ -1,0 +1,381 @@
+/* Structured NGD solvers over a Gaussian N(mu, (B B^T)^-1) with B in a matrix Lie group
+ * (docs/geom.md section 6): the estimators of g_mu and X = 2 B^-1 g_Sigma B^-T (at the mean,
+ * Price, Stein, reparameterization, function values), one step, and the minimization loop. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "geom/geom_internal.h"
+
+kvi_lie_opts kvi_lie_opts_default(kvi_lie_group g) {
+  kvi_lie_opts o;
+  memset(&o, 0, sizeof o);
+  o.group = g;
+  o.est = KVI_LIE_EST_MEAN;
+  o.beta = 0.5;
+  o.gamma = 1;
+  o.samples = 10;
+  o.max_iter = 10000;
+  o.tol = 1e-6;
+  o.max_norm = 1;
+  o.seed = 1;
+  return o;
+}
+
+/* ---- B^-1 as an operator -------------------------------------------------------------------
+ * R = B^-1 explicit. Groups with a sparse pattern (diagonal, block-triangular with k < p/2): R has
+ * B's pattern and every product below touches it only (its union with the transpose for X); the
+ * others (dense, triangular, block-diagonal, Kronecker): BLAS on full matrices, whose zeros stay
+ * exact zeros. */
+typedef struct {
+  int p;
+  bool dense;
+  double *R;     /* B^-1, p x p */
+  kvi__pat t, u; /* the pattern, and with its transpose (non-dense groups) */
+} kvi__rop;
+
+static void kvi__rop_free(kvi__rop *o) {
+  free(o->R);
+  kvi__pat_free(&o->t), kvi__pat_free(&o->u);
+}
+
+static kvi_status kvi__rop_init(kvi__rop *o, const kvi_lie_group *g, const double *B) {
+  memset(o, 0, sizeof *o);
+  const int p = g->p;
+  o->p = p;
+  /* BLAS on full matrices unless the pattern is sparse (diagonal, block-triangular with k < p/2) */
+  o->dense = !(g->kind == KVI_LIE_DIAG ||
+               ((g->kind == KVI_LIE_BLOCK_UP || g->kind == KVI_LIE_BLOCK_LOW) && 2 * g->k < p));
+  const int q = g->kind == KVI_LIE_KRON ? (g->p1 > g->p2 ? g->p1 : g->p2) : p;
+  o->R = malloc(((size_t)p * p + 3 * (size_t)q * q) * sizeof *o->R);
+  int *ipiv = malloc((size_t)q * sizeof *ipiv);
+  bool ok = o->R && ipiv;
+  if (ok && !o->dense)
+    ok = kvi__pat_make(&o->t, g->kind, g->k, p, false) &&
+         kvi__pat_make(&o->u, g->kind, g->k, p, true);
+  double *w = ok ? o->R + (size_t)p * p : NULL;
+  if (ok && g->kind != KVI_LIE_KRON) ok = kvi__lie_inverse(g->kind, g->k, p, B, o->R, w, ipiv);
+  if (ok && g->kind == KVI_LIE_KRON) { /* R = R1 (x) R2 */
+    const int p1 = g->p1, p2 = g->p2;
+    double *R1 = w + (size_t)q * q, *R2 = R1 + (size_t)q * q;
+    ok = kvi__lie_inverse(g->kind1, g->k1, p1, B, R1, w, ipiv) &&
+         kvi__lie_inverse(g->kind2, g->k2, p2, B + (size_t)p1 * p1, R2, w, ipiv);
+    for (int i = 0; ok && i < p1; i++)
+      for (int j = 0; j < p2; j++)
+        for (int k = 0; k < p1; k++)
+          for (int l = 0; l < p2; l++)
+            o->R[((size_t)i * p2 + j) * p + (size_t)k * p2 + l] =
+                R1[(size_t)i * p1 + k] * R2[(size_t)j * p2 + l];
+  }
+  free(ipiv);
+  if (ok) return KVI_OK;
+  kvi__rop_free(o);
+  return kvi_fail(KVI_ERR_LINALG, "lie: B is singular or not finite (or out of memory)");
+}
+
+/* y = R x, or R^T x */
+static void kvi__rop_mv(const kvi__rop *o, const double *x, double *y, bool trans) {
+  if (o->dense)
+    kvi__dgemm(trans, false, o->p, 1, o->p, 1, o->R, x, 0, y);
+  else
+    kvi__pat_matvec(&o->t, o->R, x, y, trans);
+}
+
+/* X = R H R^T (where it matters); T: p^2 */
+static void kvi__rop_congruence(const kvi__rop *o, const double *H, double *X, double *T) {
+  const int p = o->p;
+  if (!o->dense) {
+    kvi__pat_congruence(&o->t, &o->u, o->R, H, X, T);
+    return;
+  }
+  kvi__dgemm(false, false, p, p, p, 1, o->R, H, 0, T);
+  kvi__dgemm(false, true, p, p, p, 1, T, o->R, 0, X);
+  kvi__dsym(p, X);
+}
+
+/* X += c a b^T (where it matters) */
+static void kvi__rop_outer(const kvi__rop *o, double *X, double c, const double *a,
+                           const double *b) {
+  const int p = o->p;
+  for (int i = 0; i < p; i++) {
+    const double ca = c * a[i];
+    if (o->dense)
+      for (int j = 0; j < p; j++) X[(size_t)i * p + j] += ca * b[j];
+    else
+      for (int e = o->u.rp[i]; e < o->u.rp[i + 1]; e++)
+        X[(size_t)i * p + o->u.ci[e]] += ca * b[o->u.ci[e]];
+  }
+}
+
+/* Rank-based utilities for minimization (best first gets the most negative weight): the xNES
+ * weights u_i = max(0, log(n/2 + 1) - log(i)) / sum - 1/n, negated. */
+static void kvi__utilities(int n, const double *fv, double *u) {
+  int *idx = malloc((size_t)n * sizeof *idx);
+  if (!idx) return;
+  for (int i = 0; i < n; i++) idx[i] = i;
+  for (int i = 1; i < n; i++) /* insertion sort by value: n is small */
+    for (int j = i; j > 0 && fv[idx[j]] < fv[idx[j - 1]]; j--) {
+      int t = idx[j];
+      idx[j] = idx[j - 1], idx[j - 1] = t;
+    }
+  double sum = 0;
+  for (int r = 0; r < n; r++) sum += fmax(0, log(0.5 * n + 1) - log(r + 1.0));
+  for (int r = 0; r < n; r++)
+    u[idx[r]] = -(fmax(0, log(0.5 * n + 1) - log(r + 1.0)) / sum - 1.0 / n);
+  free(idx);
+}
+
+/* out = B v (p), B of the group (a Kronecker group: (B1 (x) B2) v). */
+static void kvi__b_apply(const kvi_lie_group *g, const double *B, const double *v, double *out) {
+  const int p = g->p;
+  if (g->kind != KVI_LIE_KRON) {
+    kvi__dgemm(false, false, p, 1, p, 1, B, v, 0, out);
+    return;
+  }
+  const int p1 = g->p1, p2 = g->p2;
+  const double *B1 = B, *B2 = B + (size_t)p1 * p1;
+  for (int i = 0; i < p1; i++) /* (B1 (x) B2) vec(V) = vec(B1 V B2^T), V (p1 x p2) row-major */
+    for (int j = 0; j < p2; j++) {
+      double t = 0;
+      for (int k = 0; k < p1; k++)
+        for (int l = 0; l < p2; l++)
+          t += B1[(size_t)i * p1 + k] * v[(size_t)k * p2 + l] * B2[(size_t)j * p2 + l];
+      out[(size_t)i * p2 + j] = t;
+    }
+}
+
+/* The estimates (G28-G31) with R = B^-1 given. Writes Rg = R g_mu (the whitened gradient) and X
+ * (where it matters: the group's pattern and its transpose); *f_mu gets f(mu) when the estimator
+ * evaluated it (at the mean), else NAN. */
+static kvi_status kvi__estimate(const kvi_problem *pb, kvi_lie_estimator est, int samples,
+                                double gamma, const double *mu, const kvi__rop *R, kvi_rng *rng,
+                                double *Rg, double *X, kvi_lie_report *r, double *f_mu) {
+  const int p = pb->dim, S = est == KVI_LIE_EST_MEAN ? 1 : samples;
+  const size_t pp = (size_t)p * p;
+  if (S < 1) return kvi_fail(KVI_ERR_ARG, "lie_estimate: %d samples", S);
+  if ((est == KVI_LIE_EST_MEAN || est == KVI_LIE_EST_PRICE) && !pb->hess)
+    return kvi_fail(KVI_ERR_UNSUPPORTED, "lie_estimate: this estimator needs the Hessian");
+  if (est != KVI_LIE_EST_VALUES && !pb->fg)
+    return kvi_fail(KVI_ERR_UNSUPPORTED, "lie_estimate: this estimator needs the gradient");
+  double *w = malloc((2 * pp + (size_t)S * p + 4 * (size_t)p + 2 * (size_t)S) * sizeof *w);
+  if (!w) return kvi_fail(KVI_ERR_NOMEM, "lie_estimate: out of memory");
+  double *H = w, *T = w + pp, *E = T + pp, *x = E + (size_t)S * p, *gr = x + p, *g = gr + p;
+  double *rg = g + p, *fv = rg + p, *u = fv + S;
+  const bool hess = est == KVI_LIE_EST_MEAN || est == KVI_LIE_EST_PRICE;
+  memset(hess ? H : X, 0, pp * sizeof *H);
+  memset(g, 0, (size_t)p * sizeof *g);
+  *f_mu = NAN;
+  for (int s = 0; s < S; s++) {
+    double *eps = E + (size_t)s * p;
+    if (est != KVI_LIE_EST_MEAN) {
+      kvi_rng_normal_f64(rng, eps, (size_t)p);
+      kvi__rop_mv(R, eps, x, true); /* w = mu + R^T eps */
+      for (int i = 0; i < p; i++) x[i] += mu[i];
+    } else {
+      memcpy(x, mu, (size_t)p * sizeof *x);
+    }
+    if (est == KVI_LIE_EST_VALUES) {
+      fv[s] = pb->f(x, pb->user), r->fevals++;
+      continue;
+    }
+    const double fx = pb->fg(x, gr, pb->user);
+    r->fevals++, r->gevals++;
+    if (est == KVI_LIE_EST_MEAN) *f_mu = fx;
+    for (int i = 0; i < p; i++) g[i] += gr[i] / S;
+    if (hess) {
+      pb->hess(x, T, pb->user), r->hevals++;
+      for (size_t i = 0; i < pp; i++) H[i] += T[i] / S;
+    } else { /* eps (R grad)^T: an estimate of R E[hessian] R^T (Stein's lemma) */
+      kvi__rop_mv(R, gr, rg, false);
+      kvi__rop_outer(R, X, 1.0 / S, eps, rg);
+    }
+  }
+  if (est == KVI_LIE_EST_VALUES) { /* Rg = sum u eps, X = sum u eps eps^T (sum u = 0) */
+    kvi__utilities(S, fv, u);
+    memset(Rg, 0, (size_t)p * sizeof *Rg);
+    for (int s = 0; s < S; s++) {
+      const double *eps = E + (size_t)s * p;
+      for (int i = 0; i < p; i++) Rg[i] += u[s] * eps[i];
+      kvi__rop_outer(R, X, u[s], eps, eps);
+    }
+  } else {
+    kvi__rop_mv(R, g, Rg, false);
+    if (hess)
+      kvi__rop_congruence(R, H, X, T);
+    else if (est == KVI_LIE_EST_STEIN)
+      kvi__dsym(p, X);
+  }
+  for (int i = 0; i < p; i++) X[(size_t)i * p + i] -= gamma;
+  free(w);
+  return KVI_OK;
+}
+
+kvi_status kvi_lie_estimate(const kvi_problem *pb, kvi_lie_estimator est, int samples, double gamma,
+                            const double *mu, const double *B, const kvi_lie_group *g, kvi_rng *rng,
+                            double *g_mu, double *X, kvi_lie_report *r) {
+  if (!pb || !mu || !B || !g || !rng || !g_mu || !X || !r)
+    return kvi_fail(KVI_ERR_ARG, "lie_estimate: NULL argument");
+  kvi_status s = kvi_lie_group_check(g);
+  if (s) return s;
+  if (g->p != pb->dim)
+    return kvi_fail(KVI_ERR_SHAPE, "lie_estimate: group %d, problem %d", g->p, pb->dim);
+  const int p = g->p;
+  double *Rg = malloc(2 * (size_t)p * sizeof *Rg), fmu;
+  if (!Rg) return kvi_fail(KVI_ERR_NOMEM, "lie_estimate: out of memory");
+  kvi__rop R;
+  s = kvi__rop_init(&R, g, B);
+  if (!s) {
+    s = kvi__estimate(pb, est, samples, gamma, mu, &R, rng, Rg, X, r, &fmu);
+    kvi__rop_free(&R);
+  }
+  if (!s) { /* g_mu = B (R g_mu) */
+    memcpy(Rg + p, Rg, (size_t)p * sizeof *Rg);
+    kvi__b_apply(g, B, Rg + p, g_mu);
+  }
+  free(Rg);
+  return s;
+}
+
+/* Partial traces of the p x p matrix X, p = p1 p2: X1 = tr_2 X (p1 x p1), X2 = tr_1 X. */
+static void kvi__partial_traces(int p1, int p2, const double *X, double *X1, double *X2) {
+  const int p = p1 * p2;
+  memset(X1, 0, (size_t)p1 * p1 * sizeof *X1);
+  memset(X2, 0, (size_t)p2 * p2 * sizeof *X2);
+  for (int i = 0; i < p1; i++)
+    for (int k = 0; k < p1; k++)
+      for (int j = 0; j < p2; j++)
+        X1[(size_t)i * p1 + k] += X[((size_t)i * p2 + j) * p + (size_t)k * p2 + j];
+  for (int j = 0; j < p2; j++)
+    for (int l = 0; l < p2; l++)
+      for (int i = 0; i < p1; i++)
+        X2[(size_t)j * p2 + l] += X[((size_t)i * p2 + j) * p + (size_t)i * p2 + l];
+}
+
+static kvi_status kvi__update_b(const kvi_lie_group *g, double *B, const double *X, double beta_b,
+                                kvi_lie_safety *safe) {
+  if (g->kind != KVI_LIE_KRON) return kvi_lie_update(g, B, X, beta_b, safe);
+  const int p1 = g->p1, p2 = g->p2;
+  double *X1 = malloc(((size_t)p1 * p1 + (size_t)p2 * p2) * sizeof *X1);
+  if (!X1) return kvi_fail(KVI_ERR_NOMEM, "lie: out of memory");
+  kvi__partial_traces(p1, p2, X, X1, X1 + (size_t)p1 * p1);
+  kvi_status s =
+      kvi_lie_update_kron(g, B, B + (size_t)p1 * p1, X1, X1 + (size_t)p1 * p1, beta_b, safe);
+  free(X1);
+  return s;
+}
+
+/* mu <- mu - beta R^T Rg; B <- B h(beta_b C (.) kappa(X)). */
+static kvi_status kvi__step(const kvi_lie_group *g, double *mu, double *B, const kvi__rop *R,
+                            const double *Rg, const double *X, double beta, double beta_b,
+                            kvi_lie_safety *safe) {
+  const int p = g->p;
+  double *d = malloc((size_t)p * sizeof *d);
+  if (!d) return kvi_fail(KVI_ERR_NOMEM, "lie: out of memory");
+  kvi__rop_mv(R, Rg, d, true);
+  bool ok = kvi__dfinite(d, (size_t)p);
+  if (ok)
+    for (int i = 0; i < p; i++) mu[i] -= beta * d[i];
+  free(d);
+  if (!ok) {
+    if (safe) safe->rejected++;
+    return kvi_fail(KVI_ERR_NONFINITE, "lie: the mean's step is not finite (rejected)");
+  }
+  return kvi__update_b(g, B, X, beta_b, safe);
+}
+
+kvi_status kvi_lie_step(const kvi_lie_group *g, double *mu, double *B, const double *g_mu,
+                        const double *X, double beta, double beta_b, kvi_lie_safety *safe) {
+  if (!g || !mu || !B || !g_mu || !X) return kvi_fail(KVI_ERR_ARG, "lie_step: NULL argument");
+  kvi_status s = kvi_lie_group_check(g);
+  if (s) return s;
+  double *Rg = malloc((size_t)g->p * sizeof *Rg);
+  if (!Rg) return kvi_fail(KVI_ERR_NOMEM, "lie_step: out of memory");
+  kvi__rop R;
+  s = kvi__rop_init(&R, g, B);
+  if (!s) {
+    kvi__rop_mv(&R, g_mu, Rg, false);
+    s = kvi__step(g, mu, B, &R, Rg, X, beta, beta_b > 0 ? beta_b : beta, safe);
+    kvi__rop_free(&R);
+  }
+  free(Rg);
+  return s;
+}
+
+kvi_status kvi_lie_minimize(const kvi_problem *pb, const kvi_lie_opts *o, double *mu, double *B,
+                            kvi_lie_report *r) {
+  if (!pb || !o || !mu || !B || !r) return kvi_fail(KVI_ERR_ARG, "lie_minimize: NULL argument");
+  const kvi_lie_group *g = &o->group;
+  kvi_status s = kvi_lie_group_check(g);
+  if (s) return s;
+  if (g->p != pb->dim || !pb->f)
+    return kvi_fail(KVI_ERR_ARG, "lie_minimize: group of size %d, problem of %d (or no f)", g->p,
+                    pb->dim);
+  memset(r, 0, sizeof *r);
+  const int p = g->p;
+  const size_t pp = (size_t)p * p,
+               nb = g->kind == KVI_LIE_KRON ? (size_t)g->p1 * g->p1 + (size_t)g->p2 * g->p2 : pp;
+  double *w = malloc((pp + 2 * (size_t)p + nb) * sizeof *w);
+  if (!w) return kvi_fail(KVI_ERR_NOMEM, "lie_minimize: out of memory");
+  double *X = w, *Rg = X + pp, *mu0 = Rg + p, *B0 = mu0 + p;
+  kvi__rop R;
+  kvi_rng rng = kvi_rng_stream(o->seed, 0x11e);
+  kvi_lie_safety safe = {o->max_norm, 0, 0};
+  const double t0 = kvi_time_now(), beta_b = o->beta_b > 0 ? o->beta_b : o->beta;
+  const bool check = isfinite(pb->f_star);
+  double shrink = 1; /* backtracking factor of the steps after a non-finite point */
+  bool have_prev = false;
+  double f_prev = NAN;
+  r->f = NAN;
+  for (r->iters = 0; r->iters < o->max_iter; r->iters++) {
+    if (o->max_seconds > 0 && kvi_time_now() - t0 > o->max_seconds) break;
+    if ((s = kvi__rop_init(&R, g, B)) != KVI_OK) break;
+    double fmu;
+    s = kvi__estimate(pb, o->est, o->samples, o->gamma, mu, &R, &rng, Rg, X, r, &fmu);
+    if (s) {
+      kvi__rop_free(&R);
+      break;
+    }
+    if (isnan(fmu)) fmu = pb->f(mu, pb->user), r->fevals++; /* the stopping test */
+    /* a blow-up: not finite, or more than ten times worse than the last point */
+    const bool bad = !isfinite(fmu) || !kvi__dfinite(X, pp) || !kvi__dfinite(Rg, (size_t)p) ||
+                     (have_prev && fmu > f_prev + 10 * (fabs(f_prev) + 1));
+    if (bad && have_prev && shrink > 1e-12) { /* back to the last finite point, half the step */
+      memcpy(mu, mu0, (size_t)p * sizeof *mu);
+      memcpy(B, B0, nb * sizeof *B);
+      shrink *= 0.5, safe.damped++;
+      kvi__rop_free(&R);
+      if ((s = kvi__rop_init(&R, g, B)) != KVI_OK) break;
+      s = kvi__estimate(pb, o->est, o->samples, o->gamma, mu, &R, &rng, Rg, X, r, &fmu);
+      if (s) {
+        kvi__rop_free(&R);
+        break;
+      }
+      if (isnan(fmu)) fmu = pb->f(mu, pb->user), r->fevals++;
+    } else if (bad) {
+      kvi__rop_free(&R);
+      s = kvi_fail(KVI_ERR_NONFINITE,
+                   "lie_minimize: f or its estimates are not finite at the mean");
+      break;
+    } else {
+      shrink = fmin(1, 1.25 * shrink);
+    }
+    r->f = fmu;
+    if (check && fmu - pb->f_star < o->tol) {
+      r->converged = true;
+      kvi__rop_free(&R);
+      break;
+    }
+    memcpy(mu0, mu, (size_t)p * sizeof *mu);
+    memcpy(B0, B, nb * sizeof *B);
+    have_prev = true, f_prev = fmu;
+    s = kvi__step(g, mu, B, &R, Rg, X, shrink * o->beta, shrink * beta_b, &safe);
+    kvi__rop_free(&R);
+    if (s == KVI_ERR_NONFINITE) shrink *= 0.5; /* the mean's step was rejected */
+    if (s == KVI_ERR_LINALG || s == KVI_ERR_NONFINITE) s = KVI_OK; /* B's step was rejected */
+    if (s) break;
+  }
+  r->seconds = kvi_time_now() - t0;
+  r->damped = safe.damped, r->rejected = safe.rejected;
+  free(w);
+  return s;
+}

@@ -1,0 +1,189 @@
+/* Structure-aware kernels of the Lie-group solvers (docs/geom.md section 6, "Cost"): the groups'
+ * sparsity patterns in CSR form, products and congruences restricted to them, and the
+ * structured inverses. With a block of size k they make an iteration O(k p^2) with a dense
+ * Hessian (O(k^2 p) for the update of B) instead of O(p^3). */
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "geom/geom_internal.h"
+
+bool kvi__pat_make(kvi__pat *t, kvi_lie_kind kind, int k, int p, bool with_transpose) {
+  memset(t, 0, sizeof *t);
+  t->p = p;
+  size_t nnz = 0;
+  bool sym;
+  for (int i = 0; i < p; i++)
+    for (int j = 0; j < p; j++)
+      nnz += kvi__lie_free(kind, k, i, j, &sym) ||
+             (with_transpose && kvi__lie_free(kind, k, j, i, &sym));
+  t->rp = malloc((size_t)(p + 1) * sizeof *t->rp);
+  t->ci = malloc((nnz ? nnz : 1) * sizeof *t->ci);
+  if (!t->rp || !t->ci) {
+    kvi__pat_free(t);
+    return false;
+  }
+  size_t c = 0;
+  for (int i = 0; i < p; i++) {
+    t->rp[i] = (int)c;
+    for (int j = 0; j < p; j++)
+      if (kvi__lie_free(kind, k, i, j, &sym) ||
+          (with_transpose && kvi__lie_free(kind, k, j, i, &sym)))
+        t->ci[c++] = j;
+  }
+  t->rp[p] = (int)c;
+  return true;
+}
+
+void kvi__pat_free(kvi__pat *t) {
+  free(t->rp), free(t->ci);
+  t->rp = NULL, t->ci = NULL;
+}
+
+void kvi__pat_mul(const kvi__pat *t, const double *A, const double *B, double *C) {
+  const int p = t->p;
+  memset(C, 0, (size_t)p * p * sizeof *C);
+  for (int i = 0; i < p; i++)
+    for (int a = t->rp[i]; a < t->rp[i + 1]; a++) {
+      const int l = t->ci[a];
+      const double v = A[(size_t)i * p + l];
+      if (v == 0) continue;
+      for (int b = t->rp[l]; b < t->rp[l + 1]; b++) {
+        const int j = t->ci[b];
+        C[(size_t)i * p + j] += v * B[(size_t)l * p + j];
+      }
+    }
+}
+
+void kvi__pat_matvec(const kvi__pat *t, const double *R, const double *x, double *y, bool trans) {
+  const int p = t->p;
+  if (trans) memset(y, 0, (size_t)p * sizeof *y);
+  for (int i = 0; i < p; i++) {
+    double s = 0;
+    for (int a = t->rp[i]; a < t->rp[i + 1]; a++) {
+      const int j = t->ci[a];
+      if (trans)
+        y[j] += R[(size_t)i * p + j] * x[i];
+      else
+        s += R[(size_t)i * p + j] * x[j];
+    }
+    if (!trans) y[i] = s;
+  }
+}
+
+void kvi__pat_congruence(const kvi__pat *t, const kvi__pat *u, const double *R, const double *H,
+                         double *X, double *T) {
+  const int p = t->p;
+  for (int i = 0; i < p; i++) { /* T = R H, row by row over R's pattern */
+    double *Ti = T + (size_t)i * p;
+    memset(Ti, 0, (size_t)p * sizeof *Ti);
+    for (int a = t->rp[i]; a < t->rp[i + 1]; a++) {
+      const int l = t->ci[a];
+      const double r = R[(size_t)i * p + l];
+      const double *Hl = H + (size_t)l * p;
+      for (int c = 0; c < p; c++) Ti[c] += r * Hl[c];
+    }
+  }
+  memset(X, 0, (size_t)p * p * sizeof *X);
+  for (int i = 0; i < p; i++) /* X_ij = sum_b T_ib R_jb on u */
+    for (int a = u->rp[i]; a < u->rp[i + 1]; a++) {
+      const int j = u->ci[a];
+      double s = 0;
+      for (int b = t->rp[j]; b < t->rp[j + 1]; b++) {
+        const int c = t->ci[b];
+        s += T[(size_t)i * p + c] * R[(size_t)j * p + c];
+      }
+      X[(size_t)i * p + j] = s;
+    }
+}
+
+/* Inverse of the leading-offset k x k block at (o, o) of the p x p matrix B into the same block of
+ * R; w: k^2 doubles. */
+static bool kvi__block_inverse(int p, int o, int k, const double *B, double *R, double *w,
+                               int *ipiv) {
+  if (k == 0) return true;
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j < k; j++) w[(size_t)i * k + j] = B[(size_t)(o + i) * p + o + j];
+  if (LAPACKE_dgetrf(LAPACK_ROW_MAJOR, k, k, w, k, ipiv) != 0) return false;
+  if (LAPACKE_dgetri(LAPACK_ROW_MAJOR, k, w, k, ipiv) != 0) return false;
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j < k; j++) R[(size_t)(o + i) * p + o + j] = w[(size_t)i * k + j];
+  return true;
+}
+
+bool kvi__lie_inverse(kvi_lie_kind kind, int k, int p, const double *B, double *R, double *w,
+                      int *ipiv) {
+  memset(R, 0, (size_t)p * p * sizeof *R);
+  switch (kind) {
+    case KVI_LIE_DENSE:
+      if (!kvi__block_inverse(p, 0, p, B, R, w, ipiv)) return false;
+      break;
+    case KVI_LIE_DIAG:
+      for (int i = 0; i < p; i++) R[(size_t)i * p + i] = 1 / B[(size_t)i * p + i];
+      break;
+    case KVI_LIE_TRIL:
+      for (int i = 0; i < p; i++)
+        for (int j = 0; j <= i; j++) R[(size_t)i * p + j] = B[(size_t)i * p + j];
+      if (LAPACKE_dtrtri(LAPACK_ROW_MAJOR, 'L', 'N', p, R, p) != 0) return false;
+      break;
+    case KVI_LIE_BLOCK_DIAG:
+      for (int o = 0; o < p; o += k)
+        if (!kvi__block_inverse(p, o, k < p - o ? k : p - o, B, R, w, ipiv)) return false;
+      break;
+    case KVI_LIE_BLOCK_UP:  /* [[A^-1, -A^-1 Bb D^-1], [0, D^-1]] */
+    case KVI_LIE_BLOCK_LOW: /* [[A^-1, 0], [-D^-1 C A^-1, D^-1]] */
+      if (!kvi__block_inverse(p, 0, k, B, R, w, ipiv)) return false;
+      for (int j = k; j < p; j++) R[(size_t)j * p + j] = 1 / B[(size_t)j * p + j];
+      for (int i = 0; i < k; i++)
+        for (int j = k; j < p; j++) {
+          double s = 0;
+          if (kind == KVI_LIE_BLOCK_UP) {
+            for (int l = 0; l < k; l++) s += R[(size_t)i * p + l] * B[(size_t)l * p + j];
+            R[(size_t)i * p + j] = -s * R[(size_t)j * p + j];
+          } else {
+            for (int l = 0; l < k; l++) s += B[(size_t)j * p + l] * R[(size_t)l * p + i];
+            R[(size_t)j * p + i] = -s * R[(size_t)j * p + j];
+          }
+        }
+      break;
+    default:
+      return false;
+  }
+  return kvi__dfinite(R, (size_t)p * p);
+}
+
+/* min / max of |pivots| of an LU of the k x k block at (o, o), folded into lo, hi. */
+static void kvi__block_pivots(int p, int o, int k, const double *B, double *w, int *ipiv,
+                              double *lo, double *hi) {
+  if (k == 0) return;
+  for (int i = 0; i < k; i++)
+    for (int j = 0; j < k; j++) w[(size_t)i * k + j] = B[(size_t)(o + i) * p + o + j];
+  if (LAPACKE_dgetrf(LAPACK_ROW_MAJOR, k, k, w, k, ipiv) < 0) {
+    *lo = 0;
+    return;
+  }
+  for (int i = 0; i < k; i++) {
+    const double d = fabs(w[(size_t)i * k + i]);
+    *lo = fmin(*lo, d), *hi = fmax(*hi, d);
+  }
+}
+
+double kvi__lie_pivot_ratio(kvi_lie_kind kind, int k, int p, const double *B, double *w,
+                            int *ipiv) {
+  double lo = INFINITY, hi = 0;
+  int dense_end = 0; /* B's diagonal entries from here on are its pivots */
+  if (kind == KVI_LIE_DENSE) kvi__block_pivots(p, 0, p, B, w, ipiv, &lo, &hi), dense_end = p;
+  if (kind == KVI_LIE_BLOCK_UP || kind == KVI_LIE_BLOCK_LOW)
+    kvi__block_pivots(p, 0, k, B, w, ipiv, &lo, &hi), dense_end = k;
+  if (kind == KVI_LIE_BLOCK_DIAG) {
+    for (int o = 0; o < p; o += k)
+      kvi__block_pivots(p, o, k < p - o ? k : p - o, B, w, ipiv, &lo, &hi);
+    dense_end = p;
+  }
+  for (int i = dense_end; i < p; i++) {
+    const double d = fabs(B[(size_t)i * p + i]);
+    lo = fmin(lo, d), hi = fmax(hi, d);
+  }
+  return hi > 0 ? lo / hi : 0;
+}
