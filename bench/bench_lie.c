@@ -61,7 +61,7 @@ static kvi_lie_group group_of(const char *name, int p) {
 /* ---- opt ------------------------------------------------------------------------------------ */
 static const char *opt_group = "", *opt_method = ""; /* --group, --method filters */
 
-static void opt_row(const kvi_problem *pb, const char *method, const char *gname,
+static void opt_row(const kvi_lie_problem *pb, const char *method, const char *gname,
                     kvi_lie_estimator est, double seconds) {
   const int p = pb->dim;
   if (opt_group[0] && strcmp(opt_group, gname)) return;
@@ -107,14 +107,14 @@ static int cmd_opt(int argc, char **argv) {
     printf("|---|---|---|---|---|---|---|---|\n");
   }
   for (int prob = 0; prob < 2; prob++) {
-    kvi_problem pb = prob ? kvi_problem_dixon_price(p) : kvi_problem_rosenbrock(p);
+    kvi_lie_problem pb = prob ? kvi_lie_problem_dixon_price(p) : kvi_lie_problem_rosenbrock(p);
     if (only[0] && strcmp(only, pb.name)) continue;
     const char *groups[4] = {"dense", "tril", "up5", "diag"};
     for (int g = 0; g < 4; g++) opt_row(&pb, "NGD, Hessian", groups[g], KVI_LIE_EST_MEAN, sec);
     opt_row(&pb, "search, values", "diag", KVI_LIE_EST_VALUES, sec);
     opt_row(&pb, "search, values", "up5", KVI_LIE_EST_VALUES, sec);
     const int ps = p < 20 ? p : 20; /* the search where it reaches 1e-6 in the time */
-    kvi_problem small = prob ? kvi_problem_dixon_price(ps) : kvi_problem_rosenbrock(ps);
+    kvi_lie_problem small = prob ? kvi_lie_problem_dixon_price(ps) : kvi_lie_problem_rosenbrock(ps);
     opt_row(&small, "search, values", "dense", KVI_LIE_EST_VALUES, sec);
     opt_row(&small, "search, values", "up5", KVI_LIE_EST_VALUES, sec);
   }
@@ -276,7 +276,7 @@ static logreg lr_data(const char *dir) {
 static double lr_run(const logreg *d, const char *gname, int iters, int samples, double beta,
                      const int *marks, int nmarks, double *out) {
   const int p = d->p;
-  kvi_problem pb = {p, lr_f, lr_fg, lr_hess, (void *)d, NAN, "logreg"};
+  kvi_lie_problem pb = {p, lr_f, lr_fg, lr_hess, (void *)d, NAN, "logreg"};
   kvi_lie_group g = group_of(gname, p);
   double *mu = xalloc((size_t)p * sizeof *mu), *B = xalloc((size_t)p * p * sizeof *B);
   double *gm = xalloc((size_t)p * sizeof *gm), *X = xalloc((size_t)p * p * sizeof *X);

@@ -212,7 +212,7 @@ typedef struct {
   void *user;
   double f_star; /* the known minimum (benchmarks), or NAN */
   const char *name;
-} kvi_problem;
+} kvi_lie_problem;
 
 /* How g_mu and g_Sigma are estimated (G28-G31). */
 typedef enum {
@@ -249,7 +249,7 @@ KVI_API kvi_lie_opts kvi_lie_opts_default(kvi_lie_group g);
 /* Structured NGD on the Gaussian N(mu, (B B^T)^-1) for min E_q[l] - gamma H(q) (G32): mu (dim)
  * and B (dim x dim, in the group; for KRON only B1 (p1 x p1) and B2 (p2 x p2) stored back to
  * back) are updated in place. The report counts evaluations and time. */
-KVI_API kvi_status kvi_lie_minimize(const kvi_problem *pb, const kvi_lie_opts *o, double *mu,
+KVI_API kvi_status kvi_lie_minimize(const kvi_lie_problem *pb, const kvi_lie_opts *o, double *mu,
                                     double *B, kvi_lie_report *r);
 /* One iteration of the same update with caller-given estimates: g_mu (dim) and X = 2 B^-1
  * g_Sigma B^-T (dim x dim). For tests (group invariance) and custom estimators. */
@@ -258,7 +258,7 @@ KVI_API kvi_status kvi_lie_step(const kvi_lie_group *g, double *mu, double *B, c
 
 /* The estimates of one iteration (G28-G31) at (mu, B): g_mu and X = 2 B^-1 g_Sigma B^-T, for a
  * target l and entropy weight gamma. rng: the samples' stream. */
-KVI_API kvi_status kvi_lie_estimate(const kvi_problem *pb, kvi_lie_estimator est, int samples,
+KVI_API kvi_status kvi_lie_estimate(const kvi_lie_problem *pb, kvi_lie_estimator est, int samples,
                                     double gamma, const double *mu, const double *B,
                                     const kvi_lie_group *g, kvi_rng *rng, double *g_mu, double *X,
                                     kvi_lie_report *r);
@@ -267,15 +267,15 @@ KVI_API kvi_status kvi_lie_estimate(const kvi_problem *pb, kvi_lie_estimator est
  * exp(-l) by structured NGD with Stein estimates (G33): mu (K x dim), B (K x dim x dim) updated in
  * place, iters iterations of samples draws per component. logw (K): the log weights, learned
  * (G34) and normalized in place; NULL: uniform weights 1/K, fixed. */
-KVI_API kvi_status kvi_lie_mixture_fit(const kvi_problem *pb, const kvi_lie_group *g, int K,
+KVI_API kvi_status kvi_lie_mixture_fit(const kvi_lie_problem *pb, const kvi_lie_group *g, int K,
                                        double *mu, double *B, double *logw, int iters, int samples,
                                        double beta, uint64_t seed, kvi_lie_report *r);
 
 /* Built-in test problems (dim x dim dense Hessians): chained Rosenbrock
  * sum 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2 and Dixon-Price
  * (x_1 - 1)^2 + sum_{i>=2} i (2 x_i^2 - x_{i-1})^2, both with minimum 0. */
-KVI_API kvi_problem kvi_problem_rosenbrock(int dim);
-KVI_API kvi_problem kvi_problem_dixon_price(int dim);
+KVI_API kvi_lie_problem kvi_lie_problem_rosenbrock(int dim);
+KVI_API kvi_lie_problem kvi_lie_problem_dixon_price(int dim);
 
 #ifdef __cplusplus
 }

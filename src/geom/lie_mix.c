@@ -83,7 +83,7 @@ static void kvi__mix_weights(double *logw, const double *v, int K, double beta) 
   for (int k = 0; k < K; k++) logw[k] -= mx + log(z);
 }
 
-kvi_status kvi_lie_mixture_fit(const kvi_problem *pb, const kvi_lie_group *g, int K, double *mu,
+kvi_status kvi_lie_mixture_fit(const kvi_lie_problem *pb, const kvi_lie_group *g, int K, double *mu,
                                double *B, double *logw, int iters, int samples, double beta,
                                uint64_t seed, kvi_lie_report *r) {
   if (!pb || !pb->fg || !g || !mu || !B || !r || K < 1 || samples < 1 || iters < 0)

@@ -147,7 +147,7 @@ static void kvi__b_apply(const kvi_lie_group *g, const double *B, const double *
 /* The estimates (G28-G31) with R = B^-1 given. Writes Rg = R g_mu (the whitened gradient) and X
  * (where it matters: the group's pattern and its transpose); *f_mu gets f(mu) when the estimator
  * evaluated it (at the mean), else NAN. */
-static kvi_status kvi__estimate(const kvi_problem *pb, kvi_lie_estimator est, int samples,
+static kvi_status kvi__estimate(const kvi_lie_problem *pb, kvi_lie_estimator est, int samples,
                                 double gamma, const double *mu, const kvi__rop *R, kvi_rng *rng,
                                 double *Rg, double *X, kvi_lie_report *r, double *f_mu) {
   const int p = pb->dim, S = est == KVI_LIE_EST_MEAN ? 1 : samples;
@@ -210,7 +210,7 @@ static kvi_status kvi__estimate(const kvi_problem *pb, kvi_lie_estimator est, in
   return KVI_OK;
 }
 
-kvi_status kvi_lie_estimate(const kvi_problem *pb, kvi_lie_estimator est, int samples, double gamma,
+kvi_status kvi_lie_estimate(const kvi_lie_problem *pb, kvi_lie_estimator est, int samples, double gamma,
                             const double *mu, const double *B, const kvi_lie_group *g, kvi_rng *rng,
                             double *g_mu, double *X, kvi_lie_report *r) {
   if (!pb || !mu || !B || !g || !rng || !g_mu || !X || !r)
@@ -301,7 +301,7 @@ kvi_status kvi_lie_step(const kvi_lie_group *g, double *mu, double *B, const dou
   return s;
 }
 
-kvi_status kvi_lie_minimize(const kvi_problem *pb, const kvi_lie_opts *o, double *mu, double *B,
+kvi_status kvi_lie_minimize(const kvi_lie_problem *pb, const kvi_lie_opts *o, double *mu, double *B,
                             kvi_lie_report *r) {
   if (!pb || !o || !mu || !B || !r) return kvi_fail(KVI_ERR_ARG, "lie_minimize: NULL argument");
   const kvi_lie_group *g = &o->group;

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "kronvi/geom.h"
+#include "kronvi/dist.h"
 #include "kronvi/optim.h"
 
 typedef struct {
@@ -292,6 +293,10 @@ static void kvi__apply(kvi_real *x, kvi_real *mom, const kvi_real *d, size_t n, 
 }
 
 static kvi_status kvi__lie_step(kvi_optimizer *o, kvi_params *p, double lr) {
+  if (kvi_comm_size(o->comm) > 1) /* its factor statistics are this process's rows only */
+    return kvi_fail(KVI_ERR_UNSUPPORTED,
+                    "lie-ngd runs in one process; data-parallel training supports adam, sgd, "
+                    "riemann-*, kfac and noisy-kfac");
   kvi__lie *k = kvi__k(o);
   if (!k->bound) return kvi_fail(KVI_ERR_STATE, "lie-ngd: no layers bound (kvi_optimizer_bind)");
   double vp = 0;

@@ -209,7 +209,7 @@ static void test_natural_gradient(void) {
 
 /* ---- group invariance ----------------------------------------------------------------------- */
 typedef struct {
-  kvi_problem base;
+  kvi_lie_problem base;
   const double *R; /* y -> x = R y */
   int p;
 } transformed;
@@ -269,9 +269,9 @@ static double invariance_gap(const kvi_lie_group *g, const double *Rt, int iters
     CHECK_OK(kvi_psd_chol(p, Bp, S));
   }
   CHECK(kvi_lie_in_group(g, Bp, 0)); /* a valid start of the structured method */
-  kvi_problem base = kvi_problem_rosenbrock(p);
+  kvi_lie_problem base = kvi_lie_problem_rosenbrock(p);
   transformed t = {base, R, p};
-  kvi_problem tp = {p, tr_f, tr_fg, tr_hess, &t, 0, "transformed"};
+  kvi_lie_problem tp = {p, tr_f, tr_fg, tr_hess, &t, 0, "transformed"};
   kvi_rng rng = kvi_rng_stream(1, 1);
   kvi_lie_report rep = {0};
   double gap = 0;

@@ -52,7 +52,7 @@ static void test_estimators(void) {
   for (int i = 0; i < Q; i++)
     for (int j = i + 1; j < Q; j++) B[i * Q + j] = 0; /* lower triangular, in every group here */
   quad q = {Q, A, c};
-  kvi_problem pb = {Q, q_f, q_fg, q_hess, &q, 0, "quad"};
+  kvi_lie_problem pb = {Q, q_f, q_fg, q_hess, &q, 0, "quad"};
   kvi_lie_group g = group(KVI_LIE_DENSE, Q, 0);
   kvi_lie_report rep = {0};
   CHECK_OK(kvi_lie_estimate(&pb, KVI_LIE_EST_MEAN, 1, 1, mu, B, &g, &r, gm0, X0, &rep));
@@ -67,7 +67,7 @@ static void test_estimators(void) {
            eg);
     CHECK(ex < 0.08 && eg < 0.08);
   }
-  kvi_problem nohess = pb;
+  kvi_lie_problem nohess = pb;
   nohess.hess = NULL;
   CHECK_FAILS(kvi_lie_estimate(&nohess, KVI_LIE_EST_MEAN, 1, 1, mu, B, &g, &r, gm, X, &rep));
 }
@@ -79,7 +79,7 @@ static void test_vi_gaussian(void) {
   gt_rand_spd(&r, Q, A, 0.5);
   gt_randn(&r, c, Q, 1);
   quad q = {Q, A, c};
-  kvi_problem pb = {Q, q_f, q_fg, q_hess, &q, NAN, "quad"};
+  kvi_lie_problem pb = {Q, q_f, q_fg, q_hess, &q, NAN, "quad"};
   for (int dense = 1; dense >= 0; dense--) {
     kvi_lie_opts o = kvi_lie_opts_default(group(dense ? KVI_LIE_DENSE : KVI_LIE_DIAG, Q, 0));
     o.beta = 0.5, o.max_iter = 200;
@@ -102,7 +102,7 @@ static void test_vi_gaussian(void) {
   gt_rand_spd(&r, 3, A2, 0.5);
   gt_kron(2, 3, A1, A2, AK);
   quad qk = {6, AK, cK};
-  kvi_problem pk = {6, q_f, q_fg, q_hess, &qk, NAN, "kron"};
+  kvi_lie_problem pk = {6, q_f, q_fg, q_hess, &qk, NAN, "kron"};
   kvi_lie_group gk = group(KVI_LIE_KRON, 6, 0);
   gk.p1 = 2, gk.p2 = 3, gk.kind1 = KVI_LIE_TRIL, gk.kind2 = KVI_LIE_TRIL;
   kvi_lie_opts o = kvi_lie_opts_default(gk);
@@ -123,7 +123,7 @@ static void test_minimize(void) {
   for (int prob = 0; prob < 2; prob++)
     for (int c = 0; c < 4; c++) {
       const int p = 10;
-      kvi_problem pb = prob ? kvi_problem_dixon_price(p) : kvi_problem_rosenbrock(p);
+      kvi_lie_problem pb = prob ? kvi_lie_problem_dixon_price(p) : kvi_lie_problem_rosenbrock(p);
       kvi_lie_opts o = kvi_lie_opts_default(group(ks[c], p, 3));
       o.beta = 1, o.beta_b = 0.1, o.max_iter = 30000;
       double mu[10], B[100] = {0}, H[100], s0 = 1;
@@ -138,7 +138,7 @@ static void test_minimize(void) {
       CHECK(rep.converged && rep.f < 1e-6);
     }
   /* from function values only (gamma = 0): Rosenbrock-4 with a dense B */
-  kvi_problem pb = kvi_problem_rosenbrock(4);
+  kvi_lie_problem pb = kvi_lie_problem_rosenbrock(4);
   kvi_lie_opts o = kvi_lie_opts_default(group(KVI_LIE_DENSE, 4, 0));
   o.est = KVI_LIE_EST_VALUES, o.gamma = 0, o.samples = 12, o.beta = 1, o.beta_b = 0.1;
   o.max_iter = 20000;
@@ -152,12 +152,12 @@ static void test_minimize(void) {
 }
 
 static double fd_f(const double *x, void *u) {
-  const kvi_problem *pb = u;
+  const kvi_lie_problem *pb = u;
   return pb->f(x, pb->user);
 }
 
 typedef struct {
-  const kvi_problem *pb;
+  const kvi_lie_problem *pb;
   int k;
 } gk_ctx;
 
@@ -172,7 +172,7 @@ static void test_problems_fd(void) {
   kvi_rng r = kvi_rng_stream(5, 3);
   for (int prob = 0; prob < 2; prob++) {
     const int p = 7;
-    kvi_problem pb = prob ? kvi_problem_dixon_price(p) : kvi_problem_rosenbrock(p);
+    kvi_lie_problem pb = prob ? kvi_lie_problem_dixon_price(p) : kvi_lie_problem_rosenbrock(p);
     double x[16], g[16], H[16 * 16];
     gt_randn(&r, x, p, 1);
     const double f = pb.fg(x, g, pb.user);
@@ -189,7 +189,7 @@ static void test_problems_fd(void) {
     if (!prob) CHECK(pb.f(x, pb.user) == 0);
   }
   double xs[3] = {1, pow(2, -0.5), pow(2, -0.75)}; /* Dixon-Price's minimizer */
-  kvi_problem dp = kvi_problem_dixon_price(3);
+  kvi_lie_problem dp = kvi_lie_problem_dixon_price(3);
   CHECK(fabs(dp.f(xs, dp.user)) < 1e-30);
 }
 
@@ -228,7 +228,7 @@ static double bi_f(const double *w, void *u) { return bi_fg(w, NULL, u); }
 static void test_mixture(void) {
   double A[D * D] = {2, 0.5, 0, 0.5, 1.5, 0.2, 0, 0.2, 1}, c1[D] = {-3, 0, 0}, c2[D] = {3, 0, 0};
   bimodal bm = {A, c1, c2, 0.5};
-  kvi_problem pb = {D, bi_f, bi_fg, NULL, &bm, NAN, "bimodal"};
+  kvi_lie_problem pb = {D, bi_f, bi_fg, NULL, &bm, NAN, "bimodal"};
   kvi_lie_group g = group(KVI_LIE_DENSE, D, 0);
   double mu[2 * D] = {-1, 1, 0.5, 1, -1, 0}, B[2 * D * D] = {0};
   for (int k = 0; k < 2; k++)

@@ -61,7 +61,7 @@ static void test_fixed_point(void) {
   kvi_rng_normal(&r, in, rows * n);
   kvi_rng_normal(&r, go, rows * m);
   for (int i = 0; i < rows * n; i++) in[i] = (kvi_real)(in[i] + (i % n == 0 ? 1.0 : 0.0));
-  kvi_capture_rows cr = {"fc0", 0, rows, rows, n, m, true, false, in, go};
+  kvi_capture_rows cr = {"fc0", 0, rows, rows, n, m, true, false, in, go, rows};
   /* the damped factors, as the optimizer builds them (pi correction from the traces) */
   double A[na * na] = {0}, G[m * m] = {0};
   for (int q = 0; q < rows; q++) {
