@@ -7,6 +7,7 @@
  * decoder to dz (its input gradient), through the head's sampling map to dH, plus beta/B times
  * the KL's gradient, then through the encoder. Evaluation estimates log p(x) by importance
  * sampling with the encoder as the proposal (kvi_vae_iwae). */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,8 @@ kvi_status kvi_vae_create(kvi_vae **out, const kvi_vae_config *cfg, int max_batc
     v->dout = kvi_alloc(R * (size_t)D * sizeof(kvi_real));
     v->dhead = kvi_alloc(Bm * (size_t)v->hsize * sizeof(kvi_real));
     v->acc = kvi_alloc(KVI__VAE_ACC * Bm * sizeof(double));
-    if (!v->scratch || !v->eps || !v->z || !v->dout || !v->dhead || !v->acc)
+    v->st = kvi_alloc(Bm * sizeof(kvi_status));
+    if (!v->scratch || !v->eps || !v->z || !v->dout || !v->dhead || !v->acc || !v->st)
       s = kvi_fail(KVI_ERR_NOMEM, "out of memory for the VAE's buffers");
   }
   if (s) {
@@ -101,6 +103,8 @@ void kvi_vae_free(kvi_vae *v) {
   if (!v) return;
   kvi_model_free(v->model);
   kvi_arena_free(v->scratch);
+  for (int t = 0; t < KVI_VAE_MAX_THREADS; t++) kvi_arena_free(v->tscratch[t]);
+  kvi_free(v->st);
   kvi_free(v->eps), kvi_free(v->z), kvi_free(v->dout), kvi_free(v->dhead), kvi_free(v->acc);
   free(v);
 }
@@ -153,28 +157,96 @@ double kvi_bernoulli_log_lik(const kvi_real *x, const kvi_real *logits, int n, k
   return kvi__bern(x, logits, n);
 }
 
-/* z rows [0, b) from the head outputs H (b, hsize) and the noise rows eps (b, dpad). */
+/* The arenas of the threads a parallel loop over images will use (at most
+ * KVI_VAE_MAX_THREADS), created on first use; *nt: their count. */
+static kvi_status kvi__vae_arenas(kvi_vae *v, int *nt) {
+  int n = omp_get_max_threads();
+  if (n > KVI_VAE_MAX_THREADS) n = KVI_VAE_MAX_THREADS;
+  for (int t = 0; t < n; t++)
+    if (!v->tscratch[t] && !(v->tscratch[t] = kvi_arena_create(1 << 16)))
+      return kvi_fail(KVI_ERR_NOMEM, "out of memory for the VAE's scratch");
+  *nt = n;
+  return KVI_OK;
+}
+
+/* The first image i < b whose status in v->st failed, or -1. The calls that failed on other
+ * threads left their message there: the caller repeats that image's call on this thread. */
+static int kvi__vae_first_failed(const kvi_vae *v, int b) {
+  for (int i = 0; i < b; i++)
+    if (v->st[i]) return i;
+  return -1;
+}
+
+/* z rows [0, b) from the head outputs H (b, hsize) and the noise rows eps (b, dpad); the images
+ * in parallel (each one's result is the same on any thread). */
 static kvi_status kvi__vae_sample_rows(kvi_vae *v, const kvi_real *H, int b) {
   const kvi_vae_head *h = &v->cfg.head;
-  for (int i = 0; i < b; i++) {
-    kvi_status s = kvi_vae_head_sample(h, v->z + (size_t)i * h->d, H + (size_t)i * v->hsize,
-                                       v->eps + (size_t)i * v->dpad, v->scratch);
-    if (s) return kvi_fail(s, "image %d of the batch: %s", i, kvi_last_error());
-  }
-  return KVI_OK;
+  int nt = 1;
+  kvi_status s = kvi__vae_arenas(v, &nt);
+  if (s) return s;
+#pragma omp parallel for schedule(static) num_threads(nt) if (b >= 8 && nt > 1)
+  for (int i = 0; i < b; i++)
+    v->st[i] = kvi_vae_head_sample(h, v->z + (size_t)i * h->d, H + (size_t)i * v->hsize,
+                                   v->eps + (size_t)i * v->dpad, v->tscratch[omp_get_thread_num()]);
+  int i = kvi__vae_first_failed(v, b);
+  if (i < 0) return KVI_OK;
+  s = kvi_vae_head_sample(h, v->z + (size_t)i * h->d, H + (size_t)i * v->hsize,
+                          v->eps + (size_t)i * v->dpad, v->scratch);
+  return kvi_fail(s ? s : v->st[i], "image %d of the batch: %s", i, kvi_last_error());
+}
+
+/* The head's backward of every image: dhead rows from dz, in parallel. */
+static kvi_status kvi__vae_head_backward(kvi_vae *v, const kvi_real *H, const kvi_real *dz, int b) {
+  const kvi_vae_head *h = &v->cfg.head;
+  int nt = 1;
+  kvi_status s = kvi__vae_arenas(v, &nt);
+  if (s) return s;
+#pragma omp parallel for schedule(static) num_threads(nt) if (b >= 8 && nt > 1)
+  for (int i = 0; i < b; i++)
+    v->st[i] = kvi_vae_head_sample_backward(
+        h, v->dhead + (size_t)i * v->hsize, dz + (size_t)i * h->d, H + (size_t)i * v->hsize,
+        v->eps + (size_t)i * v->dpad, v->tscratch[omp_get_thread_num()]);
+  int i = kvi__vae_first_failed(v, b);
+  if (i < 0) return KVI_OK;
+  s = kvi_vae_head_sample_backward(h, v->dhead + (size_t)i * v->hsize, dz + (size_t)i * h->d,
+                                   H + (size_t)i * v->hsize, v->eps + (size_t)i * v->dpad,
+                                   v->scratch);
+  return s ? s : v->st[i];
 }
 
 /* The backward of kvi_vae_batch from the decoder's logits gradient in v->dout. */
 static kvi_status kvi__vae_backward(kvi_vae *v, const kvi_real *H, int b) {
-  const kvi_vae_head *h = &v->cfg.head;
   const kvi_real *dz;
   kvi_status s = kvi_net_backward_input(v->dec, v->dout, b, &dz);
-  for (int i = 0; i < b && !s; i++)
-    s = kvi_vae_head_sample_backward(h, v->dhead + (size_t)i * v->hsize, dz + (size_t)i * h->d,
-                                     H + (size_t)i * v->hsize, v->eps + (size_t)i * v->dpad,
-                                     v->scratch);
+  if (!s) s = kvi__vae_head_backward(v, H, dz, b);
   if (!s) s = kvi_net_backward(v->enc, v->dhead, b);
   return s;
+}
+
+/* Per image i < b: log p(x_i | z_i) into acc[i] and the KL into acc[b + i], with their
+ * gradients when grad (dout rows scaled by gl, dhead rows by gk), in parallel; the sums are
+ * then taken in image order, so they do not depend on the thread count. */
+static kvi_status kvi__vae_terms(kvi_vae *v, const kvi_real *X, const kvi_real *L,
+                                 const kvi_real *H, int b, bool grad, kvi_real gl, kvi_real gk) {
+  const kvi_vae_head *h = &v->cfg.head;
+  const int D = v->cfg.in_size, hs = v->hsize;
+  int nt = 1;
+  kvi_status s = kvi__vae_arenas(v, &nt);
+  if (s) return s;
+  double *acc = v->acc;
+#pragma omp parallel for schedule(static) num_threads(nt) if (b >= 8 && nt > 1)
+  for (int i = 0; i < b; i++) {
+    const size_t o = (size_t)i * D;
+    acc[i] = kvi_bernoulli_log_lik(X + o, L + o, D, grad ? v->dout + o : NULL, gl);
+    acc[b + i] = 0;
+    v->st[i] = kvi_vae_head_kl(h, &acc[b + i], grad ? v->dhead + (size_t)i * hs : NULL, gk,
+                               H + (size_t)i * hs, v->tscratch[omp_get_thread_num()]);
+  }
+  int i = kvi__vae_first_failed(v, b);
+  if (i < 0) return KVI_OK;
+  double k1 = 0;
+  s = kvi_vae_head_kl(h, &k1, NULL, gk, H + (size_t)i * hs, v->scratch);
+  return s ? s : v->st[i];
 }
 
 kvi_status kvi_vae_batch(kvi_vae *v, kvi_vae_sums *out, const kvi_real *X, int b, kvi_rng *rng,
@@ -182,8 +254,7 @@ kvi_status kvi_vae_batch(kvi_vae *v, kvi_vae_sums *out, const kvi_real *X, int b
   if (!v || !out || !X || !rng || b < 1 || b > v->max_batch)
     return kvi_fail(KVI_ERR_ARG, "vae_batch: batch %d outside [1, %d] or NULL argument", b,
                     v ? v->max_batch : 0);
-  const kvi_vae_head *h = &v->cfg.head;
-  const int D = v->cfg.in_size, hs = v->hsize;
+  const int hs = v->hsize;
   const kvi_real *H, *L;
   kvi_status s = kvi_net_forward(v->enc, &H, X, b, NULL);
   if (s) return s;
@@ -193,14 +264,8 @@ kvi_status kvi_vae_batch(kvi_vae *v, kvi_vae_sums *out, const kvi_real *X, int b
   double rec = 0, kl = 0;
   const kvi_real gl = (kvi_real)(-1.0 / b), gk = (kvi_real)(kl_weight / b);
   if (grad) memset(v->dhead, 0, (size_t)b * hs * sizeof(kvi_real));
-  for (int i = 0; i < b && !s; i++) {
-    const size_t o = (size_t)i * D;
-    rec += kvi_bernoulli_log_lik(X + o, L + o, D, grad ? v->dout + o : NULL, gl);
-    double k1 = 0;
-    s = kvi_vae_head_kl(h, &k1, grad ? v->dhead + (size_t)i * hs : NULL, gk, H + (size_t)i * hs,
-                        v->scratch);
-    kl += k1;
-  }
+  s = kvi__vae_terms(v, X, L, H, b, grad, gl, gk);
+  for (int i = 0; i < b && !s; i++) rec += v->acc[i], kl += v->acc[b + i];
   if (!s && !(isfinite(rec) && isfinite(kl)))
     s = kvi_fail(KVI_ERR_NONFINITE, "non-finite ELBO (log p(x|z) sum %g, KL sum %g)", rec, kl);
   if (s) return s;
