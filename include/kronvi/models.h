@@ -245,9 +245,9 @@ typedef struct kvi_vae {
    * (created on first use) */
 #define KVI_VAE_MAX_THREADS 64
   kvi_arena *tscratch[KVI_VAE_MAX_THREADS];
-  kvi_status *st; /* (max_batch) per-image status of a parallel loop */
-  kvi_real *eps, *z;  /* (max_rows, dpad), (max_rows, d) */
-  kvi_real *dout;     /* (max_rows, D): gradient of the logits; (max_batch, hsize) of the head */
+  kvi_status *st;    /* (max_batch) per-image status of a parallel loop */
+  kvi_real *eps, *z; /* (max_rows, dpad), (max_rows, d) */
+  kvi_real *dout;    /* (max_rows, D): gradient of the logits; (max_batch, hsize) of the head */
   kvi_real *dhead;
   double *acc; /* per-image accumulators of kvi_vae_iwae (5 max_batch) */
 } kvi_vae;

@@ -20,11 +20,11 @@ typedef enum {
   KVI_OPT_NOISY_KFAC,
   /* solvers on an objective (kronvi/objective.h, docs/curv.md): each step evaluates the batch
    * objective and its curvature products itself (kvi_optimizer_solve) */
-  KVI_OPT_LBFGS,   /* L-BFGS, strong-Wolfe line search */
-  KVI_OPT_NEWTON,  /* damped Newton (exact Hessian), Levenberg-Marquardt damping */
-  KVI_OPT_LM,      /* Levenberg-Marquardt: damped Gauss-Newton */
-  KVI_OPT_HF,      /* Hessian-free: preconditioned CG on the damped GGN */
-  KVI_OPT_PROXIMAL, /* K inner steps on loss + function- and weight-space distances */
+  KVI_OPT_LBFGS,       /* L-BFGS, strong-Wolfe line search */
+  KVI_OPT_NEWTON,      /* damped Newton (exact Hessian), Levenberg-Marquardt damping */
+  KVI_OPT_LM,          /* Levenberg-Marquardt: damped Gauss-Newton */
+  KVI_OPT_HF,          /* Hessian-free: preconditioned CG on the damped GGN */
+  KVI_OPT_PROXIMAL,    /* K inner steps on loss + function- and weight-space distances */
   KVI_OPT_RIEMANN_SGD, /* Riemannian steps on the MN factors (src/optim/riemann.c, docs/geom.md) */
   KVI_OPT_RIEMANN_MOMENTUM,
   KVI_OPT_RIEMANN_ADAM,

@@ -202,10 +202,10 @@ struct kvi_trainer {
   bool overlapped;     /* the last kvi_train overlapped communication with the backward */
   double comm_seconds; /* of the training steps' time (elapsed), spent in the group's calls,
                           waiting for the other processes included */
-  kvi_slq **slq;    /* mndiag_slq: one state per weight layer (NULL for other families) */
+  kvi_slq **slq;       /* mndiag_slq: one state per weight layer (NULL for other families) */
   int nslq;
-  void *solver;   /* solvers (kvi_opt_is_solver): the batch objective over the curvature
-                     module (src/train/solver_step.c) */
+  void *solver; /* solvers (kvi_opt_is_solver): the batch objective over the curvature
+                   module (src/train/solver_step.c) */
 };
 
 KVI_API kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config *cfg);

@@ -210,9 +210,9 @@ static kvi_status kvi__estimate(const kvi_lie_problem *pb, kvi_lie_estimator est
   return KVI_OK;
 }
 
-kvi_status kvi_lie_estimate(const kvi_lie_problem *pb, kvi_lie_estimator est, int samples, double gamma,
-                            const double *mu, const double *B, const kvi_lie_group *g, kvi_rng *rng,
-                            double *g_mu, double *X, kvi_lie_report *r) {
+kvi_status kvi_lie_estimate(const kvi_lie_problem *pb, kvi_lie_estimator est, int samples,
+                            double gamma, const double *mu, const double *B, const kvi_lie_group *g,
+                            kvi_rng *rng, double *g_mu, double *X, kvi_lie_report *r) {
   if (!pb || !mu || !B || !g || !rng || !g_mu || !X || !r)
     return kvi_fail(KVI_ERR_ARG, "lie_estimate: NULL argument");
   kvi_status s = kvi_lie_group_check(g);

@@ -40,7 +40,7 @@ static void kvi__rb_hess(const double *x, double *H, void *user) {
 
 kvi_lie_problem kvi_lie_problem_rosenbrock(int dim) {
   kvi_lie_problem p = {dim, kvi__rb_f,   kvi__rb_fg, kvi__rb_hess, (void *)(intptr_t)dim,
-                   0,   "rosenbrock"};
+                       0,   "rosenbrock"};
   return p;
 }
 
@@ -80,6 +80,6 @@ static void kvi__dp_hess(const double *x, double *H, void *user) {
 
 kvi_lie_problem kvi_lie_problem_dixon_price(int dim) {
   kvi_lie_problem p = {dim, kvi__dp_f,    kvi__dp_fg, kvi__dp_hess, (void *)(intptr_t)dim,
-                   0,   "dixon-price"};
+                       0,   "dixon-price"};
   return p;
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "kronvi/optim.h"
+#include "optim/kron_step.h"
 
 typedef struct {
   const kvi_dense *w;
@@ -502,14 +503,6 @@ static kvi_status kvi__refresh_all(const kvi_optimizer *o, kvi__kfac *k, kvi_par
 }
 
 /* ---- the step ----------------------------------------------------------------------------- */
-/* V = [dM; db] of layer L, (na x m). */
-static void kvi__gather_grad(kvi__kl *L, const kvi_params *p) {
-  memcpy(L->V, kvi_params_grad(p, L->w->iM), (size_t)L->n * L->m * sizeof(kvi_real));
-  if (L->na > L->n)
-    memcpy(L->V + (size_t)L->n * L->m, kvi_params_grad(p, L->w->ib),
-           (size_t)L->m * sizeof(kvi_real));
-}
-
 /* The divisor D_ij of the eigenbasis coordinates: S_ij + l (EKFAC) or dA_i dG_j + l (exact). */
 static kvi_real kvi__divisor(const kvi__kl *L, int i, int j, double lambda) {
   if (L->S) return (kvi_real)(L->S[(size_t)i * L->m + j] + lambda);
@@ -542,15 +535,6 @@ static void kvi__precondition(kvi_optimizer *o, kvi__kfac *k, kvi__kl *L, double
   if (!kvi__finite(L->P, nm)) {
     k->skipped++; /* a gradient step for this layer instead */
     memcpy(L->P, L->V, nm * sizeof(kvi_real));
-  }
-}
-
-/* x <- decay x - lr m, m <- mu m + nu d over n elements. */
-static void kvi__apply(kvi_real *x, kvi_real *mom, const kvi_real *d, size_t n, kvi_real mu,
-                       kvi_real nu, kvi_real lr, kvi_real decay) {
-  for (size_t i = 0; i < n; i++) {
-    mom[i] = mu * mom[i] + nu * d[i];
-    x[i] = decay * x[i] - lr * mom[i];
   }
 }
 
@@ -588,33 +572,14 @@ static kvi_status kvi__kfac_step(kvi_optimizer *o, kvi_params *p, double lr) {
   for (int l = 0; l < k->nl; l++) {
     kvi__kl *L = &k->l[l];
     const double lam = kvi__layer_damping(o, k, L, p, lambda);
-    kvi__gather_grad(L, p);
+    kvi__kron_gather(L->V, p, L->w);
     kvi__precondition(o, k, L, lam);
     for (size_t i = 0; i < (size_t)L->na * L->m; i++) vp += (double)L->P[i] * L->V[i];
   }
-  /* KL clipping (Ba et al. 2017): lr^2 P.V <= kl_clip */
-  double nu = 1;
-  if (o->cfg.kl_clip > 0 && vp > 0) nu = fmin(1.0, sqrt(o->cfg.kl_clip / (lr * lr * vp)));
-  const kvi_real mu = (kvi_real)o->cfg.momentum, lr_r = (kvi_real)lr;
-  const kvi_real decay = (kvi_real)(1 - lr * o->cfg.weight_decay);
+  const double nu = kvi__kron_clip(&o->cfg, vp, lr); /* KL clipping: lr^2 P.V <= kl_clip */
   kvi_real *mom = o->buffer[0];
-  for (int l = 0; l < k->nl; l++) {
-    kvi__kl *L = &k->l[l];
-    const kvi_view *vm = &p->views[L->w->iM];
-    kvi__apply(p->data + vm->offset, mom + vm->offset, L->P, vm->size, mu, (kvi_real)nu, lr_r,
-               decay);
-    if (L->na > L->n) {
-      const kvi_view *vb = &p->views[L->w->ib];
-      kvi__apply(p->data + vb->offset, mom + vb->offset, L->P + vm->size, vb->size, mu,
-                 (kvi_real)nu, lr_r, 1);
-    }
-  }
-  for (int v = 0; v < p->nviews; v++) { /* the rest: momentum SGD */
-    if (k->bound[v]) continue;
-    const kvi_view *w = &p->views[v];
-    kvi__apply(p->data + w->offset, mom + w->offset, p->grad + w->offset, w->size, mu, 1, lr_r,
-               w->role == KVI_ROLE_MEAN ? decay : 1);
-  }
+  for (int l = 0; l < k->nl; l++) kvi__kron_apply_layer(o, p, mom, k->l[l].w, k->l[l].P, nu, lr);
+  kvi__kron_apply_rest(o, p, mom, k->bound, lr); /* the rest: momentum SGD */
   if (o->cfg.adapt_every > 0 && o->t % o->cfg.adapt_every == 0)
     k->q_pred = kvi__predicted(k, p, mom, lr, lambda);
   return KVI_OK;

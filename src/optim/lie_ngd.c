@@ -27,6 +27,7 @@
 #include "kronvi/geom.h"
 #include "kronvi/dist.h"
 #include "kronvi/optim.h"
+#include "optim/kron_step.h"
 
 typedef struct {
   const kvi_dense *w;
@@ -244,13 +245,6 @@ static void kvi__factor_step(const kvi_optimizer *o, kvi__lie *k, kvi__ll *L, do
 }
 
 /* ---- the step ----------------------------------------------------------------------------- */
-static void kvi__gather_grad(kvi__ll *L, const kvi_params *p) {
-  memcpy(L->V, kvi_params_grad(p, L->w->iM), (size_t)L->n * L->m * sizeof(kvi_real));
-  if (L->na > L->n)
-    memcpy(L->V + (size_t)L->n * L->m, kvi_params_grad(p, L->w->ib),
-           (size_t)L->m * sizeof(kvi_real));
-}
-
 /* Xi = (X X^T)^-1 = X^-T X^-1 of the lower-triangular X (n x n): X^-1 by a triangular solve of
  * the identity, then one syrk; false if not finite. w: n^2. */
 static bool kvi__gram_inverse(kvi_real *Xi, const kvi_real *X, int n, kvi_real *w) {
@@ -284,14 +278,6 @@ static void kvi__precondition(kvi__lie *k, kvi__ll *L) {
   }
 }
 
-static void kvi__apply(kvi_real *x, kvi_real *mom, const kvi_real *d, size_t n, kvi_real mu,
-                       kvi_real nu, kvi_real lr, kvi_real decay) {
-  for (size_t i = 0; i < n; i++) {
-    mom[i] = mu * mom[i] + nu * d[i];
-    x[i] = decay * x[i] - lr * mom[i];
-  }
-}
-
 static kvi_status kvi__lie_step(kvi_optimizer *o, kvi_params *p, double lr) {
   if (kvi_comm_size(o->comm) > 1) /* its factor statistics are this process's rows only */
     return kvi_fail(KVI_ERR_UNSUPPORTED,
@@ -304,32 +290,14 @@ static kvi_status kvi__lie_step(kvi_optimizer *o, kvi_params *p, double lr) {
     kvi__ll *L = &k->l[l];
     if (L->fresh) kvi__factor_step(o, k, L, o->cfg.damping), L->inv = false;
     L->fresh = false;
-    kvi__gather_grad(L, p);
+    kvi__kron_gather(L->V, p, L->w);
     kvi__precondition(k, L);
     for (size_t i = 0; i < (size_t)L->na * L->m; i++) vp += (double)L->P[i] * L->V[i];
   }
-  double nu = 1;
-  if (o->cfg.kl_clip > 0 && vp > 0) nu = fmin(1.0, sqrt(o->cfg.kl_clip / (lr * lr * vp)));
-  const kvi_real mu = (kvi_real)o->cfg.momentum, lr_r = (kvi_real)lr;
-  const kvi_real decay = (kvi_real)(1 - lr * o->cfg.weight_decay);
+  const double nu = kvi__kron_clip(&o->cfg, vp, lr);
   kvi_real *mom = o->buffer[0];
-  for (int l = 0; l < k->nl; l++) {
-    kvi__ll *L = &k->l[l];
-    const kvi_view *vm = &p->views[L->w->iM];
-    kvi__apply(p->data + vm->offset, mom + vm->offset, L->P, vm->size, mu, (kvi_real)nu, lr_r,
-               decay);
-    if (L->na > L->n) {
-      const kvi_view *vb = &p->views[L->w->ib];
-      kvi__apply(p->data + vb->offset, mom + vb->offset, L->P + vm->size, vb->size, mu,
-                 (kvi_real)nu, lr_r, 1);
-    }
-  }
-  for (int v = 0; v < p->nviews; v++) {
-    if (k->bound[v]) continue;
-    const kvi_view *w = &p->views[v];
-    kvi__apply(p->data + w->offset, mom + w->offset, p->grad + w->offset, w->size, mu, 1, lr_r,
-               w->role == KVI_ROLE_MEAN ? decay : 1);
-  }
+  for (int l = 0; l < k->nl; l++) kvi__kron_apply_layer(o, p, mom, k->l[l].w, k->l[l].P, nu, lr);
+  kvi__kron_apply_rest(o, p, mom, k->bound, lr);
   return KVI_OK;
 }
 
