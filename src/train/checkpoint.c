@@ -38,17 +38,22 @@ void kvi__ckpt_net_json(kvi_json_buf *jb, const kvi_net *net) {
   }
 }
 
+/* The first-order optimizer settings of a checkpoint's training config (shared with the VAE's). */
+void kvi__ckpt_opt_json(kvi_json_buf *jb, const kvi_opt_config *o) {
+  kvi_jb_kv_str(jb, "optimizer", kvi_opt_name(o->kind));
+  kvi_jb_kv_num(jb, "lr", o->lr);
+  kvi_jb_kv_num(jb, "beta1", o->beta1);
+  kvi_jb_kv_num(jb, "beta2", o->beta2);
+  kvi_jb_kv_num(jb, "adam_eps", o->eps);
+  kvi_jb_kv_num(jb, "momentum", o->momentum);
+  kvi_jb_kv_bool(jb, "nesterov", o->nesterov);
+  kvi_jb_kv_num(jb, "weight_decay", o->weight_decay);
+}
+
 static void kvi__train_json(kvi_json_buf *jb, const kvi_train_config *c) {
   kvi_jb_kv_int(jb, "epochs", c->epochs);
   kvi_jb_kv_int(jb, "batch", c->batch);
-  kvi_jb_kv_str(jb, "optimizer", kvi_opt_name(c->opt.kind));
-  kvi_jb_kv_num(jb, "lr", c->opt.lr);
-  kvi_jb_kv_num(jb, "beta1", c->opt.beta1);
-  kvi_jb_kv_num(jb, "beta2", c->opt.beta2);
-  kvi_jb_kv_num(jb, "adam_eps", c->opt.eps);
-  kvi_jb_kv_num(jb, "momentum", c->opt.momentum);
-  kvi_jb_kv_bool(jb, "nesterov", c->opt.nesterov);
-  kvi_jb_kv_num(jb, "weight_decay", c->opt.weight_decay);
+  kvi__ckpt_opt_json(jb, &c->opt);
   kvi_jb_kv_num(jb, "kfac_damping", c->opt.damping);
   kvi_jb_kv_num(jb, "kfac_ema", c->opt.ema);
   kvi_jb_kv_int(jb, "kfac_inverse_every", c->opt.inverse_every);

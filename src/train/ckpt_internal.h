@@ -36,4 +36,8 @@ kvi_status kvi__ckpt_seed(uint64_t *out, const kvi_json *obj, const char *where,
 kvi_status kvi__ckpt_read_net(kvi_net_config *nc, const char **arch, int *in_size,
                               const kvi_json *obj, const char *where, const char *path);
 
+/* Writes the optimizer kind and its first-order settings (lr, Adam's and SGD's constants, weight
+ * decay) as keys of the open JSON object. */
+void kvi__ckpt_opt_json(kvi_json_buf *jb, const kvi_opt_config *o);
+
 #endif

@@ -29,14 +29,7 @@ static void kvi__vae_json(kvi_json_buf *jb, const kvi_vae *v) {
 static void kvi__vae_train_json(kvi_json_buf *jb, const kvi_vae_train_config *c) {
   kvi_jb_kv_int(jb, "epochs", c->epochs);
   kvi_jb_kv_int(jb, "batch", c->batch);
-  kvi_jb_kv_str(jb, "optimizer", kvi_opt_name(c->opt.kind));
-  kvi_jb_kv_num(jb, "lr", c->opt.lr);
-  kvi_jb_kv_num(jb, "beta1", c->opt.beta1);
-  kvi_jb_kv_num(jb, "beta2", c->opt.beta2);
-  kvi_jb_kv_num(jb, "adam_eps", c->opt.eps);
-  kvi_jb_kv_num(jb, "momentum", c->opt.momentum);
-  kvi_jb_kv_bool(jb, "nesterov", c->opt.nesterov);
-  kvi_jb_kv_num(jb, "weight_decay", c->opt.weight_decay);
+  kvi__ckpt_opt_json(jb, &c->opt);
   kvi_jb_kv_num(jb, "kl_anneal", c->kl_anneal);
   kvi_jb_kv_int(jb, "patience", c->patience);
   char seed[24];
