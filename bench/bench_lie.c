@@ -69,25 +69,18 @@ static void opt_row(const kvi_lie_problem *pb, const char *method, const char *g
   kvi_lie_opts o = kvi_lie_opts_default(group_of(gname, p));
   o.est = est, o.max_iter = 100000000, o.max_seconds = seconds, o.tol = 1e-6;
   double *mu = xalloc((size_t)p * sizeof *mu), *B = xalloc((size_t)p * p * sizeof *B);
-  double *H = xalloc((size_t)p * p * sizeof *H), s0 = 1;
   for (int i = 0; i < p; i++) mu[i] = !strcmp(pb->name, "rosenbrock") ? (i % 2 ? 1.0 : -1.2) : 1;
-  if (est == KVI_LIE_EST_VALUES) { /* xNES-like: no entropy term, utilities, small B steps */
-    o.gamma = 0, o.beta = 1, o.beta_b = 0.5 * (9 + 3 * log(p)) / (5 * p * sqrt(p));
-    o.samples = 4 + (int)(3 * log(p));
-    s0 = 4; /* initial standard deviation 1/2 */
-  } else {
-    o.beta = 1, o.beta_b = 0.1;
-    pb->hess(mu, H, pb->user); /* S0 = s0 I on the scale of the starting Hessian */
-    for (int i = 0; i < p; i++) s0 = fmax(s0, fabs(H[(size_t)i * p + i]));
+  if (kvi_lie_start(pb, &o, mu, B)) {
+    fprintf(stderr, "bench_lie: %s\n", kvi_last_error());
+    exit(1);
   }
-  for (int i = 0; i < p; i++) B[(size_t)i * p + i] = sqrt(s0);
   kvi_lie_report r;
   kvi_status s = kvi_lie_minimize(pb, &o, mu, B, &r);
   printf("| %s-%d | %s (%s) | %s%d | %ld | %ld | %ld | %.1f | %.2e |\n", pb->name, p, method, gname,
          r.converged ? "" : "> ", r.iters, r.fevals, r.gevals, r.hevals, r.seconds, r.f);
   if (s) printf("|   | (stopped: %s) | | | | | | |\n", kvi_last_error());
   fflush(stdout);
-  free(mu), free(B), free(H);
+  free(mu), free(B);
 }
 
 static int cmd_opt(int argc, char **argv) {

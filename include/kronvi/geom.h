@@ -224,6 +224,14 @@ typedef enum {
 } kvi_lie_estimator;
 
 typedef struct {
+  int iters;
+  long fevals, gevals, hevals; /* function, gradient and Hessian evaluations */
+  double f, seconds;
+  bool converged;
+  int damped, rejected;
+} kvi_lie_report;
+
+typedef struct {
   kvi_lie_group group;
   kvi_lie_estimator est;
   double beta;   /* step of the mean */
@@ -235,17 +243,23 @@ typedef struct {
   double max_norm;    /* safety bound of ||M||_F per step (0: 1) */
   double max_seconds; /* stop after this long (0: no limit) */
   uint64_t seed;
+  /* Called once per iteration with the report so far (r->f: f at the mean before the step,
+   * r->iters: the iterations done before this one) and the current mu and B; a non-zero return
+   * stops the run (KVI_OK, not converged). NULL: none. */
+  int (*progress)(const kvi_lie_report *r, const double *mu, const double *B, void *user);
+  void *progress_user;
 } kvi_lie_opts;
 
-typedef struct {
-  int iters;
-  long fevals, gevals, hevals; /* function, gradient and Hessian evaluations */
-  double f, seconds;
-  bool converged;
-  int damped, rejected;
-} kvi_lie_report;
-
 KVI_API kvi_lie_opts kvi_lie_opts_default(kvi_lie_group g);
+/* The starting steps and precision of the optimization tables (docs/geom.md, "Steps and
+ * start"): for the estimators from gradients and Hessians beta = 1, beta_b = 0.1 and
+ * S0 = s0 I with s0 = max(1, max_i |H_ii(mu)|) (pb->hess at mu; 1 without one); for the search
+ * from values (o->est = KVI_LIE_EST_VALUES) the xNES settings gamma = 0, beta = 1,
+ * beta_b = (9 + 3 ln p) / (10 p^1.5), 4 + 3 ln p samples and s0 = 4. Sets those fields of o
+ * (group and est as given) and writes B = sqrt(s0) I in the group's storage (KRON:
+ * B1 = B2 = s0^(1/4) I). */
+KVI_API kvi_status kvi_lie_start(const kvi_lie_problem *pb, kvi_lie_opts *o, const double *mu,
+                                 double *B);
 /* Structured NGD on the Gaussian N(mu, (B B^T)^-1) for min E_q[l] - gamma H(q) (G32): mu (dim)
  * and B (dim x dim, in the group; for KRON only B1 (p1 x p1) and B2 (p2 x p2) stored back to
  * back) are updated in place. The report counts evaluations and time. */

@@ -22,6 +22,43 @@ kvi_lie_opts kvi_lie_opts_default(kvi_lie_group g) {
   return o;
 }
 
+kvi_status kvi_lie_start(const kvi_lie_problem *pb, kvi_lie_opts *o, const double *mu, double *B) {
+  if (!pb || !o || !mu || !B) return kvi_fail(KVI_ERR_ARG, "lie_start: NULL argument");
+  const kvi_lie_group *g = &o->group;
+  kvi_status s = kvi_lie_group_check(g);
+  if (s) return s;
+  const int p = g->p;
+  if (p != pb->dim)
+    return kvi_fail(KVI_ERR_ARG, "lie_start: group of size %d, problem of %d", p, pb->dim);
+  double s0 = 1;
+  if (o->est == KVI_LIE_EST_VALUES) { /* xNES: no entropy term, utilities, small B steps */
+    o->gamma = 0, o->beta = 1, o->beta_b = 0.5 * (9 + 3 * log(p)) / (5 * p * sqrt(p));
+    o->samples = 4 + (int)(3 * log(p));
+    s0 = 4; /* initial standard deviation 1/2 */
+  } else {
+    o->gamma = 1, o->beta = 1, o->beta_b = 0.1;
+    if (pb->hess) { /* S0 on the scale of the starting Hessian */
+      double *H = malloc((size_t)p * p * sizeof *H);
+      if (!H) return kvi_fail(KVI_ERR_NOMEM, "lie_start: out of memory");
+      pb->hess(mu, H, pb->user);
+      for (int i = 0; i < p; i++) s0 = fmax(s0, fabs(H[(size_t)i * p + i]));
+      free(H);
+      if (!isfinite(s0))
+        return kvi_fail(KVI_ERR_NONFINITE, "lie_start: the Hessian at the start is not finite");
+    }
+  }
+  if (g->kind == KVI_LIE_KRON) { /* B1 (x) B2 = sqrt(s0) I */
+    const int p1 = g->p1, p2 = g->p2;
+    memset(B, 0, ((size_t)p1 * p1 + (size_t)p2 * p2) * sizeof *B);
+    for (int i = 0; i < p1; i++) B[(size_t)i * p1 + i] = pow(s0, 0.25);
+    for (int i = 0; i < p2; i++) B[(size_t)p1 * p1 + (size_t)i * p2 + i] = pow(s0, 0.25);
+  } else {
+    memset(B, 0, (size_t)p * p * sizeof *B);
+    for (int i = 0; i < p; i++) B[(size_t)i * p + i] = sqrt(s0);
+  }
+  return KVI_OK;
+}
+
 /* ---- B^-1 as an operator -------------------------------------------------------------------
  * R = B^-1 explicit. Groups with a sparse pattern (diagonal, block-triangular with k < p/2): R has
  * B's pattern and every product below touches it only (its union with the transpose for X); the
@@ -360,6 +397,10 @@ kvi_status kvi_lie_minimize(const kvi_lie_problem *pb, const kvi_lie_opts *o, do
       shrink = fmin(1, 1.25 * shrink);
     }
     r->f = fmu;
+    if (o->progress && o->progress(r, mu, B, o->progress_user)) {
+      kvi__rop_free(&R);
+      break;
+    }
     if (check && fmu - pb->f_star < o->tol) {
       r->converged = true;
       kvi__rop_free(&R);

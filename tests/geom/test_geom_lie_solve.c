@@ -151,6 +151,53 @@ static void test_minimize(void) {
   CHECK(rep.converged && rep.gevals == 0 && rep.hevals == 0);
 }
 
+typedef struct {
+  int calls, stop_at;
+  double last_f;
+} progress_ctx;
+
+static int on_progress(const kvi_lie_report *r, const double *mu, const double *B, void *u) {
+  progress_ctx *c = u;
+  CHECK(r->iters == c->calls && mu && B);
+  c->calls++, c->last_f = r->f;
+  return c->calls == c->stop_at;
+}
+
+/* kvi_lie_start's steps and S0, and the progress callback: one call per iteration, and a
+ * non-zero return stops the run where it is. */
+static void test_start_progress(void) {
+  const int p = 6;
+  kvi_lie_problem pb = kvi_lie_problem_rosenbrock(p);
+  double mu[6] = {-1.2, 1, -1.2, 1, -1.2, 1}, B[36], H[36];
+  kvi_lie_opts o = kvi_lie_opts_default(group(KVI_LIE_TRIL, p, 0));
+  CHECK_OK(kvi_lie_start(&pb, &o, mu, B));
+  pb.hess(mu, H, pb.user);
+  double s0 = 1;
+  for (int i = 0; i < p; i++) s0 = fmax(s0, fabs(H[i * p + i]));
+  CHECK(o.beta == 1 && o.beta_b == 0.1 && o.gamma == 1);
+  for (int i = 0; i < p; i++)
+    for (int j = 0; j < p; j++) CHECK(B[i * p + j] == (i == j ? sqrt(s0) : 0));
+  progress_ctx c = {0, 0, NAN};
+  o.progress = on_progress, o.progress_user = &c;
+  kvi_lie_report rep;
+  CHECK_OK(kvi_lie_minimize(&pb, &o, mu, B, &rep));
+  CHECK(rep.converged && c.calls == rep.iters + 1 && c.last_f == rep.f);
+  printf("start + progress: rosenbrock-6 tril, %d iterations, %d callbacks\n", rep.iters, c.calls);
+  for (int i = 0; i < p; i++) mu[i] = i % 2 ? 1 : -1.2;
+  CHECK_OK(kvi_lie_start(&pb, &o, mu, B));
+  c = (progress_ctx){0, 5, NAN};
+  CHECK_OK(kvi_lie_minimize(&pb, &o, mu, B, &rep));
+  CHECK(!rep.converged && rep.iters == 4 && c.calls == 5);
+  kvi_lie_opts v = kvi_lie_opts_default(group(KVI_LIE_KRON, p, 0));
+  v.group.kind1 = v.group.kind2 = KVI_LIE_TRIL, v.group.p1 = 2, v.group.p2 = 3;
+  v.est = KVI_LIE_EST_VALUES;
+  CHECK_OK(kvi_lie_start(&pb, &v, mu, B));
+  CHECK(v.gamma == 0 && v.samples == 4 + (int)(3 * log(p)));
+  CHECK(fabs(B[0] * B[4] - 2) < 1e-12 && B[1] == 0); /* B1 (x) B2 = 2 I */
+  kvi_lie_opts bad = kvi_lie_opts_default(group(KVI_LIE_DIAG, p + 1, 0));
+  CHECK_FAILS(kvi_lie_start(&pb, &bad, mu, B));
+}
+
 static double fd_f(const double *x, void *u) {
   const kvi_lie_problem *pb = u;
   return pb->f(x, pb->user);
@@ -262,6 +309,7 @@ int main(void) {
   test_estimators();
   test_vi_gaussian();
   test_minimize();
+  test_start_progress();
   test_problems_fd();
   test_mixture();
   TEST_MAIN_END();
