@@ -1,5 +1,6 @@
-/* kronvi optimize: the solvers and the first-order optimizers on classic test problems, one line
- * per iteration (docs/curv.md, "Test problems"). */
+/* kronvi optimize: the solvers, the first-order optimizers and structured natural-gradient
+ * descent on classic test problems, one line per iteration (docs/curv.md, "Test problems";
+ * docs/geom.md, "Structured NGD"). */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,18 +27,34 @@ static void optimize_help(FILE *f) {
       "                   lbfgs, newton (damped, exact Hessian), lm (Levenberg-Marquardt on the\n"
       "                   Gauss-Newton matrix), hf (Hessian-free: preconditioned CG on the\n"
       "                   damped Gauss-Newton matrix) or proximal (K Adam steps with a weight-\n"
-      "                   space proximity term)\n"
+      "                   space proximity term), ngd (structured natural-gradient descent:\n"
+      "                   a Gaussian N(mu, (B B^T)^-1) with B in the Lie group --group, the mean\n"
+      "                   is the iterate) or search (the same from function values only, xNES-\n"
+      "                   like)\n"
       "  --max-iter N     iterations (default 10000)\n"
       "  --tol T          stop when f - f* < T (default 1e-6)\n"
       "  --lr LR          adam and proximal step size (default 1e-2); gd: fixed steps\n"
       "  --damping L      newton, lm, hf: initial damping (default 1e-3)\n"
       "  --cg-max N       hf: CG iterations per step (default 250)\n"
       "  --memory M       lbfgs: pairs kept (default 10)\n"
+      "  --group G        ngd, search: the group of B: dense, tril, upK, lowK, bdiagK, diag or\n"
+      "                   kron:P1:KIND1:KIND2 (default tril for ngd, diag for search)\n"
+      "  --estimator E    ngd: mean (gradient and curvature at the mean, default), price,\n"
+      "                   stein or reparam (Monte Carlo over --samples draws)\n"
+      "  --curvature C    ngd: hessian (default) or ggn (Gauss-Newton), each assembled from\n"
+      "                   products with the unit vectors\n"
+      "  --samples N      ngd (Monte Carlo), search: draws per iteration (default 10; search:\n"
+      "                   4 + 3 ln D)\n"
+      "  --beta B         ngd, search: the mean's step (default 1)\n"
+      "  --beta-b B       ngd, search: B's step (default 0.1; search (9 + 3 ln D) / (10 D^1.5))\n"
+      "  --monotone       ngd: undo a step that raises f at the mean and retry it with half\n"
+      "                   the steps (a backtracking line search; default: only steps that\n"
+      "                   make f ten times worse are undone, as in the source method)\n"
       "  --data PATH      logreg: Fashion-MNIST directory\n"
       "  --classes A,B    logreg: the two classes (default 0,6: T-shirt/top against shirt)\n"
       "  --rows N         logreg: training rows of the two classes used (default 2000)\n"
       "  --l2 MU          logreg: mu/2 ||w||^2 (default 1e-3)\n"
-      "  --seed S         quadratic: the rotation and x* (default 1)\n"
+      "  --seed S         quadratic: the rotation and x*; ngd, search: the samples (default 1)\n"
       "  --log PATH       the iterations as CSV\n"
       "  --quiet          only the summary line\n"
       "  --threads N      threads (default 1)\n"
@@ -52,6 +69,13 @@ typedef struct {
   double tol, lr, damping;
   long cg_max, memory;
   bool quiet, lr_given;
+  /* ngd, search */
+  const char *group;
+  kvi_lie_estimator est;
+  kvi_curv_kind curv;
+  long samples;
+  double beta, beta_b;
+  bool monotone;
 } opt_args;
 
 enum {
@@ -72,20 +96,41 @@ enum {
   P_SEED,
   P_LOG,
   P_QUIET,
-  P_THREADS
+  P_THREADS,
+  P_GROUP,
+  P_EST,
+  P_CURV,
+  P_SAMPLES,
+  P_BETA,
+  P_BETA_B,
+  P_MONO
 };
 
 static const struct option optimize_opts[] = {
-    {"problem", 1, 0, P_PROBLEM}, {"dim", 1, 0, P_DIM},
-    {"cond", 1, 0, P_COND},       {"method", 1, 0, P_METHOD},
-    {"max-iter", 1, 0, P_MAXIT},  {"tol", 1, 0, P_TOL},
-    {"lr", 1, 0, P_LR},           {"damping", 1, 0, P_DAMP},
-    {"cg-max", 1, 0, P_CG},       {"memory", 1, 0, P_MEM},
-    {"data", 1, 0, P_DATA},       {"classes", 1, 0, P_CLASSES},
-    {"rows", 1, 0, P_ROWS},       {"l2", 1, 0, P_L2},
-    {"seed", 1, 0, P_SEED},       {"log", 1, 0, P_LOG},
-    {"quiet", 0, 0, P_QUIET},     {"threads", 1, 0, P_THREADS},
-    {"help", 0, 0, 'h'},          {0, 0, 0, 0}};
+    {"problem", 1, 0, P_PROBLEM}, {"dim", 1, 0, P_DIM},        {"cond", 1, 0, P_COND},
+    {"method", 1, 0, P_METHOD},   {"max-iter", 1, 0, P_MAXIT}, {"tol", 1, 0, P_TOL},
+    {"lr", 1, 0, P_LR},           {"damping", 1, 0, P_DAMP},   {"cg-max", 1, 0, P_CG},
+    {"memory", 1, 0, P_MEM},      {"data", 1, 0, P_DATA},      {"classes", 1, 0, P_CLASSES},
+    {"rows", 1, 0, P_ROWS},       {"l2", 1, 0, P_L2},          {"seed", 1, 0, P_SEED},
+    {"log", 1, 0, P_LOG},         {"quiet", 0, 0, P_QUIET},    {"threads", 1, 0, P_THREADS},
+    {"group", 1, 0, P_GROUP},     {"estimator", 1, 0, P_EST},  {"curvature", 1, 0, P_CURV},
+    {"samples", 1, 0, P_SAMPLES}, {"beta", 1, 0, P_BETA},      {"beta-b", 1, 0, P_BETA_B},
+    {"monotone", 0, 0, P_MONO},   {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
+
+static bool parse_estimator(const char *s, kvi_lie_estimator *e) {
+  static const char *const names[] = {"mean", "price", "stein", "reparam"};
+  for (int i = 0; i < 4; i++)
+    if (!strcmp(s, names[i])) return *e = (kvi_lie_estimator)i, true;
+  fprintf(stderr, "kronvi: --estimator expects mean, price, stein or reparam, not '%s'\n", s);
+  return false;
+}
+
+static bool parse_curvature(const char *s, kvi_curv_kind *k) {
+  if (!strcmp(s, "hessian")) return *k = KVI_CURV_HESSIAN, true;
+  if (!strcmp(s, "ggn")) return *k = KVI_CURV_GGN, true;
+  fprintf(stderr, "kronvi: --curvature expects hessian or ggn, not '%s'\n", s);
+  return false;
+}
 
 static bool parse_classes(const char *s, long *c) {
   char *end;
@@ -167,6 +212,27 @@ static int parse_optimize(opt_args *a, int argc, char **argv) {
         break;
       case P_THREADS:
         ok = cli_int("--threads", optarg, 1, 256, &a->threads);
+        break;
+      case P_GROUP:
+        a->group = optarg;
+        break;
+      case P_EST:
+        ok = parse_estimator(optarg, &a->est);
+        break;
+      case P_CURV:
+        ok = parse_curvature(optarg, &a->curv);
+        break;
+      case P_SAMPLES:
+        ok = cli_int("--samples", optarg, 1, 1000000, &a->samples);
+        break;
+      case P_BETA:
+        ok = cli_double("--beta", optarg, 1e-12, 1e3, &a->beta);
+        break;
+      case P_BETA_B:
+        ok = cli_double("--beta-b", optarg, 1e-12, 1e3, &a->beta_b);
+        break;
+      case P_MONO:
+        a->monotone = true;
         break;
       default:
         ok = false;
@@ -272,6 +338,93 @@ static void print_line(FILE *out, bool csv, long it, const kvi_solve_info *in, d
             (long long)f->nf, (long long)f->ng, (long long)f->nhv, secs);
 }
 
+/* ---- structured NGD and the search from values (kronvi/geom.h) ---------------------------- */
+typedef struct {
+  const opt_args *a;
+  kvi_objective *f;
+  FILE *log;
+  double fstar, t0;
+} lie_progress;
+
+/* One line per iteration: f at the mean before its step, the evaluations so far. */
+static int lie_line(const kvi_lie_report *r, const double *mu, const double *B, void *user) {
+  (void)mu, (void)B;
+  const lie_progress *lp = user;
+  const double secs = kvi_time_now() - lp->t0;
+  const kvi_objective *f = lp->f;
+  kvi_solve_info in;
+  memset(&in, 0, sizeof in);
+  in.f = r->f, in.gnorm = in.damping = in.rho = NAN, in.rejected = r->rejected;
+  if (lp->log) print_line(lp->log, true, r->iters, &in, lp->fstar, f, secs);
+  if (!lp->a->quiet)
+    printf(
+        "%6d  f %-14.8g f-f* %-10.3e damped %-4d rejected %-4d nf %lld ng %lld nhv %lld  %.3f s\n",
+        r->iters, r->f, r->f - lp->fstar, r->damped, r->rejected, (long long)f->nf,
+        (long long)f->ng, (long long)f->nhv, secs);
+  return 0;
+}
+
+/* The options of the run: kvi_lie_start's steps and start, then what the command line gives. */
+static int lie_setup(const opt_args *a, const kvi_lie_problem *pb, kvi_lie_opts *o, double *mu,
+                     double *B) {
+  const bool search = !strcmp(a->method, "search");
+  kvi_lie_group g;
+  if (kvi_lie_group_parse(&g, a->group ? a->group : search ? "diag" : "tril", pb->dim))
+    return cli_error("--group");
+  *o = kvi_lie_opts_default(g);
+  o->est = search ? KVI_LIE_EST_VALUES : a->est;
+  if (kvi_lie_start(pb, o, mu, B)) return cli_error("ngd start");
+  if (!search && o->est != KVI_LIE_EST_MEAN) o->samples = 10;
+  if (a->samples) o->samples = (int)a->samples;
+  if (a->beta > 0) o->beta = a->beta;
+  if (a->beta_b > 0) o->beta_b = a->beta_b;
+  o->max_iter = (int)(a->max_iter < 2000000000 ? a->max_iter : 2000000000);
+  o->tol = a->tol, o->seed = a->pc.seed, o->monotone = a->monotone;
+  return 0;
+}
+
+static int run_lie(opt_args *a, kvi_problem *P) {
+  kvi_objective *f = kvi_problem_objective(P);
+  const size_t n = f->n;
+  if (n > 3000) {
+    fprintf(stderr, "kronvi: --method %s keeps D x D matrices: --dim at most 3000, not %zu\n",
+            a->method, n);
+    return 2;
+  }
+  kvi_lie_objective lo;
+  kvi_lie_problem pb;
+  if (kvi_lie_objective_init(&lo, f, a->curv, kvi_problem_fstar(P), &pb)) return cli_error("ngd");
+  double *mu = malloc(n * sizeof *mu), *B = malloc(n * n * sizeof *B);
+  int rc = mu && B ? 0 : (fprintf(stderr, "kronvi: out of memory\n"), 1);
+  for (size_t i = 0; !rc && i < n; i++) mu[i] = f->x[i];
+  kvi_lie_opts o;
+  if (!rc) rc = lie_setup(a, &pb, &o, mu, B);
+  lie_progress lp = {a, f, NULL, pb.f_star, 0};
+  if (!rc && a->log && !(lp.log = fopen(a->log, "w")))
+    rc = (fprintf(stderr, "kronvi: cannot write --log %s\n", a->log), 1);
+  if (lp.log)
+    fprintf(lp.log, "iter,f,f_minus_fstar,gnorm,damping,rho,inner,rejected,nf,ng,nhv,seconds\n");
+  f->nf = f->ng = f->nhv = 0; /* the start's Hessian is not work of the method */
+  o.progress = lie_line, o.progress_user = &lp;
+  kvi_lie_report r;
+  memset(&r, 0, sizeof r);
+  lp.t0 = kvi_time_now();
+  if (!rc && (kvi_lie_minimize(&pb, &o, mu, B, &r) || lo.status)) rc = cli_error("ngd");
+  if (!rc) {
+    char gname[64];
+    printf(
+        "%s-%zu %s (%s): %s after %d iterations, f - f* = %.3e, values %lld, gradients %lld, "
+        "curvature products %lld, damped %d, rejected %d, %.3f s\n",
+        kvi_problem_name(a->pc.kind), n, a->method, kvi_lie_group_name(&o.group, gname, 64),
+        r.converged ? "reached" : "NOT reached", r.iters, r.f - pb.f_star, (long long)f->nf,
+        (long long)f->ng, (long long)f->nhv, r.damped, r.rejected, r.seconds);
+  }
+  if (lp.log) fclose(lp.log);
+  free(mu), free(B);
+  kvi_lie_objective_free(&lo);
+  return rc ? rc : r.converged ? 0 : 3;
+}
+
 static int run_optimize(opt_args *a, kvi_problem *P) {
   kvi_objective *f = kvi_problem_objective(P);
   const double fstar = kvi_problem_fstar(P);
@@ -279,7 +432,8 @@ static int run_optimize(opt_args *a, kvi_problem *P) {
   kvi_opt_kind kind = KVI_OPT_ADAM;
   if (!gd && kvi_opt_parse(&kind, a->method)) return cli_error("--method");
   if (!gd && kind != KVI_OPT_ADAM && !kvi_opt_is_solver(kind)) {
-    fprintf(stderr, "kronvi: --method expects gd, adam, lbfgs, newton, lm, hf or proximal\n");
+    fprintf(stderr,
+            "kronvi: --method expects gd, adam, lbfgs, newton, lm, hf, proximal, ngd or search\n");
     return 2;
   }
   kvi_params p;
@@ -347,7 +501,8 @@ int cmd_optimize(int argc, char **argv) {
   if (a.pc.kind == KVI_PROBLEM_LOGREG && (rc = load_logreg(&a, &sel)) != 0) return rc;
   kvi_problem *P = NULL;
   if (kvi_problem_create(&P, &a.pc)) rc = cli_error("--problem");
-  if (!rc) rc = run_optimize(&a, P);
+  const bool lie = !strcmp(a.method, "ngd") || !strcmp(a.method, "search");
+  if (!rc) rc = lie ? run_lie(&a, P) : run_optimize(&a, P);
   kvi_problem_free(P);
   kvi_dataset_free(&sel);
   return rc;

@@ -248,6 +248,10 @@ typedef struct {
    * stops the run (KVI_OK, not converged). NULL: none. */
   int (*progress)(const kvi_lie_report *r, const double *mu, const double *B, void *user);
   void *progress_user;
+  /* A step that raises f at the mean at all (not only more than tenfold) is undone and retried
+   * with half the steps, as a backtracking line search would (for the deterministic estimator
+   * at the mean; the Monte Carlo estimates' noise would stall it). false: the source's update. */
+  bool monotone;
 } kvi_lie_opts;
 
 KVI_API kvi_lie_opts kvi_lie_opts_default(kvi_lie_group g);

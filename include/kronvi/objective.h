@@ -7,6 +7,7 @@
 #define KRONVI_OBJECTIVE_H
 
 #include "kronvi/core.h"
+#include "kronvi/geom.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -89,6 +90,27 @@ KVI_API void kvi_problem_free(kvi_problem *p);
  * quadratic 0, logistic regression 0). Both products exist; diag is the exact diag(G). */
 KVI_API kvi_objective *kvi_problem_objective(kvi_problem *p);
 KVI_API double kvi_problem_fstar(const kvi_problem *p);
+
+/* ---- an objective as a structured-NGD problem (kronvi/geom.h, kvi_lie_minimize) -------------
+ * f and fg evaluate the objective at the double point rounded to kvi_real (counted in nf, ng);
+ * hess assembles the dense matrix of kind k (Hessian or Gauss-Newton) column by column from n
+ * products with the unit vectors (counted in nhv), symmetrized, at a point whose gradient it
+ * reuses when fg was just called there. The callbacks cannot return a status: a failing call
+ * yields NaN (which the solver rejects) and is kept in `status`. */
+typedef struct {
+  kvi_objective *obj;
+  kvi_curv_kind kind;
+  kvi_real *g, *e, *hv; /* n each: a gradient, a unit vector, a product */
+  double *at;           /* n: the point of the last gradient (its products are taken there) */
+  bool have_at;
+  kvi_status status; /* the first failure of a callback (KVI_OK: none) */
+} kvi_lie_objective;
+
+/* Fills *pb (dim = obj->n, f_star as given, name "objective") over a; KVI_ERR_UNSUPPORTED when
+ * the objective has no products of kind k. kvi_lie_objective_free releases a. */
+KVI_API kvi_status kvi_lie_objective_init(kvi_lie_objective *a, kvi_objective *obj, kvi_curv_kind k,
+                                          double f_star, kvi_lie_problem *pb);
+KVI_API void kvi_lie_objective_free(kvi_lie_objective *a);
 
 #ifdef __cplusplus
 }

@@ -338,6 +338,22 @@ kvi_status kvi_lie_step(const kvi_lie_group *g, double *mu, double *B, const dou
   return s;
 }
 
+/* The B^-1 operator R at B and the estimates at (mu, B); *fmu = f(mu) (evaluated when the
+ * estimator did not). R is released on failure. */
+static kvi_status kvi__estimate_at(const kvi_lie_problem *pb, const kvi_lie_opts *o,
+                                   const double *B, const double *mu, kvi__rop *R, kvi_rng *rng,
+                                   double *Rg, double *X, kvi_lie_report *r, double *fmu) {
+  kvi_status s = kvi__rop_init(R, &o->group, B);
+  if (s) return s;
+  s = kvi__estimate(pb, o->est, o->samples, o->gamma, mu, R, rng, Rg, X, r, fmu);
+  if (s) {
+    kvi__rop_free(R);
+    return s;
+  }
+  if (isnan(*fmu)) *fmu = pb->f(mu, pb->user), r->fevals++; /* the stopping test */
+  return KVI_OK;
+}
+
 kvi_status kvi_lie_minimize(const kvi_lie_problem *pb, const kvi_lie_opts *o, double *mu, double *B,
                             kvi_lie_report *r) {
   if (!pb || !o || !mu || !B || !r) return kvi_fail(KVI_ERR_ARG, "lie_minimize: NULL argument");
@@ -365,30 +381,19 @@ kvi_status kvi_lie_minimize(const kvi_lie_problem *pb, const kvi_lie_opts *o, do
   r->f = NAN;
   for (r->iters = 0; r->iters < o->max_iter; r->iters++) {
     if (o->max_seconds > 0 && kvi_time_now() - t0 > o->max_seconds) break;
-    if ((s = kvi__rop_init(&R, g, B)) != KVI_OK) break;
     double fmu;
-    s = kvi__estimate(pb, o->est, o->samples, o->gamma, mu, &R, &rng, Rg, X, r, &fmu);
-    if (s) {
-      kvi__rop_free(&R);
-      break;
-    }
-    if (isnan(fmu)) fmu = pb->f(mu, pb->user), r->fevals++; /* the stopping test */
-    /* a blow-up: not finite, or more than ten times worse than the last point */
-    const bool bad = !isfinite(fmu) || !kvi__dfinite(X, pp) || !kvi__dfinite(Rg, (size_t)p) ||
-                     (have_prev && fmu > f_prev + 10 * (fabs(f_prev) + 1));
-    if (bad && have_prev && shrink > 1e-12) { /* back to the last finite point, half the step */
+    if ((s = kvi__estimate_at(pb, o, B, mu, &R, &rng, Rg, X, r, &fmu)) != KVI_OK) break;
+    /* a blow-up: not finite, or more than ten times worse than the last point (monotone: worse
+     * at all); the steps shrink down to 1e-12 of their size, then a worse point is kept */
+    const bool nonfinite = !isfinite(fmu) || !kvi__dfinite(X, pp) || !kvi__dfinite(Rg, (size_t)p);
+    const bool worse = have_prev && fmu > f_prev + (o->monotone ? 0 : 10 * (fabs(f_prev) + 1));
+    if ((nonfinite || worse) && have_prev && shrink > 1e-12) { /* back, half the step */
       memcpy(mu, mu0, (size_t)p * sizeof *mu);
       memcpy(B, B0, nb * sizeof *B);
       shrink *= 0.5, safe.damped++;
       kvi__rop_free(&R);
-      if ((s = kvi__rop_init(&R, g, B)) != KVI_OK) break;
-      s = kvi__estimate(pb, o->est, o->samples, o->gamma, mu, &R, &rng, Rg, X, r, &fmu);
-      if (s) {
-        kvi__rop_free(&R);
-        break;
-      }
-      if (isnan(fmu)) fmu = pb->f(mu, pb->user), r->fevals++;
-    } else if (bad) {
+      if ((s = kvi__estimate_at(pb, o, B, mu, &R, &rng, Rg, X, r, &fmu)) != KVI_OK) break;
+    } else if (nonfinite) {
       kvi__rop_free(&R);
       s = kvi_fail(KVI_ERR_NONFINITE,
                    "lie_minimize: f or its estimates are not finite at the mean");

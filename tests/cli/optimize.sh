@@ -26,7 +26,10 @@ done
 check "not reached: exit 3" test $? -eq 3
 for bad in "--problem nope --method lm" "--problem rosenbrock --method nope" \
   "--problem rosenbrock --dim 1 --method lm" "--problem logreg --method lm" \
-  "--problem rosenbrock --method lm --cond 0"; do
+  "--problem rosenbrock --method lm --cond 0" "--problem rosenbrock --method ngd --group up999" \
+  "--problem rosenbrock --method ngd --group nope" "--problem rosenbrock --method ngd --estimator x" \
+  "--problem rosenbrock --method ngd --curvature x" "--problem rosenbrock --dim 5000 --method ngd" \
+  "--problem rosenbrock --method search --samples 0"; do
   # shellcheck disable=SC2086
   "$K" optimize $bad >"$T/out" 2>"$T/err"
   rc=$?
