@@ -263,10 +263,147 @@ static void test_names(void) {
   CHECK_STATUS(kvi_lie_update(&k, M, X, 1, NULL), KVI_ERR_ARG);
 }
 
+/* ---- group invariance: optimizing l(R y) with R^T in the group gives the iterates of l ---- */
+typedef struct {
+  kvi_lie_problem base;
+  const double *R; /* y -> x = R y */
+} transformed;
+
+static double tr_fg(const double *y, double *g, void *u) {
+  const transformed *t = u;
+  double x[P], gx[P];
+  gt_mul(P, 1, P, t->R, false, y, false, x);
+  const double f = t->base.fg(x, g ? gx : NULL, t->base.user);
+  if (g) gt_mul(P, 1, P, t->R, true, gx, false, g);
+  return f;
+}
+
+static double tr_f(const double *y, void *u) { return tr_fg(y, NULL, u); }
+
+static void tr_hess(const double *y, double *H, void *u) {
+  const transformed *t = u;
+  double x[P], Hx[NMAX], T[NMAX];
+  gt_mul(P, 1, P, t->R, false, y, false, x);
+  t->base.hess(x, Hx, t->base.user);
+  gt_mul(P, P, P, t->R, true, Hx, false, T);
+  gt_mul(P, P, P, T, false, t->R, false, H);
+}
+
+/* The largest relative gap of R y_t - mu_t and B'_t - R^T B_t over iters steps. */
+static double invariance_gap(const kvi_lie_group *g, int iters) {
+  kvi_rng r = kvi_rng_stream(7, 4);
+  const kvi__sg sg = kvi__sg_of(g, 0);
+  double Rt[NMAX], R[NMAX], Rti[NMAX], w[NMAX], mu[P], y[P], B[NMAX], Bp[NMAX], gm[P], X[NMAX];
+  double Ry[P], RtB[NMAX];
+  int ipiv[P];
+  member(&r, g, Rt);
+  member(&r, g, B);
+  for (int i = 0; i < NMAX; i++) B[i] *= 20; /* S0 on the Hessian's scale */
+  for (int i = 0; i < P; i++)
+    for (int j = 0; j < P; j++) R[i * P + j] = Rt[j * P + i];
+  CHECK(kvi__lie_inverse(&sg, Rt, Rti, w, ipiv));
+  for (int i = 0; i < P; i++) mu[i] = i % 2 ? 1.0 : -1.2;
+  gt_mul(P, 1, P, Rti, true, mu, false, y); /* y0 = R^-1 mu0 = (R^T)^-T mu0 */
+  gt_mul(P, P, P, R, true, B, false, Bp);   /* B'0 = R^T B0 */
+  CHECK(kvi_lie_in_group(g, Bp, 1e-12));
+  kvi_lie_problem base = kvi_lie_problem_rosenbrock(P);
+  transformed t = {base, R};
+  kvi_lie_problem tp = {P, tr_f, tr_fg, tr_hess, &t, 0, "transformed"};
+  kvi_rng rng = kvi_rng_stream(1, 1);
+  kvi_lie_report rep = {0};
+  double gap = 0;
+  for (int it = 0; it < iters; it++) {
+    CHECK_OK(kvi_lie_estimate(&base, KVI_LIE_EST_MEAN, 1, 1, mu, B, g, &rng, gm, X, &rep));
+    CHECK_OK(kvi_lie_step(g, mu, B, gm, X, 0.2, 0.2, NULL));
+    CHECK_OK(kvi_lie_estimate(&tp, KVI_LIE_EST_MEAN, 1, 1, y, Bp, g, &rng, gm, X, &rep));
+    CHECK_OK(kvi_lie_step(g, y, Bp, gm, X, 0.2, 0.2, NULL));
+    gt_mul(P, 1, P, R, false, y, false, Ry);
+    gt_mul(P, P, P, R, true, B, false, RtB);
+    gap = fmax(gap, gt_maxdiff(Ry, mu, P) / (1 + gt_maxabs(mu, P)));
+    gap = fmax(gap, gt_maxdiff(RtB, Bp, NMAX) / (1 + gt_maxabs(RtB, NMAX)));
+    if (!isfinite(gt_maxabs(mu, P)) || !isfinite(gt_maxabs(y, P))) return INFINITY;
+  }
+  return gap;
+}
+
+static void test_invariance(void) {
+  const kvi_lie_group gs[] = {group(KVI_LIE_TOEPLITZ, P, 0, 0), group(KVI_LIE_HIER, P, 3, 2),
+                              group(KVI_LIE_HIER, P, 1, 3)};
+  for (size_t c = 0; c < sizeof gs / sizeof *gs; c++) {
+    char name[32];
+    const double gap = invariance_gap(&gs[c], 40);
+    printf("invariance, %s, R^T in the group: max relative gap %.2e over 40 iterations\n",
+           kvi_lie_group_name(&gs[c], name, sizeof name), gap);
+    CHECK(gap < 1e-9);
+  }
+}
+
+/* ---- convergence: Dixon-Price and a quadratic, with kvi_lie_start's steps and start ---- */
+typedef struct {
+  double A[NMAX], c[P];
+} quad;
+
+static double q_fg(const double *x, double *g, void *u) {
+  const quad *q = u;
+  double d[P], Ad[P];
+  for (int i = 0; i < P; i++) d[i] = x[i] - q->c[i];
+  gt_mul(P, 1, P, q->A, false, d, false, Ad);
+  if (g) memcpy(g, Ad, sizeof Ad);
+  return 0.5 * gt_dot(d, Ad, P);
+}
+
+static double q_f(const double *x, void *u) { return q_fg(x, NULL, u); }
+
+static void q_hess(const double *x, double *H, void *u) {
+  (void)x;
+  memcpy(H, ((const quad *)u)->A, NMAX * sizeof *H);
+}
+
+static void test_minimize(void) {
+  kvi_rng r = kvi_rng_stream(7, 5);
+  quad q;
+  gt_rand_spd(&r, P, q.A, 1);
+  gt_randn(&r, q.c, P, 1);
+  const kvi_lie_problem probs[2] = {kvi_lie_problem_dixon_price(P),
+                                    {P, q_f, q_fg, q_hess, &q, 0, "quadratic"}};
+  const char *names[] = {"toeplitz", "hier3,2", "hier2,0", "kron:1:toeplitz:hier2,3"};
+  for (int pb = 0; pb < 2; pb++)
+    for (size_t c = 0; c < sizeof names / sizeof *names; c++) {
+      kvi_lie_group g;
+      CHECK_OK(kvi_lie_group_parse(&g, names[c], P));
+      kvi_lie_opts o = kvi_lie_opts_default(g);
+      o.max_iter = 30000;
+      double mu[P], B[NMAX + 1];
+      for (int i = 0; i < P; i++) mu[i] = 1;
+      CHECK_OK(kvi_lie_start(&probs[pb], &o, mu, B));
+      kvi_lie_report rep;
+      CHECK_OK(kvi_lie_minimize(&probs[pb], &o, mu, B, &rep));
+      printf("%s-%d, %s: f = %.2e after %d iterations (%s, %d damped, %d rejected)\n",
+             probs[pb].name, P, names[c], rep.f, rep.iters,
+             rep.converged ? "converged" : "not converged", rep.damped, rep.rejected);
+      CHECK(rep.converged && rep.f < 1e-6);
+    }
+  /* both new groups as Kronecker factors of a 6-dimensional problem */
+  kvi_lie_problem dp = kvi_lie_problem_dixon_price(6);
+  kvi_lie_group g;
+  CHECK_OK(kvi_lie_group_parse(&g, "kron:2:toeplitz:hier1,1", 6));
+  kvi_lie_opts o = kvi_lie_opts_default(g);
+  double mu[6] = {1, 1, 1, 1, 1, 1}, B[13];
+  CHECK_OK(kvi_lie_start(&dp, &o, mu, B));
+  kvi_lie_report rep;
+  CHECK_OK(kvi_lie_minimize(&dp, &o, mu, B, &rep));
+  printf("dixon-price-6, kron:2:toeplitz:hier1,1: f = %.2e after %d iterations (%s)\n", rep.f,
+         rep.iters, rep.converged ? "converged" : "not converged");
+  CHECK(rep.converged && rep.f < 1e-6);
+  CHECK(B[0] == B[3] && B[1] == 0 && B[4 + 2] == 0); /* Toeplitz B1; B2's zero block */
+}
+
 int main(void) {
   test_natural_gradient_exact();
   test_closure();
   test_toeplitz();
   test_names();
+  test_invariance();
+  test_minimize();
   TEST_MAIN_END();
 }
