@@ -2,20 +2,19 @@
  *   bench_lie opt [--dim D] [--seconds S] [--problem rosenbrock|dixon-price] [--group G]
  *       [--method ngd|search] [--no-header 1]  the optimization table: iterations, function /
  *       gradient / Hessian evaluations and seconds to f - f* < 1e-6 on the chained Rosenbrock and
- *       Dixon-Price functions for structured NGD (dense, lower-triangular, block k = 5, diagonal
- *       B; Hessian at the mean) and the search from function values only (diagonal and block
- *       B; and in dimension 20 with dense and block B), each run capped at S seconds (default
- *       20).
- *   bench_lie logreg [--data DIR] [--iters T] [--part ref|table|long]  Bayesian logistic regression
- * on Fashion-MNIST T-shirt/top (0) against shirt (6), 2000 training images average-pooled 4 x 4 to
- * 49 standardized features plus a bias, prior N(0, I): the ELBO (Gauss-Hermite quadrature per
- * example) of structured NGD with Price estimates for the four groups against a long dense run.
- *   bench_lie mixture [--out CSV] [--iters T]  an 80-dimensional mixture of five Student-t
- *       densities fitted by a mixture of ten Gaussians with block upper-triangular B (k = 5);
- *       the first 8 marginals of both on a grid go to CSV (bench/lie_marginals.py plots them).
- *   bench_lie check  the benchmark targets' gradients and Hessians against central differences
- *       (tests/cli/bench_lie_check.sh runs it).
- * Single-threaded BLAS; double precision throughout. */
+ *       Dixon-Price functions for structured NGD (dense, lower-triangular, block k = 5, diagonal,
+ *       triangular-Toeplitz, hierarchical k = kb = 5 B; Hessian at the mean) and the search from
+ * function values only (diagonal and block B; and in dimension 20 with dense and block B), each run
+ * capped at S seconds (default 20). bench_lie logreg [--data DIR] [--iters T] [--part
+ * ref|table|long]  Bayesian logistic regression on Fashion-MNIST T-shirt/top (0) against shirt (6),
+ * 2000 training images average-pooled 4 x 4 to 49 standardized features plus a bias, prior N(0, I):
+ * the ELBO (Gauss-Hermite quadrature per example) of structured NGD with Price estimates for the
+ * four groups against a long dense run. bench_lie mixture [--out CSV] [--iters T]  an
+ * 80-dimensional mixture of five Student-t densities fitted by a mixture of ten Gaussians with
+ * block upper-triangular B (k = 5); the first 8 marginals of both on a grid go to CSV
+ * (bench/lie_marginals.py plots them). bench_lie check  the benchmark targets' gradients and
+ * Hessians against central differences (tests/cli/bench_lie_check.sh runs it). Single-threaded
+ * BLAS; double precision throughout. */
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -102,8 +101,8 @@ static int cmd_opt(int argc, char **argv) {
   for (int prob = 0; prob < 2; prob++) {
     kvi_lie_problem pb = prob ? kvi_lie_problem_dixon_price(p) : kvi_lie_problem_rosenbrock(p);
     if (only[0] && strcmp(only, pb.name)) continue;
-    const char *groups[4] = {"dense", "tril", "up5", "diag"};
-    for (int g = 0; g < 4; g++) opt_row(&pb, "NGD, Hessian", groups[g], KVI_LIE_EST_MEAN, sec);
+    const char *groups[6] = {"dense", "tril", "up5", "diag", "toeplitz", "hier5,5"};
+    for (int g = 0; g < 6; g++) opt_row(&pb, "NGD, Hessian", groups[g], KVI_LIE_EST_MEAN, sec);
     opt_row(&pb, "search, values", "diag", KVI_LIE_EST_VALUES, sec);
     opt_row(&pb, "search, values", "up5", KVI_LIE_EST_VALUES, sec);
     const int ps = p < 20 ? p : 20; /* the search where it reaches 1e-6 in the time */

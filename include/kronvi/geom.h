@@ -152,20 +152,28 @@ typedef enum {
   KVI_LIE_BLOCK_LOW,  /* [[B_A, 0], [B_C, D]], B_A in GL(k), D diagonal */
   KVI_LIE_BLOCK_DIAG, /* diagonal blocks of size k (the last one smaller), each in GL(k) */
   KVI_LIE_DIAG,       /* diagonal */
-  KVI_LIE_KRON        /* B1 (x) B2 of two groups above (p = p1 p2, kind1 and kind2 not KRON) */
+  KVI_LIE_KRON,       /* B1 (x) B2 of two groups (p = p1 p2, kind1 and kind2 not KRON) */
+  KVI_LIE_TOEPLITZ,   /* lower-triangular Toeplitz sum_j b_j N^j (N the down-shift), b_0 > 0:
+                         commutative; M lower-triangular Toeplitz, not entrywise (G35) */
+  KVI_LIE_HIER        /* hierarchical [[B_A, 0], [B_C, [[B_D, 0], [B_3, B_4]]]]: B_A in GL(k),
+                         B_D in GL(kb), B_4 diagonal (G36) */
 } kvi_lie_kind;
 
 typedef struct {
   kvi_lie_kind kind;
   int p; /* dimension */
-  int k; /* BLOCK_UP / BLOCK_LOW: 0..p; BLOCK_DIAG: 1..p */
+  int k; /* BLOCK_UP / BLOCK_LOW: 0..p; BLOCK_DIAG: 1..p; HIER: the outer block k1 */
   /* KRON only: the factors' kinds, sizes and block parameters */
   kvi_lie_kind kind1, kind2;
   int p1, p2, k1, k2;
+  /* HIER only: the inner block k2 = kb (k, kb >= 0, k + kb <= p); KRON with a HIER factor: kb1,
+   * kb2 the factors' inner blocks. Zero for every other group. */
+  int kb, kb1, kb2;
 } kvi_lie_group;
 
 KVI_API kvi_status kvi_lie_group_check(const kvi_lie_group *g);
-/* "dense", "tril", "up5", "low5", "bdiag5", "diag", "kron(tril,tril)" into buf. */
+/* "dense", "tril", "up5", "low5", "bdiag5", "diag", "toeplitz", "hier5,3" (k = 5, kb = 3),
+ * "kron2x3(tril,toeplitz)" into buf. */
 KVI_API const char *kvi_lie_group_name(const kvi_lie_group *g, char *buf, size_t size);
 /* Parses the names above (p from the caller; KRON: "kron:P1:KIND1:KIND2" with p2 = p / P1). */
 KVI_API kvi_status kvi_lie_group_parse(kvi_lie_group *g, const char *s, int p);
@@ -173,7 +181,9 @@ KVI_API kvi_status kvi_lie_group_parse(kvi_lie_group *g, const char *s, int p);
 KVI_API int kvi_lie_in_group(const kvi_lie_group *g, const double *B, double tol);
 /* M = C (.) kappa(X) (G24) for a non-Kronecker group: kappa keeps the sub-algebra's entries of X
  * (its symmetric blocks symmetrized), C weighs them 1/2 on symmetric blocks and on the
- * diagonal, 1 on the off-diagonal blocks. */
+ * diagonal, 1 on the off-diagonal blocks. TOEPLITZ is not entrywise (G35): M = sum_j m_j N^j
+ * with m_0 half the mean of X's diagonal and m_j the mean of its j-th subdiagonal. In every
+ * case M = F^-1 grad, the exact natural gradient of the local coordinates (G24a). */
 KVI_API kvi_status kvi_lie_project(const kvi_lie_group *g, double *M, const double *X);
 /* h(M) = I + M + M^2 / 2. */
 KVI_API void kvi_lie_h(int p, double *H, const double *M);

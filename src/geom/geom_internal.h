@@ -35,16 +35,28 @@ void kvi__dunwhiten(int n, double *X, const double *L, const double *S);
 /* tau(S) = strict lower of S + diag(S) / 2 (lower triangular), may alias. */
 void kvi__dtau(int n, double *T, const double *S);
 
-/* ---- Lie groups (lie.c, lie_struct.c) ---- */
+/* ---- Lie groups (lie.c, lie_struct.c, lie_toep.c) ---- */
+/* One non-Kronecker group (a group itself or a Kronecker group's factor): kind, size and block
+ * parameters (k; kb: HIER's inner block). */
+typedef struct {
+  kvi_lie_kind kind;
+  int p, k, kb;
+} kvi__sg;
+/* which = 0: g itself (not KRON); 1, 2: the factors of a KRON group. */
+kvi__sg kvi__sg_of(const kvi_lie_group *g, int which);
 /* Is (i, j) a free entry of the group's matrices; *sym: is it in a symmetric block of the
- * algebra (dense, block-diagonal and the k x k block of the block-triangular groups). */
-bool kvi__lie_free(kvi_lie_kind kind, int k, int i, int j, bool *sym);
+ * algebra (dense, block-diagonal, the k x k block of the block-triangular groups, HIER's two
+ * dense diagonal blocks). TOEPLITZ: its lower triangle (the entries are tied, not free). */
+bool kvi__lie_free(const kvi__sg *g, int i, int j, bool *sym);
+/* Does the group use the sparse (CSR) kernels rather than BLAS on full matrices: diagonal,
+ * block-triangular with 2 k < p, HIER with 2 (k + kb) < p. */
+bool kvi__lie_sparse(const kvi__sg *g);
 /* A simple group's pattern in CSR form (with_transpose: its union with the transpose). */
 typedef struct {
   int p;
   int *rp, *ci;
 } kvi__pat;
-bool kvi__pat_make(kvi__pat *t, kvi_lie_kind kind, int k, int p, bool with_transpose);
+bool kvi__pat_make(kvi__pat *t, const kvi__sg *g, bool with_transpose);
 void kvi__pat_free(kvi__pat *t);
 /* C = A B for A, B with the pattern t (C gets the same pattern; C must not alias). */
 void kvi__pat_mul(const kvi__pat *t, const double *A, const double *B, double *C);
@@ -54,9 +66,22 @@ void kvi__pat_matvec(const kvi__pat *t, const double *R, const double *x, double
 void kvi__pat_congruence(const kvi__pat *t, const kvi__pat *u, const double *R, const double *H,
                          double *X, double *T);
 /* R = B^-1 by the group's structure (w: p^2, ipiv: p); false if singular or not finite. */
-bool kvi__lie_inverse(kvi_lie_kind kind, int k, int p, const double *B, double *R, double *w,
-                      int *ipiv);
-/* min / max |pivot| of B (its dense blocks' LU pivots and its diagonal elsewhere). */
-double kvi__lie_pivot_ratio(kvi_lie_kind kind, int k, int p, const double *B, double *w, int *ipiv);
+bool kvi__lie_inverse(const kvi__sg *g, const double *B, double *R, double *w, int *ipiv);
+/* min / max |pivot| of B (its dense blocks' LU pivots and its diagonal elsewhere; TOEPLITZ: 0
+ * unless b_0 > 0). */
+double kvi__lie_pivot_ratio(const kvi__sg *g, const double *B, double *w, int *ipiv);
+
+/* Lower-triangular Toeplitz matrices (lie_toep.c), held by their first column c (c_j the
+ * coefficient of N^j) and filled into full p x p storage. */
+/* c = first column of the product of the matrices with first columns a and b (c may not alias). */
+void kvi__toep_mul(int p, double *c, const double *a, const double *b);
+/* M = sum_j m_j N^j with m_0 = mean(diag X) / 2, m_j = mean of X's j-th subdiagonal (G35). */
+void kvi__toep_project(int p, double *M, const double *X);
+/* Bn = B h(M) from the first columns of B and M; w: 3 p doubles. */
+void kvi__toep_apply(int p, double *Bn, const double *B, const double *M, double *w);
+/* R = B^-1 (lower-triangular Toeplitz, O(p^2)); false if b_0 = 0 or not finite; w: 2 p. */
+bool kvi__toep_inverse(int p, const double *B, double *R, double *w);
+/* 1 if B is lower-triangular Toeplitz to tol with b_0 > 0. */
+int kvi__toep_in_group(int p, const double *B, double tol);
 
 #endif

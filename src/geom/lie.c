@@ -10,38 +10,53 @@
 
 #define KVI__LIE_MIN_RATIO 1e-12 /* smallest / largest pivot of a new B */
 
-static bool kvi__simple_ok(kvi_lie_kind kind, int p, int k) {
-  switch (kind) {
+static bool kvi__simple_ok(const kvi__sg *g) {
+  const int p = g->p, k = g->k;
+  if (g->kb != 0 && g->kind != KVI_LIE_HIER) return false;
+  switch (g->kind) {
     case KVI_LIE_DENSE:
     case KVI_LIE_TRIL:
     case KVI_LIE_DIAG:
+    case KVI_LIE_TOEPLITZ:
       return p >= 1;
     case KVI_LIE_BLOCK_UP:
     case KVI_LIE_BLOCK_LOW:
       return p >= 1 && k >= 0 && k <= p;
     case KVI_LIE_BLOCK_DIAG:
       return p >= 1 && k >= 1 && k <= p;
+    case KVI_LIE_HIER:
+      return p >= 1 && k >= 0 && g->kb >= 0 && k <= p - g->kb;
     default:
       return false;
   }
 }
 
+kvi__sg kvi__sg_of(const kvi_lie_group *g, int which) {
+  kvi__sg s = {g->kind, g->p, g->k, g->kb};
+  if (which == 1) s = (kvi__sg){g->kind1, g->p1, g->k1, g->kb1};
+  if (which == 2) s = (kvi__sg){g->kind2, g->p2, g->k2, g->kb2};
+  return s;
+}
+
 kvi_status kvi_lie_group_check(const kvi_lie_group *g) {
   if (!g) return kvi_fail(KVI_ERR_ARG, "lie group: NULL");
+  const kvi__sg s = kvi__sg_of(g, 0), s1 = kvi__sg_of(g, 1), s2 = kvi__sg_of(g, 2);
   if (g->kind == KVI_LIE_KRON) {
-    if (g->p1 < 1 || g->p2 < 1 || (long)g->p1 * g->p2 != g->p ||
-        !kvi__simple_ok(g->kind1, g->p1, g->k1) || !kvi__simple_ok(g->kind2, g->p2, g->k2))
+    if (g->p1 < 1 || g->p2 < 1 || (long)g->p1 * g->p2 != g->p || g->kb != 0 ||
+        !kvi__simple_ok(&s1) || !kvi__simple_ok(&s2))
       return kvi_fail(KVI_ERR_ARG, "lie group kron: p = %d, factors %d x %d (kinds %d, %d)", g->p,
                       g->p1, g->p2, (int)g->kind1, (int)g->kind2);
     return KVI_OK;
   }
-  if (!kvi__simple_ok(g->kind, g->p, g->k))
-    return kvi_fail(KVI_ERR_ARG, "lie group: kind %d, p = %d, k = %d", (int)g->kind, g->p, g->k);
+  if (!kvi__simple_ok(&s))
+    return kvi_fail(KVI_ERR_ARG, "lie group: kind %d, p = %d, k = %d, kb = %d", (int)g->kind, g->p,
+                    g->k, g->kb);
   return KVI_OK;
 }
 
-static const char *kvi__kind_name(kvi_lie_kind kind, int k, char *buf, size_t size) {
-  switch (kind) {
+static const char *kvi__kind_name(const kvi__sg *g, char *buf, size_t size) {
+  const int k = g->k;
+  switch (g->kind) {
     case KVI_LIE_DENSE:
       snprintf(buf, size, "dense");
       break;
@@ -60,6 +75,12 @@ static const char *kvi__kind_name(kvi_lie_kind kind, int k, char *buf, size_t si
     case KVI_LIE_DIAG:
       snprintf(buf, size, "diag");
       break;
+    case KVI_LIE_TOEPLITZ:
+      snprintf(buf, size, "toeplitz");
+      break;
+    case KVI_LIE_HIER:
+      snprintf(buf, size, "hier%d,%d", k, g->kb);
+      break;
     default:
       snprintf(buf, size, "?");
       break;
@@ -68,21 +89,32 @@ static const char *kvi__kind_name(kvi_lie_kind kind, int k, char *buf, size_t si
 }
 
 const char *kvi_lie_group_name(const kvi_lie_group *g, char *buf, size_t size) {
-  if (g->kind != KVI_LIE_KRON) return kvi__kind_name(g->kind, g->k, buf, size);
+  const kvi__sg s = kvi__sg_of(g, 0), s1 = kvi__sg_of(g, 1), s2 = kvi__sg_of(g, 2);
+  if (g->kind != KVI_LIE_KRON) return kvi__kind_name(&s, buf, size);
   char a[32], b[32];
-  snprintf(buf, size, "kron%dx%d(%s,%s)", g->p1, g->p2, kvi__kind_name(g->kind1, g->k1, a, 32),
-           kvi__kind_name(g->kind2, g->k2, b, 32));
+  snprintf(buf, size, "kron%dx%d(%s,%s)", g->p1, g->p2, kvi__kind_name(&s1, a, 32),
+           kvi__kind_name(&s2, b, 32));
   return buf;
 }
 
-static bool kvi__parse_kind(const char *s, kvi_lie_kind *kind, int *k) {
-  *k = 0;
+/* A whole name with one or two integers: "up5", "hier5,3" (no trailing characters). */
+static bool kvi__scan(const char *s, const char *fmt, int want, int *a, int *b) {
+  int n = -1, got = want == 1 ? sscanf(s, fmt, a, &n) : sscanf(s, fmt, a, b, &n);
+  return got == want && n >= 0 && s[n] == '\0';
+}
+
+static bool kvi__parse_kind(const char *s, kvi_lie_kind *kind, int *k, int *kb) {
+  *k = 0, *kb = 0;
   if (!strcmp(s, "dense"))
     *kind = KVI_LIE_DENSE;
   else if (!strcmp(s, "tril"))
     *kind = KVI_LIE_TRIL;
   else if (!strcmp(s, "diag"))
     *kind = KVI_LIE_DIAG;
+  else if (!strcmp(s, "toeplitz"))
+    *kind = KVI_LIE_TOEPLITZ;
+  else if (kvi__scan(s, "hier%d,%d%n", 2, k, kb))
+    *kind = KVI_LIE_HIER;
   else if (sscanf(s, "up%d", k) == 1)
     *kind = KVI_LIE_BLOCK_UP;
   else if (sscanf(s, "low%d", k) == 1)
@@ -102,24 +134,27 @@ kvi_status kvi_lie_group_parse(kvi_lie_group *g, const char *s, int p) {
   if (s && sscanf(s, "kron:%d:%31[^:]:%31s", &p1, a, b) == 3) {
     g->kind = KVI_LIE_KRON;
     g->p1 = p1, g->p2 = p1 > 0 ? p / p1 : 0;
-    if (!kvi__parse_kind(a, &g->kind1, &g->k1) || !kvi__parse_kind(b, &g->kind2, &g->k2))
+    if (!kvi__parse_kind(a, &g->kind1, &g->k1, &g->kb1) ||
+        !kvi__parse_kind(b, &g->kind2, &g->k2, &g->kb2))
       return kvi_fail(KVI_ERR_ARG, "lie group '%s': unknown factor kind", s);
-  } else if (!s || !kvi__parse_kind(s, &g->kind, &g->k)) {
+  } else if (!s || !kvi__parse_kind(s, &g->kind, &g->k, &g->kb)) {
     return kvi_fail(KVI_ERR_ARG,
-                    "lie group '%s' (expected dense, tril, diag, upK, lowK, bdiagK or "
-                    "kron:P1:KIND1:KIND2)",
+                    "lie group '%s' (expected dense, tril, diag, upK, lowK, bdiagK, toeplitz, "
+                    "hierK,KB or kron:P1:KIND1:KIND2)",
                     s ? s : "(null)");
   }
   return kvi_lie_group_check(g);
 }
 
-bool kvi__lie_free(kvi_lie_kind kind, int k, int i, int j, bool *sym) {
+bool kvi__lie_free(const kvi__sg *g, int i, int j, bool *sym) {
+  const int k = g->k;
   *sym = false;
-  switch (kind) {
+  switch (g->kind) {
     case KVI_LIE_DENSE:
       *sym = true;
       return true;
     case KVI_LIE_TRIL:
+    case KVI_LIE_TOEPLITZ:
       return j <= i;
     case KVI_LIE_DIAG:
       return i == j;
@@ -134,6 +169,12 @@ bool kvi__lie_free(kvi_lie_kind kind, int k, int i, int j, bool *sym) {
       if (i < k && j < k) return *sym = true;
       if (i >= k && j < k) return true;
       return i == j;
+    case KVI_LIE_HIER: { /* BLOCK_LOW(k) whose lower-right part is BLOCK_LOW(kb) */
+      if (j < k) return i < k ? (*sym = true) : true;
+      if (i < k) return false;
+      const kvi__sg in = {KVI_LIE_BLOCK_LOW, g->p - k, g->kb, 0};
+      return kvi__lie_free(&in, i - k, j - k, sym);
+    }
     default:
       return false;
   }
@@ -141,20 +182,26 @@ bool kvi__lie_free(kvi_lie_kind kind, int k, int i, int j, bool *sym) {
 
 int kvi_lie_in_group(const kvi_lie_group *g, const double *B, double tol) {
   if (g->kind == KVI_LIE_KRON) return 0; /* the factors are stored, not their product */
+  if (g->kind == KVI_LIE_TOEPLITZ) return kvi__toep_in_group(g->p, B, tol);
+  const kvi__sg sg = kvi__sg_of(g, 0);
   bool sym;
   for (int i = 0; i < g->p; i++)
     for (int j = 0; j < g->p; j++)
-      if (!kvi__lie_free(g->kind, g->k, i, j, &sym) && fabs(B[(size_t)i * g->p + j]) > tol)
-        return 0;
+      if (!kvi__lie_free(&sg, i, j, &sym) && fabs(B[(size_t)i * g->p + j]) > tol) return 0;
   return 1;
 }
 
-static void kvi__project(kvi_lie_kind kind, int k, int p, double *M, const double *X) {
+static void kvi__project(const kvi__sg *g, double *M, const double *X) {
+  const int p = g->p;
+  if (g->kind == KVI_LIE_TOEPLITZ) { /* tied entries: not entrywise (G35) */
+    kvi__toep_project(p, M, X);
+    return;
+  }
   bool sym;
   for (int i = 0; i < p; i++)
     for (int j = 0; j < p; j++) {
       double v = 0;
-      if (kvi__lie_free(kind, k, i, j, &sym)) {
+      if (kvi__lie_free(g, i, j, &sym)) {
         if (i == j)
           v = 0.5 * X[(size_t)i * p + i];
         else if (sym)
@@ -172,7 +219,8 @@ kvi_status kvi_lie_project(const kvi_lie_group *g, double *M, const double *X) {
   if (g->kind == KVI_LIE_KRON)
     return kvi_fail(KVI_ERR_ARG, "lie_project: a Kronecker group projects per factor");
   if (!M || !X) return kvi_fail(KVI_ERR_ARG, "lie_project: NULL argument");
-  kvi__project(g->kind, g->k, g->p, M, X);
+  const kvi__sg sg = kvi__sg_of(g, 0);
+  kvi__project(&sg, M, X);
   return KVI_OK;
 }
 
@@ -188,16 +236,18 @@ static bool kvi__damp(double *M, size_t n, double max_norm) {
 
 /* Bn = B h(M) for one simple group on its pattern, with a finiteness and pivot check; w: 2 p^2
  * doubles. */
-static bool kvi__apply(kvi_lie_kind kind, int k, int p, double *Bn, const double *B,
-                       const double *M, double *w, int *ipiv) {
+static bool kvi__apply(const kvi__sg *g, double *Bn, const double *B, const double *M, double *w,
+                       int *ipiv) {
+  const int p = g->p;
   double *H = w;
-  if (kind == KVI_LIE_DENSE || kind == KVI_LIE_TRIL || kind == KVI_LIE_BLOCK_DIAG ||
-      2 * k >= p) { /* BLAS; the products of the pattern's zeros stay exact zeros */
+  if (g->kind == KVI_LIE_TOEPLITZ) { /* on the first columns, exactly Toeplitz */
+    kvi__toep_apply(p, Bn, B, M, w);
+  } else if (!kvi__lie_sparse(g)) { /* BLAS; the products of the pattern's zeros stay zeros */
     kvi__dh(p, H, M);
     kvi__dgemm(false, false, p, p, p, 1, B, H, 0, Bn);
   } else {
     kvi__pat t;
-    if (!kvi__pat_make(&t, kind, k, p, false)) return false;
+    if (!kvi__pat_make(&t, g, false)) return false;
     kvi__pat_mul(&t, M, M, H); /* h(M) = I + M + M^2/2 */
     for (size_t i = 0; i < (size_t)p * p; i++) H[i] = 0.5 * H[i] + M[i];
     for (int i = 0; i < p; i++) H[(size_t)i * p + i] += 1;
@@ -205,7 +255,7 @@ static bool kvi__apply(kvi_lie_kind kind, int k, int p, double *Bn, const double
     kvi__pat_free(&t);
   }
   if (!kvi__dfinite(Bn, (size_t)p * p)) return false;
-  return kvi__lie_pivot_ratio(kind, k, p, Bn, w, ipiv) >= KVI__LIE_MIN_RATIO;
+  return kvi__lie_pivot_ratio(g, Bn, w, ipiv) >= KVI__LIE_MIN_RATIO;
 }
 
 static double *kvi__alloc(size_t n) {
@@ -215,8 +265,8 @@ static double *kvi__alloc(size_t n) {
 }
 
 /* B <- B h(M) for a simple group with safety; M may be modified (damped). */
-static kvi_status kvi__update_simple(kvi_lie_kind kind, int k, int p, double *B, double *M,
-                                     kvi_lie_safety *safe) {
+static kvi_status kvi__update_simple(const kvi__sg *g, double *B, double *M, kvi_lie_safety *safe) {
+  const int p = g->p;
   if (kvi__damp(M, (size_t)p * p, safe ? safe->max_norm : 1) && safe) safe->damped++;
   double *w = kvi__alloc(4 * (size_t)p * p);
   int *ipiv = malloc((size_t)p * sizeof *ipiv);
@@ -225,7 +275,7 @@ static kvi_status kvi__update_simple(kvi_lie_kind kind, int k, int p, double *B,
     return kvi_fail(KVI_ERR_NOMEM, "lie_update: out of memory");
   }
   double *Bn = w + 3 * (size_t)p * p;
-  bool ok = kvi__dfinite(M, (size_t)p * p) && kvi__apply(kind, k, p, Bn, B, M, w, ipiv);
+  bool ok = kvi__dfinite(M, (size_t)p * p) && kvi__apply(g, Bn, B, M, w, ipiv);
   if (ok) memcpy(B, Bn, (size_t)p * p * sizeof *B);
   free(w), free(ipiv);
   if (!ok && safe) safe->rejected++;
@@ -244,9 +294,10 @@ kvi_status kvi_lie_update(const kvi_lie_group *g, double *B, const double *X, do
   const int p = g->p;
   double *M = kvi__alloc((size_t)p * p);
   if (!M) return KVI_ERR_NOMEM;
-  kvi__project(g->kind, g->k, p, M, X);
+  const kvi__sg sg = kvi__sg_of(g, 0);
+  kvi__project(&sg, M, X);
   for (size_t i = 0; i < (size_t)p * p; i++) M[i] *= beta;
-  s = kvi__update_simple(g->kind, g->k, p, B, M, safe);
+  s = kvi__update_simple(&sg, B, M, safe);
   free(M);
   return s;
 }
@@ -261,8 +312,9 @@ kvi_status kvi_lie_update_kron(const kvi_lie_group *g, double *B1, double *B2, c
   double *M1 = kvi__alloc((size_t)p1 * p1 + (size_t)p2 * p2 * 2 + (size_t)p1 * p1);
   if (!M1) return KVI_ERR_NOMEM;
   double *M2 = M1 + (size_t)p1 * p1, *B2s = M2 + (size_t)p2 * p2, *B1s = B2s + (size_t)p2 * p2;
-  kvi__project(g->kind1, g->k1, p1, M1, X1);
-  kvi__project(g->kind2, g->k2, p2, M2, X2);
+  const kvi__sg s1 = kvi__sg_of(g, 1), s2 = kvi__sg_of(g, 2);
+  kvi__project(&s1, M1, X1);
+  kvi__project(&s2, M2, X2);
   for (size_t i = 0; i < (size_t)p1 * p1; i++) M1[i] *= beta / p2;
   for (size_t i = 0; i < (size_t)p2 * p2; i++) M2[i] *= beta / p1;
   /* the scale direction (c I, -c I) is shared: each factor takes half of the total scale step
@@ -272,8 +324,8 @@ kvi_status kvi_lie_update_kron(const kvi_lie_group *g, double *B1, double *B2, c
   for (int i = 0; i < p2; i++) M2[(size_t)i * p2 + i] += 0.25 * (t1 + t2) - t2;
   memcpy(B1s, B1, (size_t)p1 * p1 * sizeof *B1s);
   memcpy(B2s, B2, (size_t)p2 * p2 * sizeof *B2s);
-  s = kvi__update_simple(g->kind1, g->k1, p1, B1s, M1, safe);
-  if (!s) s = kvi__update_simple(g->kind2, g->k2, p2, B2s, M2, safe);
+  s = kvi__update_simple(&s1, B1s, M1, safe);
+  if (!s) s = kvi__update_simple(&s2, B2s, M2, safe);
   if (!s) { /* both or neither */
     memcpy(B1, B1s, (size_t)p1 * p1 * sizeof *B1);
     memcpy(B2, B2s, (size_t)p2 * p2 * sizeof *B2);

@@ -60,10 +60,10 @@ kvi_status kvi_lie_start(const kvi_lie_problem *pb, kvi_lie_opts *o, const doubl
 }
 
 /* ---- B^-1 as an operator -------------------------------------------------------------------
- * R = B^-1 explicit. Groups with a sparse pattern (diagonal, block-triangular with k < p/2): R has
- * B's pattern and every product below touches it only (its union with the transpose for X); the
- * others (dense, triangular, block-diagonal, Kronecker): BLAS on full matrices, whose zeros stay
- * exact zeros. */
+ * R = B^-1 explicit. Groups with a sparse pattern (diagonal, block-triangular with k < p/2,
+ * hierarchical with k + kb < p/2): R has B's pattern and every product below touches it only (its
+ * union with the transpose for X); the others (dense, triangular, Toeplitz, block-diagonal,
+ * Kronecker): BLAS on full matrices, whose zeros stay exact zeros. */
 typedef struct {
   int p;
   bool dense;
@@ -80,23 +80,20 @@ static kvi_status kvi__rop_init(kvi__rop *o, const kvi_lie_group *g, const doubl
   memset(o, 0, sizeof *o);
   const int p = g->p;
   o->p = p;
-  /* BLAS on full matrices unless the pattern is sparse (diagonal, block-triangular with k < p/2) */
-  o->dense = !(g->kind == KVI_LIE_DIAG ||
-               ((g->kind == KVI_LIE_BLOCK_UP || g->kind == KVI_LIE_BLOCK_LOW) && 2 * g->k < p));
+  const kvi__sg sg = kvi__sg_of(g, 0), s1 = kvi__sg_of(g, 1), s2 = kvi__sg_of(g, 2);
+  o->dense = g->kind == KVI_LIE_KRON || !kvi__lie_sparse(&sg);
   const int q = g->kind == KVI_LIE_KRON ? (g->p1 > g->p2 ? g->p1 : g->p2) : p;
   o->R = malloc(((size_t)p * p + 3 * (size_t)q * q) * sizeof *o->R);
   int *ipiv = malloc((size_t)q * sizeof *ipiv);
   bool ok = o->R && ipiv;
-  if (ok && !o->dense)
-    ok = kvi__pat_make(&o->t, g->kind, g->k, p, false) &&
-         kvi__pat_make(&o->u, g->kind, g->k, p, true);
+  if (ok && !o->dense) ok = kvi__pat_make(&o->t, &sg, false) && kvi__pat_make(&o->u, &sg, true);
   double *w = ok ? o->R + (size_t)p * p : NULL;
-  if (ok && g->kind != KVI_LIE_KRON) ok = kvi__lie_inverse(g->kind, g->k, p, B, o->R, w, ipiv);
+  if (ok && g->kind != KVI_LIE_KRON) ok = kvi__lie_inverse(&sg, B, o->R, w, ipiv);
   if (ok && g->kind == KVI_LIE_KRON) { /* R = R1 (x) R2 */
     const int p1 = g->p1, p2 = g->p2;
     double *R1 = w + (size_t)q * q, *R2 = R1 + (size_t)q * q;
-    ok = kvi__lie_inverse(g->kind1, g->k1, p1, B, R1, w, ipiv) &&
-         kvi__lie_inverse(g->kind2, g->k2, p2, B + (size_t)p1 * p1, R2, w, ipiv);
+    ok = kvi__lie_inverse(&s1, B, R1, w, ipiv) &&
+         kvi__lie_inverse(&s2, B + (size_t)p1 * p1, R2, w, ipiv);
     for (int i = 0; ok && i < p1; i++)
       for (int j = 0; j < p2; j++)
         for (int k = 0; k < p1; k++)

@@ -9,15 +9,29 @@
 
 #include "geom/geom_internal.h"
 
-bool kvi__pat_make(kvi__pat *t, kvi_lie_kind kind, int k, int p, bool with_transpose) {
+bool kvi__lie_sparse(const kvi__sg *g) {
+  switch (g->kind) {
+    case KVI_LIE_DIAG:
+      return true;
+    case KVI_LIE_BLOCK_UP:
+    case KVI_LIE_BLOCK_LOW:
+      return 2 * g->k < g->p;
+    case KVI_LIE_HIER:
+      return 2 * (g->k + g->kb) < g->p;
+    default:
+      return false;
+  }
+}
+
+bool kvi__pat_make(kvi__pat *t, const kvi__sg *g, bool with_transpose) {
+  const int p = g->p;
   memset(t, 0, sizeof *t);
   t->p = p;
   size_t nnz = 0;
   bool sym;
   for (int i = 0; i < p; i++)
     for (int j = 0; j < p; j++)
-      nnz += kvi__lie_free(kind, k, i, j, &sym) ||
-             (with_transpose && kvi__lie_free(kind, k, j, i, &sym));
+      nnz += kvi__lie_free(g, i, j, &sym) || (with_transpose && kvi__lie_free(g, j, i, &sym));
   t->rp = malloc((size_t)(p + 1) * sizeof *t->rp);
   t->ci = malloc((nnz ? nnz : 1) * sizeof *t->ci);
   if (!t->rp || !t->ci) {
@@ -28,8 +42,7 @@ bool kvi__pat_make(kvi__pat *t, kvi_lie_kind kind, int k, int p, bool with_trans
   for (int i = 0; i < p; i++) {
     t->rp[i] = (int)c;
     for (int j = 0; j < p; j++)
-      if (kvi__lie_free(kind, k, i, j, &sym) ||
-          (with_transpose && kvi__lie_free(kind, k, j, i, &sym)))
+      if (kvi__lie_free(g, i, j, &sym) || (with_transpose && kvi__lie_free(g, j, i, &sym)))
         t->ci[c++] = j;
   }
   t->rp[p] = (int)c;
@@ -112,8 +125,45 @@ static bool kvi__block_inverse(int p, int o, int k, const double *B, double *R, 
   return true;
 }
 
-bool kvi__lie_inverse(kvi_lie_kind kind, int k, int p, const double *B, double *R, double *w,
-                      int *ipiv) {
+/* B_L^-1 C B_A^-1 for the block-lower part below the k x k block at (0, 0) (rows k.., columns
+ * < k), with R's blocks on and below the diagonal at k.. already inverted and sparse in the
+ * pattern of g (the rows of R's lower-right part have their nonzeros in columns [lo, hi) and on
+ * the diagonal); written negated into R; T: (p - k) k doubles. */
+static void kvi__lower_left(int p, int k, int lo, int hi, const double *B, double *R, double *T) {
+  for (int i = k; i < p; i++) /* T = C A^-1 */
+    for (int j = 0; j < k; j++) {
+      double s = 0;
+      for (int l = 0; l < k; l++) s += B[(size_t)i * p + l] * R[(size_t)l * p + j];
+      T[(size_t)(i - k) * k + j] = s;
+    }
+  for (int i = k; i < p; i++)
+    for (int j = 0; j < k; j++) {
+      double s = i >= hi ? R[(size_t)i * p + i] * T[(size_t)(i - k) * k + j] : 0;
+      for (int l = lo; l < hi; l++) s += R[(size_t)i * p + l] * T[(size_t)(l - k) * k + j];
+      R[(size_t)i * p + j] = -s;
+    }
+}
+
+/* HIER: [[A^-1, 0], [-L^-1 C A^-1, L^-1]], L^-1 the block-lower inverse of [[D, 0], [B3, B4]]. */
+static bool kvi__hier_inverse(int p, int k, int kb, const double *B, double *R, double *w,
+                              int *ipiv) {
+  if (!kvi__block_inverse(p, 0, k, B, R, w, ipiv) || !kvi__block_inverse(p, k, kb, B, R, w, ipiv))
+    return false;
+  const int e = k + kb;
+  for (int j = e; j < p; j++) R[(size_t)j * p + j] = 1 / B[(size_t)j * p + j];
+  for (int i = e; i < p; i++) /* -B4^-1 B3 D^-1 */
+    for (int j = k; j < e; j++) {
+      double s = 0;
+      for (int l = k; l < e; l++) s += B[(size_t)i * p + l] * R[(size_t)l * p + j];
+      R[(size_t)i * p + j] = -s * R[(size_t)i * p + i];
+    }
+  kvi__lower_left(p, k, k, e, B, R, w);
+  return true;
+}
+
+bool kvi__lie_inverse(const kvi__sg *g, const double *B, double *R, double *w, int *ipiv) {
+  const kvi_lie_kind kind = g->kind;
+  const int p = g->p, k = g->k;
   memset(R, 0, (size_t)p * p * sizeof *R);
   switch (kind) {
     case KVI_LIE_DENSE:
@@ -126,6 +176,12 @@ bool kvi__lie_inverse(kvi_lie_kind kind, int k, int p, const double *B, double *
       for (int i = 0; i < p; i++)
         for (int j = 0; j <= i; j++) R[(size_t)i * p + j] = B[(size_t)i * p + j];
       if (LAPACKE_dtrtri(LAPACK_ROW_MAJOR, 'L', 'N', p, R, p) != 0) return false;
+      break;
+    case KVI_LIE_TOEPLITZ:
+      if (!kvi__toep_inverse(p, B, R, w)) return false;
+      break;
+    case KVI_LIE_HIER:
+      if (!kvi__hier_inverse(p, k, g->kb, B, R, w, ipiv)) return false;
       break;
     case KVI_LIE_BLOCK_DIAG:
       for (int o = 0; o < p; o += k)
@@ -169,13 +225,19 @@ static void kvi__block_pivots(int p, int o, int k, const double *B, double *w, i
   }
 }
 
-double kvi__lie_pivot_ratio(kvi_lie_kind kind, int k, int p, const double *B, double *w,
-                            int *ipiv) {
+double kvi__lie_pivot_ratio(const kvi__sg *g, const double *B, double *w, int *ipiv) {
+  const kvi_lie_kind kind = g->kind;
+  const int p = g->p, k = g->k;
   double lo = INFINITY, hi = 0;
   int dense_end = 0; /* B's diagonal entries from here on are its pivots */
+  if (kind == KVI_LIE_TOEPLITZ && !(B[0] > 0)) return 0;
   if (kind == KVI_LIE_DENSE) kvi__block_pivots(p, 0, p, B, w, ipiv, &lo, &hi), dense_end = p;
   if (kind == KVI_LIE_BLOCK_UP || kind == KVI_LIE_BLOCK_LOW)
     kvi__block_pivots(p, 0, k, B, w, ipiv, &lo, &hi), dense_end = k;
+  if (kind == KVI_LIE_HIER) {
+    kvi__block_pivots(p, 0, k, B, w, ipiv, &lo, &hi);
+    kvi__block_pivots(p, k, g->kb, B, w, ipiv, &lo, &hi), dense_end = k + g->kb;
+  }
   if (kind == KVI_LIE_BLOCK_DIAG) {
     for (int o = 0; o < p; o += k)
       kvi__block_pivots(p, o, k < p - o ? k : p - o, B, w, ipiv, &lo, &hi);
