@@ -49,8 +49,10 @@ kvi_status kvi_lie_group_check(const kvi_lie_group *g) {
     return KVI_OK;
   }
   if (!kvi__simple_ok(&s))
-    return kvi_fail(KVI_ERR_ARG, "lie group: kind %d, p = %d, k = %d, kb = %d", (int)g->kind, g->p,
-                    g->k, g->kb);
+    return kvi_fail(KVI_ERR_ARG,
+                    "lie group: kind %d with p = %d, k = %d, kb = %d is not a group (blocks "
+                    "need 0 <= k, k + kb <= p; bdiag 1 <= k <= p; p >= 1)",
+                    (int)g->kind, g->p, g->k, g->kb);
   return KVI_OK;
 }
 
