@@ -269,7 +269,7 @@ static logreg lr_data(const char *dir) {
 static double lr_run(const logreg *d, const char *gname, int iters, int samples, double beta,
                      const int *marks, int nmarks, double *out) {
   const int p = d->p;
-  kvi_lie_problem pb = {p, lr_f, lr_fg, lr_hess, (void *)d, NAN, "logreg"};
+  kvi_lie_problem pb = {p, lr_f, lr_fg, lr_hess, (void *)d, NAN, "logreg", NULL, NULL};
   kvi_lie_group g = group_of(gname, p);
   double *mu = xalloc((size_t)p * sizeof *mu), *B = xalloc((size_t)p * p * sizeof *B);
   double *gm = xalloc((size_t)p * sizeof *gm), *X = xalloc((size_t)p * p * sizeof *X);
