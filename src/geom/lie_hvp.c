@@ -115,14 +115,14 @@ void kvi__hvp_add(const kvi_lie_problem *pb, const kvi__hvp_plan *pl, const kvi_
 
 void kvi__hvp_finish(const kvi__hvp_plan *pl, double *X) {
   const int p = pl->p;
-  for (int i = 0; i < p; i++)
-    for (int j = i + 1; j < p; j++) {
-      double *a = X + (size_t)i * p + j, *b = X + (size_t)j * p + i;
-      if (pl->col[i] && pl->col[j])
-        *a = *b = 0.5 * (*a + *b);
-      else if (pl->col[j]) /* X_ij is in column j */
-        *b = *a;
-      else if (pl->col[i])
-        *a = *b;
+  for (int a = 0; a < pl->ncol; a++) { /* column j: X_ji = X_ij, averaged with column i */
+    const int j = pl->cols[a];
+    for (int i = 0; i < p; i++) {
+      double *x = X + (size_t)i * p + j, *y = X + (size_t)j * p + i;
+      if (!pl->col[i])
+        *y = *x;
+      else if (i < j)
+        *x = *y = 0.5 * (*x + *y);
     }
+  }
 }
