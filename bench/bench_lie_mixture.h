@@ -98,7 +98,7 @@ static int cmd_mixture(int argc, char **argv) {
   const double beta = arg_num(argc, argv, "--beta", 0.1);
   tmix *t = xalloc(sizeof *t);
   tm_make(t, 3);
-  kvi_lie_problem pb = {MIX_P, tm_f, tm_fg, NULL, t, NAN, "tmix80"};
+  kvi_lie_problem pb = {MIX_P, tm_f, tm_fg, NULL, t, NAN, "tmix80", NULL, NULL};
   kvi_lie_group g = group_of("up5", MIX_P);
   double *mu = xalloc((size_t)MIX_K * MIX_P * sizeof *mu);
   double *B = xalloc((size_t)MIX_K * MIX_P * MIX_P * sizeof *B);

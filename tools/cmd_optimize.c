@@ -42,8 +42,8 @@ static void optimize_help(FILE *f) {
       "                   for search)\n"
       "  --estimator E    ngd: mean (gradient and curvature at the mean, default), price,\n"
       "                   stein or reparam (Monte Carlo over --samples draws)\n"
-      "  --curvature C    ngd: hessian (default) or ggn (Gauss-Newton), each assembled from\n"
-      "                   products with the unit vectors\n"
+      "  --curvature C    ngd: hessian (default) or ggn (Gauss-Newton), from products:\n"
+      "                   only the columns the group needs (upK: K a step)\n"
       "  --samples N      ngd (Monte Carlo), search: draws per iteration (default 10; search:\n"
       "                   4 + 3 ln D)\n"
       "  --beta B         ngd, search: the mean's step (default 1)\n"
@@ -381,6 +381,7 @@ static int lie_setup(const opt_args *a, const kvi_lie_problem *pb, kvi_lie_opts 
   if (a->beta_b > 0) o->beta_b = a->beta_b;
   o->max_iter = (int)(a->max_iter < 2000000000 ? a->max_iter : 2000000000);
   o->tol = a->tol, o->seed = a->pc.seed, o->monotone = a->monotone;
+  o->use_hvp = true; /* only the entries of X the group keeps */
   return 0;
 }
 

@@ -213,7 +213,7 @@ KVI_API kvi_status kvi_lie_tril_step(int n, kvi_real *K, const kvi_real *M, kvi_
 
 /* ---- structured NGD solvers (section 6) ------------------------------------------------------
  * A problem: minimize l(x), x in R^dim. f and fg are required; hess (dense dim x dim) or hvp
- * enable the second-order estimators. */
+ * (with hdiag, optional) enable the second-order estimators (at the mean, Price). */
 typedef struct {
   int dim;
   double (*f)(const double *x, void *user);
@@ -222,6 +222,10 @@ typedef struct {
   void *user;
   double f_star; /* the known minimum (benchmarks), or NAN */
   const char *name;
+  /* The Hessian-vector-product path (docs/geom.md section 6, "Hessian-vector products"); NULL:
+   * not available. hvp: Hv = H(x) v (dim); hdiag: d = the diagonal of H(x) (dim). */
+  void (*hvp)(const double *x, const double *v, double *Hv, void *user);
+  void (*hdiag)(const double *x, double *d, void *user);
 } kvi_lie_problem;
 
 /* How g_mu and g_Sigma are estimated (G28-G31). */
@@ -239,6 +243,7 @@ typedef struct {
   double f, seconds;
   bool converged;
   int damped, rejected;
+  long hvps, hdiags; /* Hessian-vector products and Hessian diagonals (the HVP path) */
 } kvi_lie_report;
 
 typedef struct {
@@ -262,14 +267,18 @@ typedef struct {
    * with half the steps, as a backtracking line search would (for the deterministic estimator
    * at the mean; the Monte Carlo estimates' noise would stall it). false: the source's update. */
   bool monotone;
+  /* MEAN and PRICE: X from pb->hvp (and pb->hdiag) even when pb->hess is set. Without pb->hess
+   * the HVP path is taken anyway. */
+  bool use_hvp;
 } kvi_lie_opts;
 
 KVI_API kvi_lie_opts kvi_lie_opts_default(kvi_lie_group g);
 /* The starting steps and precision of the optimization tables (docs/geom.md, "Steps and
  * start"): for the estimators from gradients and Hessians beta = 1, beta_b = 0.1 and
- * S0 = s0 I with s0 = max(1, max_i |H_ii(mu)|) (pb->hess at mu; 1 without one); for the search
- * from values (o->est = KVI_LIE_EST_VALUES) the xNES settings gamma = 0, beta = 1,
- * beta_b = (9 + 3 ln p) / (10 p^1.5), 4 + 3 ln p samples and s0 = 4. Sets those fields of o
+ * S0 = s0 I with s0 = max(1, max_i |H_ii(mu)|) (pb->hess at mu, else pb->hdiag; 1 without
+ * either); for the search from values (o->est = KVI_LIE_EST_VALUES) the xNES settings
+ * gamma = 0, beta = 1, beta_b = (9 + 3 ln p) / (10 p^1.5), 4 + 3 ln p samples and s0 = 4.
+ * Sets those fields of o
  * (group and est as given) and writes B = sqrt(s0) I in the group's storage (KRON:
  * B1 = B2 = s0^(1/4) I). */
 KVI_API kvi_status kvi_lie_start(const kvi_lie_problem *pb, kvi_lie_opts *o, const double *mu,
@@ -285,7 +294,11 @@ KVI_API kvi_status kvi_lie_step(const kvi_lie_group *g, double *mu, double *B, c
                                 const double *X, double beta, double beta_b, kvi_lie_safety *safe);
 
 /* The estimates of one iteration (G28-G31) at (mu, B): g_mu and X = 2 B^-1 g_Sigma B^-T, for a
- * target l and entropy weight gamma. rng: the samples' stream. */
+ * target l and entropy weight gamma. rng: the samples' stream. MEAN and PRICE use pb->hess when
+ * set, else the HVP path (pb->hvp, pb->hdiag): then only the entries of X that the group's
+ * projection kappa reads are computed (all of them for KRON), the others are 0; to force that
+ * path with a Hessian present, pass a copy of the problem with hess = NULL. Neither hess nor
+ * hvp: KVI_ERR_ARG. */
 KVI_API kvi_status kvi_lie_estimate(const kvi_lie_problem *pb, kvi_lie_estimator est, int samples,
                                     double gamma, const double *mu, const double *B,
                                     const kvi_lie_group *g, kvi_rng *rng, double *g_mu, double *X,
@@ -299,7 +312,7 @@ KVI_API kvi_status kvi_lie_mixture_fit(const kvi_lie_problem *pb, const kvi_lie_
                                        double *mu, double *B, double *logw, int iters, int samples,
                                        double beta, uint64_t seed, kvi_lie_report *r);
 
-/* Built-in test problems (dim x dim dense Hessians): chained Rosenbrock
+/* Built-in test problems (dim x dim dense Hessians, and O(dim) hvp and hdiag): chained Rosenbrock
  * sum 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2 and Dixon-Price
  * (x_1 - 1)^2 + sum_{i>=2} i (2 x_i^2 - x_{i-1})^2, both with minimum 0. */
 KVI_API kvi_lie_problem kvi_lie_problem_rosenbrock(int dim);

@@ -93,10 +93,11 @@ KVI_API double kvi_problem_fstar(const kvi_problem *p);
 
 /* ---- an objective as a structured-NGD problem (kronvi/geom.h, kvi_lie_minimize) -------------
  * f and fg evaluate the objective at the double point rounded to kvi_real (counted in nf, ng);
- * hess assembles the dense matrix of kind k (Hessian or Gauss-Newton) column by column from n
- * products with the unit vectors (counted in nhv), symmetrized, at a point whose gradient it
- * reuses when fg was just called there. The callbacks cannot return a status: a failing call
- * yields NaN (which the solver rejects) and is kept in `status`. */
+ * hvp is the objective's product of kind k (Hessian or Gauss-Newton; counted in nhv), and hess
+ * assembles the dense matrix from the n products with the unit vectors, symmetrized; hdiag (for
+ * the Gauss-Newton kind, when the objective has diag) is the objective's diag(G); all at a
+ * point whose gradient they reuse when fg was just called there. The callbacks cannot return a
+ * status: a failing call yields NaN (which the solver rejects) and is kept in `status`. */
 typedef struct {
   kvi_objective *obj;
   kvi_curv_kind kind;

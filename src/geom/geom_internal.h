@@ -84,4 +84,37 @@ bool kvi__toep_inverse(int p, const double *B, double *R, double *w);
 /* 1 if B is lower-triangular Toeplitz to tol with b_0 > 0. */
 int kvi__toep_in_group(int p, const double *B, double tol);
 
+/* ---- structured NGD solvers (lie_solve.c, lie_hvp.c) ---- */
+/* R = B^-1 explicit. Groups with a sparse pattern (diagonal, block-triangular with k < p/2): R has
+ * B's pattern and every product touches it only (its union with the transpose for X); the
+ * others (dense, triangular, block-diagonal, Kronecker): BLAS on full matrices, whose zeros stay
+ * exact zeros. */
+typedef struct {
+  int p;
+  bool dense;
+  kvi_lie_group g;
+  double *R;     /* B^-1, p x p */
+  kvi__pat t, u; /* the pattern, and with its transpose (non-dense groups) */
+} kvi__rop;
+/* y = R x, or R^T x */
+void kvi__rop_mv(const kvi__rop *o, const double *x, double *y, bool trans);
+
+/* Which entries of X = R H R^T the HVP path computes (lie_hvp.c): the columns j with col[j]
+ * (one HVP with v = r_j, row j of R, each), and the diagonal entries X_ii of the others from the
+ * Hessian's diagonal (their rows of R are multiples of e_i). */
+typedef struct {
+  int p, ncol;
+  int *cols;          /* the ncol columns computed */
+  unsigned char *col; /* p flags */
+  bool need_hdiag;
+} kvi__hvp_plan;
+/* The plan for R's group; have_hdiag: the problem has an hdiag. false: out of memory. */
+bool kvi__hvp_plan_make(kvi__hvp_plan *pl, const kvi__rop *R, bool have_hdiag);
+void kvi__hvp_plan_free(kvi__hvp_plan *pl);
+/* X += c (R H(x) R^T on the plan's columns and diagonal); w: 2 p. Counts in r. */
+void kvi__hvp_add(const kvi_lie_problem *pb, const kvi__hvp_plan *pl, const kvi__rop *R,
+                  const double *x, double c, double *X, double *w, kvi_lie_report *r);
+/* Fills the symmetric counterparts of the computed columns (averaging where both were). */
+void kvi__hvp_finish(const kvi__hvp_plan *pl, double *X);
+
 #endif

@@ -37,11 +37,16 @@ kvi_status kvi_lie_start(const kvi_lie_problem *pb, kvi_lie_opts *o, const doubl
     s0 = 4; /* initial standard deviation 1/2 */
   } else {
     o->gamma = 1, o->beta = 1, o->beta_b = 0.1;
-    if (pb->hess) { /* S0 on the scale of the starting Hessian */
-      double *H = malloc((size_t)p * p * sizeof *H);
+    if (pb->hess || pb->hdiag) { /* S0 on the scale of the starting Hessian */
+      double *H = malloc((pb->hess ? (size_t)p * p : (size_t)p) * sizeof *H);
       if (!H) return kvi_fail(KVI_ERR_NOMEM, "lie_start: out of memory");
-      pb->hess(mu, H, pb->user);
-      for (int i = 0; i < p; i++) s0 = fmax(s0, fabs(H[(size_t)i * p + i]));
+      if (pb->hess) {
+        pb->hess(mu, H, pb->user);
+        for (int i = 0; i < p; i++) s0 = fmax(s0, fabs(H[(size_t)i * p + i]));
+      } else {
+        pb->hdiag(mu, H, pb->user);
+        for (int i = 0; i < p; i++) s0 = fmax(s0, fabs(H[i]));
+      }
       free(H);
       if (!isfinite(s0))
         return kvi_fail(KVI_ERR_NONFINITE, "lie_start: the Hessian at the start is not finite");
@@ -59,18 +64,7 @@ kvi_status kvi_lie_start(const kvi_lie_problem *pb, kvi_lie_opts *o, const doubl
   return KVI_OK;
 }
 
-/* ---- B^-1 as an operator -------------------------------------------------------------------
- * R = B^-1 explicit. Groups with a sparse pattern (diagonal, block-triangular with k < p/2,
- * hierarchical with k + kb < p/2): R has B's pattern and every product below touches it only (its
- * union with the transpose for X); the others (dense, triangular, Toeplitz, block-diagonal,
- * Kronecker): BLAS on full matrices, whose zeros stay exact zeros. */
-typedef struct {
-  int p;
-  bool dense;
-  double *R;     /* B^-1, p x p */
-  kvi__pat t, u; /* the pattern, and with its transpose (non-dense groups) */
-} kvi__rop;
-
+/* ---- B^-1 as an operator (kvi__rop, geom_internal.h) ---------------------------------------- */
 static void kvi__rop_free(kvi__rop *o) {
   free(o->R);
   kvi__pat_free(&o->t), kvi__pat_free(&o->u);
@@ -79,7 +73,7 @@ static void kvi__rop_free(kvi__rop *o) {
 static kvi_status kvi__rop_init(kvi__rop *o, const kvi_lie_group *g, const double *B) {
   memset(o, 0, sizeof *o);
   const int p = g->p;
-  o->p = p;
+  o->p = p, o->g = *g;
   const kvi__sg sg = kvi__sg_of(g, 0), s1 = kvi__sg_of(g, 1), s2 = kvi__sg_of(g, 2);
   o->dense = g->kind == KVI_LIE_KRON || !kvi__lie_sparse(&sg);
   const int q = g->kind == KVI_LIE_KRON ? (g->p1 > g->p2 ? g->p1 : g->p2) : p;
@@ -107,8 +101,7 @@ static kvi_status kvi__rop_init(kvi__rop *o, const kvi_lie_group *g, const doubl
   return kvi_fail(KVI_ERR_LINALG, "lie: B is singular or not finite (or out of memory)");
 }
 
-/* y = R x, or R^T x */
-static void kvi__rop_mv(const kvi__rop *o, const double *x, double *y, bool trans) {
+void kvi__rop_mv(const kvi__rop *o, const double *x, double *y, bool trans) {
   if (o->dense)
     kvi__dgemm(trans, false, o->p, 1, o->p, 1, o->R, x, 0, y);
   else
@@ -178,27 +171,16 @@ static void kvi__b_apply(const kvi_lie_group *g, const double *B, const double *
     }
 }
 
-/* The estimates (G28-G31) with R = B^-1 given. Writes Rg = R g_mu (the whitened gradient) and X
- * (where it matters: the group's pattern and its transpose); *f_mu gets f(mu) when the estimator
- * evaluated it (at the mean), else NAN. */
-static kvi_status kvi__estimate(const kvi_lie_problem *pb, kvi_lie_estimator est, int samples,
-                                double gamma, const double *mu, const kvi__rop *R, kvi_rng *rng,
-                                double *Rg, double *X, kvi_lie_report *r, double *f_mu) {
-  const int p = pb->dim, S = est == KVI_LIE_EST_MEAN ? 1 : samples;
+/* The sampling loop of kvi__estimate: E (S x p) gets the draws eps, w + 2p the mean gradient,
+ * and the Hessian term H (dense path, T: p^2 scratch), X (the HVP path with the plan pl; Stein,
+ * reparameterization) or fv (values). w: 5p. */
+static void kvi__estimate_loop(const kvi_lie_problem *pb, kvi_lie_estimator est, int S,
+                               const double *mu, const kvi__rop *R, const kvi__hvp_plan *pl,
+                               kvi_rng *rng, double *X, double *H, double *T, double *w, double *fv,
+                               double *E, kvi_lie_report *r, double *f_mu) {
+  const int p = pb->dim;
   const size_t pp = (size_t)p * p;
-  if (S < 1) return kvi_fail(KVI_ERR_ARG, "lie_estimate: %d samples", S);
-  if ((est == KVI_LIE_EST_MEAN || est == KVI_LIE_EST_PRICE) && !pb->hess)
-    return kvi_fail(KVI_ERR_UNSUPPORTED, "lie_estimate: this estimator needs the Hessian");
-  if (est != KVI_LIE_EST_VALUES && !pb->fg)
-    return kvi_fail(KVI_ERR_UNSUPPORTED, "lie_estimate: this estimator needs the gradient");
-  double *w = malloc((2 * pp + (size_t)S * p + 4 * (size_t)p + 2 * (size_t)S) * sizeof *w);
-  if (!w) return kvi_fail(KVI_ERR_NOMEM, "lie_estimate: out of memory");
-  double *H = w, *T = w + pp, *E = T + pp, *x = E + (size_t)S * p, *gr = x + p, *g = gr + p;
-  double *rg = g + p, *fv = rg + p, *u = fv + S;
-  const bool hess = est == KVI_LIE_EST_MEAN || est == KVI_LIE_EST_PRICE;
-  memset(hess ? H : X, 0, pp * sizeof *H);
-  memset(g, 0, (size_t)p * sizeof *g);
-  *f_mu = NAN;
+  double *x = w, *gr = x + p, *g = gr + p, *rg = g + p;
   for (int s = 0; s < S; s++) {
     double *eps = E + (size_t)s * p;
     if (est != KVI_LIE_EST_MEAN) {
@@ -216,7 +198,9 @@ static kvi_status kvi__estimate(const kvi_lie_problem *pb, kvi_lie_estimator est
     r->fevals++, r->gevals++;
     if (est == KVI_LIE_EST_MEAN) *f_mu = fx;
     for (int i = 0; i < p; i++) g[i] += gr[i] / S;
-    if (hess) {
+    if (pl) {
+      kvi__hvp_add(pb, pl, R, x, 1.0 / S, X, rg, r);
+    } else if (H) {
       pb->hess(x, T, pb->user), r->hevals++;
       for (size_t i = 0; i < pp; i++) H[i] += T[i] / S;
     } else { /* eps (R grad)^T: an estimate of R E[hessian] R^T (Stein's lemma) */
@@ -224,6 +208,41 @@ static kvi_status kvi__estimate(const kvi_lie_problem *pb, kvi_lie_estimator est
       kvi__rop_outer(R, X, 1.0 / S, eps, rg);
     }
   }
+}
+
+/* The estimates (G28-G31) with R = B^-1 given. Writes Rg = R g_mu (the whitened gradient) and X
+ * (where it matters: the group's pattern and its transpose; the HVP path: what kappa reads);
+ * *f_mu gets f(mu) when the estimator evaluated it (at the mean), else NAN. use_hvp: MEAN and
+ * PRICE from pb->hvp even with pb->hess (without pb->hess they take it anyway). */
+static kvi_status kvi__estimate(const kvi_lie_problem *pb, kvi_lie_estimator est, int samples,
+                                bool use_hvp, double gamma, const double *mu, const kvi__rop *R,
+                                kvi_rng *rng, double *Rg, double *X, kvi_lie_report *r,
+                                double *f_mu) {
+  const int p = pb->dim, S = est == KVI_LIE_EST_MEAN ? 1 : samples;
+  const size_t pp = (size_t)p * p;
+  const bool hess = est == KVI_LIE_EST_MEAN || est == KVI_LIE_EST_PRICE;
+  const bool hvp = hess && (use_hvp || !pb->hess);
+  if (S < 1) return kvi_fail(KVI_ERR_ARG, "lie_estimate: %d samples", S);
+  if (hvp && !pb->hvp)
+    return kvi_fail(KVI_ERR_ARG, "lie_estimate: this estimator needs pb->hess or pb->hvp");
+  if (est != KVI_LIE_EST_VALUES && !pb->fg)
+    return kvi_fail(KVI_ERR_UNSUPPORTED, "lie_estimate: this estimator needs the gradient");
+  const size_t hp = hess && !hvp ? pp : 0; /* the dense Hessian and a product */
+  double *w = malloc((2 * hp + (size_t)S * p + 5 * (size_t)p + 2 * (size_t)S) * sizeof *w);
+  kvi__hvp_plan pl;
+  const bool planned = hvp && kvi__hvp_plan_make(&pl, R, pb->hdiag != NULL);
+  if (!w || (hvp && !planned)) {
+    free(w);
+    if (planned) kvi__hvp_plan_free(&pl);
+    return kvi_fail(KVI_ERR_NOMEM, "lie_estimate: out of memory");
+  }
+  double *H = w, *T = H + hp, *E = T + hp, *v = E + (size_t)S * p, *fv = v + 5 * (size_t)p;
+  double *u = fv + S, *g = v + 2 * (size_t)p;
+  memset(hp ? H : X, 0, pp * sizeof *H);
+  memset(g, 0, (size_t)p * sizeof *g);
+  *f_mu = NAN;
+  kvi__estimate_loop(pb, est, S, mu, R, hvp ? &pl : NULL, rng, X, hp ? H : NULL, T, v, fv, E, r,
+                     f_mu);
   if (est == KVI_LIE_EST_VALUES) { /* Rg = sum u eps, X = sum u eps eps^T (sum u = 0) */
     kvi__utilities(S, fv, u);
     memset(Rg, 0, (size_t)p * sizeof *Rg);
@@ -234,12 +253,15 @@ static kvi_status kvi__estimate(const kvi_lie_problem *pb, kvi_lie_estimator est
     }
   } else {
     kvi__rop_mv(R, g, Rg, false);
-    if (hess)
+    if (hvp)
+      kvi__hvp_finish(&pl, X);
+    else if (hess)
       kvi__rop_congruence(R, H, X, T);
     else if (est == KVI_LIE_EST_STEIN)
       kvi__dsym(p, X);
   }
   for (int i = 0; i < p; i++) X[(size_t)i * p + i] -= gamma;
+  if (planned) kvi__hvp_plan_free(&pl);
   free(w);
   return KVI_OK;
 }
@@ -259,7 +281,7 @@ kvi_status kvi_lie_estimate(const kvi_lie_problem *pb, kvi_lie_estimator est, in
   kvi__rop R;
   s = kvi__rop_init(&R, g, B);
   if (!s) {
-    s = kvi__estimate(pb, est, samples, gamma, mu, &R, rng, Rg, X, r, &fmu);
+    s = kvi__estimate(pb, est, samples, false, gamma, mu, &R, rng, Rg, X, r, &fmu);
     kvi__rop_free(&R);
   }
   if (!s) { /* g_mu = B (R g_mu) */
@@ -342,7 +364,7 @@ static kvi_status kvi__estimate_at(const kvi_lie_problem *pb, const kvi_lie_opts
                                    double *Rg, double *X, kvi_lie_report *r, double *fmu) {
   kvi_status s = kvi__rop_init(R, &o->group, B);
   if (s) return s;
-  s = kvi__estimate(pb, o->est, o->samples, o->gamma, mu, R, rng, Rg, X, r, fmu);
+  s = kvi__estimate(pb, o->est, o->samples, o->use_hvp, o->gamma, mu, R, rng, Rg, X, r, fmu);
   if (s) {
     kvi__rop_free(R);
     return s;

@@ -1,6 +1,7 @@
 /* Built-in test problems for the structured NGD solvers (docs/geom.md section 6): the chained
  * Rosenbrock function and the Dixon-Price function, both non-convex and non-separable with
- * tridiagonal Hessians (given dense), minimum 0. */
+ * tridiagonal Hessians (given dense, and as O(dim) Hessian-vector products and diagonals),
+ * minimum 0. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -38,9 +39,31 @@ static void kvi__rb_hess(const double *x, double *H, void *user) {
   }
 }
 
+/* Hv = H v and d = diag H over the same terms as kvi__rb_hess (either may be NULL). */
+static void kvi__rb_terms(const double *x, const double *v, double *Hv, double *d, int n) {
+  if (Hv) memset(Hv, 0, (size_t)n * sizeof *Hv);
+  if (d) memset(d, 0, (size_t)n * sizeof *d);
+  for (int i = 0; i + 1 < n; i++) {
+    const double a = 1200 * x[i] * x[i] - 400 * x[i + 1] + 2, b = -400 * x[i];
+    if (Hv) {
+      Hv[i] += a * v[i] + b * v[i + 1];
+      Hv[i + 1] += b * v[i] + 200 * v[i + 1];
+    }
+    if (d) d[i] += a, d[i + 1] += 200;
+  }
+}
+
+static void kvi__rb_hvp(const double *x, const double *v, double *Hv, void *user) {
+  kvi__rb_terms(x, v, Hv, NULL, kvi__dim(user));
+}
+
+static void kvi__rb_hdiag(const double *x, double *d, void *user) {
+  kvi__rb_terms(x, NULL, NULL, d, kvi__dim(user));
+}
+
 kvi_lie_problem kvi_lie_problem_rosenbrock(int dim) {
-  kvi_lie_problem p = {dim, kvi__rb_f,   kvi__rb_fg, kvi__rb_hess, (void *)(intptr_t)dim,
-                       0,   "rosenbrock"};
+  kvi_lie_problem p = {dim, kvi__rb_f,    kvi__rb_fg,  kvi__rb_hess, (void *)(intptr_t)dim,
+                       0,   "rosenbrock", kvi__rb_hvp, kvi__rb_hdiag};
   return p;
 }
 
@@ -78,8 +101,31 @@ static void kvi__dp_hess(const double *x, double *H, void *user) {
   }
 }
 
+/* Hv = H v and d = diag H over the same terms as kvi__dp_hess (either may be NULL). */
+static void kvi__dp_terms(const double *x, const double *v, double *Hv, double *d, int n) {
+  if (Hv) memset(Hv, 0, (size_t)n * sizeof *Hv), Hv[0] = 2 * v[0];
+  if (d) memset(d, 0, (size_t)n * sizeof *d), d[0] = 2;
+  for (int i = 1; i < n; i++) {
+    const double c = i + 1, r = 2 * x[i] * x[i] - x[i - 1];
+    const double a = c * (32 * x[i] * x[i] + 8 * r), b = -8 * c * x[i];
+    if (Hv) {
+      Hv[i] += a * v[i] + b * v[i - 1];
+      Hv[i - 1] += 2 * c * v[i - 1] + b * v[i];
+    }
+    if (d) d[i] += a, d[i - 1] += 2 * c;
+  }
+}
+
+static void kvi__dp_hvp(const double *x, const double *v, double *Hv, void *user) {
+  kvi__dp_terms(x, v, Hv, NULL, kvi__dim(user));
+}
+
+static void kvi__dp_hdiag(const double *x, double *d, void *user) {
+  kvi__dp_terms(x, NULL, NULL, d, kvi__dim(user));
+}
+
 kvi_lie_problem kvi_lie_problem_dixon_price(int dim) {
-  kvi_lie_problem p = {dim, kvi__dp_f,    kvi__dp_fg, kvi__dp_hess, (void *)(intptr_t)dim,
-                       0,   "dixon-price"};
+  kvi_lie_problem p = {dim, kvi__dp_f,     kvi__dp_fg,  kvi__dp_hess, (void *)(intptr_t)dim,
+                       0,   "dixon-price", kvi__dp_hvp, kvi__dp_hdiag};
   return p;
 }

@@ -271,7 +271,7 @@ static double invariance_gap(const kvi_lie_group *g, const double *Rt, int iters
   CHECK(kvi_lie_in_group(g, Bp, 0)); /* a valid start of the structured method */
   kvi_lie_problem base = kvi_lie_problem_rosenbrock(p);
   transformed t = {base, R, p};
-  kvi_lie_problem tp = {p, tr_f, tr_fg, tr_hess, &t, 0, "transformed"};
+  kvi_lie_problem tp = {p, tr_f, tr_fg, tr_hess, &t, 0, "transformed", NULL, NULL};
   kvi_rng rng = kvi_rng_stream(1, 1);
   kvi_lie_report rep = {0};
   double gap = 0;

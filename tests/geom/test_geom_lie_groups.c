@@ -308,7 +308,7 @@ static double invariance_gap(const kvi_lie_group *g, int iters) {
   CHECK(kvi_lie_in_group(g, Bp, 1e-12));
   kvi_lie_problem base = kvi_lie_problem_rosenbrock(P);
   transformed t = {base, R};
-  kvi_lie_problem tp = {P, tr_f, tr_fg, tr_hess, &t, 0, "transformed"};
+  kvi_lie_problem tp = {P, tr_f, tr_fg, tr_hess, &t, 0, "transformed", NULL, NULL};
   kvi_rng rng = kvi_rng_stream(1, 1);
   kvi_lie_report rep = {0};
   double gap = 0;
@@ -365,7 +365,7 @@ static void test_minimize(void) {
   gt_rand_spd(&r, P, q.A, 1);
   gt_randn(&r, q.c, P, 1);
   const kvi_lie_problem probs[2] = {kvi_lie_problem_dixon_price(P),
-                                    {P, q_f, q_fg, q_hess, &q, 0, "quadratic"}};
+                                    {P, q_f, q_fg, q_hess, &q, 0, "quadratic", NULL, NULL}};
   const char *names[] = {"toeplitz", "hier3,2", "hier2,0", "kron:1:toeplitz:hier2,3"};
   for (int pb = 0; pb < 2; pb++)
     for (size_t c = 0; c < sizeof names / sizeof *names; c++) {

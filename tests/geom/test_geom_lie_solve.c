@@ -52,7 +52,7 @@ static void test_estimators(void) {
   for (int i = 0; i < Q; i++)
     for (int j = i + 1; j < Q; j++) B[i * Q + j] = 0; /* lower triangular, in every group here */
   quad q = {Q, A, c};
-  kvi_lie_problem pb = {Q, q_f, q_fg, q_hess, &q, 0, "quad"};
+  kvi_lie_problem pb = {Q, q_f, q_fg, q_hess, &q, 0, "quad", NULL, NULL};
   kvi_lie_group g = group(KVI_LIE_DENSE, Q, 0);
   kvi_lie_report rep = {0};
   CHECK_OK(kvi_lie_estimate(&pb, KVI_LIE_EST_MEAN, 1, 1, mu, B, &g, &r, gm0, X0, &rep));
@@ -79,7 +79,7 @@ static void test_vi_gaussian(void) {
   gt_rand_spd(&r, Q, A, 0.5);
   gt_randn(&r, c, Q, 1);
   quad q = {Q, A, c};
-  kvi_lie_problem pb = {Q, q_f, q_fg, q_hess, &q, NAN, "quad"};
+  kvi_lie_problem pb = {Q, q_f, q_fg, q_hess, &q, NAN, "quad", NULL, NULL};
   for (int dense = 1; dense >= 0; dense--) {
     kvi_lie_opts o = kvi_lie_opts_default(group(dense ? KVI_LIE_DENSE : KVI_LIE_DIAG, Q, 0));
     o.beta = 0.5, o.max_iter = 200;
@@ -102,7 +102,7 @@ static void test_vi_gaussian(void) {
   gt_rand_spd(&r, 3, A2, 0.5);
   gt_kron(2, 3, A1, A2, AK);
   quad qk = {6, AK, cK};
-  kvi_lie_problem pk = {6, q_f, q_fg, q_hess, &qk, NAN, "kron"};
+  kvi_lie_problem pk = {6, q_f, q_fg, q_hess, &qk, NAN, "kron", NULL, NULL};
   kvi_lie_group gk = group(KVI_LIE_KRON, 6, 0);
   gk.p1 = 2, gk.p2 = 3, gk.kind1 = KVI_LIE_TRIL, gk.kind2 = KVI_LIE_TRIL;
   kvi_lie_opts o = kvi_lie_opts_default(gk);
@@ -222,7 +222,7 @@ static void test_monotone(void) {
     for (int j = 0; j < P; j++) A[i * P + j] = 0.9 + (i == j ? 0.1 : 0);
   }
   quad q = {P, A, c};
-  kvi_lie_problem pb = {P, q_f, q_fg, q_hess, &q, 0, "coupled"};
+  kvi_lie_problem pb = {P, q_f, q_fg, q_hess, &q, 0, "coupled", NULL, NULL};
   for (int mono = 0; mono < 2; mono++) {
     kvi_lie_opts o = kvi_lie_opts_default(group(KVI_LIE_DIAG, P, 0));
     double mu[P] = {0}, B[P * P];
@@ -318,7 +318,7 @@ static double bi_f(const double *w, void *u) { return bi_fg(w, NULL, u); }
 static void test_mixture(void) {
   double A[D * D] = {2, 0.5, 0, 0.5, 1.5, 0.2, 0, 0.2, 1}, c1[D] = {-3, 0, 0}, c2[D] = {3, 0, 0};
   bimodal bm = {A, c1, c2, 0.5};
-  kvi_lie_problem pb = {D, bi_f, bi_fg, NULL, &bm, NAN, "bimodal"};
+  kvi_lie_problem pb = {D, bi_f, bi_fg, NULL, &bm, NAN, "bimodal", NULL, NULL};
   kvi_lie_group g = group(KVI_LIE_DENSE, D, 0);
   double mu[2 * D] = {-1, 1, 0.5, 1, -1, 0}, B[2 * D * D] = {0};
   for (int k = 0; k < 2; k++)
