@@ -21,12 +21,25 @@
 #define VHF_EXP kvi__vexpf
 #endif
 #define VHF_MAX KVI_VAE_MAX_LATENT
+/* The helpers are inlined into the entry points, so that each of their KVI__HOT clones runs
+ * them at its own vector width. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
+    !defined(KVI_NO_CLONES)
+#define VHF_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define VHF_HOT
+#endif
+#if defined(__GNUC__)
+#define VHF_INLINE static inline __attribute__((always_inline))
+#else
+#define VHF_INLINE static inline
+#endif
 
-static inline int vhf_tri(int n) { return n * (n + 1) / 2; }
+VHF_INLINE int vhf_tri(int n) { return n * (n + 1) / 2; }
 
 /* e[i] = exp of the diagonal of the packed triangle t (n rows); false when one of the logs is
  * outside (-87, 88) or NaN. */
-static bool vhf_diag_exp(kvi_real *e, const kvi_real *t, int n) {
+VHF_INLINE bool vhf_diag_exp(kvi_real *e, const kvi_real *t, int n) {
   for (int i = 0; i < n; i++) e[i] = t[vhf_tri(i) + i];
   int bad = 0;
 #pragma omp simd reduction(| : bad)
@@ -38,7 +51,7 @@ static bool vhf_diag_exp(kvi_real *e, const kvi_real *t, int n) {
   return !bad;
 }
 
-static bool vhf_finite(const kvi_real *x, int n) {
+VHF_INLINE bool vhf_finite(const kvi_real *x, int n) {
   int bad = 0;
 #pragma omp simd reduction(| : bad)
   for (int k = 0; k < n; k++) bad |= !(x[k] - x[k] == 0);
@@ -46,7 +59,8 @@ static bool vhf_finite(const kvi_real *x, int n) {
 }
 
 /* y = L x for the packed lower triangle L with diagonal e: y_i = e_i x_i + sum_{k<i} L_ik x_k. */
-static void vhf_trmv(kvi_real *y, const kvi_real *L, const kvi_real *e, const kvi_real *x, int n) {
+VHF_INLINE void vhf_trmv(kvi_real *y, const kvi_real *L, const kvi_real *e, const kvi_real *x,
+                         int n) {
   for (int i = 0; i < n; i++) {
     const kvi_real *l = L + vhf_tri(i);
     kvi_real acc = 0;
@@ -57,7 +71,7 @@ static void vhf_trmv(kvi_real *y, const kvi_real *L, const kvi_real *e, const kv
 }
 
 /* |L|_F^2 of the packed triangle t with diagonal e, in double; *logdet = sum log L_ii. */
-static double vhf_frob2(const kvi_real *t, const kvi_real *e, int n, double *logdet) {
+VHF_INLINE double vhf_frob2(const kvi_real *t, const kvi_real *e, int n, double *logdet) {
   const int nt = vhf_tri(n);
   double s = 0, ld = 0;
 #pragma omp simd reduction(+ : s)
@@ -73,8 +87,8 @@ static double vhf_frob2(const kvi_real *t, const kvi_real *e, int n, double *log
 
 /* The gradient of c/2 |L|_F^2 + c0 sum log L_ii w.r.t. the packed triangle t, added to dt:
  * c L_ik below the diagonal, c L_ii^2 + c0 on it. */
-static void vhf_frob2_grad(kvi_real *dt, const kvi_real *t, const kvi_real *e, int n, double c,
-                           double c0) {
+VHF_INLINE void vhf_frob2_grad(kvi_real *dt, const kvi_real *t, const kvi_real *e, int n, double c,
+                               double c0) {
   kvi_real keep[VHF_MAX];
   const kvi_real cr = (kvi_real)c;
   const int nt = vhf_tri(n);
@@ -86,14 +100,14 @@ static void vhf_frob2_grad(kvi_real *dt, const kvi_real *t, const kvi_real *e, i
 }
 
 /* ---- DIAG: z = mu + sigma eps ------------------------------------------------------------ */
-static bool vhf_in_range(const kvi_real *x, int n, kvi_real lo, kvi_real hi) {
+VHF_INLINE bool vhf_in_range(const kvi_real *x, int n, kvi_real lo, kvi_real hi) {
   int bad = 0;
 #pragma omp simd reduction(| : bad)
   for (int k = 0; k < n; k++) bad |= !(x[k] > lo && x[k] < hi);
   return !bad;
 }
 
-static bool vhf_diag_sample(kvi_real *z, const kvi_real *out, const kvi_real *eps, int d) {
+VHF_INLINE bool vhf_diag_sample(kvi_real *z, const kvi_real *out, const kvi_real *eps, int d) {
   const kvi_real *mu = out, *ls = out + d;
   if (!vhf_in_range(ls, d, -87, 88)) return false;
 #pragma omp simd
@@ -102,8 +116,8 @@ static bool vhf_diag_sample(kvi_real *z, const kvi_real *out, const kvi_real *ep
 }
 
 /* dmu += dz, dlog sigma += dz eps sigma. */
-static bool vhf_diag_backward(kvi_real *dout, const kvi_real *dz, const kvi_real *out,
-                              const kvi_real *eps, int d) {
+VHF_INLINE bool vhf_diag_backward(kvi_real *dout, const kvi_real *dz, const kvi_real *out,
+                                  const kvi_real *eps, int d) {
   const kvi_real *ls = out + d;
   if (!vhf_in_range(ls, d, -87, 88)) return false;
   kvi_real *dls = dout + d;
@@ -116,7 +130,7 @@ static bool vhf_diag_backward(kvi_real *dout, const kvi_real *dz, const kvi_real
 }
 
 /* KL = 1/2 sum [sigma^2 + mu^2 - 1 - 2 log sigma]; d/dmu = mu, d/dlog sigma = sigma^2 - 1. */
-static bool vhf_diag_kl(double *kl, kvi_real *dout, kvi_real gs, const kvi_real *out, int d) {
+VHF_INLINE bool vhf_diag_kl(double *kl, kvi_real *dout, kvi_real gs, const kvi_real *out, int d) {
   const kvi_real *mu = out, *ls = out + d;
   kvi_real v[VHF_MAX];
   if (!vhf_in_range(ls, d, -43, 44)) return false; /* sigma^2 a normal float */
@@ -140,7 +154,7 @@ static bool vhf_diag_kl(double *kl, kvi_real *dout, kvi_real gs, const kvi_real 
 }
 
 /* ---- MV: z = mu + L eps ------------------------------------------------------------------ */
-static bool vhf_mv_sample(kvi_real *z, const kvi_real *out, const kvi_real *eps, int d) {
+VHF_INLINE bool vhf_mv_sample(kvi_real *z, const kvi_real *out, const kvi_real *eps, int d) {
   kvi_real e[VHF_MAX], y[VHF_MAX];
   if (!vhf_diag_exp(e, out + d, d)) return false;
   vhf_trmv(y, out + d, e, eps, d);
@@ -152,8 +166,8 @@ static bool vhf_mv_sample(kvi_real *z, const kvi_real *out, const kvi_real *eps,
 }
 
 /* dmu += dz; dL_ik += dz_i eps_k (k < i), dlog L_ii += dz_i eps_i L_ii. */
-static bool vhf_mv_backward(kvi_real *dout, const kvi_real *dz, const kvi_real *out,
-                            const kvi_real *eps, int d) {
+VHF_INLINE bool vhf_mv_backward(kvi_real *dout, const kvi_real *dz, const kvi_real *out,
+                                const kvi_real *eps, int d) {
   kvi_real e[VHF_MAX];
   if (!vhf_diag_exp(e, out + d, d) || !vhf_finite(out, d + vhf_tri(d)) || !vhf_finite(eps, d) ||
       !vhf_finite(dz, d))
@@ -171,7 +185,7 @@ static bool vhf_mv_backward(kvi_real *dout, const kvi_real *dz, const kvi_real *
 
 /* KL = 1/2 [|L|_F^2 + |mu|^2 - d] - sum log L_ii; d/dmu = mu, d/dL_ik = L_ik (k < i),
  * d/dlog L_ii = L_ii^2 - 1. */
-static bool vhf_mv_kl(double *kl, kvi_real *dout, kvi_real gs, const kvi_real *out, int d) {
+VHF_INLINE bool vhf_mv_kl(double *kl, kvi_real *dout, kvi_real gs, const kvi_real *out, int d) {
   kvi_real e[VHF_MAX];
   if (!vhf_diag_exp(e, out + d, d)) return false;
   double ld, m2 = 0;
@@ -189,98 +203,121 @@ static bool vhf_mv_kl(double *kl, kvi_real *dout, kvi_real gs, const kvi_real *o
 }
 
 /* ---- MN: Z = M + A E B^T (p x q, row-major) ------------------------------------------------ */
-/* xt (q, p) = x^T for x (p, q). */
-static void vhf_transpose(kvi_real *xt, const kvi_real *x, int p, int q) {
-  for (int i = 0; i < p; i++)
-    for (int j = 0; j < q; j++) xt[(size_t)j * p + i] = x[(size_t)i * q + j];
-}
-
-/* Tt (q, p) = (E B^T)^T = B E^T from Et = E^T: row j is e_j Et_j + sum_{l<j} B_jl Et_l. */
-static void vhf_mn_t(kvi_real *Tt, const kvi_real *Et, const kvi_real *B, const kvi_real *eB, int p,
-                     int q) {
-  for (int j = 0; j < q; j++) {
-    kvi_real *t = Tt + (size_t)j * p;
-    const kvi_real *b = B + vhf_tri(j), *ej = Et + (size_t)j * p;
-#pragma omp simd
-    for (int k = 0; k < p; k++) t[k] = eB[j] * ej[k];
-    for (int l = 0; l < j; l++) {
-      const kvi_real c = b[l], *el = Et + (size_t)l * p;
-#pragma omp simd
-      for (int k = 0; k < p; k++) t[k] += c * el[k];
-    }
-  }
-}
-
-/* Z = M + A T with T = E B^T: column j of A T is A times row j of Tt. */
-static bool vhf_mn_sample(kvi_real *z, const kvi_vae_head *h, const kvi_real *out,
-                          const kvi_real *eps) {
-  const int p = h->p, q = h->q, d = h->d;
-  const kvi_real *A = out + d, *B = A + vhf_tri(p);
-  kvi_real eA[VHF_MAX], eB[VHF_MAX], Et[VHF_MAX], Tt[VHF_MAX], y[VHF_MAX], w[VHF_MAX];
-  if (!vhf_diag_exp(eA, A, p) || !vhf_diag_exp(eB, B, q)) return false;
-  vhf_transpose(Et, eps, p, q);
-  vhf_mn_t(Tt, Et, B, eB, p, q);
-  for (int j = 0; j < q; j++) {
-    vhf_trmv(y, A, eA, Tt + (size_t)j * p, p);
-    for (int i = 0; i < p; i++) w[i * q + j] = out[i * q + j] + y[i];
-  }
-  if (!vhf_finite(w, d)) return false;
-  memcpy(z, w, (size_t)d * sizeof *z);
-  return true;
-}
-
-/* dA += the lower part of dZ T^T (row i: sum_j dZ_ij Tt_j, up to its diagonal, which takes a
- * factor A_ii for the log storage). */
-static void vhf_mn_grad_a(kvi_real *dA, const kvi_real *dZt, const kvi_real *Tt, const kvi_real *eA,
-                          int p, int q) {
-  kvi_real g[VHF_MAX];
-  for (int i = 0; i < p; i++) {
-    kvi_real *da = dA + vhf_tri(i);
-#pragma omp simd
-    for (int k = 0; k <= i; k++) g[k] = 0;
+/* The p x q matrices are handled by rows: q is small (2 for a 20 x 2 latent), so the loops over a
+ * row are short and nothing needs a horizontal sum. */
+/* T (p, q) = E B^T: T_kj = e_j E_kj + sum_{l<j} B_jl E_kl. */
+VHF_INLINE void vhf_mn_t(kvi_real *T, const kvi_real *E, const kvi_real *B, const kvi_real *eB,
+                         int p, int q) {
+  for (int k = 0; k < p; k++) {
+    const kvi_real *e = E + (size_t)k * q;
+    kvi_real *t = T + (size_t)k * q;
     for (int j = 0; j < q; j++) {
-      const kvi_real c = dZt[(size_t)j * p + i], *t = Tt + (size_t)j * p;
-#pragma omp simd
-      for (int k = 0; k <= i; k++) g[k] += c * t[k];
+      const kvi_real *b = B + vhf_tri(j);
+      kvi_real acc = eB[j] * e[j];
+      for (int l = 0; l < j; l++) acc += b[l] * e[l];
+      t[j] = acc;
     }
-#pragma omp simd
-    for (int k = 0; k < i; k++) da[k] += g[k];
-    da[i] += g[i] * eA[i];
   }
+}
+
+/* Y (p, q) = C + A X for the packed triangle A with diagonal e (C may be NULL: 0). */
+VHF_INLINE void vhf_mn_ax(kvi_real *Y, const kvi_real *C, const kvi_real *A, const kvi_real *e,
+                          const kvi_real *X, int p, int q) {
+  for (int i = 0; i < p; i++) {
+    const kvi_real *a = A + vhf_tri(i);
+    kvi_real *y = Y + (size_t)i * q;
+    const kvi_real *xi = X + (size_t)i * q;
+    for (int j = 0; j < q; j++) y[j] = (C ? C[(size_t)i * q + j] : 0) + e[i] * xi[j];
+    for (int k = 0; k < i; k++) {
+      const kvi_real c = a[k], *x = X + (size_t)k * q;
+      for (int j = 0; j < q; j++) y[j] += c * x[j];
+    }
+  }
+}
+
+VHF_INLINE bool vhf_mn_sample_q(kvi_real *z, const kvi_vae_head *h, const kvi_real *out,
+                                const kvi_real *eps, const int q) {
+  const int p = h->p, d = h->d;
+  const kvi_real *A = out + d, *B = A + vhf_tri(p);
+  kvi_real eA[VHF_MAX], eB[VHF_MAX], T[VHF_MAX], w[VHF_MAX];
+  if (!vhf_diag_exp(eA, A, p) || !vhf_diag_exp(eB, B, q)) return false;
+  vhf_mn_t(T, eps, B, eB, p, q);
+  vhf_mn_ax(w, out, A, eA, T, p, q);
+  if (!vhf_finite(w, d)) return false;
+  memcpy(z, w, (size_t)d * sizeof *z); /* z may alias eps */
+  return true;
 }
 
 /* dM += dZ; dA = dZ T^T, dB = dZ^T S with T = E B^T, S = A E (lower parts, diagonals times
  * the factors' diagonals), as kvi_mn_sample_backward. */
+VHF_INLINE bool vhf_mn_backward_q(kvi_real *dout, const kvi_vae_head *h, const kvi_real *dz,
+                                  const kvi_real *out, const kvi_real *eps, const int q) {
+  const int p = h->p, d = h->d;
+  const kvi_real *A = out + d, *B = A + vhf_tri(p);
+  kvi_real eA[VHF_MAX], eB[VHF_MAX], T[VHF_MAX], S[VHF_MAX], gB[VHF_MAX * (VHF_MAX + 1) / 2];
+  if (!vhf_diag_exp(eA, A, p) || !vhf_diag_exp(eB, B, q)) return false;
+  vhf_mn_t(T, eps, B, eB, p, q);
+  vhf_mn_ax(S, NULL, A, eA, eps, p, q);
+  kvi_real *dA = dout + d, *dB = dA + vhf_tri(p);
+  memset(gB, 0, (size_t)vhf_tri(q) * sizeof *gB);
+  for (int i = 0; i < p; i++) {
+    const kvi_real *g = dz + (size_t)i * q, *s = S + (size_t)i * q;
+    kvi_real *da = dA + vhf_tri(i);
+    for (int k = 0; k <= i; k++) { /* (dZ T^T)_ik */
+      const kvi_real *t = T + (size_t)k * q;
+      kvi_real acc = 0;
+      for (int j = 0; j < q; j++) acc += g[j] * t[j];
+      da[k] += k < i ? acc : acc * eA[i];
+    }
+    for (int j = 0; j < q; j++) /* (dZ^T S)_jl, summed over the rows i */
+      for (int l = 0; l <= j; l++) gB[vhf_tri(j) + l] += g[j] * s[l];
+    for (int j = 0; j < q; j++) dout[(size_t)i * q + j] += g[j];
+  }
+  for (int j = 0; j < q; j++) {
+    for (int l = 0; l < j; l++) dB[vhf_tri(j) + l] += gB[vhf_tri(j) + l];
+    dB[vhf_tri(j) + j] += gB[vhf_tri(j) + j] * eB[j];
+  }
+  return true;
+}
+
+/* The row loops run over q: with q a constant for the common small q they unroll. */
+static bool vhf_mn_sample(kvi_real *z, const kvi_vae_head *h, const kvi_real *out,
+                          const kvi_real *eps) {
+  switch (h->q) {
+    case 1:
+      return vhf_mn_sample_q(z, h, out, eps, 1);
+    case 2:
+      return vhf_mn_sample_q(z, h, out, eps, 2);
+    case 3:
+      return vhf_mn_sample_q(z, h, out, eps, 3);
+    case 4:
+      return vhf_mn_sample_q(z, h, out, eps, 4);
+    default:
+      return vhf_mn_sample_q(z, h, out, eps, h->q);
+  }
+}
+
 static bool vhf_mn_backward(kvi_real *dout, const kvi_vae_head *h, const kvi_real *dz,
                             const kvi_real *out, const kvi_real *eps) {
-  const int p = h->p, q = h->q, d = h->d;
-  const kvi_real *A = out + d, *B = A + vhf_tri(p);
-  kvi_real eA[VHF_MAX], eB[VHF_MAX], Et[VHF_MAX], Tt[VHF_MAX], St[VHF_MAX], dZt[VHF_MAX];
-  if (!vhf_diag_exp(eA, A, p) || !vhf_diag_exp(eB, B, q)) return false;
-  vhf_transpose(Et, eps, p, q);
-  vhf_transpose(dZt, dz, p, q);
-  vhf_mn_t(Tt, Et, B, eB, p, q);
-  for (int l = 0; l < q; l++) vhf_trmv(St + (size_t)l * p, A, eA, Et + (size_t)l * p, p);
-#pragma omp simd
-  for (int k = 0; k < d; k++) dout[k] += dz[k];
-  vhf_mn_grad_a(dout + d, dZt, Tt, eA, p, q);
-  kvi_real *dB = dout + d + vhf_tri(p);
-  for (int j = 0; j < q; j++)
-    for (int l = 0; l <= j; l++) {
-      const kvi_real *a = dZt + (size_t)j * p, *s = St + (size_t)l * p;
-      kvi_real g = 0;
-#pragma omp simd reduction(+ : g)
-      for (int i = 0; i < p; i++) g += a[i] * s[i];
-      dB[vhf_tri(j) + l] += l < j ? g : g * eB[j];
-    }
-  return true;
+  switch (h->q) {
+    case 1:
+      return vhf_mn_backward_q(dout, h, dz, out, eps, 1);
+    case 2:
+      return vhf_mn_backward_q(dout, h, dz, out, eps, 2);
+    case 3:
+      return vhf_mn_backward_q(dout, h, dz, out, eps, 3);
+    case 4:
+      return vhf_mn_backward_q(dout, h, dz, out, eps, 4);
+    default:
+      return vhf_mn_backward_q(dout, h, dz, out, eps, h->q);
+  }
 }
 
 /* KL = 1/2 [tr(U) tr(V) + |M|^2 - p q] - q sum log A_ii - p sum log B_jj with U = A A^T,
  * V = B B^T (tr U = |A|_F^2); d/dM = M, d/dA = tr(V) A (log diagonal: tr(V) A_ii^2 - q), and
  * d/dB likewise with tr(U) and p. */
-static bool vhf_mn_kl(double *kl, kvi_real *dout, kvi_real gs, const kvi_vae_head *h,
-                      const kvi_real *out) {
+VHF_INLINE bool vhf_mn_kl(double *kl, kvi_real *dout, kvi_real gs, const kvi_vae_head *h,
+                          const kvi_real *out) {
   const int p = h->p, q = h->q, d = h->d;
   const kvi_real *A = out + d, *B = A + vhf_tri(p);
   kvi_real eA[VHF_MAX], eB[VHF_MAX];
@@ -301,8 +338,8 @@ static bool vhf_mn_kl(double *kl, kvi_real *dout, kvi_real gs, const kvi_vae_hea
 }
 
 /* ---- entry points ------------------------------------------------------------------------- */
-KVI__HOT bool kvi__vhf_sample(const kvi_vae_head *h, kvi_real *z, const kvi_real *out,
-                              const kvi_real *eps) {
+VHF_HOT bool kvi__vhf_sample(const kvi_vae_head *h, kvi_real *z, const kvi_real *out,
+                             const kvi_real *eps) {
   switch (h->family) {
     case KVI_VAE_DIAG:
       return vhf_diag_sample(z, out, eps, h->d);
@@ -313,8 +350,8 @@ KVI__HOT bool kvi__vhf_sample(const kvi_vae_head *h, kvi_real *z, const kvi_real
   }
 }
 
-KVI__HOT bool kvi__vhf_backward(const kvi_vae_head *h, kvi_real *dout, const kvi_real *dz,
-                                const kvi_real *out, const kvi_real *eps) {
+VHF_HOT bool kvi__vhf_backward(const kvi_vae_head *h, kvi_real *dout, const kvi_real *dz,
+                               const kvi_real *out, const kvi_real *eps) {
   switch (h->family) {
     case KVI_VAE_DIAG:
       return vhf_diag_backward(dout, dz, out, eps, h->d);
@@ -325,8 +362,8 @@ KVI__HOT bool kvi__vhf_backward(const kvi_vae_head *h, kvi_real *dout, const kvi
   }
 }
 
-KVI__HOT bool kvi__vhf_kl(const kvi_vae_head *h, double *kl, kvi_real *dout, kvi_real gscale,
-                          const kvi_real *out) {
+VHF_HOT bool kvi__vhf_kl(const kvi_vae_head *h, double *kl, kvi_real *dout, kvi_real gscale,
+                         const kvi_real *out) {
   if (!isfinite(gscale)) return false;
   switch (h->family) {
     case KVI_VAE_DIAG:
