@@ -71,8 +71,7 @@ static kvi_status call(hcase *c, int op, bool fast, int i) {
                   : kvi__vae_head_sample_generic(h, c->z + (size_t)i * d, out, eps, c->ar);
     case 1:
       return fast ? kvi_vae_head_sample_backward(h, dout, c->dz + (size_t)i * d, out, eps, c->ar)
-                  : kvi__vae_head_backward_generic(h, dout, c->dz + (size_t)i * d, out, eps,
-                                                   c->ar);
+                  : kvi__vae_head_backward_generic(h, dout, c->dz + (size_t)i * d, out, eps, c->ar);
     default:
       return fast ? kvi_vae_head_kl(h, &kl, dout, (kvi_real)1e-3, out, c->ar)
                   : kvi__vae_head_kl_generic(h, &kl, dout, (kvi_real)1e-3, out, c->ar);
@@ -112,13 +111,16 @@ int main(int argc, char **argv) {
     const char *name;
     kvi_vae_family f;
     int d, p, q;
-  } cases[] = {{"diag 40", KVI_VAE_DIAG, 40, 0, 0}, {"mn 20x2", KVI_VAE_MN, 40, 20, 2},
-               {"mn 3x3", KVI_VAE_MN, 9, 3, 3},     {"mv 40", KVI_VAE_MV, 40, 0, 0},
+  } cases[] = {{"diag 40", KVI_VAE_DIAG, 40, 0, 0},
+               {"mn 20x2", KVI_VAE_MN, 40, 20, 2},
+               {"mn 3x3", KVI_VAE_MN, 9, 3, 3},
+               {"mv 40", KVI_VAE_MV, 40, 0, 0},
                {"mv 9", KVI_VAE_MV, 9, 0, 0}};
   printf("ns per image, one thread, CPU time, median of %d blocks of %d calls (%s)\n\n", reps,
          calls, kvi_simd_isa());
-  printf("| head | sample old | new | backward old | new | KL+grad old | new | total old | new "
-         "| speed-up |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  printf(
+      "| head | sample old | new | backward old | new | KL+grad old | new | total old | new "
+      "| speed-up |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
     hcase c;
     hcase_init(&c, cases[k].f, cases[k].d, cases[k].p, cases[k].q);
