@@ -21,8 +21,10 @@
 #define VHF_EXP kvi__vexpf
 #endif
 #define VHF_MAX KVI_VAE_MAX_LATENT
-/* The helpers are inlined into the entry points, so that each of their KVI__HOT clones runs
- * them at its own vector width. */
+/* The entry points get an AVX2 clone next to the baseline one (as KVI__HOT, but without the
+ * AVX-512 clone: the loops here are a triangle's rows, mostly shorter than 16 lanes, and
+ * measured slower at that width), and every function below is inlined into them, so that
+ * each clone runs it at its own vector width. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__) && \
     !defined(KVI_NO_CLONES)
 #define VHF_HOT __attribute__((target_clones("avx2", "default")))
