@@ -7,11 +7,15 @@
  * to N(0, I) are those of src/prob (kvi_diag_*, kvi_mn_*, kvi_mvn_*) on views of `out`; the
  * triangles are unpacked into the dense Cholesky storage prob.h uses (upper part zero) and the
  * gradients packed back. MV is its own path over kvi_mvn (a full Cholesky factor), not MN with a
- * d x 1 shape, whose 1 x 1 column factor would only duplicate the scale of the row factor. */
+ * d x 1 shape, whose 1 x 1 column factor would only duplicate the scale of the row factor.
+ * Sampling, its backward and the KL, the per-image calls of training, first try the
+ * allocation-free kernels of vae_head_fast.c on the packed outputs; this generic path is their
+ * reference and decides whenever they decline (non-finite or out-of-range values). */
 #include <string.h>
 
 #include "internal.h"
 #include "kronvi/models.h"
+#include "models/vae_head_fast.h"
 
 #define KVI__VAE_LOG_2PI 1.8378770664093454835606594728112
 
@@ -142,8 +146,8 @@ static void kvi__hq_pack(const kvi__hq *hq, const kvi_vae_head *h, kvi_real *dou
   }
 }
 
-kvi_status kvi_vae_head_sample(const kvi_vae_head *h, kvi_real *z, const kvi_real *out,
-                               const kvi_real *eps, kvi_arena *scratch) {
+kvi_status kvi__vae_head_sample_generic(const kvi_vae_head *h, kvi_real *z, const kvi_real *out,
+                                        const kvi_real *eps, kvi_arena *scratch) {
   if (!z || !eps) return kvi_fail(KVI_ERR_ARG, "vae head sample: NULL argument");
   kvi__hq hq;
   kvi_status s = kvi__hq_open(&hq, h, out, scratch);
@@ -162,9 +166,9 @@ kvi_status kvi_vae_head_sample(const kvi_vae_head *h, kvi_real *z, const kvi_rea
   return s;
 }
 
-kvi_status kvi_vae_head_sample_backward(const kvi_vae_head *h, kvi_real *dout, const kvi_real *dz,
-                                        const kvi_real *out, const kvi_real *eps,
-                                        kvi_arena *scratch) {
+kvi_status kvi__vae_head_backward_generic(const kvi_vae_head *h, kvi_real *dout, const kvi_real *dz,
+                                          const kvi_real *out, const kvi_real *eps,
+                                          kvi_arena *scratch) {
   if (!dout || !dz || !eps) return kvi_fail(KVI_ERR_ARG, "vae head backward: NULL argument");
   kvi__hq hq;
   kvi_status s = kvi__hq_open(&hq, h, out, scratch);
@@ -186,8 +190,8 @@ kvi_status kvi_vae_head_sample_backward(const kvi_vae_head *h, kvi_real *dout, c
   return s;
 }
 
-kvi_status kvi_vae_head_kl(const kvi_vae_head *h, double *kl, kvi_real *dout, kvi_real gscale,
-                           const kvi_real *out, kvi_arena *scratch) {
+kvi_status kvi__vae_head_kl_generic(const kvi_vae_head *h, double *kl, kvi_real *dout,
+                                    kvi_real gscale, const kvi_real *out, kvi_arena *scratch) {
   if (!kl) return kvi_fail(KVI_ERR_ARG, "vae head KL: NULL argument");
   kvi__hq hq;
   kvi_status s = kvi__hq_open(&hq, h, out, scratch);
@@ -208,6 +212,30 @@ kvi_status kvi_vae_head_kl(const kvi_vae_head *h, double *kl, kvi_real *dout, kv
   if (!s && dout) kvi__hq_pack(&hq, h, dout);
   kvi__hq_close(&hq);
   return s;
+}
+
+/* ---- the per-image calls of training: the kernels of vae_head_fast.c, else the generic path */
+kvi_status kvi_vae_head_sample(const kvi_vae_head *h, kvi_real *z, const kvi_real *out,
+                               const kvi_real *eps, kvi_arena *scratch) {
+  if (!h || !out || !z || !eps) return kvi_fail(KVI_ERR_ARG, "vae head sample: NULL argument");
+  if (kvi__vhf_sample(h, z, out, eps)) return KVI_OK;
+  return kvi__vae_head_sample_generic(h, z, out, eps, scratch);
+}
+
+kvi_status kvi_vae_head_sample_backward(const kvi_vae_head *h, kvi_real *dout, const kvi_real *dz,
+                                        const kvi_real *out, const kvi_real *eps,
+                                        kvi_arena *scratch) {
+  if (!h || !out || !dout || !dz || !eps)
+    return kvi_fail(KVI_ERR_ARG, "vae head backward: NULL argument");
+  if (kvi__vhf_backward(h, dout, dz, out, eps)) return KVI_OK;
+  return kvi__vae_head_backward_generic(h, dout, dz, out, eps, scratch);
+}
+
+kvi_status kvi_vae_head_kl(const kvi_vae_head *h, double *kl, kvi_real *dout, kvi_real gscale,
+                           const kvi_real *out, kvi_arena *scratch) {
+  if (!h || !out || !kl) return kvi_fail(KVI_ERR_ARG, "vae head KL: NULL argument");
+  if (kvi__vhf_kl(h, kl, dout, gscale, out)) return KVI_OK;
+  return kvi__vae_head_kl_generic(h, kl, dout, gscale, out, scratch);
 }
 
 kvi_status kvi_vae_head_entropy(const kvi_vae_head *h, double *ent, const kvi_real *out,
