@@ -155,25 +155,27 @@ typedef enum {
   KVI_LIE_KRON,       /* B1 (x) B2 of two groups (p = p1 p2, kind1 and kind2 not KRON) */
   KVI_LIE_TOEPLITZ,   /* lower-triangular Toeplitz sum_j b_j N^j (N the down-shift), b_0 > 0:
                          commutative; M lower-triangular Toeplitz, not entrywise (G35) */
-  KVI_LIE_HIER        /* hierarchical [[B_A, 0], [B_C, [[B_D, 0], [B_3, B_4]]]]: B_A in GL(k),
+  KVI_LIE_HIER,       /* hierarchical [[B_A, 0], [B_C, [[B_D, 0], [B_3, B_4]]]]: B_A in GL(k),
                          B_D in GL(kb), B_4 diagonal (G36) */
+  KVI_LIE_SPCHOL      /* sparse Cholesky [[D_1, 0, 0], [B_A, B_B, 0], [D_2, 0, D_3]]: D_1 (k x k)
+                         and D_3 diagonal, B_B in GL(kb), D_2 rectangular diagonal (G37) */
 } kvi_lie_kind;
 
 typedef struct {
   kvi_lie_kind kind;
   int p; /* dimension */
-  int k; /* BLOCK_UP / BLOCK_LOW: 0..p; BLOCK_DIAG: 1..p; HIER: the outer block k1 */
+  int k; /* BLOCK_UP / BLOCK_LOW: 0..p; BLOCK_DIAG: 1..p; HIER: the outer block k1; SPCHOL: D_1 */
   /* KRON only: the factors' kinds, sizes and block parameters */
   kvi_lie_kind kind1, kind2;
   int p1, p2, k1, k2;
-  /* HIER only: the inner block k2 = kb (k, kb >= 0, k + kb <= p); KRON with a HIER factor: kb1,
-   * kb2 the factors' inner blocks. Zero for every other group. */
+  /* HIER: the inner block k2 = kb; SPCHOL: the dense block B_B (k, kb >= 0, k + kb <= p); KRON
+   * with a HIER or SPCHOL factor: kb1, kb2 the factors'. Zero for every other group. */
   int kb, kb1, kb2;
 } kvi_lie_group;
 
 KVI_API kvi_status kvi_lie_group_check(const kvi_lie_group *g);
 /* "dense", "tril", "up5", "low5", "bdiag5", "diag", "toeplitz", "hier5,3" (k = 5, kb = 3),
- * "kron2x3(tril,toeplitz)" into buf. */
+ * "spchol5,3" (k = 5, kb = 3), "kron2x3(tril,toeplitz)" into buf. */
 KVI_API const char *kvi_lie_group_name(const kvi_lie_group *g, char *buf, size_t size);
 /* Parses the names above (p from the caller; KRON: "kron:P1:KIND1:KIND2" with p2 = p / P1). */
 KVI_API kvi_status kvi_lie_group_parse(kvi_lie_group *g, const char *s, int p);

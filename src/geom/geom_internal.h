@@ -46,10 +46,11 @@ typedef struct {
 kvi__sg kvi__sg_of(const kvi_lie_group *g, int which);
 /* Is (i, j) a free entry of the group's matrices; *sym: is it in a symmetric block of the
  * algebra (dense, block-diagonal, the k x k block of the block-triangular groups, HIER's two
- * dense diagonal blocks). TOEPLITZ: its lower triangle (the entries are tied, not free). */
+ * dense diagonal blocks, SPCHOL's B_B). TOEPLITZ: its lower triangle (the entries are tied, not
+ * free). */
 bool kvi__lie_free(const kvi__sg *g, int i, int j, bool *sym);
 /* Does the group use the sparse (CSR) kernels rather than BLAS on full matrices: diagonal,
- * block-triangular with 2 k < p, HIER with 2 (k + kb) < p. */
+ * block-triangular with 2 k < p, HIER with 2 (k + kb) < p, SPCHOL with 2 kb (k + kb) < p^2. */
 bool kvi__lie_sparse(const kvi__sg *g);
 /* A simple group's pattern in CSR form (with_transpose: its union with the transpose). */
 typedef struct {

@@ -12,7 +12,7 @@
 
 static bool kvi__simple_ok(const kvi__sg *g) {
   const int p = g->p, k = g->k;
-  if (g->kb != 0 && g->kind != KVI_LIE_HIER) return false;
+  if (g->kb != 0 && g->kind != KVI_LIE_HIER && g->kind != KVI_LIE_SPCHOL) return false;
   switch (g->kind) {
     case KVI_LIE_DENSE:
     case KVI_LIE_TRIL:
@@ -25,6 +25,7 @@ static bool kvi__simple_ok(const kvi__sg *g) {
     case KVI_LIE_BLOCK_DIAG:
       return p >= 1 && k >= 1 && k <= p;
     case KVI_LIE_HIER:
+    case KVI_LIE_SPCHOL:
       return p >= 1 && k >= 0 && g->kb >= 0 && k <= p - g->kb;
     default:
       return false;
@@ -51,7 +52,8 @@ kvi_status kvi_lie_group_check(const kvi_lie_group *g) {
   if (!kvi__simple_ok(&s))
     return kvi_fail(KVI_ERR_ARG,
                     "lie group: kind %d with p = %d, k = %d, kb = %d is not a group (blocks "
-                    "need 0 <= k, k + kb <= p; bdiag 1 <= k <= p; p >= 1)",
+                    "need 0 <= k, k + kb <= p, kb only for hier and spchol; bdiag 1 <= k <= p; "
+                    "p >= 1)",
                     (int)g->kind, g->p, g->k, g->kb);
   return KVI_OK;
 }
@@ -83,6 +85,9 @@ static const char *kvi__kind_name(const kvi__sg *g, char *buf, size_t size) {
     case KVI_LIE_HIER:
       snprintf(buf, size, "hier%d,%d", k, g->kb);
       break;
+    case KVI_LIE_SPCHOL:
+      snprintf(buf, size, "spchol%d,%d", k, g->kb);
+      break;
     default:
       snprintf(buf, size, "?");
       break;
@@ -99,8 +104,10 @@ const char *kvi_lie_group_name(const kvi_lie_group *g, char *buf, size_t size) {
   return buf;
 }
 
-/* A whole name with one or two integers: "up5", "hier5,3" (no trailing characters). */
+/* A whole name with one or two integers: "up5", "hier5,3" (no trailing characters, no blanks or
+ * signs that sscanf would skip or take). */
 static bool kvi__scan(const char *s, const char *fmt, int want, int *a, int *b) {
+  if (strpbrk(s, " \t\n\v\f\r+")) return false;
   int n = -1, got = want == 1 ? sscanf(s, fmt, a, &n) : sscanf(s, fmt, a, b, &n);
   return got == want && n >= 0 && s[n] == '\0';
 }
@@ -117,6 +124,8 @@ static bool kvi__parse_kind(const char *s, kvi_lie_kind *kind, int *k, int *kb) 
     *kind = KVI_LIE_TOEPLITZ;
   else if (kvi__scan(s, "hier%d,%d%n", 2, k, kb))
     *kind = KVI_LIE_HIER;
+  else if (kvi__scan(s, "spchol%d,%d%n", 2, k, kb))
+    *kind = KVI_LIE_SPCHOL;
   else if (sscanf(s, "up%d", k) == 1)
     *kind = KVI_LIE_BLOCK_UP;
   else if (sscanf(s, "low%d", k) == 1)
@@ -142,7 +151,7 @@ kvi_status kvi_lie_group_parse(kvi_lie_group *g, const char *s, int p) {
   } else if (!s || !kvi__parse_kind(s, &g->kind, &g->k, &g->kb)) {
     return kvi_fail(KVI_ERR_ARG,
                     "lie group '%s' (expected dense, tril, diag, upK, lowK, bdiagK, toeplitz, "
-                    "hierK,KB or kron:P1:KIND1:KIND2)",
+                    "hierK,KB, spcholK,KB or kron:P1:KIND1:KIND2)",
                     s ? s : "(null)");
   }
   return kvi_lie_group_check(g);
@@ -176,6 +185,13 @@ bool kvi__lie_free(const kvi__sg *g, int i, int j, bool *sym) {
       if (i < k) return false;
       const kvi__sg in = {KVI_LIE_BLOCK_LOW, g->p - k, g->kb, 0};
       return kvi__lie_free(&in, i - k, j - k, sym);
+    }
+    case KVI_LIE_SPCHOL: { /* [[D_1, 0, 0], [B_A, B_B, 0], [D_2, 0, D_3]] */
+      const int e = k + g->kb;
+      if (i < k) return i == j;                 /* D_1 */
+      if (i < e && j < k) return true;          /* B_A */
+      if (i < e) return j < e && (*sym = true); /* B_B */
+      return i == j || (j == i - e && j < k);   /* D_3, D_2 (entries (e + t, t), t < k) */
     }
     default:
       return false;

@@ -18,6 +18,8 @@ bool kvi__lie_sparse(const kvi__sg *g) {
       return 2 * g->k < g->p;
     case KVI_LIE_HIER:
       return 2 * (g->k + g->kb) < g->p;
+    case KVI_LIE_SPCHOL: /* B_A and B_B cover less than half of the matrix */
+      return 2 * (long long)g->kb * (g->k + g->kb) < (long long)g->p * g->p;
     default:
       return false;
   }
@@ -161,6 +163,26 @@ static bool kvi__hier_inverse(int p, int k, int kb, const double *B, double *R, 
   return true;
 }
 
+/* SPCHOL: [[D_1^-1, 0, 0], [-B_B^-1 B_A D_1^-1, B_B^-1, 0], [-D_3^-1 D_2 D_1^-1, 0, D_3^-1]],
+ * O(kb^3 + kb^2 k + p). */
+static bool kvi__spchol_inverse(int p, int k, int kb, const double *B, double *R, double *w,
+                                int *ipiv) {
+  const int e = k + kb;
+  if (!kvi__block_inverse(p, k, kb, B, R, w, ipiv)) return false;
+  for (int i = 0; i < p; i++)
+    if (i < k || i >= e) R[(size_t)i * p + i] = 1 / B[(size_t)i * p + i];
+  for (int i = k; i < e; i++)
+    for (int j = 0; j < k; j++) {
+      double s = 0;
+      for (int l = k; l < e; l++) s += R[(size_t)i * p + l] * B[(size_t)l * p + j];
+      R[(size_t)i * p + j] = -s * R[(size_t)j * p + j];
+    }
+  for (int i = e; i < p && i - e < k; i++)
+    R[(size_t)i * p + i - e] = -R[(size_t)i * p + i] * B[(size_t)i * p + i - e] *
+                               R[(size_t)(i - e) * p + i - e];
+  return true;
+}
+
 bool kvi__lie_inverse(const kvi__sg *g, const double *B, double *R, double *w, int *ipiv) {
   const kvi_lie_kind kind = g->kind;
   const int p = g->p, k = g->k;
@@ -182,6 +204,9 @@ bool kvi__lie_inverse(const kvi__sg *g, const double *B, double *R, double *w, i
       break;
     case KVI_LIE_HIER:
       if (!kvi__hier_inverse(p, k, g->kb, B, R, w, ipiv)) return false;
+      break;
+    case KVI_LIE_SPCHOL:
+      if (!kvi__spchol_inverse(p, k, g->kb, B, R, w, ipiv)) return false;
       break;
     case KVI_LIE_BLOCK_DIAG:
       for (int o = 0; o < p; o += k)
@@ -229,7 +254,7 @@ double kvi__lie_pivot_ratio(const kvi__sg *g, const double *B, double *w, int *i
   const kvi_lie_kind kind = g->kind;
   const int p = g->p, k = g->k;
   double lo = INFINITY, hi = 0;
-  int dense_end = 0; /* B's diagonal entries from here on are its pivots */
+  int dense_lo = 0, dense_end = 0; /* B's diagonal entries outside [lo, end) are its pivots */
   if (kind == KVI_LIE_TOEPLITZ && !(B[0] > 0)) return 0;
   if (kind == KVI_LIE_DENSE) kvi__block_pivots(p, 0, p, B, w, ipiv, &lo, &hi), dense_end = p;
   if (kind == KVI_LIE_BLOCK_UP || kind == KVI_LIE_BLOCK_LOW)
@@ -238,12 +263,15 @@ double kvi__lie_pivot_ratio(const kvi__sg *g, const double *B, double *w, int *i
     kvi__block_pivots(p, 0, k, B, w, ipiv, &lo, &hi);
     kvi__block_pivots(p, k, g->kb, B, w, ipiv, &lo, &hi), dense_end = k + g->kb;
   }
+  if (kind == KVI_LIE_SPCHOL) /* D_1, B_B, D_3 */
+    kvi__block_pivots(p, k, g->kb, B, w, ipiv, &lo, &hi), dense_lo = k, dense_end = k + g->kb;
   if (kind == KVI_LIE_BLOCK_DIAG) {
     for (int o = 0; o < p; o += k)
       kvi__block_pivots(p, o, k < p - o ? k : p - o, B, w, ipiv, &lo, &hi);
     dense_end = p;
   }
-  for (int i = dense_end; i < p; i++) {
+  for (int i = 0; i < p; i++) {
+    if (i >= dense_lo && i < dense_end) continue;
     const double d = fabs(B[(size_t)i * p + i]);
     lo = fmin(lo, d), hi = fmax(hi, d);
   }

@@ -1,4 +1,5 @@
-/* The triangular-Toeplitz and hierarchical groups (docs/geom.md section 5, (G35), (G36)) and the
+/* The triangular-Toeplitz, hierarchical and sparse-Cholesky groups (docs/geom.md section 5, (G35),
+ * (G36), (G37)) and the
  * exactness of the natural gradient for every group: the projection C (.) kappa(X) against
  * F^-1 grad with the Fisher matrix of the local coordinates F_ab = 1/2 tr((E_a + E_a^T)
  * (E_b + E_b^T)) and the gradient grad_a = tr(X E_a), on a basis E_a of each group's algebra
@@ -42,6 +43,10 @@ static int alg_entry(const kvi_lie_group *g, int i, int j) {
       if (i < k + kb && j < k + kb) return 2;  /* M_D */
       if (i >= k + kb && j < k + kb) return 1; /* M_3 */
       return i == j;                           /* M_4 */
+    case KVI_LIE_SPCHOL:
+      if (i < k) return i == j;                         /* D_1 */
+      if (i < k + kb) return j < k ? 1 : j < k + kb ? 2 : 0; /* M_A, M_B */
+      return i == j || (j < k && i - (k + kb) == j);    /* D_3, D_2 */
     default:
       return 0;
   }
@@ -122,7 +127,9 @@ static void test_natural_gradient_exact(void) {
                               group(KVI_LIE_BLOCK_DIAG, P, 3, 0), group(KVI_LIE_DIAG, P, 0, 0),
                               group(KVI_LIE_TOEPLITZ, P, 0, 0),   group(KVI_LIE_HIER, P, 3, 2),
                               group(KVI_LIE_HIER, P, 0, 2),       group(KVI_LIE_HIER, P, 2, 0),
-                              group(KVI_LIE_HIER, P, 1, 6)};
+                              group(KVI_LIE_HIER, P, 1, 6),       group(KVI_LIE_SPCHOL, P, 2, 3),
+                              group(KVI_LIE_SPCHOL, P, 3, 2),     group(KVI_LIE_SPCHOL, P, 1, 2),
+                              group(KVI_LIE_SPCHOL, P, 3, 0),     group(KVI_LIE_SPCHOL, P, 0, 3)};
   for (size_t c = 0; c < sizeof gs / sizeof *gs; c++) {
     char name[32];
     const double gap = natural_gradient_gap(&gs[c], &r);
@@ -163,7 +170,9 @@ static void test_closure(void) {
   kvi_rng r = kvi_rng_stream(7, 2);
   const kvi_lie_group gs[] = {group(KVI_LIE_TOEPLITZ, P, 0, 0), group(KVI_LIE_HIER, P, 3, 2),
                               group(KVI_LIE_HIER, P, 1, 2), group(KVI_LIE_HIER, P, 0, 0),
-                              group(KVI_LIE_HIER, P, 2, 5)};
+                              group(KVI_LIE_HIER, P, 2, 5), group(KVI_LIE_SPCHOL, P, 2, 3),
+                              group(KVI_LIE_SPCHOL, P, 3, 1), group(KVI_LIE_SPCHOL, P, 3, 4),
+                              group(KVI_LIE_SPCHOL, P, 2, 0), group(KVI_LIE_SPCHOL, P, 0, 0)};
   for (size_t c = 0; c < sizeof gs / sizeof *gs; c++) {
     const kvi_lie_group *g = &gs[c];
     const kvi__sg sg = kvi__sg_of(g, 0);
@@ -220,6 +229,32 @@ static void test_toeplitz(void) {
   CHECK(!kvi_lie_in_group(&g, B0, 0));
 }
 
+/* The sparse-Cholesky pivots are D_1's and D_3's diagonals and B_B's LU pivots (D_2 and B_A are
+ * off the diagonal blocks); a step that halves a tiny pivot of either diagonal part is rejected,
+ * B unchanged. */
+static void test_spchol_pivots(void) {
+  const kvi_lie_group g = group(KVI_LIE_SPCHOL, P, 2, 3);
+  const kvi__sg sg = kvi__sg_of(&g, 0);
+  double B[NMAX] = {0}, X[NMAX] = {0}, B0[NMAX], w[NMAX];
+  int ipiv[P];
+  for (int i = 0; i < P; i++) B[i * P + i] = 1;
+  for (int i = 2; i < 5; i++) B[i * P + i] = 4; /* B_B = 4 I, |pivots| 4 */
+  B[2 * P + 0] = B[5 * P + 0] = B[6 * P + 1] = 100;
+  CHECK(kvi_lie_in_group(&g, B, 0) && kvi__lie_pivot_ratio(&sg, B, w, ipiv) == 0.25);
+  for (int c = 0; c < 2; c++) {
+    const int i = c ? 6 : 0; /* D_3, D_1 */
+    memcpy(B0, B, sizeof B);
+    B0[i * P + i] = 1.5e-12;
+    memcpy(X, (double[NMAX]){0}, sizeof X);
+    X[i * P + i] = -2; /* M_ii = -1: h(M)_ii = 1/2 */
+    kvi_lie_safety safe = {1, 0, 0};
+    double Bs[NMAX];
+    memcpy(Bs, B0, sizeof B0);
+    CHECK_STATUS(kvi_lie_update(&g, B0, X, 1, &safe), KVI_ERR_LINALG);
+    CHECK(safe.rejected == 1 && safe.damped == 0 && gt_maxdiff(B0, Bs, NMAX) == 0);
+  }
+}
+
 static void test_names(void) {
   kvi_lie_group g, h;
   char name[40];
@@ -234,6 +269,18 @@ static void test_names(void) {
   CHECK_OK(kvi_lie_group_parse(&g, "kron:2:toeplitz:hier2,1", 10));
   CHECK(g.kind2 == KVI_LIE_HIER && g.k2 == 2 && g.kb2 == 1 && g.kind1 == KVI_LIE_TOEPLITZ);
   CHECK(!strcmp(kvi_lie_group_name(&g, name, sizeof name), "kron2x5(toeplitz,hier2,1)"));
+  CHECK_OK(kvi_lie_group_parse(&g, "spchol5,3", 10));
+  CHECK(g.kind == KVI_LIE_SPCHOL && g.k == 5 && g.kb == 3);
+  CHECK_OK(kvi_lie_group_parse(&h, kvi_lie_group_name(&g, name, sizeof name), 10));
+  CHECK(!strcmp(name, "spchol5,3") && h.kind == g.kind && h.k == 5 && h.kb == 3);
+  CHECK_OK(kvi_lie_group_parse(&g, "spchol0,10", 10));
+  CHECK_OK(kvi_lie_group_parse(&g, "spchol10,0", 10));
+  CHECK_OK(kvi_lie_group_parse(&g, "kron:5:spchol1,2:tril", 10));
+  CHECK(g.kind1 == KVI_LIE_SPCHOL && g.k1 == 1 && g.kb1 == 2 && g.p2 == 2);
+  CHECK(!strcmp(kvi_lie_group_name(&g, name, sizeof name), "kron5x2(spchol1,2,tril)"));
+  kvi_clear_error();
+  CHECK_STATUS(kvi_lie_group_parse(&g, "cholesky", 10), KVI_ERR_ARG);
+  CHECK(strstr(kvi_last_error(), "spcholK,KB") != NULL);
   const char *bad[] = {"hier",
                        "hier5",
                        "hier300,3",
@@ -246,6 +293,16 @@ static void test_names(void) {
                        "toep",
                        "Toeplitz",
                        "kron:2:hier9,1:tril",
+                       "spchol",
+                       "spchol5",
+                       "spchol8,3",
+                       "spchol-1,2",
+                       "spchol2,-1",
+                       "spchol5,3x",
+                       "spchol5,",
+                       "spchol 5,3",
+                       "SPCHOL5,3",
+                       "kron:2:tril:spchol3,3",
                        "kron:3:toeplitz:tril",
                        ""};
   for (size_t c = 0; c < sizeof bad / sizeof *bad; c++) {
@@ -254,7 +311,9 @@ static void test_names(void) {
   }
   kvi_lie_group k = group(KVI_LIE_HIER, 10, 4, 7);
   CHECK_STATUS(kvi_lie_group_check(&k), KVI_ERR_ARG);
-  k = group(KVI_LIE_TOEPLITZ, 10, 0, 2); /* kb only for HIER */
+  k = group(KVI_LIE_SPCHOL, 10, 6, 5);
+  CHECK_STATUS(kvi_lie_group_check(&k), KVI_ERR_ARG);
+  k = group(KVI_LIE_TOEPLITZ, 10, 0, 2); /* kb only for HIER and SPCHOL */
   CHECK_STATUS(kvi_lie_group_check(&k), KVI_ERR_ARG);
   k = group(KVI_LIE_TOEPLITZ, 0, 0, 0);
   CHECK_STATUS(kvi_lie_group_check(&k), KVI_ERR_ARG);
@@ -328,7 +387,8 @@ static double invariance_gap(const kvi_lie_group *g, int iters) {
 
 static void test_invariance(void) {
   const kvi_lie_group gs[] = {group(KVI_LIE_TOEPLITZ, P, 0, 0), group(KVI_LIE_HIER, P, 3, 2),
-                              group(KVI_LIE_HIER, P, 1, 3)};
+                              group(KVI_LIE_HIER, P, 1, 3), group(KVI_LIE_SPCHOL, P, 2, 3),
+                              group(KVI_LIE_SPCHOL, P, 3, 1)};
   for (size_t c = 0; c < sizeof gs / sizeof *gs; c++) {
     char name[32];
     const double gap = invariance_gap(&gs[c], 40);
@@ -366,7 +426,8 @@ static void test_minimize(void) {
   gt_randn(&r, q.c, P, 1);
   const kvi_lie_problem probs[2] = {kvi_lie_problem_dixon_price(P),
                                     {P, q_f, q_fg, q_hess, &q, 0, "quadratic", NULL, NULL}};
-  const char *names[] = {"toeplitz", "hier3,2", "hier2,0", "kron:1:toeplitz:hier2,3"};
+  const char *names[] = {"toeplitz", "hier3,2",   "hier2,0",
+                         "spchol2,3", "spchol3,1", "kron:1:toeplitz:hier2,3"};
   for (int pb = 0; pb < 2; pb++)
     for (size_t c = 0; c < sizeof names / sizeof *names; c++) {
       kvi_lie_group g;
@@ -396,12 +457,23 @@ static void test_minimize(void) {
          rep.iters, rep.converged ? "converged" : "not converged");
   CHECK(rep.converged && rep.f < 1e-6);
   CHECK(B[0] == B[3] && B[1] == 0 && B[4 + 2] == 0); /* Toeplitz B1; B2's zero block */
+  /* a sparse-Cholesky factor [[d1, 0, 0], [a, b, 0], [d2, 0, d3]] next to a triangular one */
+  CHECK_OK(kvi_lie_group_parse(&g, "kron:3:spchol1,1:tril", 6));
+  o = kvi_lie_opts_default(g);
+  for (int i = 0; i < 6; i++) mu[i] = 1;
+  CHECK_OK(kvi_lie_start(&dp, &o, mu, B));
+  CHECK_OK(kvi_lie_minimize(&dp, &o, mu, B, &rep));
+  printf("dixon-price-6, kron:3:spchol1,1:tril: f = %.2e after %d iterations (%s)\n", rep.f,
+         rep.iters, rep.converged ? "converged" : "not converged");
+  CHECK(rep.converged && rep.f < 1e-6);
+  CHECK(B[1] == 0 && B[2] == 0 && B[5] == 0 && B[7] == 0 && B[9 + 1] == 0);
 }
 
 int main(void) {
   test_natural_gradient_exact();
   test_closure();
   test_toeplitz();
+  test_spchol_pivots();
   test_names();
   test_invariance();
   test_minimize();

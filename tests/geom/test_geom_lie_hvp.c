@@ -44,18 +44,20 @@ static void q_hdiag(const double *w, double *d, void *u) {
   for (int i = 0; i < q->p; i++) d[i] = q->A[i * q->p + i];
 }
 
-/* The groups under test with their HVPs per estimate at p = 12 (k = 3; kron 3 x 4) and whether
- * the Hessian's diagonal is used. */
+/* The groups under test with their HVPs per estimate at p = 12 (k = 3; kron 3 x 4; spcholK,KB:
+ * KB rows of B_B and one per entry of D_2, min(K, p - K - KB); spchol3,2 runs on the pattern,
+ * spchol2,8 on full matrices) and whether the Hessian's diagonal is used. */
 typedef struct {
   const char *name;
   int hvps;
   bool hdiag;
 } gcase;
 
-static const gcase cases[7] = {
-    {"dense", P, false},          {"tril", P - 1, true}, {"up3", 3, true},
-    {"low3", P, false},           {"bdiag3", P, false},  {"diag", 0, true},
-    {"kron:3:tril:up1", P, false}};
+enum { NCASE = 9 };
+static const gcase cases[NCASE] = {
+    {"dense", P, false},          {"tril", P - 1, true},  {"up3", 3, true},
+    {"low3", P, false},           {"bdiag3", P, false},   {"diag", 0, true},
+    {"kron:3:tril:up1", P, false}, {"spchol3,2", 2 + 3, true}, {"spchol2,8", 8 + 2, true}};
 
 static kvi_lie_group group_of(const char *name) {
   kvi_lie_group g;
@@ -147,7 +149,7 @@ static void test_estimate_entries(void) {
   hvp.hess = NULL, nodiag.hess = NULL, nodiag.hdiag = NULL;
   double mu[P], B[P * P], gm[P], gh[P], Xd[P * P], Xh[P * P];
   gt_randn(&r, mu, P, 0.5);
-  for (int c = 0; c < 7; c++) {
+  for (int c = 0; c < NCASE; c++) {
     kvi_lie_group g = group_of(cases[c].name);
     random_b(&g, &r, B);
     for (int est = 0; est < 2; est++) { /* MEAN, PRICE (5 samples from the same stream) */
@@ -204,7 +206,7 @@ static void test_minimize_same(void) {
   kvi_lie_problem pq = {P, q_f, q_fg, q_hess, &q, NAN, "quadratic", q_hvp, q_hdiag};
   kvi_lie_problem probs[3] = {kvi_lie_problem_rosenbrock(P), kvi_lie_problem_dixon_price(P), pq};
   for (int p = 0; p < 3; p++)
-    for (int c = 0; c < 7; c++) same_iterates(&probs[p], &cases[c]);
+    for (int c = 0; c < NCASE; c++) same_iterates(&probs[p], &cases[c]);
 }
 
 /* Neither hess nor hvp: KVI_ERR_ARG with a message, for the estimate and the loop; use_hvp
