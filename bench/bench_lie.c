@@ -5,11 +5,12 @@
  *   The optimization table: iterations, function / gradient / Hessian evaluations and seconds
  *   to f - f* < 1e-6 on the chained Rosenbrock and Dixon-Price functions for structured NGD
  *   (dense, lower-triangular, block k = 5, diagonal, triangular-Toeplitz, hierarchical
- *   k = kb = 5 B; Hessian at the mean; --monotone 1: undoing every rise of f) and the search
- *   from function values only (diagonal and block B; and in dimension 20 with dense and block
- *   B), each run capped at S seconds (default 20). The rows "NGD, HVP" take the Hessian-vector-
- *   product path (the problem without its dense Hessian; block k = 5, diagonal and
- *   lower-triangular B): their Hessian column counts the HVPs and Hessian diagonals.
+ *   k = kb = 5 and sparse-Cholesky k = kb = 5 B; Hessian at the mean; --monotone 1: undoing every
+ * rise of f) and the search from function values only (diagonal and block B; and in dimension 20
+ * with dense and block B), each run capped at S seconds (default 20). The rows "NGD, HVP" take the
+ * Hessian-vector- product path (the problem without its dense Hessian; block k = 5, diagonal,
+ *   lower-triangular and sparse-Cholesky B): their Hessian column counts the HVPs and Hessian
+ * diagonals.
  *
  * bench_lie logreg [--data DIR] [--iters T] [--part ref|table|long]
  *   Bayesian logistic regression on Fashion-MNIST T-shirt/top (0) against shirt (6), 2000
@@ -122,12 +123,12 @@ static int cmd_opt(int argc, char **argv) {
   for (int prob = 0; prob < 2; prob++) {
     kvi_lie_problem pb = prob ? kvi_lie_problem_dixon_price(p) : kvi_lie_problem_rosenbrock(p);
     if (only[0] && strcmp(only, pb.name)) continue;
-    const char *groups[6] = {"dense", "tril", "up5", "diag", "toeplitz", "hier5,5"};
-    for (int g = 0; g < 6; g++) opt_row(&pb, "NGD, Hessian", groups[g], KVI_LIE_EST_MEAN, sec);
+    const char *groups[7] = {"dense", "tril", "up5", "diag", "toeplitz", "hier5,5", "spchol5,5"};
+    for (int g = 0; g < 7; g++) opt_row(&pb, "NGD, Hessian", groups[g], KVI_LIE_EST_MEAN, sec);
     kvi_lie_problem hv = pb; /* no dense Hessian: the HVP path */
     hv.hess = NULL;
-    const char *hgroups[3] = {"up5", "diag", "tril"};
-    for (int g = 0; g < 3; g++) opt_row(&hv, "NGD, HVP", hgroups[g], KVI_LIE_EST_MEAN, sec);
+    const char *hgroups[4] = {"up5", "diag", "tril", "spchol5,5"};
+    for (int g = 0; g < 4; g++) opt_row(&hv, "NGD, HVP", hgroups[g], KVI_LIE_EST_MEAN, sec);
     opt_row(&pb, "search, values", "diag", KVI_LIE_EST_VALUES, sec);
     opt_row(&pb, "search, values", "up5", KVI_LIE_EST_VALUES, sec);
     const int ps = p < 20 ? p : 20; /* the search where it reaches 1e-6 in the time */

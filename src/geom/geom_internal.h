@@ -66,6 +66,23 @@ void kvi__pat_matvec(const kvi__pat *t, const double *R, const double *x, double
 /* X = R H R^T on the entries of u, zero elsewhere (R with pattern t, H dense); T: p^2. */
 void kvi__pat_congruence(const kvi__pat *t, const kvi__pat *u, const double *R, const double *H,
                          double *X, double *T);
+/* What one run of kvi_lie_minimize keeps across iterations for a non-Kronecker group (the pattern
+ * is a function of the group alone): sparse: the group uses the CSR kernels; t, u: its pattern
+ * and with its transpose (built for sparse groups, and for the others when the HVP plan needs
+ * them; else empty); w: the update's scratch, 2 p^2 doubles (M and h(M)), and B h(M) in the
+ * next p^2. NULL in the functions' arguments below: each call builds what it needs. */
+typedef struct {
+  bool sparse;
+  kvi__pat t, u;
+  double *w;
+} kvi__pats;
+/* For g (KRON: nothing kept, sparse false); with_pat: build t and u for a dense group too.
+ * false: out of memory. */
+bool kvi__pats_make(kvi__pats *c, const kvi_lie_group *g, bool with_pat);
+void kvi__pats_free(kvi__pats *c);
+/* kvi_lie_update without the argument checks, with the patterns c (or NULL). */
+kvi_status kvi__lie_update(const kvi_lie_group *g, double *B, const double *X, double beta,
+                           kvi_lie_safety *safe, const kvi__pats *c);
 /* R = B^-1 by the group's structure (w: p^2, ipiv: p); false if singular or not finite. */
 bool kvi__lie_inverse(const kvi__sg *g, const double *B, double *R, double *w, int *ipiv);
 /* min / max |pivot| of B (its dense blocks' LU pivots and its diagonal elsewhere; TOEPLITZ: 0
@@ -94,8 +111,9 @@ typedef struct {
   int p;
   bool dense;
   kvi_lie_group g;
-  double *R;     /* B^-1, p x p */
-  kvi__pat t, u; /* the pattern, and with its transpose (non-dense groups) */
+  double *R;             /* B^-1, p x p */
+  kvi__pat t, u;         /* the pattern, and with its transpose (non-dense groups) */
+  const kvi__pats *pats; /* the run's patterns (t and u are then theirs), or NULL */
 } kvi__rop;
 /* y = R x, or R^T x */
 void kvi__rop_mv(const kvi__rop *o, const double *x, double *y, bool trans);

@@ -231,6 +231,20 @@ static void kvi__project(const kvi__sg *g, double *M, const double *X) {
     }
 }
 
+/* kvi__project for a sparse group from its pattern t: the same entries, p^2 - nnz fewer calls. */
+static void kvi__project_pat(const kvi__sg *g, const kvi__pat *t, double *M, const double *X) {
+  const int p = g->p;
+  bool sym;
+  memset(M, 0, (size_t)p * p * sizeof *M);
+  for (int i = 0; i < p; i++)
+    for (int a = t->rp[i]; a < t->rp[i + 1]; a++) {
+      const int j = t->ci[a];
+      kvi__lie_free(g, i, j, &sym);
+      const size_t ij = (size_t)i * p + j, ji = (size_t)j * p + i;
+      M[ij] = i == j ? 0.5 * X[ij] : sym ? 0.25 * (X[ij] + X[ji]) : X[ij];
+    }
+}
+
 kvi_status kvi_lie_project(const kvi_lie_group *g, double *M, const double *X) {
   kvi_status s = kvi_lie_group_check(g);
   if (s) return s;
@@ -244,35 +258,69 @@ kvi_status kvi_lie_project(const kvi_lie_group *g, double *M, const double *X) {
 
 void kvi_lie_h(int p, double *H, const double *M) { kvi__dh(p, H, M); }
 
-/* Scales M to Frobenius norm max_norm when larger; true if it did. */
-static bool kvi__damp(double *M, size_t n, double max_norm) {
-  const double nrm = sqrt(kvi__dnorm2(M, n)), bound = max_norm > 0 ? max_norm : 1;
-  if (!(nrm > bound)) return false;
-  for (size_t i = 0; i < n; i++) M[i] *= bound / nrm;
+/* Sum of squares, scaling and finiteness of a p x p matrix on all its entries (t NULL) or on the
+ * pattern t, in row-major order: zeros elsewhere change none of them. */
+static double kvi__norm2_on(const kvi__pat *t, int p, const double *A) {
+  if (!t) return kvi__dnorm2(A, (size_t)p * p);
+  double s = 0;
+  for (int i = 0; i < p; i++)
+    for (int a = t->rp[i]; a < t->rp[i + 1]; a++) {
+      const double v = A[(size_t)i * p + t->ci[a]];
+      s += v * v;
+    }
+  return s;
+}
+
+static void kvi__scale_on(const kvi__pat *t, int p, double *A, double c) {
+  if (!t)
+    for (size_t e = 0; e < (size_t)p * p; e++) A[e] *= c;
+  for (int i = 0; t && i < p; i++)
+    for (int a = t->rp[i]; a < t->rp[i + 1]; a++) A[(size_t)i * p + t->ci[a]] *= c;
+}
+
+static bool kvi__finite_on(const kvi__pat *t, int p, const double *A) {
+  if (!t) return kvi__dfinite(A, (size_t)p * p);
+  for (int i = 0; i < p; i++)
+    for (int a = t->rp[i]; a < t->rp[i + 1]; a++)
+      if (!isfinite(A[(size_t)i * p + t->ci[a]])) return false;
   return true;
 }
 
-/* Bn = B h(M) for one simple group on its pattern, with a finiteness and pivot check; w: 2 p^2
- * doubles. */
-static bool kvi__apply(const kvi__sg *g, double *Bn, const double *B, const double *M, double *w,
-                       int *ipiv) {
+/* Scales M (zero outside t, if given) to Frobenius norm max_norm when larger; true if it did. */
+static bool kvi__damp(const kvi__pat *t, int p, double *M, double max_norm) {
+  const double nrm = sqrt(kvi__norm2_on(t, p, M)), bound = max_norm > 0 ? max_norm : 1;
+  if (!(nrm > bound)) return false;
+  kvi__scale_on(t, p, M, bound / nrm);
+  return true;
+}
+
+/* Bn = B h(M) for one simple group on its pattern (t: the sparse groups' pattern, or NULL to
+ * build it), with a finiteness and pivot check; w: kvi__scratch(p) doubles. */
+static bool kvi__apply(const kvi__sg *g, const kvi__pat *t, double *Bn, const double *B,
+                       const double *M, double *w, int *ipiv) {
   const int p = g->p;
   double *H = w;
+  kvi__pat own = {0};
   if (g->kind == KVI_LIE_TOEPLITZ) { /* on the first columns, exactly Toeplitz */
     kvi__toep_apply(p, Bn, B, M, w);
   } else if (!kvi__lie_sparse(g)) { /* BLAS; the products of the pattern's zeros stay zeros */
     kvi__dh(p, H, M);
     kvi__dgemm(false, false, p, p, p, 1, B, H, 0, Bn);
   } else {
-    kvi__pat t;
-    if (!kvi__pat_make(&t, g, false)) return false;
-    kvi__pat_mul(&t, M, M, H); /* h(M) = I + M + M^2/2 */
-    for (size_t i = 0; i < (size_t)p * p; i++) H[i] = 0.5 * H[i] + M[i];
+    if (!t && !kvi__pat_make(&own, g, false)) return false;
+    if (!t) t = &own;
+    kvi__pat_mul(t, M, M, H); /* h(M) = I + M + M^2/2, zero outside t */
+    for (int i = 0; i < p; i++)
+      for (int a = t->rp[i]; a < t->rp[i + 1]; a++) {
+        const size_t e = (size_t)i * p + t->ci[a];
+        H[e] = 0.5 * H[e] + M[e];
+      }
     for (int i = 0; i < p; i++) H[(size_t)i * p + i] += 1;
-    kvi__pat_mul(&t, B, H, Bn);
-    kvi__pat_free(&t);
+    kvi__pat_mul(t, B, H, Bn);
   }
-  if (!kvi__dfinite(Bn, (size_t)p * p)) return false;
+  const bool finite = kvi__finite_on(t, p, Bn); /* Bn is zero outside the pattern t */
+  kvi__pat_free(&own);
+  if (!finite) return false;
   return kvi__lie_pivot_ratio(g, Bn, w, ipiv) >= KVI__LIE_MIN_RATIO;
 }
 
@@ -282,25 +330,74 @@ static double *kvi__alloc(size_t n) {
   return w;
 }
 
-/* B <- B h(M) for a simple group with safety; M may be modified (damped). */
-static kvi_status kvi__update_simple(const kvi__sg *g, double *B, double *M, kvi_lie_safety *safe) {
+/* The scratch of kvi__apply: p^2 doubles (3 p for Toeplitz). */
+static size_t kvi__scratch(int p) {
+  return (size_t)p * p > 3 * (size_t)p ? (size_t)p * p : 3 * (size_t)p;
+}
+
+/* B <- B h(M) for a simple group with safety; M may be modified (damped). t: the pattern of a
+ * sparse group (M zero outside it), or NULL; work: kvi__scratch(p) + p^2 doubles, or NULL to
+ * allocate them. */
+static kvi_status kvi__update_simple(const kvi__sg *g, double *B, double *M, kvi_lie_safety *safe,
+                                     const kvi__pat *t, double *work) {
   const int p = g->p;
-  if (kvi__damp(M, (size_t)p * p, safe ? safe->max_norm : 1) && safe) safe->damped++;
-  double *w = kvi__alloc(4 * (size_t)p * p);
+  const size_t pp = (size_t)p * p;
+  if (kvi__damp(t, p, M, safe ? safe->max_norm : 1) && safe) safe->damped++;
+  const size_t ws = kvi__scratch(p);
+  double *w = work ? work : kvi__alloc(ws + pp);
   int *ipiv = malloc((size_t)p * sizeof *ipiv);
   if (!w || !ipiv) {
-    free(w), free(ipiv);
+    if (w != work) free(w);
+    free(ipiv);
     return kvi_fail(KVI_ERR_NOMEM, "lie_update: out of memory");
   }
-  double *Bn = w + 3 * (size_t)p * p;
-  bool ok = kvi__dfinite(M, (size_t)p * p) && kvi__apply(g, Bn, B, M, w, ipiv);
-  if (ok) memcpy(B, Bn, (size_t)p * p * sizeof *B);
-  free(w), free(ipiv);
+  double *Bn = w + ws;
+  bool ok = kvi__finite_on(t, p, M) && kvi__apply(g, t, Bn, B, M, w, ipiv);
+  if (ok) memcpy(B, Bn, pp * sizeof *B);
+  if (w != work) free(w);
+  free(ipiv);
   if (!ok && safe) safe->rejected++;
   return ok ? KVI_OK
             : kvi_fail(KVI_ERR_LINALG,
                        "lie_update: B h(M) is not finite or near-singular "
                        "(step rejected)");
+}
+
+kvi_status kvi__lie_update(const kvi_lie_group *g, double *B, const double *X, double beta,
+                           kvi_lie_safety *safe, const kvi__pats *c) {
+  const int p = g->p;
+  const kvi__pat *t = c && c->sparse ? &c->t : NULL;
+  const bool cached = c && c->w;
+  double *M = cached ? c->w : kvi__alloc((size_t)p * p);
+  if (!M) return KVI_ERR_NOMEM;
+  const kvi__sg sg = kvi__sg_of(g, 0);
+  if (t)
+    kvi__project_pat(&sg, t, M, X);
+  else
+    kvi__project(&sg, M, X);
+  kvi__scale_on(t, p, M, beta);
+  kvi_status s = kvi__update_simple(&sg, B, M, safe, t, cached ? M + (size_t)p * p : NULL);
+  if (!cached) free(M);
+  return s;
+}
+
+bool kvi__pats_make(kvi__pats *c, const kvi_lie_group *g, bool with_pat) {
+  memset(c, 0, sizeof *c);
+  if (g->kind == KVI_LIE_KRON) return true;
+  const kvi__sg sg = kvi__sg_of(g, 0);
+  const size_t pp = (size_t)g->p * g->p;
+  c->sparse = kvi__lie_sparse(&sg);
+  bool ok = (c->w = malloc((2 * pp + kvi__scratch(g->p)) * sizeof *c->w)) != NULL;
+  if (ok && (c->sparse || with_pat))
+    ok = kvi__pat_make(&c->t, &sg, false) && kvi__pat_make(&c->u, &sg, true);
+  if (!ok) kvi__pats_free(c);
+  return ok;
+}
+
+void kvi__pats_free(kvi__pats *c) {
+  kvi__pat_free(&c->t), kvi__pat_free(&c->u);
+  free(c->w);
+  memset(c, 0, sizeof *c);
 }
 
 kvi_status kvi_lie_update(const kvi_lie_group *g, double *B, const double *X, double beta,
@@ -309,15 +406,7 @@ kvi_status kvi_lie_update(const kvi_lie_group *g, double *B, const double *X, do
   if (s) return s;
   if (g->kind == KVI_LIE_KRON) return kvi_fail(KVI_ERR_ARG, "lie_update: use lie_update_kron");
   if (!B || !X) return kvi_fail(KVI_ERR_ARG, "lie_update: NULL argument");
-  const int p = g->p;
-  double *M = kvi__alloc((size_t)p * p);
-  if (!M) return KVI_ERR_NOMEM;
-  const kvi__sg sg = kvi__sg_of(g, 0);
-  kvi__project(&sg, M, X);
-  for (size_t i = 0; i < (size_t)p * p; i++) M[i] *= beta;
-  s = kvi__update_simple(&sg, B, M, safe);
-  free(M);
-  return s;
+  return kvi__lie_update(g, B, X, beta, safe, NULL);
 }
 
 kvi_status kvi_lie_update_kron(const kvi_lie_group *g, double *B1, double *B2, const double *X1,
@@ -342,8 +431,8 @@ kvi_status kvi_lie_update_kron(const kvi_lie_group *g, double *B1, double *B2, c
   for (int i = 0; i < p2; i++) M2[(size_t)i * p2 + i] += 0.25 * (t1 + t2) - t2;
   memcpy(B1s, B1, (size_t)p1 * p1 * sizeof *B1s);
   memcpy(B2s, B2, (size_t)p2 * p2 * sizeof *B2s);
-  s = kvi__update_simple(&s1, B1s, M1, safe);
-  if (!s) s = kvi__update_simple(&s2, B2s, M2, safe);
+  s = kvi__update_simple(&s1, B1s, M1, safe, NULL, NULL);
+  if (!s) s = kvi__update_simple(&s2, B2s, M2, safe, NULL, NULL);
   if (!s) { /* both or neither */
     memcpy(B1, B1s, (size_t)p1 * p1 * sizeof *B1);
     memcpy(B2, B2s, (size_t)p2 * p2 * sizeof *B2);

@@ -47,7 +47,9 @@ static bool kvi__plan_simple(kvi__hvp_plan *pl, const kvi__rop *R, bool have_hdi
   const int p = pl->p;
   kvi__pat t, u;
   const kvi__pat *pt = &R->t, *pu = &R->u;
-  if (R->dense) { /* the operator keeps no pattern: build it */
+  if (R->dense && R->pats && R->pats->t.rp) { /* the run's */
+    pt = &R->pats->t, pu = &R->pats->u;
+  } else if (R->dense) { /* the operator keeps no pattern: build it */
     const kvi__sg sg = kvi__sg_of(&R->g, 0);
     if (!kvi__pat_make(&t, &sg, false)) return false;
     if (!kvi__pat_make(&u, &sg, true)) {
@@ -71,7 +73,7 @@ static bool kvi__plan_simple(kvi__hvp_plan *pl, const kvi__rop *R, bool have_hdi
       }
   }
   free(cheap), free(deg);
-  if (R->dense) kvi__pat_free(&t), kvi__pat_free(&u);
+  if (pt == &t) kvi__pat_free(&t), kvi__pat_free(&u);
   return ok;
 }
 

@@ -67,20 +67,25 @@ kvi_status kvi_lie_start(const kvi_lie_problem *pb, kvi_lie_opts *o, const doubl
 /* ---- B^-1 as an operator (kvi__rop, geom_internal.h) ---------------------------------------- */
 static void kvi__rop_free(kvi__rop *o) {
   free(o->R);
-  kvi__pat_free(&o->t), kvi__pat_free(&o->u);
+  if (!o->pats) kvi__pat_free(&o->t), kvi__pat_free(&o->u);
 }
 
-static kvi_status kvi__rop_init(kvi__rop *o, const kvi_lie_group *g, const double *B) {
+/* R = B^-1; c: the run's patterns (kvi__pats_make) or NULL to build them. */
+static kvi_status kvi__rop_init(kvi__rop *o, const kvi_lie_group *g, const double *B,
+                                const kvi__pats *c) {
   memset(o, 0, sizeof *o);
   const int p = g->p;
-  o->p = p, o->g = *g;
+  o->p = p, o->g = *g, o->pats = c;
   const kvi__sg sg = kvi__sg_of(g, 0), s1 = kvi__sg_of(g, 1), s2 = kvi__sg_of(g, 2);
   o->dense = g->kind == KVI_LIE_KRON || !kvi__lie_sparse(&sg);
   const int q = g->kind == KVI_LIE_KRON ? (g->p1 > g->p2 ? g->p1 : g->p2) : p;
   o->R = malloc(((size_t)p * p + 3 * (size_t)q * q) * sizeof *o->R);
   int *ipiv = malloc((size_t)q * sizeof *ipiv);
   bool ok = o->R && ipiv;
-  if (ok && !o->dense) ok = kvi__pat_make(&o->t, &sg, false) && kvi__pat_make(&o->u, &sg, true);
+  if (ok && !o->dense && c)
+    o->t = c->t, o->u = c->u;
+  else if (ok && !o->dense)
+    ok = kvi__pat_make(&o->t, &sg, false) && kvi__pat_make(&o->u, &sg, true);
   double *w = ok ? o->R + (size_t)p * p : NULL;
   if (ok && g->kind != KVI_LIE_KRON) ok = kvi__lie_inverse(&sg, B, o->R, w, ipiv);
   if (ok && g->kind == KVI_LIE_KRON) { /* R = R1 (x) R2 */
@@ -279,7 +284,7 @@ kvi_status kvi_lie_estimate(const kvi_lie_problem *pb, kvi_lie_estimator est, in
   double *Rg = malloc(2 * (size_t)p * sizeof *Rg), fmu;
   if (!Rg) return kvi_fail(KVI_ERR_NOMEM, "lie_estimate: out of memory");
   kvi__rop R;
-  s = kvi__rop_init(&R, g, B);
+  s = kvi__rop_init(&R, g, B, NULL);
   if (!s) {
     s = kvi__estimate(pb, est, samples, false, gamma, mu, &R, rng, Rg, X, r, &fmu);
     kvi__rop_free(&R);
@@ -308,8 +313,8 @@ static void kvi__partial_traces(int p1, int p2, const double *X, double *X1, dou
 }
 
 static kvi_status kvi__update_b(const kvi_lie_group *g, double *B, const double *X, double beta_b,
-                                kvi_lie_safety *safe) {
-  if (g->kind != KVI_LIE_KRON) return kvi_lie_update(g, B, X, beta_b, safe);
+                                kvi_lie_safety *safe, const kvi__pats *c) {
+  if (g->kind != KVI_LIE_KRON) return kvi__lie_update(g, B, X, beta_b, safe, c);
   const int p1 = g->p1, p2 = g->p2;
   double *X1 = malloc(((size_t)p1 * p1 + (size_t)p2 * p2) * sizeof *X1);
   if (!X1) return kvi_fail(KVI_ERR_NOMEM, "lie: out of memory");
@@ -320,7 +325,7 @@ static kvi_status kvi__update_b(const kvi_lie_group *g, double *B, const double 
   return s;
 }
 
-/* mu <- mu - beta R^T Rg; B <- B h(beta_b C (.) kappa(X)). */
+/* mu <- mu - beta R^T Rg; B <- B h(beta_b C (.) kappa(X)) (with R's patterns, if any). */
 static kvi_status kvi__step(const kvi_lie_group *g, double *mu, double *B, const kvi__rop *R,
                             const double *Rg, const double *X, double beta, double beta_b,
                             kvi_lie_safety *safe) {
@@ -336,7 +341,7 @@ static kvi_status kvi__step(const kvi_lie_group *g, double *mu, double *B, const
     if (safe) safe->rejected++;
     return kvi_fail(KVI_ERR_NONFINITE, "lie: the mean's step is not finite (rejected)");
   }
-  return kvi__update_b(g, B, X, beta_b, safe);
+  return kvi__update_b(g, B, X, beta_b, safe, R->pats);
 }
 
 kvi_status kvi_lie_step(const kvi_lie_group *g, double *mu, double *B, const double *g_mu,
@@ -347,7 +352,7 @@ kvi_status kvi_lie_step(const kvi_lie_group *g, double *mu, double *B, const dou
   double *Rg = malloc((size_t)g->p * sizeof *Rg);
   if (!Rg) return kvi_fail(KVI_ERR_NOMEM, "lie_step: out of memory");
   kvi__rop R;
-  s = kvi__rop_init(&R, g, B);
+  s = kvi__rop_init(&R, g, B, NULL);
   if (!s) {
     kvi__rop_mv(&R, g_mu, Rg, false);
     s = kvi__step(g, mu, B, &R, Rg, X, beta, beta_b > 0 ? beta_b : beta, safe);
@@ -357,12 +362,13 @@ kvi_status kvi_lie_step(const kvi_lie_group *g, double *mu, double *B, const dou
   return s;
 }
 
-/* The B^-1 operator R at B and the estimates at (mu, B); *fmu = f(mu) (evaluated when the
- * estimator did not). R is released on failure. */
+/* The B^-1 operator R at B (with the run's patterns c) and the estimates at (mu, B); *fmu = f(mu)
+ * (evaluated when the estimator did not). R is released on failure. */
 static kvi_status kvi__estimate_at(const kvi_lie_problem *pb, const kvi_lie_opts *o,
                                    const double *B, const double *mu, kvi__rop *R, kvi_rng *rng,
-                                   double *Rg, double *X, kvi_lie_report *r, double *fmu) {
-  kvi_status s = kvi__rop_init(R, &o->group, B);
+                                   double *Rg, double *X, kvi_lie_report *r, double *fmu,
+                                   const kvi__pats *c) {
+  kvi_status s = kvi__rop_init(R, &o->group, B, c);
   if (s) return s;
   s = kvi__estimate(pb, o->est, o->samples, o->use_hvp, o->gamma, mu, R, rng, Rg, X, r, fmu);
   if (s) {
@@ -387,7 +393,13 @@ kvi_status kvi_lie_minimize(const kvi_lie_problem *pb, const kvi_lie_opts *o, do
   const size_t pp = (size_t)p * p,
                nb = g->kind == KVI_LIE_KRON ? (size_t)g->p1 * g->p1 + (size_t)g->p2 * g->p2 : pp;
   double *w = malloc((pp + 2 * (size_t)p + nb) * sizeof *w);
-  if (!w) return kvi_fail(KVI_ERR_NOMEM, "lie_minimize: out of memory");
+  const bool hvp =
+      (o->est == KVI_LIE_EST_MEAN || o->est == KVI_LIE_EST_PRICE) && (o->use_hvp || !pb->hess);
+  kvi__pats pats; /* the group's patterns and the update's scratch, once per run */
+  if (!kvi__pats_make(&pats, g, hvp) || !w) {
+    free(w), kvi__pats_free(&pats);
+    return kvi_fail(KVI_ERR_NOMEM, "lie_minimize: out of memory");
+  }
   double *X = w, *Rg = X + pp, *mu0 = Rg + p, *B0 = mu0 + p;
   kvi__rop R;
   kvi_rng rng = kvi_rng_stream(o->seed, 0x11e);
@@ -401,7 +413,7 @@ kvi_status kvi_lie_minimize(const kvi_lie_problem *pb, const kvi_lie_opts *o, do
   for (r->iters = 0; r->iters < o->max_iter; r->iters++) {
     if (o->max_seconds > 0 && kvi_time_now() - t0 > o->max_seconds) break;
     double fmu;
-    if ((s = kvi__estimate_at(pb, o, B, mu, &R, &rng, Rg, X, r, &fmu)) != KVI_OK) break;
+    if ((s = kvi__estimate_at(pb, o, B, mu, &R, &rng, Rg, X, r, &fmu, &pats)) != KVI_OK) break;
     /* a blow-up: not finite, or more than ten times worse than the last point (monotone: worse
      * at all); the steps shrink down to 1e-12 of their size, then a worse point is kept */
     const bool nonfinite = !isfinite(fmu) || !kvi__dfinite(X, pp) || !kvi__dfinite(Rg, (size_t)p);
@@ -411,7 +423,7 @@ kvi_status kvi_lie_minimize(const kvi_lie_problem *pb, const kvi_lie_opts *o, do
       memcpy(B, B0, nb * sizeof *B);
       shrink *= 0.5, safe.damped++;
       kvi__rop_free(&R);
-      if ((s = kvi__estimate_at(pb, o, B, mu, &R, &rng, Rg, X, r, &fmu)) != KVI_OK) break;
+      if ((s = kvi__estimate_at(pb, o, B, mu, &R, &rng, Rg, X, r, &fmu, &pats)) != KVI_OK) break;
     } else if (nonfinite) {
       kvi__rop_free(&R);
       s = kvi_fail(KVI_ERR_NONFINITE,
@@ -441,6 +453,6 @@ kvi_status kvi_lie_minimize(const kvi_lie_problem *pb, const kvi_lie_opts *o, do
   }
   r->seconds = kvi_time_now() - t0;
   r->damped = safe.damped, r->rejected = safe.rejected;
-  free(w);
+  free(w), kvi__pats_free(&pats);
   return s;
 }

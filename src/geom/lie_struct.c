@@ -178,8 +178,8 @@ static bool kvi__spchol_inverse(int p, int k, int kb, const double *B, double *R
       R[(size_t)i * p + j] = -s * R[(size_t)j * p + j];
     }
   for (int i = e; i < p && i - e < k; i++)
-    R[(size_t)i * p + i - e] = -R[(size_t)i * p + i] * B[(size_t)i * p + i - e] *
-                               R[(size_t)(i - e) * p + i - e];
+    R[(size_t)i * p + i - e] =
+        -R[(size_t)i * p + i] * B[(size_t)i * p + i - e] * R[(size_t)(i - e) * p + i - e];
   return true;
 }
 

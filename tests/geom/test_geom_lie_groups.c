@@ -44,9 +44,9 @@ static int alg_entry(const kvi_lie_group *g, int i, int j) {
       if (i >= k + kb && j < k + kb) return 1; /* M_3 */
       return i == j;                           /* M_4 */
     case KVI_LIE_SPCHOL:
-      if (i < k) return i == j;                         /* D_1 */
+      if (i < k) return i == j;                              /* D_1 */
       if (i < k + kb) return j < k ? 1 : j < k + kb ? 2 : 0; /* M_A, M_B */
-      return i == j || (j < k && i - (k + kb) == j);    /* D_3, D_2 */
+      return i == j || (j < k && i - (k + kb) == j);         /* D_3, D_2 */
     default:
       return 0;
   }
@@ -169,10 +169,10 @@ static void member(kvi_rng *r, const kvi_lie_group *g, double *B) {
 static void test_closure(void) {
   kvi_rng r = kvi_rng_stream(7, 2);
   const kvi_lie_group gs[] = {group(KVI_LIE_TOEPLITZ, P, 0, 0), group(KVI_LIE_HIER, P, 3, 2),
-                              group(KVI_LIE_HIER, P, 1, 2), group(KVI_LIE_HIER, P, 0, 0),
-                              group(KVI_LIE_HIER, P, 2, 5), group(KVI_LIE_SPCHOL, P, 2, 3),
-                              group(KVI_LIE_SPCHOL, P, 3, 1), group(KVI_LIE_SPCHOL, P, 3, 4),
-                              group(KVI_LIE_SPCHOL, P, 2, 0), group(KVI_LIE_SPCHOL, P, 0, 0)};
+                              group(KVI_LIE_HIER, P, 1, 2),     group(KVI_LIE_HIER, P, 0, 0),
+                              group(KVI_LIE_HIER, P, 2, 5),     group(KVI_LIE_SPCHOL, P, 2, 3),
+                              group(KVI_LIE_SPCHOL, P, 3, 1),   group(KVI_LIE_SPCHOL, P, 3, 4),
+                              group(KVI_LIE_SPCHOL, P, 2, 0),   group(KVI_LIE_SPCHOL, P, 0, 0)};
   for (size_t c = 0; c < sizeof gs / sizeof *gs; c++) {
     const kvi_lie_group *g = &gs[c];
     const kvi__sg sg = kvi__sg_of(g, 0);
@@ -426,7 +426,7 @@ static void test_minimize(void) {
   gt_randn(&r, q.c, P, 1);
   const kvi_lie_problem probs[2] = {kvi_lie_problem_dixon_price(P),
                                     {P, q_f, q_fg, q_hess, &q, 0, "quadratic", NULL, NULL}};
-  const char *names[] = {"toeplitz", "hier3,2",   "hier2,0",
+  const char *names[] = {"toeplitz",  "hier3,2",   "hier2,0",
                          "spchol2,3", "spchol3,1", "kron:1:toeplitz:hier2,3"};
   for (int pb = 0; pb < 2; pb++)
     for (size_t c = 0; c < sizeof names / sizeof *names; c++) {

@@ -54,10 +54,15 @@ typedef struct {
 } gcase;
 
 enum { NCASE = 9 };
-static const gcase cases[NCASE] = {
-    {"dense", P, false},          {"tril", P - 1, true},  {"up3", 3, true},
-    {"low3", P, false},           {"bdiag3", P, false},   {"diag", 0, true},
-    {"kron:3:tril:up1", P, false}, {"spchol3,2", 2 + 3, true}, {"spchol2,8", 8 + 2, true}};
+static const gcase cases[NCASE] = {{"dense", P, false},
+                                   {"tril", P - 1, true},
+                                   {"up3", 3, true},
+                                   {"low3", P, false},
+                                   {"bdiag3", P, false},
+                                   {"diag", 0, true},
+                                   {"kron:3:tril:up1", P, false},
+                                   {"spchol3,2", 2 + 3, true},
+                                   {"spchol2,8", 8 + 2, true}};
 
 static kvi_lie_group group_of(const char *name) {
   kvi_lie_group g;
