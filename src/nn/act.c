@@ -1,8 +1,11 @@
 /* Elementwise activations. ELU: y = x (x > 0), e^x - 1 (x <= 0); dy/dx = 1 or y + 1.
- * The loops are vectorized (`omp simd`, branch-free expm1 in single precision) and stay on the
- * calling thread below ~1M elements: there, waking a second thread pool next to OpenBLAS's
- * spinning threads costs more than the loop. */
+ * The loops are vectorized (`omp simd`, branch-free expm1 in single precision); above
+ * KVI__ACT_PAR elements (a batch of 100 rows of 300 units is 30000) they run on the OpenMP
+ * threads in chunks: those threads are the ones that just ran the layer's matrix product
+ * (kvi_gemm keeps OpenBLAS single-threaded), so they are awake, and an element does the same
+ * arithmetic on any thread. */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +13,10 @@
 #include "nn/rop_internal.h"
 
 #include "core/vmath.h" /* KVI__HOT, vectorizable expm1f */
+
+#ifndef KVI__ACT_PAR
+#define KVI__ACT_PAR (1u << 14)
+#endif
 #ifdef KVI_DOUBLE
 #define KVI__EXPM1 expm1
 #else
@@ -52,15 +59,24 @@ KVI__HOT static void kvi__elu_backward(kvi_real *dx, const kvi_real *dy, const k
   }
 }
 
+/* [c0, c1) of n for thread t of nt: contiguous parts, boundaries on multiples of 16. */
+static void kvi__act_part(size_t n, int t, int nt, size_t *c0, size_t *c1) {
+  *c0 = t == 0 ? 0 : (n * t / nt) & ~(size_t)15;
+  *c1 = t + 1 == nt ? n : (n * (t + 1) / nt) & ~(size_t)15;
+}
+
 void kvi_act_forward(kvi_real *y, const kvi_real *x, size_t n, kvi_act a) {
-  if (a == KVI_ACT_ELU && n <= (1u << 16)) {
+  if (a == KVI_ACT_ELU && n <= KVI__ACT_PAR) {
     kvi__elu_forward(y, x, n);
   } else if (a == KVI_ACT_ELU) {
-#pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < n; c += 4096)
-      kvi__elu_forward(y + c, x + c, n - c < 4096 ? n - c : 4096);
+#pragma omp parallel
+    {
+      size_t c0, c1;
+      kvi__act_part(n, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+      if (c1 > c0) kvi__elu_forward(y + c0, x + c0, c1 - c0);
+    }
   } else if (a == KVI_ACT_RELU) {
-#pragma omp parallel for schedule(static) if (n > (1u << 17))
+#pragma omp parallel for schedule(static) if (n > KVI__ACT_PAR)
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
   } else if (y != x) {
     memcpy(y, x, n * sizeof *y);
@@ -69,14 +85,17 @@ void kvi_act_forward(kvi_real *y, const kvi_real *x, size_t n, kvi_act a) {
 
 void kvi_act_backward(kvi_real *dx, const kvi_real *dy, const kvi_real *x, const kvi_real *y,
                       size_t n, kvi_act a) {
-  if (a == KVI_ACT_ELU && n <= (1u << 16)) {
+  if (a == KVI_ACT_ELU && n <= KVI__ACT_PAR) {
     kvi__elu_backward(dx, dy, x, y, n);
   } else if (a == KVI_ACT_ELU) {
-#pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < n; c += 4096)
-      kvi__elu_backward(dx + c, dy + c, x + c, y + c, n - c < 4096 ? n - c : 4096);
+#pragma omp parallel
+    {
+      size_t c0, c1;
+      kvi__act_part(n, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+      if (c1 > c0) kvi__elu_backward(dx + c0, dy + c0, x + c0, y + c0, c1 - c0);
+    }
   } else if (a == KVI_ACT_RELU) {
-#pragma omp parallel for schedule(static) if (n > (1u << 17))
+#pragma omp parallel for schedule(static) if (n > KVI__ACT_PAR)
     for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : 0;
   } else if (dx != dy) {
     memcpy(dx, dy, n * sizeof *dx);
