@@ -4,8 +4,8 @@
  * optimizing l(R y) with R^T in the group gives the iterates of optimizing l, to rounding (and
  * a dense R with the block group does not); damping and rejection (acceptance 6). */
 
-#include "geom_test_util.h"
 #include "kvi_test.h"
+#include "lie_test_util.h"
 
 enum { P = 6, K = 2 };
 
@@ -208,39 +208,13 @@ static void test_natural_gradient(void) {
 }
 
 /* ---- group invariance ----------------------------------------------------------------------- */
-typedef struct {
-  kvi_lie_problem base;
-  const double *R; /* y -> x = R y */
-  int p;
-} transformed;
-
-static double tr_fg(const double *y, double *g, void *u) {
-  const transformed *t = u;
-  double x[P], gx[P];
-  gt_mul(t->p, 1, t->p, t->R, false, y, false, x);
-  const double f = t->base.fg(x, g ? gx : NULL, t->base.user);
-  if (g) gt_mul(t->p, 1, t->p, t->R, true, gx, false, g);
-  return f;
-}
-
-static double tr_f(const double *y, void *u) { return tr_fg(y, NULL, u); }
-
-static void tr_hess(const double *y, double *H, void *u) {
-  const transformed *t = u;
-  double x[P], Hx[P * P], T[P * P];
-  gt_mul(t->p, 1, t->p, t->R, false, y, false, x);
-  t->base.hess(x, Hx, t->base.user);
-  gt_mul(t->p, t->p, t->p, t->R, true, Hx, false, T);
-  gt_mul(t->p, t->p, t->p, T, false, t->R, false, H);
-}
-
 /* Runs iters structured NGD steps on l and on l(R .) from the corresponding starts, B'0 = R^T B0
  * (or, with chol_start, the Cholesky factor of R^T B0 B0^T R: the same precision, in the
  * lower-triangular group whatever R is); returns the largest relative difference of
  * R y_t - mu_t and B'_t - R^T B_t over the iterations. */
 static double invariance_gap(const kvi_lie_group *g, const double *Rt, int iters, bool chol_start) {
   const int p = g->p;
-  double R[P * P], mu[P], y[P], B[P * P], Bp[P * P], gm[P], X[P * P], Ry[P], RtB[P * P];
+  double R[P * P], mu[P], y[P], B[P * P], Bp[P * P], Ry[P];
   for (int i = 0; i < p; i++)
     for (int j = 0; j < p; j++) R[i * p + j] = Rt[j * p + i];
   kvi_rng r = kvi_rng_stream(4, 3);
@@ -270,22 +244,7 @@ static double invariance_gap(const kvi_lie_group *g, const double *Rt, int iters
   }
   CHECK(kvi_lie_in_group(g, Bp, 0)); /* a valid start of the structured method */
   kvi_lie_problem base = kvi_lie_problem_rosenbrock(p);
-  transformed t = {base, R, p};
-  kvi_lie_problem tp = {p, tr_f, tr_fg, tr_hess, &t, 0, "transformed", NULL, NULL};
-  kvi_rng rng = kvi_rng_stream(1, 1);
-  kvi_lie_report rep = {0};
-  double gap = 0;
-  for (int it = 0; it < iters; it++) {
-    CHECK_OK(kvi_lie_estimate(&base, KVI_LIE_EST_MEAN, 1, 1, mu, B, g, &rng, gm, X, &rep));
-    CHECK_OK(kvi_lie_step(g, mu, B, gm, X, 0.2, 0.2, NULL));
-    CHECK_OK(kvi_lie_estimate(&tp, KVI_LIE_EST_MEAN, 1, 1, y, Bp, g, &rng, gm, X, &rep));
-    CHECK_OK(kvi_lie_step(g, y, Bp, gm, X, 0.2, 0.2, NULL));
-    gt_mul(p, 1, p, R, false, y, false, Ry);
-    gt_mul(p, p, p, R, true, B, false, RtB);
-    gap = fmax(gap, gt_maxdiff(Ry, mu, p) / (1 + gt_maxabs(mu, p)));
-    gap = fmax(gap, gt_maxdiff(RtB, Bp, (size_t)p * p) / (1 + gt_maxabs(RtB, (size_t)p * p)));
-    if (!isfinite(gt_maxabs(mu, p)) || !isfinite(gt_maxabs(y, p))) return INFINITY;
-  }
+  const double gap = lt_invariance_run(g, &base, R, mu, B, y, Bp, iters);
   double f = base.f(mu, base.user);
   printf("  (f(mu) = %.3g after %d iterations)\n", f, iters);
   return gap;

@@ -7,8 +7,8 @@
  * against a dense one; names and bad input. */
 
 #include "geom/geom_internal.h"
-#include "geom_test_util.h"
 #include "kvi_test.h"
+#include "lie_test_util.h"
 
 enum { P = 7, NMAX = P * P };
 
@@ -323,37 +323,11 @@ static void test_names(void) {
 }
 
 /* ---- group invariance: optimizing l(R y) with R^T in the group gives the iterates of l ---- */
-typedef struct {
-  kvi_lie_problem base;
-  const double *R; /* y -> x = R y */
-} transformed;
-
-static double tr_fg(const double *y, double *g, void *u) {
-  const transformed *t = u;
-  double x[P], gx[P];
-  gt_mul(P, 1, P, t->R, false, y, false, x);
-  const double f = t->base.fg(x, g ? gx : NULL, t->base.user);
-  if (g) gt_mul(P, 1, P, t->R, true, gx, false, g);
-  return f;
-}
-
-static double tr_f(const double *y, void *u) { return tr_fg(y, NULL, u); }
-
-static void tr_hess(const double *y, double *H, void *u) {
-  const transformed *t = u;
-  double x[P], Hx[NMAX], T[NMAX];
-  gt_mul(P, 1, P, t->R, false, y, false, x);
-  t->base.hess(x, Hx, t->base.user);
-  gt_mul(P, P, P, t->R, true, Hx, false, T);
-  gt_mul(P, P, P, T, false, t->R, false, H);
-}
-
 /* The largest relative gap of R y_t - mu_t and B'_t - R^T B_t over iters steps. */
 static double invariance_gap(const kvi_lie_group *g, int iters) {
   kvi_rng r = kvi_rng_stream(7, 4);
   const kvi__sg sg = kvi__sg_of(g, 0);
-  double Rt[NMAX], R[NMAX], Rti[NMAX], w[NMAX], mu[P], y[P], B[NMAX], Bp[NMAX], gm[P], X[NMAX];
-  double Ry[P], RtB[NMAX];
+  double Rt[NMAX], R[NMAX], Rti[NMAX], w[NMAX], mu[P], y[P], B[NMAX], Bp[NMAX];
   int ipiv[P];
   member(&r, g, Rt);
   member(&r, g, B);
@@ -366,23 +340,7 @@ static double invariance_gap(const kvi_lie_group *g, int iters) {
   gt_mul(P, P, P, R, true, B, false, Bp);   /* B'0 = R^T B0 */
   CHECK(kvi_lie_in_group(g, Bp, 1e-12));
   kvi_lie_problem base = kvi_lie_problem_rosenbrock(P);
-  transformed t = {base, R};
-  kvi_lie_problem tp = {P, tr_f, tr_fg, tr_hess, &t, 0, "transformed", NULL, NULL};
-  kvi_rng rng = kvi_rng_stream(1, 1);
-  kvi_lie_report rep = {0};
-  double gap = 0;
-  for (int it = 0; it < iters; it++) {
-    CHECK_OK(kvi_lie_estimate(&base, KVI_LIE_EST_MEAN, 1, 1, mu, B, g, &rng, gm, X, &rep));
-    CHECK_OK(kvi_lie_step(g, mu, B, gm, X, 0.2, 0.2, NULL));
-    CHECK_OK(kvi_lie_estimate(&tp, KVI_LIE_EST_MEAN, 1, 1, y, Bp, g, &rng, gm, X, &rep));
-    CHECK_OK(kvi_lie_step(g, y, Bp, gm, X, 0.2, 0.2, NULL));
-    gt_mul(P, 1, P, R, false, y, false, Ry);
-    gt_mul(P, P, P, R, true, B, false, RtB);
-    gap = fmax(gap, gt_maxdiff(Ry, mu, P) / (1 + gt_maxabs(mu, P)));
-    gap = fmax(gap, gt_maxdiff(RtB, Bp, NMAX) / (1 + gt_maxabs(RtB, NMAX)));
-    if (!isfinite(gt_maxabs(mu, P)) || !isfinite(gt_maxabs(y, P))) return INFINITY;
-  }
-  return gap;
+  return lt_invariance_run(g, &base, R, mu, B, y, Bp, iters);
 }
 
 static void test_invariance(void) {
@@ -399,33 +357,14 @@ static void test_invariance(void) {
 }
 
 /* ---- convergence: Dixon-Price and a quadratic, with kvi_lie_start's steps and start ---- */
-typedef struct {
-  double A[NMAX], c[P];
-} quad;
-
-static double q_fg(const double *x, double *g, void *u) {
-  const quad *q = u;
-  double d[P], Ad[P];
-  for (int i = 0; i < P; i++) d[i] = x[i] - q->c[i];
-  gt_mul(P, 1, P, q->A, false, d, false, Ad);
-  if (g) memcpy(g, Ad, sizeof Ad);
-  return 0.5 * gt_dot(d, Ad, P);
-}
-
-static double q_f(const double *x, void *u) { return q_fg(x, NULL, u); }
-
-static void q_hess(const double *x, double *H, void *u) {
-  (void)x;
-  memcpy(H, ((const quad *)u)->A, NMAX * sizeof *H);
-}
-
 static void test_minimize(void) {
   kvi_rng r = kvi_rng_stream(7, 5);
-  quad q;
-  gt_rand_spd(&r, P, q.A, 1);
-  gt_randn(&r, q.c, P, 1);
+  double A[NMAX], center[P];
+  gt_rand_spd(&r, P, A, 1);
+  gt_randn(&r, center, P, 1);
+  lt_quad q = {P, A, center};
   const kvi_lie_problem probs[2] = {kvi_lie_problem_dixon_price(P),
-                                    {P, q_f, q_fg, q_hess, &q, 0, "quadratic", NULL, NULL}};
+                                    lt_quad_problem(&q, 0, "quadratic", false)};
   const char *names[] = {"toeplitz",  "hier3,2",   "hier2,0",
                          "spchol2,3", "spchol3,1", "kron:1:toeplitz:hier2,3"};
   for (int pb = 0; pb < 2; pb++)

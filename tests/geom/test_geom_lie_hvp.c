@@ -4,45 +4,10 @@
  * of the dense congruence (at the mean and for Price), 20 iterations of kvi_lie_minimize give
  * the same iterates by both paths on Rosenbrock, Dixon-Price and a random quadratic, with the
  * expected number of HVPs per estimate; a problem without hess and hvp fails cleanly. */
-#include "geom_test_util.h"
 #include "kvi_test.h"
+#include "lie_test_util.h"
 
 enum { P = 12 };
-
-/* l(w) = 1/2 (w - c)^T A (w - c) */
-typedef struct {
-  int p;
-  double A[P * P], c[P];
-} quad;
-
-static double q_fg(const double *w, double *g, void *u) {
-  const quad *q = u;
-  double f = 0;
-  for (int i = 0; i < q->p; i++) {
-    double s = 0;
-    for (int j = 0; j < q->p; j++) s += q->A[i * q->p + j] * (w[j] - q->c[j]);
-    if (g) g[i] = s;
-    f += 0.5 * (w[i] - q->c[i]) * s;
-  }
-  return f;
-}
-
-static double q_f(const double *w, void *u) { return q_fg(w, NULL, u); }
-
-static void q_hess(const double *w, double *H, void *u) {
-  const quad *q = u;
-  memcpy(H, q->A, sizeof(double) * q->p * q->p);
-}
-
-static void q_hvp(const double *w, const double *v, double *Hv, void *u) {
-  const quad *q = u;
-  gt_mul(q->p, 1, q->p, q->A, false, v, false, Hv);
-}
-
-static void q_hdiag(const double *w, double *d, void *u) {
-  const quad *q = u;
-  for (int i = 0; i < q->p; i++) d[i] = q->A[i * q->p + i];
-}
 
 /* The groups under test with their HVPs per estimate at p = 12 (k = 3; kron 3 x 4; spcholK,KB:
  * KB rows of B_B and one per entry of D_2, min(K, p - K - KB); spchol3,2 runs on the pattern,
@@ -124,7 +89,7 @@ static void test_problems_hvp(void) {
 
 /* A generic B in the group: a few updates of I with random symmetric X. */
 static void random_b(const kvi_lie_group *g, kvi_rng *r, double *B) {
-  kvi_lie_problem none = {P, q_f, q_fg, NULL, NULL, NAN, "none", NULL, NULL};
+  kvi_lie_problem none = {P, lt_quad_f, lt_quad_fg, NULL, NULL, NAN, "none", NULL, NULL};
   kvi_lie_opts o = kvi_lie_opts_default(*g);
   double mu[P] = {0}, X[P * P], Xk[P * P];
   CHECK_OK(kvi_lie_start(&none, &o, mu, B));
@@ -205,10 +170,11 @@ static void same_iterates(const kvi_lie_problem *pb, const gcase *gc) {
 
 static void test_minimize_same(void) {
   kvi_rng r = kvi_rng_stream(7, 3);
-  quad q = {P, {0}, {0}};
-  gt_rand_spd(&r, P, q.A, 0.5);
-  gt_randn(&r, q.c, P, 1);
-  kvi_lie_problem pq = {P, q_f, q_fg, q_hess, &q, NAN, "quadratic", q_hvp, q_hdiag};
+  double A[P * P], center[P];
+  gt_rand_spd(&r, P, A, 0.5);
+  gt_randn(&r, center, P, 1);
+  lt_quad q = {P, A, center};
+  kvi_lie_problem pq = lt_quad_problem(&q, NAN, "quadratic", true);
   kvi_lie_problem probs[3] = {kvi_lie_problem_rosenbrock(P), kvi_lie_problem_dixon_price(P), pq};
   for (int p = 0; p < 3; p++)
     for (int c = 0; c < NCASE; c++) same_iterates(&probs[p], &cases[c]);

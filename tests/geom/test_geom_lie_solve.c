@@ -5,35 +5,10 @@
  * Hessians and from function values only; the problems' gradients and Hessians match central
  * differences; a two-component mixture finds both modes of a bimodal target, and learns their
  * weights. */
-#include "geom_test_util.h"
 #include "kvi_test.h"
+#include "lie_test_util.h"
 
 enum { Q = 4 };
-
-/* l(w) = 1/2 (w - c)^T A (w - c) */
-typedef struct {
-  int p;
-  const double *A, *c;
-} quad;
-
-static double q_fg(const double *w, double *g, void *u) {
-  const quad *q = u;
-  double f = 0;
-  for (int i = 0; i < q->p; i++) {
-    double s = 0;
-    for (int j = 0; j < q->p; j++) s += q->A[i * q->p + j] * (w[j] - q->c[j]);
-    if (g) g[i] = s;
-    f += 0.5 * (w[i] - q->c[i]) * s;
-  }
-  return f;
-}
-
-static double q_f(const double *w, void *u) { return q_fg(w, NULL, u); }
-
-static void q_hess(const double *w, double *H, void *u) {
-  const quad *q = u;
-  memcpy(H, q->A, sizeof(double) * q->p * q->p);
-}
 
 static kvi_lie_group group(kvi_lie_kind kind, int p, int k) {
   kvi_lie_group g;
@@ -51,8 +26,8 @@ static void test_estimators(void) {
   gt_rand_spd(&r, Q, B, 1);
   for (int i = 0; i < Q; i++)
     for (int j = i + 1; j < Q; j++) B[i * Q + j] = 0; /* lower triangular, in every group here */
-  quad q = {Q, A, c};
-  kvi_lie_problem pb = {Q, q_f, q_fg, q_hess, &q, 0, "quad", NULL, NULL};
+  lt_quad q = {Q, A, c};
+  kvi_lie_problem pb = {Q, lt_quad_f, lt_quad_fg, lt_quad_hess, &q, 0, "quad", NULL, NULL};
   kvi_lie_group g = group(KVI_LIE_DENSE, Q, 0);
   kvi_lie_report rep = {0};
   CHECK_OK(kvi_lie_estimate(&pb, KVI_LIE_EST_MEAN, 1, 1, mu, B, &g, &r, gm0, X0, &rep));
@@ -78,8 +53,8 @@ static void test_vi_gaussian(void) {
   double A[Q * Q], c[Q];
   gt_rand_spd(&r, Q, A, 0.5);
   gt_randn(&r, c, Q, 1);
-  quad q = {Q, A, c};
-  kvi_lie_problem pb = {Q, q_f, q_fg, q_hess, &q, NAN, "quad", NULL, NULL};
+  lt_quad q = {Q, A, c};
+  kvi_lie_problem pb = {Q, lt_quad_f, lt_quad_fg, lt_quad_hess, &q, NAN, "quad", NULL, NULL};
   for (int dense = 1; dense >= 0; dense--) {
     kvi_lie_opts o = kvi_lie_opts_default(group(dense ? KVI_LIE_DENSE : KVI_LIE_DIAG, Q, 0));
     o.beta = 0.5, o.max_iter = 200;
@@ -101,8 +76,8 @@ static void test_vi_gaussian(void) {
   gt_rand_spd(&r, 2, A1, 0.5);
   gt_rand_spd(&r, 3, A2, 0.5);
   gt_kron(2, 3, A1, A2, AK);
-  quad qk = {6, AK, cK};
-  kvi_lie_problem pk = {6, q_f, q_fg, q_hess, &qk, NAN, "kron", NULL, NULL};
+  lt_quad qk = {6, AK, cK};
+  kvi_lie_problem pk = {6, lt_quad_f, lt_quad_fg, lt_quad_hess, &qk, NAN, "kron", NULL, NULL};
   kvi_lie_group gk = group(KVI_LIE_KRON, 6, 0);
   gk.p1 = 2, gk.p2 = 3, gk.kind1 = KVI_LIE_TRIL, gk.kind2 = KVI_LIE_TRIL;
   kvi_lie_opts o = kvi_lie_opts_default(gk);
@@ -221,8 +196,8 @@ static void test_monotone(void) {
     c[i] = 1 + 0.1 * i;
     for (int j = 0; j < P; j++) A[i * P + j] = 0.9 + (i == j ? 0.1 : 0);
   }
-  quad q = {P, A, c};
-  kvi_lie_problem pb = {P, q_f, q_fg, q_hess, &q, 0, "coupled", NULL, NULL};
+  lt_quad q = {P, A, c};
+  kvi_lie_problem pb = {P, lt_quad_f, lt_quad_fg, lt_quad_hess, &q, 0, "coupled", NULL, NULL};
   for (int mono = 0; mono < 2; mono++) {
     kvi_lie_opts o = kvi_lie_opts_default(group(KVI_LIE_DIAG, P, 0));
     double mu[P] = {0}, B[P * P];
