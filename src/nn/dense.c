@@ -1,6 +1,7 @@
 /* Dense Bayesian layer: Y = X W + b with W ~ q (point, DIAG, MN or MN+DIAG) sampled by the local
  * reparameterization trick (docs/nn.md). Shapes: X (B, n), W (n, m), Y (B, m). */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,8 +222,15 @@ kvi_status kvi_dense_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, v
   if (s) return s;
   if (l->ib >= 0) {
     kvi_real *db = kvi_params_grad(p, l->ib);
-    for (int r = 0; r < batch; r++)
-      for (int j = 0; j < m; j++) db[j] += dY[(size_t)r * m + j];
+    /* columns split over the threads, each summed over the rows in order as on one thread */
+#pragma omp parallel if ((size_t)batch * m > (1u << 14))
+    {
+      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int j0 = (int)((long)m * t / nt) & ~15,
+                j1 = t + 1 == nt ? m : (int)((long)m * (t + 1) / nt) & ~15;
+      for (int r = 0; r < batch; r++)
+        for (int j = j0; j < j1; j++) db[j] += dY[(size_t)r * m + j];
+    }
   }
   return KVI_OK;
 }
