@@ -5,8 +5,11 @@
 # stopping (patience 50) on the validation ELBO; then the test ELBO and the importance-weighted
 # log-likelihood with k = 5000 samples, per image, and the table (bench/vae_table.py).
 # Every run checkpoints each epoch and resumes where it stopped: run the script again to
-# continue. One thread per run; RUNS runs side by side (default 1).
-#   bash bench/vae_table3.sh            (KRONVI=build/kronvi OUT=runs/vae K=5000 RUNS=1)
+# continue. One thread per run; RUNS runs side by side (default 1). Several copies of the script
+# may run at once (e.g. one with REVERSE=1, which takes the runs from the end of the list): each
+# run is claimed by a lock directory holding the claiming process's id, and a lock whose process
+# is gone is taken over.
+#   bash bench/vae_table3.sh            (KRONVI=build/kronvi OUT=runs/vae K=5000 RUNS=1 REVERSE=0)
 set -eu
 cd "$(dirname "$0")/.."
 KR=${KRONVI:-build/kronvi}
@@ -15,12 +18,25 @@ O=${OUT:-runs/vae}
 K=${K:-5000}
 EPOCHS=${EPOCHS:-300}
 RUNS=${RUNS:-1}
+REVERSE=${REVERSE:-0}
 mkdir -p "$O"
 [ -f "$O/bfm/t10k-images-idx3-ubyte.gz" ] || "$KR" vae binarize --data "$D" --out "$O/bfm" --seed 1
+
+claim() { # lock directory: 0 when this process holds it
+  local lock=$1
+  if ! mkdir "$lock" 2>/dev/null; then
+    kill -0 "$(cat "$lock/pid" 2>/dev/null)" 2>/dev/null && return 1 # a live process has it
+    rm -rf "$lock"
+    mkdir "$lock" 2>/dev/null || return 1
+  fi
+  echo "$BASHPID" >"$lock/pid"
+}
 
 one() { # name family latent shape seed
   local n=$1 f=$2 z=$3 sh=$4 s=$5 mn=()
   [ "$f" = mn ] && mn=(--mn-shape "$sh")
+  [ -f "$O/$n.per.csv" ] && return 0
+  claim "$O/$n.lock" || return 0
   if [ ! -f "$O/$n.trained" ]; then
     local res=()
     [ -f "$O/$n.st" ] && res=(--resume "$O/$n.st")
@@ -34,6 +50,7 @@ one() { # name family latent shape seed
       --per-image "$O/$n.per.tmp" >"$O/$n.eval" 2>&1
     mv "$O/$n.per.tmp" "$O/$n.per.csv"
   fi
+  rm -rf "$O/$n.lock"
 }
 
 jobs_list=()
@@ -43,6 +60,11 @@ for s in 1 2; do
     for f in diag mn mv; do jobs_list+=("vae-z$z-$f-s$s $f $z $sh $s"); done
   done
 done
+if [ "$REVERSE" = 1 ]; then
+  rev=()
+  for ((i = ${#jobs_list[@]} - 1; i >= 0; i--)); do rev+=("${jobs_list[$i]}"); done
+  jobs_list=("${rev[@]}")
+fi
 running=0
 for j in "${jobs_list[@]}"; do
   # shellcheck disable=SC2086
