@@ -244,8 +244,16 @@ static void kvi__walk_views(kvi__walk *wk, const kvi_params *p) {
       kvi__run(wk, w->offset, w->size, w->role);
       continue;
     }
-    for (int64_t i = 0; i < r; i++)
-      kvi__run(wk, w->offset + (size_t)(i * r), (size_t)i + 1, w->role);
+    /* the rows' triangles, consecutive rows grouped into chunks of about KVI__OPT_CHUNK
+     * elements, so that each thread walks contiguous blocks of rows */
+    size_t acc = 0;
+    for (int64_t i = 0; i < r; i++) {
+      if (wk->chunk % (size_t)wk->nt == (size_t)wk->tid)
+        wk->fn(wk->ctx, w->offset + (size_t)(i * r), (size_t)i + 1, w->role);
+      acc += (size_t)i + 1;
+      if (acc >= KVI__OPT_CHUNK) wk->chunk++, acc = 0;
+    }
+    if (acc) wk->chunk++;
   }
 }
 
