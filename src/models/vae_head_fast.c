@@ -1,7 +1,8 @@
 /* Allocation-free kernels of the encoder heads (docs/vae.md, "Head kernels"): the sample, its
  * backward and the KL to N(0, I) with its gradient, straight on the packed outputs of one image
  * (layout in kronvi/models.h: row i of a triangle starts at i(i+1)/2 and ends with its diagonal,
- * stored as a log). Temporaries live on the stack (|z| <= KVI_VAE_MAX_LATENT), the arithmetic is
+ * stored as a log). Temporaries live on the stack (|z| <= KVI_VAE_MAX_LATENT reals each, at
+ * most 16 KB in all; MN with q > 64 goes to the generic path), the arithmetic is
  * kvi_real with the KL sums in double, the exps are the vectorizable ones of core/vmath.h; no
  * triangle is unpacked, no buffer zeroed, nothing allocated, no OpenMP region opened.
  * Costs per image: DIAG O(d), MN O(p^2 q + p q^2), MV O(d^2) flops.
@@ -21,6 +22,7 @@
 #define VHF_EXP kvi__vexpf
 #endif
 #define VHF_MAX KVI_VAE_MAX_LATENT
+#define VHF_MAX_Q 64 /* MN's q for the kernels (its triangle's gradient on the stack: 8 KB) */
 /* The entry points get an AVX2 clone next to the baseline one (as KVI__HOT, but without the
  * AVX-512 clone: the loops here are a triangle's rows, mostly shorter than 16 lanes, and
  * measured slower at that width), and every function below is inlined into them, so that
@@ -256,7 +258,8 @@ VHF_INLINE bool vhf_mn_backward_q(kvi_real *dout, const kvi_vae_head *h, const k
                                   const kvi_real *out, const kvi_real *eps, const int q) {
   const int p = h->p, d = h->d;
   const kvi_real *A = out + d, *B = A + vhf_tri(p);
-  kvi_real eA[VHF_MAX], eB[VHF_MAX], T[VHF_MAX], S[VHF_MAX], gB[VHF_MAX * (VHF_MAX + 1) / 2];
+  kvi_real eA[VHF_MAX], eB[VHF_MAX], T[VHF_MAX], S[VHF_MAX], gB[VHF_MAX_Q * (VHF_MAX_Q + 1) / 2];
+  if (q > VHF_MAX_Q) return false; /* the generic path, with its scratch arena */
   if (!vhf_diag_exp(eA, A, p) || !vhf_diag_exp(eB, B, q)) return false;
   vhf_mn_t(T, eps, B, eB, p, q);
   vhf_mn_ax(S, NULL, A, eA, eps, p, q);
