@@ -28,12 +28,6 @@ typedef struct {
  * copy is then small next to the B x n passes it saves). */
 static bool kvi__mn_full(int batch, int n) { return batch >= n; }
 
-/* Row blocks of the larger factor (kvi__lower_grad_acc's scratch: one block each). */
-static size_t kvi__mn_lower_blocks(int n, int m) {
-  const int k = n > m ? n : m;
-  return (size_t)(k + KVI__LOWER_BS - 1) / KVI__LOWER_BS;
-}
-
 static kvi__mn_ws kvi__mn_ws_carve(void *ws, int batch, int n, int m) {
   kvi__mn_ws w;
   char *cur = ws;
@@ -43,7 +37,7 @@ static kvi__mn_ws kvi__mn_ws_carve(void *ws, int batch, int n, int m) {
   w.s = kvi__ws_take(&cur, B);
   w.ea = kvi__ws_take(&cur, N);
   w.eb = kvi__ws_take(&cur, M);
-  w.T = kvi__ws_take(&cur, kvi__mn_lower_blocks(n, m) * KVI__LOWER_BS * KVI__LOWER_BS);
+  w.T = kvi__ws_take(&cur, (size_t)KVI__LOWER_BS * KVI__LOWER_BS);
   w.Af = kvi__mn_full(batch, n) ? kvi__ws_take(&cur, N * N) : NULL;
   return w;
 }
@@ -51,8 +45,7 @@ static kvi__mn_ws kvi__mn_ws_carve(void *ws, int batch, int n, int m) {
 size_t kvi__mn_lrt_ws(int batch, int n, int m) {
   size_t B = (size_t)batch, N = (size_t)n, M = (size_t)m;
   return kvi__ws_bytes(B * N) + kvi__ws_bytes(B * M) + kvi__ws_bytes(B) + kvi__ws_bytes(N) +
-         kvi__ws_bytes(M) +
-         kvi__ws_bytes(kvi__mn_lower_blocks(n, m) * KVI__LOWER_BS * KVI__LOWER_BS) +
+         kvi__ws_bytes(M) + kvi__ws_bytes((size_t)KVI__LOWER_BS * KVI__LOWER_BS) +
          (kvi__mn_full(batch, n) ? kvi__ws_bytes(N * N) : 0);
 }
 
@@ -99,22 +92,16 @@ void kvi__mn_lrt_noise_forward(kvi_real *Y, void *ws, const kvi_mn *q, const kvi
  * no n x n buffer), and the diagonal block, formed in T (KVI__LOWER_BS^2) and added with the
  * diagonal converted. The flops are (1/2 + KVI__LOWER_BS/(2n)) of a full gemm; entries above
  * the diagonal of dP are never written. */
-/* dP (n x n, lower triangle) += the lower triangle of P1^T P2 (P1, P2: K x n, leading dimension
- * ld), the diagonal scaled by ediag, by row blocks of KVI__LOWER_BS: the blocks are independent
- * and run in parallel, each one's products one BLAS call whatever the thread count (so the sums
- * do not depend on it); T: a bs x bs scratch per block. */
 static void kvi__lower_grad_acc(kvi_real *dP, const kvi_real *ediag, int n, int K,
                                 const kvi_real *P1, const kvi_real *P2, int ld, kvi_real *T) {
-  const int bs = KVI__LOWER_BS, nb = (n + bs - 1) / bs;
-#pragma omp parallel for schedule(dynamic, 1) if ((double)n * n * K > 4e6)
-  for (int bi = nb - 1; bi >= 0; bi--) { /* the largest first */
-    const int r0 = bi * bs, h = n - r0 < bs ? n - r0 : bs;
-    kvi_real *Tb = T + (size_t)bi * bs * bs;
+  const int bs = KVI__LOWER_BS;
+  for (int r0 = 0; r0 < n; r0 += bs) {
+    int h = n - r0 < bs ? n - r0 : bs;
     if (r0 > 0) kvi_gemm(true, false, h, r0, K, 1, P1 + r0, ld, P2, ld, 1, dP + (size_t)r0 * n, n);
-    kvi_gemm(true, false, h, h, K, 1, P1 + r0, ld, P2 + r0, ld, 0, Tb, h);
+    kvi_gemm(true, false, h, h, K, 1, P1 + r0, ld, P2 + r0, ld, 0, T, h);
     for (int i = 0; i < h; i++) {
       kvi_real *d = dP + (size_t)(r0 + i) * n + r0;
-      const kvi_real *t = Tb + (size_t)i * h;
+      const kvi_real *t = T + (size_t)i * h;
       for (int k = 0; k < i; k++) d[k] += t[k];
       d[i] += ediag[r0 + i] * t[i];
     }
