@@ -48,12 +48,13 @@ static int kvi__run_threads(int np) {
   return a < np ? a : np;
 }
 
-/* Start of panel t of np over [0, n), a multiple of 16 (kernel-friendly) except at the end. */
+/* Start of panel t of np over [0, n): the multiple of 16 (kernel-friendly) nearest to t n / np,
+ * except at the end. */
 static int kvi__panel_start(int t, int np, int n) {
   if (t >= np) return n;
   long r = (long)n * t / np;
-  r -= r % 16;
-  return (int)r;
+  r = (r + 8) / 16 * 16; /* the nearest multiple: e.g. 860 splits 432 | 428, not 416 | 444 */
+  return (int)(r < n ? r : n);
 }
 
 static void kvi__gemm1(bool ta, bool tb, int M, int N, int K, kvi_real alpha, const kvi_real *A,
