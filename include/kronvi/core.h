@@ -127,6 +127,16 @@ KVI_API void kvi_gemm_lower(bool ta, bool tb, int N, int K, kvi_real alpha, cons
 /* B (M,N) = alpha * B * op(L) (right) or alpha * op(L) * B (left), L lower-triangular. */
 KVI_API void kvi_trmm(bool right, bool trans, bool unit_diag, int M, int N, kvi_real alpha,
                       const kvi_real *L, int ldl, kvi_real *B, int ldb);
+/* Right products with a lower-triangular L (unit_diag: its diagonal read as 1) that do not
+ * work in place: Z (M,N) = X L, or D (M,N) += X L^T with T (M,N) scratch. For N >= 128 the
+ * columns of the result are cut into 2..8 panels of equal work, each a trmm on L's diagonal
+ * block and a gemm on the rest of its rows or columns, so that no thread packs all of L. The
+ * panels depend on the shape only: the result does not depend on the thread count. */
+KVI_API void kvi_trmm_right_lower(bool unit_diag, int M, int N, const kvi_real *L, int ldl,
+                                  const kvi_real *X, int ldx, kvi_real *Z, int ldz);
+KVI_API void kvi_trmm_right_lower_t_add(bool unit_diag, int M, int N, const kvi_real *L, int ldl,
+                                        const kvi_real *X, int ldx, kvi_real *D, int ldd,
+                                        kvi_real *T);
 /* Solve X*op(L) = alpha*B (right) or op(L)*X = alpha*B (left) in place of B. */
 KVI_API void kvi_trsm(bool right, bool trans, bool unit_diag, int M, int N, kvi_real alpha,
                       const kvi_real *L, int ldl, kvi_real *B, int ldb);

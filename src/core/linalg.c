@@ -140,6 +140,76 @@ void kvi_trmm(bool right, bool trans, bool unit_diag, int M, int N, kvi_real alp
   kvi__tri(KVI_BLAS(trmm), right, trans, unit_diag, M, N, alpha, L, ldl, B, ldb);
 }
 
+/* Panels of the right triangular products: a function of the shape only (never of the thread
+ * count), so that the sums, and the results, are the same on any number of threads. */
+static int kvi__tri_panels(int M, int N) {
+  if (N < 128 || 0.5 * M * N * N < KVI__BLAS_SPLIT_MIN) return 1;
+  const int np = N / 192;
+  return np < 2 ? 2 : np > 8 ? 8 : np;
+}
+
+/* Start of panel t of np over N columns of equal work, on a multiple of 16: column j of L costs
+ * N - j (the work of [0, c) is c N - c^2 / 2), column j of L^T costs j + 1. */
+static int kvi__tri_panel_start(int t, int np, int n, bool trans) {
+  if (t <= 0) return 0;
+  if (t >= np) return n;
+  const double f = (double)t / np;
+  long c = (long)(n * (trans ? sqrt(f) : 1 - sqrt(1 - f)));
+  c = (c + 8) / 16 * 16;
+  return (int)(c < n ? c : n);
+}
+
+static bool kvi__tri_par(int np) { return np > 1 && kvi__threads > 1 && omp_get_level() == 0; }
+
+void kvi_trmm_right_lower(bool unit_diag, int M, int N, const kvi_real *L, int ldl,
+                          const kvi_real *X, int ldx, kvi_real *Z, int ldz) {
+  if (M <= 0 || N <= 0) return;
+  const int np = kvi__tri_panels(M, N);
+  const CBLAS_DIAG dg = unit_diag ? CblasUnit : CblasNonUnit;
+#pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np)) if (kvi__tri_par(np))
+  for (int t = 0; t < np; t++) {
+    const int c0 = kvi__tri_panel_start(t, np, N, false);
+    const int c1 = kvi__tri_panel_start(t + 1, np, N, false);
+    if (c1 <= c0) continue;
+    for (int r = 0; r < M; r++)
+      memcpy(Z + (size_t)r * ldz + c0, X + (size_t)r * ldx + c0, (size_t)(c1 - c0) * sizeof *Z);
+    KVI_BLAS(trmm)
+    (CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, dg, M, c1 - c0, 1,
+     L + (size_t)c0 * ldl + c0, ldl, Z + c0, ldz);
+    if (c1 < N) /* Z[:, c0:c1] += X[:, c1:N] L[c1:N, c0:c1] */
+      KVI_BLAS(gemm)
+      (CblasRowMajor, CblasNoTrans, CblasNoTrans, M, c1 - c0, N - c1, 1, X + c1, ldx,
+       L + (size_t)c1 * ldl + c0, ldl, 1, Z + c0, ldz);
+  }
+}
+
+void kvi_trmm_right_lower_t_add(bool unit_diag, int M, int N, const kvi_real *L, int ldl,
+                                const kvi_real *X, int ldx, kvi_real *D, int ldd, kvi_real *T) {
+  if (M <= 0 || N <= 0) return;
+  const int np = kvi__tri_panels(M, N);
+  const CBLAS_DIAG dg = unit_diag ? CblasUnit : CblasNonUnit;
+#pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np)) if (kvi__tri_par(np))
+  for (int t = 0; t < np; t++) {
+    const int c0 = kvi__tri_panel_start(t, np, N, true);
+    const int c1 = kvi__tri_panel_start(t + 1, np, N, true);
+    if (c1 <= c0) continue;
+    for (int r = 0; r < M; r++) /* T[:, c0:c1] = X[:, c0:c1] L[c0:c1, c0:c1]^T */
+      memcpy(T + (size_t)r * N + c0, X + (size_t)r * ldx + c0, (size_t)(c1 - c0) * sizeof *T);
+    KVI_BLAS(trmm)
+    (CblasRowMajor, CblasRight, CblasLower, CblasTrans, dg, M, c1 - c0, 1,
+     L + (size_t)c0 * ldl + c0, ldl, T + c0, N);
+    if (c0 > 0) /* D[:, c0:c1] += X[:, 0:c0] L[c0:c1, 0:c0]^T */
+      KVI_BLAS(gemm)
+      (CblasRowMajor, CblasNoTrans, CblasTrans, M, c1 - c0, c0, 1, X, ldx, L + (size_t)c0 * ldl,
+       ldl, 1, D + c0, ldd);
+    for (int r = 0; r < M; r++) {
+      kvi_real *d = D + (size_t)r * ldd + c0;
+      const kvi_real *tr = T + (size_t)r * N + c0;
+      for (int j = 0; j < c1 - c0; j++) d[j] += tr[j];
+    }
+  }
+}
+
 void kvi_trsm(bool right, bool trans, bool unit_diag, int M, int N, kvi_real alpha,
               const kvi_real *L, int ldl, kvi_real *B, int ldb) {
   kvi__tri(KVI_BLAS(trsm), right, trans, unit_diag, M, N, alpha, L, ldl, B, ldb);

@@ -21,7 +21,7 @@
  * Af (n^2, only when B >= n)   A = L + diag(e^a) as a plain lower triangle, so that one non-unit
  *                              trmm applies A^T in the backward that writes dX (kvi__mn_full) */
 typedef struct {
-  kvi_real *Z, *N, *s, *ea, *eb, *T, *Af;
+  kvi_real *Z, *N, *s, *ea, *eb, *T, *Af, *W;
 } kvi__mn_ws;
 
 /* The writing backward materializes A when the batch has at least n rows (convolutions: the n^2
@@ -39,6 +39,7 @@ static kvi__mn_ws kvi__mn_ws_carve(void *ws, int batch, int n, int m) {
   w.eb = kvi__ws_take(&cur, M);
   w.T = kvi__ws_take(&cur, (size_t)KVI__LOWER_BS * KVI__LOWER_BS);
   w.Af = kvi__mn_full(batch, n) ? kvi__ws_take(&cur, N * N) : NULL;
+  w.W = kvi__ws_take(&cur, B * N);
   return w;
 }
 
@@ -46,7 +47,7 @@ size_t kvi__mn_lrt_ws(int batch, int n, int m) {
   size_t B = (size_t)batch, N = (size_t)n, M = (size_t)m;
   return kvi__ws_bytes(B * N) + kvi__ws_bytes(B * M) + kvi__ws_bytes(B) + kvi__ws_bytes(N) +
          kvi__ws_bytes(M) + kvi__ws_bytes((size_t)KVI__LOWER_BS * KVI__LOWER_BS) +
-         (kvi__mn_full(batch, n) ? kvi__ws_bytes(N * N) : 0);
+         (kvi__mn_full(batch, n) ? kvi__ws_bytes(N * N) : 0) + kvi__ws_bytes(B * N);
 }
 
 void kvi__mn_lrt_noise_forward(kvi_real *Y, void *ws, const kvi_mn *q, const kvi_real *X,
@@ -57,8 +58,7 @@ void kvi__mn_lrt_noise_forward(kvi_real *Y, void *ws, const kvi_mn *q, const kvi
   for (int j = 0; j < m; j++) w.eb[j] = KVI__VEXP(q->B[(size_t)j * m + j]);
   const size_t bn = (size_t)batch * n, bm = (size_t)batch * m;
   /* Z = X (L_A + I), then + X diag(e^a - 1); s_b = ||Z_b|| */
-  memcpy(w.Z, X, bn * sizeof *X);
-  kvi_trmm(true, false, true, batch, n, 1, q->A, n, w.Z, n);
+  kvi_trmm_right_lower(true, batch, n, q->A, n, X, n, w.Z, n);
   /* N = eps1 (L_B + I)^T, then + eps1 diag(e^b - 1); Y += s_b N_b */
   memcpy(w.N, eps1, bm * sizeof *eps1);
   kvi_trmm(true, true, true, batch, m, 1, q->B, m, w.N, m);
@@ -173,9 +173,7 @@ void kvi__mn_lrt_noise_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY
     kvi_trmm(true, true, false, batch, n, 1, w.Af, n, dX, n);
   } else if (dX) {
     /* dX += dZ (L_A + I)^T */
-    kvi_trmm(true, true, true, batch, n, 1, q->A, n, w.Z, n);
-#pragma omp parallel for schedule(static) if (bn > KVI__OMP_MIN)
-    for (size_t k = 0; k < bn; k++) dX[k] += w.Z[k];
+    kvi_trmm_right_lower_t_add(true, batch, n, q->A, n, w.Z, n, dX, n, w.W);
   }
 }
 

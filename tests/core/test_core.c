@@ -110,6 +110,42 @@ static void test_blas(void) {
   free(A), free(B), free(C1), free(C2);
 }
 
+/* kvi_trmm_right_lower(_t_add) against the in-place trmm, unit and non-unit diagonal, on one
+ * and two threads: equal to rounding, and bit-identical between the thread counts. */
+static void test_trmm_panels(void) {
+  const int M = 37, N = 400;
+  kvi_real *L = malloc(sizeof(kvi_real) * N * N), *X = malloc(sizeof(kvi_real) * M * N);
+  kvi_real *R = malloc(sizeof(kvi_real) * M * N), *Z[2], *D[2],
+           *T = malloc(sizeof(kvi_real) * M * N);
+  kvi_rng r = kvi_rng_stream(3, 1);
+  kvi_rng_normal(&r, L, (size_t)N * N);
+  kvi_rng_normal(&r, X, (size_t)M * N);
+  for (int i = 0; i < N * N; i++) L[i] *= 0.05f;
+  for (int unit = 0; unit < 2; unit++)
+    for (int trans = 0; trans < 2; trans++) {
+      memcpy(R, X, sizeof(kvi_real) * M * N);
+      kvi_set_threads(1);
+      kvi_trmm(true, trans, unit, M, N, 1, L, N, R, N);
+      for (int t = 0; t < 2; t++) {
+        kvi_set_threads(t + 1);
+        Z[t] = calloc((size_t)M * N, sizeof(kvi_real));
+        D[t] = Z[t];
+        if (trans)
+          kvi_trmm_right_lower_t_add(unit, M, N, L, N, X, N, D[t], N, T);
+        else
+          kvi_trmm_right_lower(unit, M, N, L, N, X, N, Z[t], N);
+      }
+      double err = 0, scale = 0;
+      for (int i = 0; i < M * N; i++)
+        err = fmax(err, fabs(Z[0][i] - R[i])), scale = fmax(scale, fabs(R[i]));
+      CHECK(err < 1e-5 * scale);
+      CHECK(!memcmp(Z[0], Z[1], sizeof(kvi_real) * M * N));
+      free(Z[0]), free(Z[1]);
+    }
+  kvi_set_threads(1);
+  free(L), free(X), free(R), free(T);
+}
+
 static void test_params(void) {
   kvi_params p;
   kvi_params_init(&p);
@@ -184,6 +220,7 @@ int main(void) {
   test_arena();
   test_rng();
   test_blas();
+  test_trmm_panels();
   test_params();
   test_params_assert();
   TEST_MAIN_END();
