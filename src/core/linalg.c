@@ -161,11 +161,12 @@ static int kvi__tri_panel_start(int t, int np, int n, bool trans) {
 
 static bool kvi__tri_par(int np) { return np > 1 && kvi__threads > 1 && omp_get_level() == 0; }
 
+/* Inside the panel loop the kvi_ calls below are one BLAS call each (omp_get_level() > 0); with
+ * one panel they are the plain whole-matrix trmm, split by rows as usual (same bits). */
 void kvi_trmm_right_lower(bool unit_diag, int M, int N, const kvi_real *L, int ldl,
                           const kvi_real *X, int ldx, kvi_real *Z, int ldz) {
   if (M <= 0 || N <= 0) return;
   const int np = kvi__tri_panels(M, N);
-  const CBLAS_DIAG dg = unit_diag ? CblasUnit : CblasNonUnit;
 #pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np)) if (kvi__tri_par(np))
   for (int t = 0; t < np; t++) {
     const int c0 = kvi__tri_panel_start(t, np, N, false);
@@ -173,13 +174,10 @@ void kvi_trmm_right_lower(bool unit_diag, int M, int N, const kvi_real *L, int l
     if (c1 <= c0) continue;
     for (int r = 0; r < M; r++)
       memcpy(Z + (size_t)r * ldz + c0, X + (size_t)r * ldx + c0, (size_t)(c1 - c0) * sizeof *Z);
-    KVI_BLAS(trmm)
-    (CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, dg, M, c1 - c0, 1,
-     L + (size_t)c0 * ldl + c0, ldl, Z + c0, ldz);
+    kvi_trmm(true, false, unit_diag, M, c1 - c0, 1, L + (size_t)c0 * ldl + c0, ldl, Z + c0, ldz);
     if (c1 < N) /* Z[:, c0:c1] += X[:, c1:N] L[c1:N, c0:c1] */
-      KVI_BLAS(gemm)
-      (CblasRowMajor, CblasNoTrans, CblasNoTrans, M, c1 - c0, N - c1, 1, X + c1, ldx,
-       L + (size_t)c1 * ldl + c0, ldl, 1, Z + c0, ldz);
+      kvi_gemm(false, false, M, c1 - c0, N - c1, 1, X + c1, ldx, L + (size_t)c1 * ldl + c0, ldl, 1,
+               Z + c0, ldz);
   }
 }
 
@@ -187,7 +185,6 @@ void kvi_trmm_right_lower_t_add(bool unit_diag, int M, int N, const kvi_real *L,
                                 const kvi_real *X, int ldx, kvi_real *D, int ldd, kvi_real *T) {
   if (M <= 0 || N <= 0) return;
   const int np = kvi__tri_panels(M, N);
-  const CBLAS_DIAG dg = unit_diag ? CblasUnit : CblasNonUnit;
 #pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np)) if (kvi__tri_par(np))
   for (int t = 0; t < np; t++) {
     const int c0 = kvi__tri_panel_start(t, np, N, true);
@@ -195,13 +192,9 @@ void kvi_trmm_right_lower_t_add(bool unit_diag, int M, int N, const kvi_real *L,
     if (c1 <= c0) continue;
     for (int r = 0; r < M; r++) /* T[:, c0:c1] = X[:, c0:c1] L[c0:c1, c0:c1]^T */
       memcpy(T + (size_t)r * N + c0, X + (size_t)r * ldx + c0, (size_t)(c1 - c0) * sizeof *T);
-    KVI_BLAS(trmm)
-    (CblasRowMajor, CblasRight, CblasLower, CblasTrans, dg, M, c1 - c0, 1,
-     L + (size_t)c0 * ldl + c0, ldl, T + c0, N);
+    kvi_trmm(true, true, unit_diag, M, c1 - c0, 1, L + (size_t)c0 * ldl + c0, ldl, T + c0, N);
     if (c0 > 0) /* D[:, c0:c1] += X[:, 0:c0] L[c0:c1, 0:c0]^T */
-      KVI_BLAS(gemm)
-      (CblasRowMajor, CblasNoTrans, CblasTrans, M, c1 - c0, c0, 1, X, ldx, L + (size_t)c0 * ldl,
-       ldl, 1, D + c0, ldd);
+      kvi_gemm(false, true, M, c1 - c0, c0, 1, X, ldx, L + (size_t)c0 * ldl, ldl, 1, D + c0, ldd);
     for (int r = 0; r < M; r++) {
       kvi_real *d = D + (size_t)r * ldd + c0;
       const kvi_real *tr = T + (size_t)r * N + c0;

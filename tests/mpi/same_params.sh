@@ -12,17 +12,8 @@ set -u
 K=$1
 T=$2
 MPIRUN=${3:-mpirun}
-D=${KRONVI_FASHION:-/usr/share/datasets/fashion-mnist}
-rm -rf "$T" && mkdir -p "$T"
-[ -f "$D/train-images-idx3-ubyte.gz" ] || { echo "Fashion-MNIST not found in $D"; exit 1; }
-if [ "$(id -u)" = 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-OVER=""
-"$MPIRUN" --version 2>/dev/null | grep -q "Open MPI\|OpenRTE" && OVER="--oversubscribe"
-HERE=$(dirname "$0")
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok: $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
+# shellcheck source=common.bash
+. "$(dirname "$0")/common.bash"
 np() { local n=$1; shift; "$MPIRUN" $OVER -np "$n" "$K" train "$@" --threads 1 --progress none; }
 
 # check NAME FLAGS [overlap] (NP: the processes of the parallel run, 2 by default)
