@@ -339,6 +339,16 @@ static void print_line(FILE *out, bool csv, long it, const kvi_solve_info *in, d
             (long long)f->nf, (long long)f->ng, (long long)f->nhv, secs);
 }
 
+/* --log: the CSV with its header (*log stays NULL without --log); 1 when it cannot be written. */
+static int open_log(const opt_args *a, FILE **log) {
+  *log = NULL;
+  if (!a->log) return 0;
+  if (!(*log = fopen(a->log, "w")))
+    return fprintf(stderr, "kronvi: cannot write --log %s\n", a->log), 1;
+  fprintf(*log, "iter,f,f_minus_fstar,gnorm,damping,rho,inner,rejected,nf,ng,nhv,seconds\n");
+  return 0;
+}
+
 /* ---- structured NGD and the search from values (kronvi/geom.h) ---------------------------- */
 typedef struct {
   const opt_args *a;
@@ -402,10 +412,7 @@ static int run_lie(opt_args *a, kvi_problem *P) {
   kvi_lie_opts o;
   if (!rc) rc = lie_setup(a, &pb, &o, mu, B);
   lie_progress lp = {a, f, NULL, pb.f_star, 0};
-  if (!rc && a->log && !(lp.log = fopen(a->log, "w")))
-    rc = (fprintf(stderr, "kronvi: cannot write --log %s\n", a->log), 1);
-  if (lp.log)
-    fprintf(lp.log, "iter,f,f_minus_fstar,gnorm,damping,rho,inner,rejected,nf,ng,nhv,seconds\n");
+  if (!rc) rc = open_log(a, &lp.log);
   f->nf = f->ng = f->nhv = 0; /* the start's Hessian is not work of the method */
   o.progress = lie_line, o.progress_user = &lp;
   kvi_lie_report r;
@@ -453,10 +460,8 @@ static int run_optimize(opt_args *a, kvi_problem *P) {
   memset(&o, 0, sizeof o);
   gd_state gs = {1, kvi_alloc(f->n * sizeof(kvi_real)), kvi_alloc(f->n * sizeof(kvi_real))};
   int rc = (!gd && kvi_optimizer_init(&o, &oc, &p)) ? cli_error("--method") : 0;
-  FILE *log = !rc && a->log ? fopen(a->log, "w") : NULL;
-  if (a->log && !log && !rc) rc = (fprintf(stderr, "kronvi: cannot write --log %s\n", a->log), 1);
-  if (log)
-    fprintf(log, "iter,f,f_minus_fstar,gnorm,damping,rho,inner,rejected,nf,ng,nhv,seconds\n");
+  FILE *log = NULL;
+  if (!rc) rc = open_log(a, &log);
   long it = 0, stalled = 0;
   double t0 = kvi_time_now(), f0 = NAN;
   kvi_solve_info info;
