@@ -3,12 +3,17 @@
  * family, sampled path (the same eps is reused: drawing it is the network's cost). The first
  * layer skips dX as the network does; "ws MB" is kvi_conv_ws_size. Prints the median of
  * --reps repetitions (default 21) after --warmup repetitions (default 3).
- *   bench_conv [--threads N] [--reps R] [--warmup W] [--batch B] */
+ * --paths instead compares, for the mean network (point weights), the im2col + GEMM passes with
+ * the direct kernels (src/nn/conv_direct.c) on the CNN's and the VGG-like network's layer shapes:
+ * forward, backward without dX (the weight and bias gradients) and the extra cost of dX, both
+ * paths interleaved; "pass" is what kvi_conv_forward / kvi_conv_backward choose.
+ *   bench_conv [--threads N] [--reps R] [--warmup W] [--batch B] [--paths] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kronvi/nn.h"
+#include "nn/conv_internal.h" /* kvi__conv_direct_force */
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -69,8 +74,57 @@ static void step(bcase *c, int B, bool need_dx, double *tf, double *tb) {
   *tf = t1 - t0, *tb = kvi_time_now() - t1;
 }
 
+static double median(double *t, int n) {
+  qsort(t, (size_t)n, sizeof *t, cmp_double);
+  return t[n / 2];
+}
+
+/* ms of the forward, the backward without dX and the extra of dX, with the direct kernels on
+ * (force -1: as the passes choose) or off (0) */
+static void path_times(bcase *c, int B, int force, double *t3, int rep, int reps) {
+  kvi__conv_direct_force = force;
+  double t0 = kvi_time_now();
+  if (kvi_conv_forward(c->Y, c->ws, &c->l, &c->p, c->X, NULL, B)) die("forward");
+  double t1 = kvi_time_now();
+  if (kvi_conv_backward(NULL, &c->p, c->dY, c->ws, &c->l, c->X, NULL, B)) die("backward");
+  double t2 = kvi_time_now();
+  if (kvi_conv_backward(c->dX, &c->p, c->dY, c->ws, &c->l, c->X, NULL, B)) die("backward");
+  double t3x = kvi_time_now();
+  kvi__conv_direct_force = -1;
+  t3[rep] = 1e3 * (t1 - t0), t3[reps + rep] = 1e3 * (t2 - t1);
+  t3[2 * reps + rep] = 1e3 * ((t3x - t2) - (t2 - t1));
+}
+
+static int run_paths(int B, int reps, int warmup) {
+  const shape shapes[] = {{28, 28, 1, 10},  {14, 14, 10, 20}, {7, 7, 20, 40},   {32, 32, 1, 10},
+                          {32, 32, 10, 10}, {16, 16, 10, 20}, {16, 16, 20, 20}, {8, 8, 20, 40},
+                          {8, 8, 40, 40},   {4, 4, 40, 20},   {4, 4, 20, 20}};
+  double *t = malloc(sizeof(double) * 6 * (size_t)reps);
+  if (!t) return 1;
+  printf("%-13s | %-9s | %9s %9s | %9s %9s | %9s %9s\n", "layer", "pass", "fwd gemm", "direct",
+         "bwd gemm", "direct", "dX gemm", "direct");
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    bcase c;
+    bcase_init(&c, &shapes[s], KVI_FAMILY_POINT, B);
+    for (int it = -warmup; it < reps; it++)
+      for (int f = 0; f < 2; f++)
+        path_times(&c, B, f ? -1 : 0, t + (size_t)f * 3 * reps, it < 0 ? 0 : it, reps);
+    double m[6];
+    for (int k = 0; k < 6; k++) m[k] = median(t + (size_t)k * reps, reps);
+    char name[32];
+    snprintf(name, sizeof name, "%dx%dx%d->%d", shapes[s].h, shapes[s].w, shapes[s].c_in,
+             shapes[s].c_out);
+    printf("%-13s | %-9s | %9.3f %9.3f | %9.3f %9.3f | %9.3f %9.3f\n", name,
+           kvi__conv_direct(&c.l, NULL, B) ? "direct" : "im2col", m[0], m[3], m[1], m[4], m[2],
+           m[5]);
+    bcase_free(&c);
+  }
+  free(t);
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  int threads = 2, reps = 21, warmup = 3, B = 100;
+  int threads = 2, reps = 21, warmup = 3, B = 100, paths = 0;
   for (int a = 1; a < argc; a++) {
     if (!strcmp(argv[a], "--threads") && a + 1 < argc)
       threads = atoi(argv[++a]);
@@ -80,8 +134,11 @@ int main(int argc, char **argv) {
       warmup = atoi(argv[++a]);
     else if (!strcmp(argv[a], "--batch") && a + 1 < argc)
       B = atoi(argv[++a]);
+    else if (!strcmp(argv[a], "--paths"))
+      paths = 1;
     else {
-      fprintf(stderr, "usage: %s [--threads N] [--reps R] [--warmup W] [--batch B]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--threads N] [--reps R] [--warmup W] [--batch B] [--paths]\n",
+              argv[0]);
       return 2;
     }
   }
@@ -96,6 +153,10 @@ int main(int argc, char **argv) {
       "k=3 pad=1 stride=1, median of %d reps after %d warm-up (sampled path; first layer "
       "without dX)\n",
       KVI_REAL_NAME, threads, kvi_blas_core(), ct ? ct : "(unset)", B, reps, warmup);
+  if (paths) {
+    printf("mean network (point weights), ms per batch; SIMD %s\n", kvi_simd_isa());
+    return run_paths(B, reps, warmup);
+  }
   printf("%-13s %8s %-8s | %9s %9s %9s | %8s | %7s\n", "layer", "rows", "family", "fwd ms",
          "bwd ms", "total ms", "/point", "ws MB");
   const shape shapes[] = {{28, 28, 1, 10}, {14, 14, 10, 20}, {7, 7, 20, 40}, {3, 3, 40, 80}};

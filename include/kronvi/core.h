@@ -118,6 +118,23 @@ KVI_API void kvi_rng_shuffle(kvi_rng *r, int64_t *idx, size_t n);
 /* C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C */
 KVI_API void kvi_gemm(bool ta, bool tb, int M, int N, int K, kvi_real alpha, const kvi_real *A,
                       int lda, const kvi_real *B, int ldb, kvi_real beta, kvi_real *C, int ldc);
+/* Two independent products, e.g. a layer's weight gradient and input gradient, run side by
+ * side: with T threads each is cut into about T * (its share of the work) panels, and all the
+ * panels form one parallel loop (one pass over both operands, no thread waits for the slower
+ * half of a split). The panels depend only on the shapes and kvi_set_threads' count. */
+typedef struct {
+  bool ta, tb;
+  int M, N, K;
+  kvi_real alpha;
+  const kvi_real *A;
+  int lda;
+  const kvi_real *B;
+  int ldb;
+  kvi_real beta;
+  kvi_real *C;
+  int ldc;
+} kvi_gemm_args;
+KVI_API void kvi_gemm_pair(const kvi_gemm_args *g1, const kvi_gemm_args *g2);
 /* Lower triangle (diagonal included) only of C (N,N) = alpha * op(A) * op(B) + beta * C, by a
  * blocked gemm that skips the blocks strictly above the diagonal (~(1/2 + 1/(2*nb)) of the work).
  * Entries above the diagonal are left unspecified. */

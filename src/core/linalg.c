@@ -92,6 +92,56 @@ void kvi_gemm(bool ta, bool tb, int M, int N, int K, kvi_real alpha, const kvi_r
   }
 }
 
+/* Panel t of np of a product: rows of C when M >= N, else columns. */
+static void kvi__gemm_panel(const kvi_gemm_args *g, int t, int np) {
+  if (g->M >= g->N) {
+    int r0 = kvi__panel_start(t, np, g->M), r1 = kvi__panel_start(t + 1, np, g->M);
+    const kvi_real *Ap = g->ta ? g->A + r0 : g->A + (size_t)r0 * g->lda;
+    if (r1 > r0)
+      kvi__gemm1(g->ta, g->tb, r1 - r0, g->N, g->K, g->alpha, Ap, g->lda, g->B, g->ldb, g->beta,
+                 g->C + (size_t)r0 * g->ldc, g->ldc);
+  } else {
+    int c0 = kvi__panel_start(t, np, g->N), c1 = kvi__panel_start(t + 1, np, g->N);
+    const kvi_real *Bp = g->tb ? g->B + (size_t)c0 * g->ldb : g->B + c0;
+    if (c1 > c0)
+      kvi__gemm1(g->ta, g->tb, g->M, c1 - c0, g->K, g->alpha, g->A, g->lda, Bp, g->ldb, g->beta,
+                 g->C + c0, g->ldc);
+  }
+}
+
+static void kvi__gemm_args_run(const kvi_gemm_args *g) {
+  kvi_gemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, g->A, g->lda, g->B, g->ldb, g->beta, g->C,
+           g->ldc);
+}
+
+/* Panels of one product of a pair: its share of T panels by work, at least 1, with at least 16
+ * rows or columns each. */
+static int kvi__pair_panels(const kvi_gemm_args *g, double macs, double total) {
+  int p = (int)(kvi__threads * macs / total + 0.5);
+  if (p < 1) p = 1;
+  int extent = g->M >= g->N ? g->M : g->N;
+  while (p > 1 && extent / p < 16) p--;
+  return p;
+}
+
+void kvi_gemm_pair(const kvi_gemm_args *g1, const kvi_gemm_args *g2) {
+  double w1 = (double)g1->M * g1->N * g1->K, w2 = (double)g2->M * g2->N * g2->K;
+  if (kvi__threads <= 1 || omp_get_level() > 0 || g1->K <= 0 || g2->K <= 0 || w1 <= 0 || w2 <= 0 ||
+      w1 + w2 < 2 * KVI__BLAS_SPLIT_MIN) {
+    kvi__gemm_args_run(g1);
+    kvi__gemm_args_run(g2);
+    return;
+  }
+  const int p1 = kvi__pair_panels(g1, w1, w1 + w2), p2 = kvi__pair_panels(g2, w2, w1 + w2);
+#pragma omp parallel for schedule(static) num_threads(kvi__run_threads(p1 + p2))
+  for (int t = 0; t < p1 + p2; t++) {
+    if (t < p1)
+      kvi__gemm_panel(g1, t, p1);
+    else
+      kvi__gemm_panel(g2, t - p1, p2);
+  }
+}
+
 /* Row block [r0, r1) of the lower triangle needs columns [0, r1): one gemm per row block. With
  * nb blocks the work is (nb + 1) / (2 nb) of a full gemm. */
 void kvi_gemm_lower(bool ta, bool tb, int N, int K, kvi_real alpha, const kvi_real *A, int lda,

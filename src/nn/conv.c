@@ -132,14 +132,15 @@ static int kvi__conv_noise_parts(const kvi_layer *L) {
 static kvi_status kvi__conv_fwd(const kvi_layer *L, const kvi_layer_call *c) {
   return kvi_conv_forward(c->Y, c->ws, L->state, c->params, c->X, c->eps, c->batch);
 }
-/* The observer gets the forward's im2col patches (still in the workspace) and dY, whose rows
- * are the output positions. */
+/* The observer gets the forward's im2col patches (in the workspace, or unfolded again when the
+ * forward ran the direct kernels) and dY, whose rows are the output positions. */
 static kvi_status kvi__conv_bwd(const kvi_layer *L, const kvi_layer_call *c) {
   const kvi_conv *l = L->state;
   if (c->observer) {
     int rows = 0;
     kvi_status s = kvi__conv_rows(&rows, l, c->batch, "conv capture");
-    if (!s) s = kvi_layer_capture(L, c, kvi__conv_cols(c->ws), c->dY, rows);
+    if (!s)
+      s = kvi_layer_capture(L, c, kvi__conv_cols(c->ws, l, c->X, c->eps, c->batch), c->dY, rows);
     if (s) return s;
   }
   return kvi_conv_backward(c->dX, c->params, c->dY, c->ws, l, c->X, c->eps, c->batch);

@@ -2,6 +2,9 @@
 #ifndef KRONVI_NN_CONV_INTERNAL_H
 #define KRONVI_NN_CONV_INTERNAL_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "kronvi/nn.h"
 
 /* Rows of the unfolded input, batch * oh * ow, checked to fit in int (fails with a message). */
@@ -13,7 +16,47 @@ void kvi__conv_im2col(kvi_real *cols, const kvi_real *X, const kvi_conv *l, int 
 /* dX of examples [e0, e1) = col2im(dcols), the adjoint of im2col (dX of those examples is
  * overwritten). */
 void kvi__conv_col2im(kvi_real *dX, const kvi_real *dcols, const kvi_conv *l, int e0, int e1);
-/* The forward's unfolded input (rows, n) is at the start of the workspace. */
-static inline const kvi_real *kvi__conv_cols(const void *ws) { return (const kvi_real *)ws; }
+/* ---- direct kernels of stride-1 convolutions with few output channels (conv_direct.c) ---- */
+typedef struct {
+  int isa;                /* 2: AVX-512, 1: AVX2 (both with FMA) */
+  int h, w, c, m, k, pad; /* input image (h, w, c), output channels m, kernel k, padding */
+  int hp, wp, oh, ow;     /* padded input, output */
+  int mw;                 /* m rounded up to whole vectors: the packed weight rows */
+  size_t plane, xp_len;   /* numbers of a channel plane, of a padded image buffer (c planes) */
+  int dy_safe;            /* the weight gradient reads dY rows [0, dy_safe) in place */
+} kvi__direct_geom;
+/* The geometry of a stride-1 convolution for the direct kernels; false when this machine has
+ * none or m is too wide (more than four vectors). */
+bool kvi__direct_geom_make(kvi__direct_geom *g, int h, int w, int c, int m, int k, int pad);
+/* xp (g->xp_len) = the image x (h, w, c) inside its zero padding, one channel plane after the
+ * other; zero: clear all of xp first (else only the interior is written: the border must still
+ * be zero). */
+void kvi__direct_pad(kvi_real *xp, const kvi_real *x, const kvi__direct_geom *g, bool zero);
+/* Wp (k k c, mw) = W (k k c, m) with zero columns; flip: the transposed convolution's kernel
+ * from the layer's W (k k m, c) (g is then the transposed geometry: c = layer c_out). */
+void kvi__direct_pack(kvi_real *Wp, const kvi_real *W, const kvi__direct_geom *g, bool flip);
+/* y (oh, ow, m) = the convolution of the padded image xp with the packed Wp. */
+void kvi__direct_forward(kvi_real *y, const kvi_real *xp, const kvi_real *Wp,
+                         const kvi__direct_geom *g);
+/* dyp ((oh - dy_safe) ow, mw) = the last output rows of dy (oh ow, m), from row dy_safe, with
+ * zero columns. */
+void kvi__direct_pad_dy(kvi_real *dyp, const kvi_real *dy, const kvi__direct_geom *g);
+/* dW (k k c, m) += the weight gradient of one image: xp as kvi__direct_pad, dy (oh ow, m) and
+ * dyl its last rows padded by kvi__direct_pad_dy. */
+void kvi__direct_wgrad(kvi_real *dW, const kvi_real *xp, const kvi_real *dy, const kvi_real *dyl,
+                       const kvi__direct_geom *g);
+extern int kvi__conv_direct_force; /* tests: -1 automatic, 0 none, 1 AVX2, 2 AVX-512 */
+extern int kvi__conv_direct_all;   /* tests: 1 = every pass direct where the kernels exist */
+
+/* Whether the passes of this layer with this noise (NULL: the mean network) run the direct
+ * kernels: then the forward leaves no unfolded input in the workspace. */
+bool kvi__conv_direct(const kvi_conv *l, const kvi_real *eps, int batch);
+/* The forward's unfolded input (rows, n), at the start of the workspace: unfolded now from X
+ * when the forward ran the direct kernels (which do not need it). */
+static inline const kvi_real *kvi__conv_cols(void *ws, const kvi_conv *l, const kvi_real *X,
+                                             const kvi_real *eps, int batch) {
+  if (kvi__conv_direct(l, eps, batch)) kvi__conv_im2col(ws, X, l, 0, batch);
+  return (const kvi_real *)ws;
+}
 
 #endif

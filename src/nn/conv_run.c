@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kronvi/layer.h"
@@ -38,8 +39,62 @@ typedef struct {
   size_t rows, rmax;                 /* rows of the batch, rows of the largest chunk */
   size_t dws;                        /* bytes of one chunk's dense workspace */
   size_t oM, oA, oB, oS, ob, gbytes; /* gradient buffer: offsets of the views, size */
-  size_t o_slots, o_dcols, o_grad, total;
+  size_t o_slots, o_dcols, o_grad, o_direct, total;
 } kvi__conv_plan;
+
+/* The direct kernels of a pass (conv_direct.c): a stride-1 layer run with its mean weights
+ * whose output channels fit them. Their scratch, at the end of the workspace: the packed kernel,
+ * the packed transposed kernel (dX), and per gradient group a padded image, the padded last rows
+ * of dY (the weight gradient) and a padded dY image (dX). */
+typedef struct {
+  bool on;                       /* direct forward */
+  bool bwd;                      /* direct weight gradient (else im2col and GEMM per chunk) */
+  bool dx;                       /* direct dX too (else dY W^T and col2im) */
+  kvi__direct_geom f, t;         /* the convolution; the transposed one (dX) */
+  size_t o_wf, o_wt, o_grp, grp; /* offsets (numbers) in the scratch; one group's share */
+  size_t o_xp, o_dyp, o_dyt;     /* offsets within a group's share */
+  size_t total;                  /* numbers of the scratch */
+} kvi__direct_plan;
+
+static size_t kvi__al_reals(size_t x) {
+  const size_t al = 64 / sizeof(kvi_real);
+  return (x + al - 1) / al * al;
+}
+
+/* The plan for a layer (whether noise is drawn aside): on when the machine and shape allow. */
+static kvi__direct_plan kvi__direct_plan_layer(const kvi_conv *l) {
+  kvi__direct_plan d;
+  memset(&d, 0, sizeof d);
+  if (l->stride != 1 || !kvi__direct_geom_make(&d.f, l->h, l->w, l->c_in, l->c_out, l->k, l->pad))
+    return d;
+  d.dx = kvi__direct_geom_make(&d.t, l->oh, l->ow, l->c_out, l->c_in, l->k, l->k - 1 - l->pad);
+  /* where the direct backward beats im2col + GEMM (bench_conv --paths): images of at least
+   * 14 x 14 outputs, at least 4 input channels, at most two vectors of output channels */
+  const int vl = d.f.isa == 2 ? 64 / (int)sizeof(kvi_real) : 32 / (int)sizeof(kvi_real);
+  d.bwd = kvi__conv_direct_all || (l->oh * l->ow >= 196 && l->c_in >= 4 && d.f.mw <= 2 * vl);
+  /* the scratch does not depend on that rule (the workspace is sized before a pass) */
+  d.o_wt = kvi__al_reals((size_t)l->d.n * d.f.mw);
+  d.o_grp = d.o_wt + (d.dx ? kvi__al_reals((size_t)l->k * l->k * l->c_out * d.t.mw) : 0);
+  d.o_dyp = kvi__al_reals(d.f.xp_len);
+  d.o_dyt = d.o_dyp + kvi__al_reals((size_t)(l->oh - d.f.dy_safe) * l->ow * d.f.mw);
+  d.grp = d.o_dyt + (d.dx ? kvi__al_reals(d.t.xp_len) : 0);
+  d.dx = d.dx && d.bwd;
+  d.total = d.o_grp + (size_t)KVI__CONV_GROUPS * d.grp;
+  d.on = true;
+  return d;
+}
+
+static size_t kvi__direct_scratch(const kvi_conv *l) { return kvi__direct_plan_layer(l).total; }
+
+/* The plan of a pass with noise eps (NULL: the mean network). The mean network of a
+ * variational layer is only evaluated (training samples), so its forward is direct whenever the
+ * kernels exist; a point layer is trained too, and where its backward would unfold the input
+ * anyway, the forward does (and runs the GEMM) as before. */
+static kvi__direct_plan kvi__direct_plan_make(const kvi_conv *l, const kvi_real *eps) {
+  kvi__direct_plan d = kvi__direct_plan_layer(l);
+  if (l->d.family == KVI_FAMILY_POINT ? !d.bwd : eps != NULL) d.on = false;
+  return d;
+}
 
 int kvi__conv_chunk(const kvi_conv *l) {
   if (l->chunk > 0) return l->chunk;
@@ -67,7 +122,8 @@ static kvi__conv_plan kvi__conv_plan_make(const kvi_conv *l, int batch) {
   q.o_slots = kvi__al64(q.rows * n * r); /* cols (rows, n) first */
   q.o_dcols = q.o_slots + (size_t)q.nch * q.dws;
   q.o_grad = q.o_dcols + (size_t)KVI__CONV_GROUPS * kvi__al64(q.rmax * n * r);
-  q.total = q.o_grad + (size_t)(KVI__CONV_GROUPS - 1) * q.gbytes;
+  q.o_direct = q.o_grad + (size_t)(KVI__CONV_GROUPS - 1) * q.gbytes;
+  q.total = q.o_direct + kvi__al64(kvi__direct_scratch(l) * r);
   return q;
 }
 
@@ -75,6 +131,10 @@ size_t kvi_conv_ws_size(const kvi_conv *l, int batch) {
   int64_t r = batch > 0 ? (int64_t)batch * l->oh * l->ow : 0;
   if (r <= 0 || r > INT_MAX) return 0; /* forward then fails with a message */
   return kvi__conv_plan_make(l, batch).total;
+}
+
+bool kvi__conv_direct(const kvi_conv *l, const kvi_real *eps, int batch) {
+  return batch > 0 && kvi__direct_plan_make(l, eps).on;
 }
 
 /* Valid kernel columns [*kx0, *kx1) for an output column whose window starts at x0 (may be
@@ -131,7 +191,11 @@ KVI__HOT void kvi__conv_im2col(kvi_real *cols, const kvi_real *X, const kvi_conv
           const int x0 = ox * st - pad;
           kvi_real *d = dst + (size_t)ox * n;
           if (x0 >= 0 && x0 + k <= w) {
-            kvi__run_copy(d, src + (size_t)x0 * c, kc);
+            const kvi_real *sx = src + (size_t)x0 * c;
+            if (kc == 3) /* a 3x3 kernel on one channel: a loop call would cost more */
+              d[0] = sx[0], d[1] = sx[1], d[2] = sx[2];
+            else
+              kvi__run_copy(d, sx, kc);
             continue;
           }
           int kx0, kx1;
@@ -251,6 +315,35 @@ static void kvi__chunk_eps(const kvi_real **e1, const kvi_real **e2, const kvi_r
   *e2 = eps && d->family == KVI_FAMILY_MNDIAG ? eps + rows * m + r0 * m : NULL;
 }
 
+/* Adds the bias to rows (rows, m). */
+static void kvi__add_bias(kvi_real *Y, const kvi_real *b, size_t rows, int m) {
+  for (size_t r = 0; r < rows; r++) {
+    kvi_real *y = Y + r * m;
+#pragma omp simd
+    for (int j = 0; j < m; j++) y[j] += b[j];
+  }
+}
+
+/* The direct forward: groups of chunks as the im2col path, image by image. */
+static void kvi__direct_run_forward(kvi_real *Y, const kvi_real *X, kvi_real *scr,
+                                    const kvi__direct_plan *dp, const kvi_conv *l,
+                                    const kvi_params *p, const kvi__conv_plan *q, int batch) {
+  const size_t img = (size_t)l->h * l->w * l->c_in, pos = (size_t)l->oh * l->ow, m = l->c_out;
+  const kvi_real *b = l->d.ib >= 0 ? kvi_params_data(p, l->d.ib) : NULL;
+#pragma omp parallel for schedule(static) if (q->ngr > 1)
+  for (int g = 0; g < q->ngr; g++) {
+    kvi_real *xp = scr + dp->o_grp + (size_t)g * dp->grp + dp->o_xp;
+    const int e0 = (g * q->nch / q->ngr) * q->E;
+    int e1 = ((g + 1) * q->nch / q->ngr) * q->E;
+    if (e1 > batch) e1 = batch;
+    for (int e = e0; e < e1; e++) {
+      kvi__direct_pad(xp, X + (size_t)e * img, &dp->f, e == e0);
+      kvi__direct_forward(Y + (size_t)e * pos * m, xp, scr + dp->o_wf, &dp->f);
+      if (b) kvi__add_bias(Y + (size_t)e * pos * m, b, pos, (int)m);
+    }
+  }
+}
+
 kvi_status kvi_conv_forward(kvi_real *Y, void *ws, const kvi_conv *l, const kvi_params *p,
                             const kvi_real *X, const kvi_real *eps, int batch) {
   const char *fn = "conv_forward";
@@ -263,6 +356,13 @@ kvi_status kvi_conv_forward(kvi_real *Y, void *ws, const kvi_conv *l, const kvi_
   const size_t n = (size_t)d->n, m = (size_t)d->m;
   kvi_real *cols = ws;
   char *slots = (char *)ws + q.o_slots;
+  const kvi__direct_plan dp = kvi__direct_plan_make(l, eps);
+  if (dp.on) {
+    kvi_real *scr = (kvi_real *)((char *)ws + q.o_direct);
+    kvi__direct_pack(scr + dp.o_wf, kvi_params_data(p, d->iM), &dp.f, false);
+    kvi__direct_run_forward(Y, X, scr, &dp, l, p, &q, batch);
+    return KVI_OK;
+  }
   kvi_status st[KVI__CONV_GROUPS] = {KVI_OK};
 #pragma omp parallel for schedule(static) if (q.ngr > 1)
   for (int g = 0; g < q.ngr; g++) {
@@ -356,6 +456,43 @@ static void kvi__reduce(kvi_real *dst, const char *bufs, size_t off, size_t coun
   }
 }
 
+/* The direct backward of group g's images: the weight gradient image by image into gr, the
+ * bias gradient, and dX by the transposed convolution (or dY W^T and col2im per chunk when c_in
+ * is too wide for the direct kernels). */
+static void kvi__direct_group_backward(const kvi__conv_grads *gr, kvi_real *dX, kvi_real *dC,
+                                       const kvi_real *dY, const kvi_real *X, kvi_real *scr,
+                                       const kvi__direct_plan *dp, const kvi_conv *l,
+                                       const kvi_params *p, const kvi__conv_plan *q, int g,
+                                       int batch) {
+  const size_t img = (size_t)l->h * l->w * l->c_in, pos = (size_t)l->oh * l->ow;
+  const int m = l->c_out, n = l->d.n;
+  kvi_real *sg = scr + dp->o_grp + (size_t)g * dp->grp;
+  for (int c = g * q->nch / q->ngr; c < (g + 1) * q->nch / q->ngr; c++) {
+    int e0, e1;
+    size_t r0;
+    kvi__chunk_range(q, l, c, batch, &e0, &e1, &r0);
+    for (int e = e0; e < e1; e++) {
+      const kvi_real *dy = dY + (size_t)e * pos * m;
+      const bool first = c == g * q->nch / q->ngr && e == e0;
+      kvi__direct_pad(sg + dp->o_xp, X + (size_t)e * img, &dp->f, first);
+      kvi__direct_pad_dy(sg + dp->o_dyp, dy, &dp->f);
+      kvi__direct_wgrad(gr->M, sg + dp->o_xp, dy, sg + dp->o_dyp, &dp->f);
+      if (gr->b)
+        for (size_t r = 0; r < pos; r++)
+          for (int j = 0; j < m; j++) gr->b[j] += dy[r * m + j];
+      if (dX && dp->dx) {
+        kvi__direct_pad(sg + dp->o_dyt, dy, &dp->t, first);
+        kvi__direct_forward(dX + (size_t)e * img, sg + dp->o_dyt, scr + dp->o_wt, &dp->t);
+      }
+    }
+    if (dX && !dp->dx) {
+      const int cr = (e1 - e0) * l->oh * l->ow;
+      kvi_gemm(false, true, cr, n, m, 1, dY + r0 * m, m, kvi_params_data(p, l->d.iM), m, 0, dC, n);
+      kvi__conv_col2im(dX, dC, l, e0, e1);
+    }
+  }
+}
+
 kvi_status kvi_conv_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, void *ws,
                              const kvi_conv *l, const kvi_real *X, const kvi_real *eps, int batch) {
   const char *fn = "conv_backward";
@@ -363,18 +500,25 @@ kvi_status kvi_conv_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, vo
   int rows = 0;
   if (!s) s = kvi__conv_rows(&rows, l, batch, fn);
   if (s) return s;
-  /* cols still hold the forward's unfolded X (X itself is only used for the checks above) */
+  /* cols still hold the forward's unfolded X (unless the direct kernels ran: they read X) */
   const kvi__conv_plan q = kvi__conv_plan_make(l, batch);
   const kvi_dense *d = &l->d;
   const size_t n = (size_t)d->n, m = (size_t)d->m;
-  const kvi_real *cols = ws;
+  kvi_real *cols = ws;
   char *slots = (char *)ws + q.o_slots, *gbuf = (char *)ws + q.o_grad;
   const size_t dcb = kvi__al64(q.rmax * n * sizeof(kvi_real));
   kvi_status st[KVI__CONV_GROUPS] = {KVI_OK};
+  const kvi__direct_plan dp = kvi__direct_plan_make(l, eps);
+  kvi_real *scr = (kvi_real *)((char *)ws + q.o_direct);
+  if (dp.on && dp.dx && dX) kvi__direct_pack(scr + dp.o_wt, kvi_params_data(p, d->iM), &dp.t, true);
 #pragma omp parallel for schedule(static) if (q.ngr > 1)
   for (int g = 0; g < q.ngr; g++) {
     kvi__conv_grads gr = kvi__group_grads(&q, d, p, g ? gbuf + (size_t)(g - 1) * q.gbytes : NULL);
     kvi_real *dC = dX ? (kvi_real *)((char *)ws + q.o_dcols + (size_t)g * dcb) : NULL;
+    if (dp.on && dp.bwd) {
+      kvi__direct_group_backward(&gr, dX, dC, dY, X, scr, &dp, l, p, &q, g, batch);
+      continue;
+    }
     for (int c = g * q.nch / q.ngr; c < (g + 1) * q.nch / q.ngr && !st[g]; c++) {
       int e0, e1;
       size_t r0;
@@ -382,6 +526,7 @@ kvi_status kvi_conv_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, vo
       const int cr = (e1 - e0) * l->oh * l->ow;
       const kvi_real *n1, *n2;
       kvi__chunk_eps(&n1, &n2, eps, d, q.rows, r0);
+      if (dp.on) kvi__conv_im2col(cols + r0 * n, X, l, e0, e1); /* the forward did not */
       st[g] = kvi__chunk_backward(&gr, dC, dY + r0 * m, slots + (size_t)c * q.dws, d, p,
                                   cols + r0 * n, n1, n2, cr);
       if (dX && !st[g]) kvi__conv_col2im(dX, dC, l, e0, e1);

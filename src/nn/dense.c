@@ -204,8 +204,15 @@ kvi_status kvi_dense_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, v
   if (dX && !writes) memset(dX, 0, sizeof(kvi_real) * (size_t)batch * n);
   if (!eps || l->family == KVI_FAMILY_POINT) {
     const kvi_real *M = kvi_params_data(p, l->iM);
-    kvi_gemm(true, false, n, m, batch, 1, X, n, dY, m, 1, kvi_params_grad(p, l->iM), m);
-    if (dX) kvi_gemm(false, true, batch, n, m, 1, dY, m, M, m, 0, dX, n);
+    kvi_real *dM = kvi_params_grad(p, l->iM);
+    /* dM += X^T dY and dX = dY M^T: the same work, run side by side */
+    const kvi_gemm_args gM = {true, false, n, m, batch, 1, X, n, dY, m, 1, dM, m},
+                        gX = {false, true, batch, n, m, 1, dY, m, M, m, 0, dX, n};
+    if (dX) {
+      kvi_gemm_pair(&gM, &gX);
+    } else {
+      kvi_gemm(true, false, n, m, batch, 1, X, n, dY, m, 1, dM, m);
+    }
   } else if (l->family == KVI_FAMILY_DIAG) {
     kvi_diag q = kvi__diag_view(l, p);
     kvi_diag_grad g = kvi__diag_grad(l, p);

@@ -91,7 +91,8 @@ kvi_status kvi__conv_rop_fwd(const kvi_layer *L, const kvi_layer_call *c, const 
   if (s) return s;
   kvi_real *Rcols = r->RX ? r->rws : NULL;
   if (Rcols) kvi__conv_im2col(Rcols, r->RX, l, 0, c->batch);
-  kvi__rows_rop_fwd(r->RY, &l->d, c->params, r->dir, kvi__conv_cols(c->ws), Rcols, rows);
+  kvi__rows_rop_fwd(r->RY, &l->d, c->params, r->dir,
+                    kvi__conv_cols(c->ws, l, c->X, c->eps, c->batch), Rcols, rows);
   return KVI_OK;
 }
 
@@ -102,8 +103,8 @@ kvi_status kvi__conv_rop_bwd(const kvi_layer *L, const kvi_layer_call *c, const 
   if (!s) s = kvi__conv_rows(&rows, l, c->batch, "conv R-operator");
   if (s) return s;
   kvi_real *RdC = r->RdX ? kvi__conv_rdcols(L, r, c->batch) : NULL;
-  kvi__rows_rop_bwd(RdC, &l->d, c->params, r->dir, kvi__conv_cols(c->ws), r->RX ? r->rws : NULL,
-                    c->dY, r->RdY, rows);
+  kvi__rows_rop_bwd(RdC, &l->d, c->params, r->dir, kvi__conv_cols(c->ws, l, c->X, c->eps, c->batch),
+                    r->RX ? r->rws : NULL, c->dY, r->RdY, rows);
   if (RdC) kvi__conv_col2im(r->RdX, RdC, l, 0, c->batch);
   return KVI_OK;
 }

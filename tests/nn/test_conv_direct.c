@@ -1,0 +1,172 @@
+/* Direct convolution kernels (src/nn/conv_direct.c, double precision): for each instruction set
+ * this machine has (AVX-512, AVX2), the mean-network passes of kvi_conv_forward and
+ * kvi_conv_backward (Y, the gradients of M and b, dX) with every pass direct against the im2col
+ * path, over kernel sizes, paddings, channel counts up to the widest the kernels take, image
+ * sizes, batches (one example, chunks and gradient groups), with and without dX; which passes
+ * the automatic rule makes direct (and the declines: stride 2, too many output channels, sampled
+ * passes); and the K-FAC observer's patches when the forward ran the direct kernels (unfolded
+ * again from X). */
+// ctest-timeout: 300
+#include "kronvi/nn.h"
+#include "kvi_test.h"
+#include "nn/conv_internal.h"
+
+typedef struct {
+  int h, w, cin, cout, k, pad, stride;
+} geom;
+
+/* Y, dM, db, dX of one layer (batch B) with the path chosen by kvi__conv_direct_force. */
+static bool run(const geom *g, int B, int force, bool want_dx, kvi_real **out, size_t *len) {
+  kvi_conv l;
+  kvi_params p;
+  kvi_params_init(&p);
+  CHECK_OK(kvi_conv_declare(&l, &p, "c", g->h, g->w, g->cin, g->cout, g->k, g->stride, g->pad,
+                            KVI_FAMILY_POINT, KVI_PRIOR_NONE, 1.0, true));
+  CHECK_OK(kvi_params_alloc(&p));
+  kvi_rng r = kvi_rng_stream(7, 1);
+  kvi_conv_init(&l, &p, &r, 1.0, -5.0);
+  kvi_rng_normal(&r, p.data, p.n); /* bias too */
+  const size_t nx = (size_t)B * g->h * g->w * g->cin, ny = (size_t)B * l.oh * l.ow * g->cout;
+  kvi_real *X = malloc(nx * sizeof *X), *dY = malloc(ny * sizeof *dY);
+  kvi_rng_normal(&r, X, nx);
+  kvi_rng_normal(&r, dY, ny);
+  for (size_t i = 0; i < nx; i += 3) X[i] = 0; /* exact zeros as in images */
+  void *ws = kvi_alloc(kvi_conv_ws_size(&l, B));
+  const size_t nM = (size_t)l.d.n * g->cout;
+  *len = ny + nM + g->cout + nx;
+  *out = calloc(*len, sizeof **out);
+  kvi__conv_direct_force = force;
+  kvi__conv_direct_all = force > 0;
+  const bool direct = kvi__conv_direct(&l, NULL, B);
+  kvi_params_zero_grad(&p);
+  CHECK_OK(kvi_conv_forward(*out, ws, &l, &p, X, NULL, B));
+  CHECK_OK(
+      kvi_conv_backward(want_dx ? *out + ny + nM + g->cout : NULL, &p, dY, ws, &l, X, NULL, B));
+  memcpy(*out + ny, kvi_params_grad(&p, l.d.iM), nM * sizeof **out);
+  memcpy(*out + ny + nM, kvi_params_grad(&p, l.d.ib), g->cout * sizeof **out);
+  kvi__conv_direct_force = -1;
+  kvi__conv_direct_all = 0;
+  kvi_free(ws);
+  free(X), free(dY);
+  kvi_params_free(&p);
+  return direct;
+}
+
+static void compare(const geom *g, int B, int isa, bool want_dx) {
+  kvi_real *ref, *got;
+  size_t n1, n2;
+  CHECK(!run(g, B, 0, want_dx, &ref, &n1));
+  const bool direct = run(g, B, isa, want_dx, &got, &n2);
+  CHECK(n1 == n2);
+  double err = 0;
+  for (size_t i = 0; i < n1; i++) err = fmax(err, fabs(got[i] - ref[i]) / (1 + fabs(ref[i])));
+  if (err > 1e-12 || !direct)
+    fprintf(stderr, "isa %d %dx%dx%d -> %d k%d p%d B%d dX %d: direct %d, max error %.3g\n", isa,
+            g->h, g->w, g->cin, g->cout, g->k, g->pad, B, want_dx, direct, err);
+  CHECK(direct);
+  CHECK(err < 1e-12);
+  free(ref), free(got);
+}
+
+/* Widest output the kernels take for isa, in doubles: four vectors. */
+static int widest(int isa) { return isa == 2 ? 32 : 16; }
+
+static void test_isa(int isa) {
+  const int W = widest(isa);
+  const geom gs[] = {
+      {28, 28, 1, 10, 3, 1, 1},  {14, 14, 10, W < 20 ? W : 20, 3, 1, 1},
+      {7, 7, 20, W, 3, 1, 1},    {8, 6, 3, 5, 3, 0, 1},
+      {9, 11, 2, 7, 5, 2, 1},    {6, 7, 4, 3, 5, 4, 1},
+      {5, 5, W, 9, 1, 0, 1},     {12, 4, 17, W - 1, 3, 2, 1},
+      {3, 3, 5, 1, 3, 1, 1},     {32, 32, 1, 10, 3, 1, 1},
+      {4, 4, W + 3, 6, 3, 1, 1},
+  };
+  for (size_t i = 0; i < sizeof gs / sizeof *gs; i++)
+    for (int B = 1; B <= 41; B += 40) {
+      compare(&gs[i], B, isa, true);
+      compare(&gs[i], B, isa, false);
+    }
+}
+
+/* Stride 2 and more output channels than four vectors stay on the im2col path. */
+static void test_declines(int isa) {
+  kvi_conv l;
+  kvi_params p;
+  kvi_params_init(&p);
+  CHECK_OK(kvi_conv_declare(&l, &p, "c", 8, 8, 2, 4, 3, 2, 1, KVI_FAMILY_POINT, KVI_PRIOR_NONE, 1.0,
+                            true));
+  kvi__conv_direct_force = isa;
+  CHECK(!kvi__conv_direct(&l, NULL, 50));
+  kvi_params_free(&p);
+  kvi_params_init(&p);
+  CHECK_OK(kvi_conv_declare(&l, &p, "c", 8, 8, 2, widest(isa) + 1, 3, 1, 1, KVI_FAMILY_POINT,
+                            KVI_PRIOR_NONE, 1.0, true));
+  CHECK(!kvi__conv_direct(&l, NULL, 50));
+  kvi_params_free(&p);
+  kvi_params_init(&p);
+  CHECK_OK(
+      kvi_conv_declare(&l, &p, "c", 8, 8, 2, 4, 3, 1, 1, KVI_FAMILY_MN, KVI_PRIOR_ARD, 1.0, true));
+  kvi_real eps = 0;
+  CHECK(kvi__conv_direct(&l, NULL, 50));  /* the mean network */
+  CHECK(!kvi__conv_direct(&l, &eps, 50)); /* sampled: the LRT needs the unfolded input */
+  kvi_params_free(&p);
+  /* point layers: direct where the backward is (14 x 14 outputs, 4 input channels) */
+  const int rule[][4] = {{28, 1, 10, 0}, {14, 10, 8, 1}, {7, 20, 8, 0}, {32, 10, 10, isa == 2}};
+  for (int i = 0; i < 4; i++) {
+    kvi_params_init(&p);
+    CHECK_OK(kvi_conv_declare(&l, &p, "c", rule[i][0], rule[i][0], rule[i][1], rule[i][2], 3, 1, 1,
+                              KVI_FAMILY_POINT, KVI_PRIOR_NONE, 1.0, true));
+    CHECK(kvi__conv_direct(&l, NULL, 50) == (rule[i][3] == 1));
+    kvi_params_free(&p);
+  }
+  kvi__conv_direct_force = -1;
+}
+
+/* kvi__conv_cols after a direct forward unfolds X: the im2col path's patches. */
+static void test_cols(int isa) {
+  const geom g = {10, 10, 3, 6, 3, 1, 1};
+  const int B = 20;
+  kvi_conv l;
+  kvi_params p;
+  kvi_params_init(&p);
+  CHECK_OK(kvi_conv_declare(&l, &p, "c", g.h, g.w, g.cin, g.cout, g.k, 1, g.pad, KVI_FAMILY_POINT,
+                            KVI_PRIOR_NONE, 1.0, true));
+  CHECK_OK(kvi_params_alloc(&p));
+  kvi_rng r = kvi_rng_stream(3, 1);
+  kvi_conv_init(&l, &p, &r, 1.0, -5.0);
+  const size_t nx = (size_t)B * g.h * g.w * g.cin, ny = (size_t)B * l.oh * l.ow * g.cout;
+  const size_t nc = (size_t)B * l.oh * l.ow * l.d.n;
+  kvi_real *X = malloc(nx * sizeof *X), *Y = malloc(ny * sizeof *Y), *c0 = malloc(nc * sizeof *c0);
+  kvi_rng_normal(&r, X, nx);
+  void *ws = kvi_alloc(kvi_conv_ws_size(&l, B));
+  kvi__conv_direct_force = 0;
+  CHECK_OK(kvi_conv_forward(Y, ws, &l, &p, X, NULL, B));
+  memcpy(c0, kvi__conv_cols(ws, &l, X, NULL, B), nc * sizeof *c0);
+  kvi__conv_direct_force = isa;
+  kvi__conv_direct_all = 1;
+  CHECK(kvi__conv_direct(&l, NULL, B));
+  memset(ws, 0, kvi_conv_ws_size(&l, B));
+  CHECK_OK(kvi_conv_forward(Y, ws, &l, &p, X, NULL, B));
+  CHECK(!memcmp(kvi__conv_cols(ws, &l, X, NULL, B), c0, nc * sizeof *c0));
+  kvi__conv_direct_force = -1;
+  kvi__conv_direct_all = 0;
+  kvi_free(ws);
+  free(X), free(Y), free(c0);
+  kvi_params_free(&p);
+}
+
+int main(void) {
+  __builtin_cpu_init();
+  const bool has[3] = {true, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"),
+                       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")};
+  for (int isa = 1; isa <= 2; isa++) {
+    if (!has[isa]) {
+      printf("instruction set %s not on this machine: skipped\n", isa == 2 ? "AVX-512" : "AVX2");
+      continue;
+    }
+    test_isa(isa);
+    test_declines(isa);
+    test_cols(isa);
+  }
+  TEST_MAIN_END();
+}
