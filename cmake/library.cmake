@@ -101,10 +101,8 @@ write_basic_package_version_file(${CMAKE_BINARY_DIR}/kronviConfigVersion.cmake
                                  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
 install(FILES ${CMAKE_BINARY_DIR}/kronviConfig.cmake ${CMAKE_BINARY_DIR}/kronviConfigVersion.cmake
         DESTINATION lib/cmake/kronvi)
-if(EXISTS ${CMAKE_SOURCE_DIR}/python/kronvi/__init__.py) # the Python binding (docs/api.md)
-  install(DIRECTORY ${CMAKE_SOURCE_DIR}/python/kronvi DESTINATION lib/python3/dist-packages
-          PATTERN __pycache__ EXCLUDE)
-endif()
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/python/kronvi DESTINATION lib/python3/dist-packages
+        PATTERN __pycache__ EXCLUDE) # the Python binding
 install(FILES ${CMAKE_SOURCE_DIR}/examples/train_predict.c ${CMAKE_SOURCE_DIR}/examples/CMakeLists.txt
         DESTINATION share/doc/kronvi/examples)
 

@@ -63,6 +63,7 @@
 #define kvi_network_family kvid_network_family
 #define kvi_network_param_count kvid_network_param_count
 #define kvi_network_epochs kvid_network_epochs
+#define kvi_network_task kvid_network_task
 #define kvi_network_predict kvid_network_predict
 #define kvi_network_evaluate kvid_network_evaluate
 #define kvi_network_sparsity kvid_network_sparsity
@@ -158,6 +159,8 @@ KVI_EXPORT const char *kvi_network_arch(const kvi_network *net);    /* "" for NU
 KVI_EXPORT const char *kvi_network_family(const kvi_network *net);  /* "mn"; "" for NULL */
 KVI_EXPORT int64_t kvi_network_param_count(const kvi_network *net); /* of the posterior */
 KVI_EXPORT int kvi_network_epochs(const kvi_network *net); /* epochs trained; -1 for NULL */
+/* "classify" or "regress" ("" for NULL). */
+KVI_EXPORT const char *kvi_network_task(const kvi_network *net);
 
 /* Predictions for n rows x (n, d), d = kvi_network_inputs. Classification: probs (n, K) gets
  * the predictive probabilities: with samples = 0 those of the posterior-mean weights, with

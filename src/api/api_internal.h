@@ -35,6 +35,7 @@ struct kvi_learner {
   kvi_progress_fn fn;
   void *user;
   bool every_step, stopped;
+  int64_t batches; /* per epoch of the current fit */
 };
 
 /* ---- options: "key=value" pairs separated by spaces or commas ----------------------------- */

@@ -124,11 +124,12 @@ static kvi_status kvi__on_step(kvi_trainer *t, const kvi_step_info *s, void *use
 
 static kvi_status kvi__on_epoch(kvi_trainer *t, const kvi_epoch_info *e, void *user) {
   const double nan = NAN;
+  const int64_t nb = ((const kvi_learner *)user)->batches;
   kvi_progress p = {e->epoch,
                     t->cfg.epochs,
                     1,
-                    0,
-                    0,
+                    nb,
+                    nb,
                     t->step,
                     e->train_loss,
                     e->train_acc,
@@ -183,6 +184,8 @@ kvi_status kvi_learner_fit(kvi_learner *l, const kvi_dset *train, const kvi_dset
   kvi_network *n = l->net;
   l->stopped = false;
   kvi_status s = kvi__apply(l);
+  const int64_t B = n->tr.cfg.batch;
+  l->batches = (train->ds.n + B - 1) / B;
   if (s) return s;
   const int ncb = n->tr.ncb;
   kvi_callback cb = {l->fn && l->every_step ? kvi__on_step : NULL, l->fn ? kvi__on_epoch : NULL,

@@ -143,6 +143,9 @@ int64_t kvi_network_param_count(const kvi_network *n) {
   return n ? (int64_t)kvi_net_param_count(n->net) : -1;
 }
 int kvi_network_epochs(const kvi_network *n) { return n ? n->tr.epoch : -1; }
+const char *kvi_network_task(const kvi_network *n) {
+  return !n ? "" : n->tr.cfg.task == KVI_TASK_REGRESS ? "regress" : "classify";
+}
 
 /* Softmax of the mean-weight logits, in double, rows [r0, r0 + b). */
 static void kvi__softmax(double *P, const kvi_real *y, int b, int K) {
