@@ -75,9 +75,9 @@ kvi_status kvi_dset_create_regression(kvi_dset **out, const kvi_real *x, int64_t
 kvi_status kvi_dset_load_dir(kvi_dset **train, kvi_dset **test, const char *dir,
                              int64_t limit_train, int64_t limit_test) {
   KVI__NEED(train, "kvi_dset_load_dir");
-  KVI__NEED(dir, "kvi_dset_load_dir");
   *train = NULL;
   if (test) *test = NULL;
+  KVI__NEED(dir, "kvi_dset_load_dir");
   if (limit_train < 0 || limit_test < 0)
     return kvi_fail(KVI_ERR_ARG, "kvi_dset_load_dir: negative limit");
   kvi_dset *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);

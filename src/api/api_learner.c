@@ -47,8 +47,8 @@ static bool kvi__trained(const kvi_network *n) { return n->tr.epoch > 0 || n->tr
 kvi_status kvi_learner_create(kvi_learner **out, kvi_network *net, const kvi_optim *opt,
                               const char *options) {
   KVI__NEED(out, "kvi_learner_create");
-  KVI__NEED(net, "kvi_learner_create");
   *out = NULL;
+  KVI__NEED(net, "kvi_learner_create");
   const bool trained = kvi__trained(net);
   kvi_train_config c = net->tr.cfg;
   if (!trained) {
@@ -145,7 +145,8 @@ static kvi_status kvi__on_epoch(kvi_trainer *t, const kvi_epoch_info *e, void *u
 /* ---- fit ---------------------------------------------------------------------------------- */
 /* A new optimizer for the network: a fresh network gets the learner's configuration; a trained
  * one without optimizer state (compressed) its own, with moments from zero and its counters. */
-static kvi_status kvi__new_trainer(kvi_network *n, const kvi_train_config *cfg) {
+static kvi_status kvi__new_trainer(kvi_network *n, const kvi_train_config *config) {
+  const kvi_train_config c = *config, *cfg = &c; /* config may be n->tr.cfg, cleared below */
   kvi_trainer old = n->tr;
   memset(&n->tr.prep, 0, sizeof n->tr.prep); /* moved to the new trainer */
   const kvi_real log_beta = kvi_net_log_beta(n->net);

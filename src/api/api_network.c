@@ -62,8 +62,8 @@ static kvi_network *kvi__network_wrap(kvi_net *net) {
 kvi_status kvi_network_create(kvi_network **out, const char *arch, int in_size,
                               const char *options) {
   KVI__NEED(out, "kvi_network_create");
-  KVI__NEED(arch, "kvi_network_create");
   *out = NULL;
+  KVI__NEED(arch, "kvi_network_create");
   if (in_size < 0) return kvi_fail(KVI_ERR_ARG, "kvi_network_create: in_size %d < 0", in_size);
   kvi__net_opts p = {kvi_net_config_default(), 1, 100, false};
   kvi__opts o = {options, "", ""};
@@ -97,8 +97,8 @@ kvi_status kvi_network_create(kvi_network **out, const char *arch, int in_size,
 
 kvi_status kvi_network_load(kvi_network **out, const char *path) {
   KVI__NEED(out, "kvi_network_load");
-  KVI__NEED(path, "kvi_network_load");
   *out = NULL;
+  KVI__NEED(path, "kvi_network_load");
   kvi_network *n = kvi__network_wrap(NULL);
   if (!n) return KVI_ERR_NOMEM;
   /* as kronvi eval: a checkpoint without optimizer state (a compressed model) loads too */
@@ -276,8 +276,8 @@ static kvi_status kvi__compressed_state(kvi_network *dst, const kvi_network *src
 
 kvi_status kvi_network_compress(kvi_network **out, const kvi_network *n, double threshold) {
   KVI__NEED(out, "kvi_network_compress");
-  KVI__NEED(n, "kvi_network_compress");
   *out = NULL;
+  KVI__NEED(n, "kvi_network_compress");
   kvi_net *small = NULL;
   kvi_compress_info info;
   kvi_status s = kvi_net_compress(&small, &info, n->net, threshold);
