@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
   kvi_dset *train, *test;
   const char *arch;
   if (argc > 1 && strcmp(argv[1], "-") != 0) {
-    CHECK(kvi_dset_load_dir(&train, &test, argv[1], 2000, 1000));
+    CHECK(kvi_dset_load_dir(&train, &test, argv[1], 10000, 2000));
     arch = "784-100-10";
   } else {
     train = clusters(600, 20, 3, 1), test = clusters(300, 20, 3, 2);
