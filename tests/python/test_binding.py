@@ -9,6 +9,7 @@ import math
 import os
 import pydoc
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -259,6 +260,25 @@ class Roundtrip(unittest.TestCase):
         out = rnet.predict(x)
         self.assertEqual(out.shape, (200, 1))
         self.assertFalse(math.isnan(rnet.evaluate(reg)["rmse"]))
+
+
+class DoublePrecision(unittest.TestCase):
+    def test_f64_library(self):
+        """KRONVI_PRECISION=f64: libkronvi_f64 (kvid_ functions) and float64 arrays."""
+        env = dict(os.environ, KRONVI_PRECISION="f64")
+        lib = os.environ.get("KRONVI_LIBRARY")
+        if lib:
+            env["KRONVI_LIBRARY"] = lib.replace("libkronvi.so", "libkronvi_f64.so")
+        code = (
+            "import kronvi, numpy as np\n"
+            "x = np.random.default_rng(0).random((60, 4)); y = (x[:, 0] > .5).astype(np.int32)\n"
+            "n = kronvi.Network('4-8-2'); kronvi.Learner(n, epochs=2, batch=20).fit(kronvi.Dataset(x, labels=y))\n"
+            "assert n.predict(x)[0].shape == (60, 2)\n"
+            "try:\n    kronvi.Dataset(x.astype(np.float32), labels=y)\nexcept kronvi.KronviError as e:\n"
+            "    print(kronvi.version(), e)\n")
+        out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
+        self.assertIn("f64", out)
+        self.assertIn("expected float64", out)
 
 
 class Documentation(unittest.TestCase):
