@@ -167,6 +167,13 @@ class _Handle:
     def __init__(self, ptr):
         self._h = ptr
 
+    @classmethod
+    def _wrap(cls, ptr):
+        """An object of cls around a pointer the library returned."""
+        obj = cls.__new__(cls)
+        _Handle.__init__(obj, ptr)
+        return obj
+
     def _ptr(self, where):
         if self._h is None:
             _fail(9, "%s: the %s is closed" % (where, self._what))

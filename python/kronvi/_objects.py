@@ -23,10 +23,7 @@ class Dataset(_Handle):
     _free = C.dset_free
     _what = "Dataset"
 
-    def __init__(self, x, labels=None, targets=None, classes=0, image_shape=None, _ptr_=None):
-        if _ptr_ is not None:
-            super().__init__(_ptr_)
-            return
+    def __init__(self, x, labels=None, targets=None, classes=0, image_shape=None):
         super().__init__(None)
         w = "Dataset"
         x = _array(x, REAL, "x", w, ndim=2)
@@ -56,7 +53,7 @@ class Dataset(_Handle):
         tr, te = ctypes.c_void_p(), ctypes.c_void_p()
         _check(C.dset_load_dir(ctypes.byref(tr), ctypes.byref(te), _path(directory, w),
                                _int(limit_train, w, "limit_train", 0), _int(limit_test, w, "limit_test", 0)))
-        return cls(None, _ptr_=tr.value), cls(None, _ptr_=te.value)
+        return cls._wrap(tr.value), cls._wrap(te.value)
 
     def set_image_shape(self, channels, height, width):
         """Declares the rows HWC images of channels x height x width (product = features)."""
@@ -164,10 +161,7 @@ class Network(_Handle):
     _free = C.network_free
     _what = "Network"
 
-    def __init__(self, arch, in_size=0, _ptr_=None, **options):
-        if _ptr_ is not None:
-            super().__init__(_ptr_)
-            return
+    def __init__(self, arch, in_size=0, **options):
         super().__init__(None)
         w = "Network"
         if not isinstance(arch, str):
@@ -182,7 +176,7 @@ class Network(_Handle):
         """Loads a checkpoint: network, posterior and training state."""
         h = ctypes.c_void_p()
         _check(C.network_load(ctypes.byref(h), _path(path, "Network.load")))
-        return cls(None, _ptr_=h.value)
+        return cls._wrap(h.value)
 
     def save(self, path):
         """Writes a checkpoint (safetensors, atomically) that Network.load and the kronvi CLI
@@ -287,7 +281,7 @@ class Network(_Handle):
         h = ctypes.c_void_p()
         _check(C.network_compress(ctypes.byref(h), self._ptr("Network.compress"),
                                   _float(threshold, "Network.compress", "threshold")))
-        return Network(None, _ptr_=h.value)
+        return Network._wrap(h.value)
 
     def __repr__(self):
         if self.closed:
