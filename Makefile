@@ -10,7 +10,7 @@ BUILD ?= build
 ASAN_BUILD ?= build-asan
 MPI_BUILD ?= build-mpi
 DEB_PACKAGES = cmake make gcc pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libpng-dev \
-               dataset-fashion-mnist python3 python3-numpy
+               dataset-fashion-mnist python3 python3-numpy dpkg-dev file
 MPI_PACKAGES = libopenmpi-dev openmpi-bin
 FASHION ?= /usr/share/datasets/fashion-mnist
 

@@ -10,42 +10,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kronvi/types.h" /* kvi_real, kvi_status, KVI_EXPORT */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* KVI_API marks the internal interface of the modules: not exported from libkronvi.so (the
+ * stable API is kronvi/kronvi.h). */
 #define KVI_API
 
-#ifdef KVI_DOUBLE
-typedef double kvi_real;
-#define KVI_REAL_NAME "f64"
-#else
-typedef float kvi_real;
-#define KVI_REAL_NAME "f32"
-#endif
-
-/* ---- status ---------------------------------------------------------------------------- */
-/* One table: code, name, meaning. Library functions return kvi_status and, on failure, leave a
- * detail message for the calling thread (kvi_last_error). The library never exits. */
-#define KVI_STATUS_TABLE(X)                                                      \
-  X(KVI_OK, 0, "ok")                                                             \
-  X(KVI_ERR_ARG, 1, "invalid argument")                                          \
-  X(KVI_ERR_SHAPE, 2, "shape mismatch")                                          \
-  X(KVI_ERR_NONFINITE, 3, "non-finite value")                                    \
-  X(KVI_ERR_NOMEM, 4, "out of memory")                                           \
-  X(KVI_ERR_IO, 5, "input/output error")                                         \
-  X(KVI_ERR_FORMAT, 6, "malformed file")                                         \
-  X(KVI_ERR_LINALG, 7, "linear algebra failure (matrix not positive definite?)") \
-  X(KVI_ERR_UNSUPPORTED, 8, "unsupported")                                       \
-  X(KVI_ERR_STATE, 9, "invalid state")                                           \
-  X(KVI_ERR_COMM, 10, "communication between processes failed")
-
-typedef enum {
-#define KVI__ENUM(name, code, msg) name = code,
-  KVI_STATUS_TABLE(KVI__ENUM)
-#undef KVI__ENUM
-} kvi_status;
-
+/* ---- status (the codes: kronvi/types.h) ------------------------------------------------ */
 KVI_API const char *kvi_status_str(kvi_status s);  /* short meaning of a code */
 KVI_API const char *kvi_status_name(kvi_status s); /* "KVI_ERR_ARG" */
 /* Detail message of the last failure on this thread ("" if none). */
