@@ -10,6 +10,10 @@
 #   t2-mn   Table 2: the x2-width network 1-20-20-20-mp-40-40-40-mp-80-80-80-mp-40-40-40-mp-
 #           flatten-10 with MN, group ARD and flips
 #   *-s2    the headline rows again with seed 2
+#   mlp-*   the 784-300-300-300-10 MLP with the per-weight ARD prior (the README's first table's
+#           settings: --normalize, lr 1e-3 -> 1e-4, KL warm-up 40, prune-then-fine-tune 40):
+#           DIAG with seed 2 and with 200 epochs, MN+DIAG with the stochastic Lanczos bound, MN
+#           with group ARD (whether a pruned Bayesian MLP reaches the point network's accuracy)
 # Every run checkpoints after each epoch and resumes where it stopped: run the script again to
 # continue (the epochs of a run are fixed by EPOCHS / EPOCHS_T2 when it starts). One thread per
 # run; RUNS runs side by side (default 1). Several copies may run at once (e.g. one with
@@ -29,6 +33,7 @@ ONLY=${ONLY:-}
 EXTRA=${EXTRA:-} # more kronvi train flags, e.g. "--limit-train 500 --limit-test 200" to try the script
 VGG=1-10-10-10-mp-20-20-20-mp-40-40-40-mp-20-20-20-mp-flatten-10
 VGG2=1-20-20-20-mp-40-40-40-mp-80-80-80-mp-40-40-40-mp-flatten-10
+MLP=784-300-300-300-10
 mkdir -p "$O"
 
 claim() { # lock directory: 0 when this process holds it
@@ -46,12 +51,17 @@ one() { # name arch family prior epochs seed extra...
   shift 6
   [ -f "$O/$n.done" ] && return 0
   claim "$O/$n.lock" || return 0
-  local res=() warm=$((ep / 3))
+  local res=() base warm=$((ep / 3))
   [ "$warm" -ge 1 ] || warm=1
+  if [ "${n#mlp-}" != "$n" ]; then # the MLP runs: the README's first table's settings
+    base=(--normalize --lr 1e-3 --lr-final 1e-4 --kl-warmup 40 --finetune-pruned 40)
+  else # the convolutional nets: padded to 32x32, the paper's learning rate and KL schedule
+    base=(--pad 2 --lr 5e-4 --kl-schedule exp --kl-warmup "$warm")
+  fi
   [ -f "$O/$n.safetensors" ] && res=(--resume "$O/$n.safetensors")
   echo "$(date -u '+%F %T') start $n (${res[*]:-fresh})" >>"$O/$n.out"
-  "$KR" train --data "$D" --pad 2 --arch "$arch" --act elu --family "$fam" --prior "$prior" \
-    --epochs "$ep" --batch 100 --lr 5e-4 --kl-schedule exp --kl-warmup "$warm" --seed "$seed" \
+  "$KR" train --data "$D" "${base[@]}" --arch "$arch" --act elu --family "$fam" --prior "$prior" \
+    --epochs "$ep" --batch 100 --seed "$seed" \
     --threads 1 --fixed-threads --progress lines --save "$O/$n.safetensors" --log "$O/$n.csv" \
     $EXTRA "$@" "${res[@]}" >>"$O/$n.out" 2>&1
   if [ "$prior" = group ]; then
@@ -73,6 +83,10 @@ jobs_list=(
   "s52-mn-s2 $VGG mn scalar $EPOCHS 2"
   "s53-mn-s2 $VGG mn group $EPOCHS 2 --hflip"
   "s53-diag-s2 $VGG diag group $EPOCHS 2 --hflip"
+  "mlp-diag-s2 $MLP diag ard 100 2"
+  "mlp-mn-diag-slq $MLP mn-diag ard 100 1 --mndiag-bound slq"
+  "mlp-diag-e200 $MLP diag ard 200 1"
+  "mlp-mn-group $MLP mn group 100 1"
 )
 if [ -n "$ONLY" ]; then
   keep=()
