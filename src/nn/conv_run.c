@@ -8,6 +8,7 @@
  * the buffers are added afterwards in group order. E and the groups depend only on the layer and
  * the batch, never on the thread count: results are identical for any number of threads. */
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -53,7 +54,12 @@ typedef struct {
   kvi__direct_geom f, t;         /* the convolution; the transposed one (dX) */
   size_t o_wf, o_wt, o_grp, grp; /* offsets (numbers) in the scratch; one group's share */
   size_t o_xp, o_dyp, o_dyt;     /* offsets within a group's share */
-  size_t total;                  /* numbers of the scratch */
+  /* DIAG's sampled passes: the variances sigma^2 (plain, packed, packed transposed); per group
+   * the squared image, G = dL/dvariance (an image, its padded last rows, its padded planes),
+   * a dX image and the variance gradient (k k c_in, c_out) */
+  bool diag;
+  size_t o_var, o_wv, o_wtv, o_x2, o_g, o_gp, o_gt, o_dx, o_tv;
+  size_t total; /* numbers of the scratch */
 } kvi__direct_plan;
 
 static size_t kvi__al_reals(size_t x) {
@@ -78,7 +84,23 @@ static kvi__direct_plan kvi__direct_plan_layer(const kvi_conv *l) {
   d.o_dyp = kvi__al_reals(d.f.xp_len);
   d.o_dyt = d.o_dyp + kvi__al_reals((size_t)(l->oh - d.f.dy_safe) * l->ow * d.f.mw);
   d.grp = d.o_dyt + (d.dx ? kvi__al_reals(d.t.xp_len) : 0);
+  if (l->d.family == KVI_FAMILY_DIAG && d.dx) { /* the scratch of DIAG's sampled passes */
+    const size_t nm = (size_t)l->d.n * l->c_out, pos = (size_t)l->oh * l->ow;
+    d.o_var = d.o_grp;
+    d.o_wv = d.o_var + kvi__al_reals(nm);
+    d.o_wtv = d.o_wv + (d.o_wt - d.o_wf);
+    d.o_grp = d.o_wtv + (d.o_grp - d.o_wt);
+    d.o_x2 = d.grp;
+    d.o_g = d.o_x2 + kvi__al_reals(d.f.xp_len);
+    d.o_gp = d.o_g + kvi__al_reals(pos * l->c_out);
+    d.o_gt = d.o_gp + (d.o_dyt - d.o_dyp);
+    d.o_dx = d.o_gt + kvi__al_reals(d.t.xp_len);
+    d.o_tv = d.o_dx + kvi__al_reals((size_t)l->h * l->w * l->c_in);
+    d.grp = d.o_tv + kvi__al_reals(nm);
+    d.diag = true;
+  }
   d.dx = d.dx && d.bwd;
+  d.diag = d.diag && d.dx;
   d.total = d.o_grp + (size_t)KVI__CONV_GROUPS * d.grp;
   d.on = true;
   return d;
@@ -92,7 +114,8 @@ static size_t kvi__direct_scratch(const kvi_conv *l) { return kvi__direct_plan_l
  * anyway, the forward does (and runs the GEMM) as before. */
 static kvi__direct_plan kvi__direct_plan_make(const kvi_conv *l, const kvi_real *eps) {
   kvi__direct_plan d = kvi__direct_plan_layer(l);
-  if (l->d.family == KVI_FAMILY_POINT ? !d.bwd : eps != NULL) d.on = false;
+  if (l->d.family == KVI_FAMILY_POINT ? !d.bwd : eps && !d.diag) d.on = false;
+  if (!eps || l->d.family != KVI_FAMILY_DIAG) d.diag = false; /* DIAG sampled passes only */
   return d;
 }
 
@@ -344,6 +367,64 @@ static void kvi__direct_run_forward(kvi_real *Y, const kvi_real *X, kvi_real *sc
   }
 }
 
+/* DIAG's variances sigma^2 = exp(2 log sigma) into the scratch, packed for the direct kernels
+ * (flip: also the transposed kernels of the backward, of M and of sigma^2). */
+static void kvi__direct_diag_pack(kvi_real *scr, const kvi__direct_plan *dp, const kvi_conv *l,
+                                  const kvi_params *p, bool flip) {
+  const size_t nm = (size_t)l->d.n * l->c_out;
+  const kvi_real *ls = kvi_params_data(p, l->d.iS);
+  kvi_real *var = scr + dp->o_var;
+  for (size_t k = 0; k < nm; k++) var[k] = exp(2 * ls[k]);
+  kvi__direct_pack(scr + dp->o_wv, var, &dp->f, false);
+  if (!flip) return;
+  kvi__direct_pack(scr + dp->o_wt, kvi_params_data(p, l->d.iM), &dp->t, true);
+  kvi__direct_pack(scr + dp->o_wtv, var, &dp->t, true);
+}
+
+/* The padded image of example e and its square (the padding stays zero). */
+static void kvi__direct_pad2(kvi_real *xp, kvi_real *x2, const kvi_real *x,
+                             const kvi__direct_geom *g, bool first) {
+  kvi__direct_pad(xp, x, g, first);
+  for (size_t i = 0; i < g->xp_len; i++) x2[i] = xp[i] * xp[i];
+}
+
+/* DIAG's sampled forward (local reparameterization per output position) by the direct kernels:
+ * Y = conv(x, M) + sqrt(conv(x o x, sigma^2)) o eps + b; the standard deviations stay in the
+ * chunk's slot for the backward. */
+static void kvi__direct_diag_forward(kvi_real *Y, const kvi_real *X, const kvi_real *eps,
+                                     kvi_real *scr, char *slots, const kvi__direct_plan *dp,
+                                     const kvi_conv *l, const kvi_params *p,
+                                     const kvi__conv_plan *q, int batch) {
+  const size_t img = (size_t)l->h * l->w * l->c_in, pm = (size_t)l->oh * l->ow * l->c_out;
+  const int m = l->c_out;
+  const kvi_real *b = l->d.ib >= 0 ? kvi_params_data(p, l->d.ib) : NULL;
+#pragma omp parallel for schedule(static) if (q->ngr > 1)
+  for (int g = 0; g < q->ngr; g++) {
+    kvi_real *sg = scr + dp->o_grp + (size_t)g * dp->grp;
+    const int c0 = g * q->nch / q->ngr;
+    for (int c = c0; c < (g + 1) * q->nch / q->ngr; c++) {
+      int e0, e1;
+      size_t r0;
+      kvi__chunk_range(q, l, c, batch, &e0, &e1, &r0);
+      for (int e = e0; e < e1; e++) {
+        kvi_real *y = Y + (size_t)e * pm, *sd = (kvi_real *)(slots + (size_t)c * q->dws);
+        const kvi_real *ep = eps + (size_t)e * pm;
+        sd += (size_t)(e - e0) * pm;
+        kvi__direct_pad2(sg + dp->o_xp, sg + dp->o_x2, X + (size_t)e * img, &dp->f,
+                         c == c0 && e == e0);
+        kvi__direct_forward(y, sg + dp->o_xp, scr + dp->o_wf, &dp->f);
+        kvi__direct_forward(sd, sg + dp->o_x2, scr + dp->o_wv, &dp->f);
+        for (size_t k = 0; k < pm; k++) { /* rounding can leave a tiny negative variance: 0 */
+          const kvi_real v = sd[k] > 0 ? sqrt(sd[k]) : 0;
+          sd[k] = v;
+          y[k] += v * ep[k];
+        }
+        if (b) kvi__add_bias(y, b, pm / m, m);
+      }
+    }
+  }
+}
+
 kvi_status kvi_conv_forward(kvi_real *Y, void *ws, const kvi_conv *l, const kvi_params *p,
                             const kvi_real *X, const kvi_real *eps, int batch) {
   const char *fn = "conv_forward";
@@ -360,7 +441,12 @@ kvi_status kvi_conv_forward(kvi_real *Y, void *ws, const kvi_conv *l, const kvi_
   if (dp.on) {
     kvi_real *scr = (kvi_real *)((char *)ws + q.o_direct);
     kvi__direct_pack(scr + dp.o_wf, kvi_params_data(p, d->iM), &dp.f, false);
-    kvi__direct_run_forward(Y, X, scr, &dp, l, p, &q, batch);
+    if (dp.diag) {
+      kvi__direct_diag_pack(scr, &dp, l, p, false);
+      kvi__direct_diag_forward(Y, X, eps, scr, slots, &dp, l, p, &q, batch);
+    } else {
+      kvi__direct_run_forward(Y, X, scr, &dp, l, p, &q, batch);
+    }
     return KVI_OK;
   }
   kvi_status st[KVI__CONV_GROUPS] = {KVI_OK};
@@ -493,6 +579,50 @@ static void kvi__direct_group_backward(const kvi__conv_grads *gr, kvi_real *dX, 
   }
 }
 
+/* DIAG's sampled backward of group g by the direct kernels, with G = dL/d(variance) =
+ * dY o eps / (2 sd) (0 where sd = 0):
+ *   dM += wgrad(x, dY),  d log sigma += 2 sigma^2 o wgrad(x o x, G),  db += sum of dY,
+ *   dX = convT(dY, M) + 2 x o convT(G, sigma^2). */
+static void kvi__direct_diag_group_backward(const kvi__conv_grads *gr, kvi_real *dX,
+                                            const kvi_real *dY, const kvi_real *X,
+                                            const kvi_real *eps, kvi_real *scr, char *slots,
+                                            const kvi__direct_plan *dp, const kvi_conv *l,
+                                            const kvi__conv_plan *q, int g, int batch) {
+  const size_t img = (size_t)l->h * l->w * l->c_in, pm = (size_t)l->oh * l->ow * l->c_out;
+  const size_t nm = (size_t)l->d.n * l->c_out;
+  const int m = l->c_out, c0 = g * q->nch / q->ngr;
+  kvi_real *sg = scr + dp->o_grp + (size_t)g * dp->grp, *G = sg + dp->o_g, *tv = sg + dp->o_tv;
+  memset(tv, 0, nm * sizeof *tv);
+  for (int c = c0; c < (g + 1) * q->nch / q->ngr; c++) {
+    int e0, e1;
+    size_t r0;
+    kvi__chunk_range(q, l, c, batch, &e0, &e1, &r0);
+    for (int e = e0; e < e1; e++) {
+      const kvi_real *dy = dY + (size_t)e * pm, *ep = eps + (size_t)e * pm;
+      const kvi_real *sd = (const kvi_real *)(slots + (size_t)c * q->dws) + (size_t)(e - e0) * pm;
+      const bool first = c == c0 && e == e0;
+      for (size_t k = 0; k < pm; k++) G[k] = sd[k] > 0 ? dy[k] * ep[k] / (2 * sd[k]) : 0;
+      kvi__direct_pad2(sg + dp->o_xp, sg + dp->o_x2, X + (size_t)e * img, &dp->f, first);
+      kvi__direct_pad_dy(sg + dp->o_dyp, dy, &dp->f);
+      kvi__direct_wgrad(gr->M, sg + dp->o_xp, dy, sg + dp->o_dyp, &dp->f);
+      kvi__direct_pad_dy(sg + dp->o_gp, G, &dp->f);
+      kvi__direct_wgrad(tv, sg + dp->o_x2, G, sg + dp->o_gp, &dp->f);
+      if (gr->b)
+        for (size_t k = 0; k < pm; k++) gr->b[k % m] += dy[k];
+      if (!dX) continue;
+      kvi_real *dx = dX + (size_t)e * img, *t = sg + dp->o_dx;
+      const kvi_real *x = X + (size_t)e * img;
+      kvi__direct_pad(sg + dp->o_dyt, dy, &dp->t, first);
+      kvi__direct_forward(dx, sg + dp->o_dyt, scr + dp->o_wt, &dp->t);
+      kvi__direct_pad(sg + dp->o_gt, G, &dp->t, first);
+      kvi__direct_forward(t, sg + dp->o_gt, scr + dp->o_wtv, &dp->t);
+      for (size_t i = 0; i < img; i++) dx[i] += 2 * x[i] * t[i];
+    }
+  }
+  const kvi_real *var = scr + dp->o_var;
+  for (size_t k = 0; k < nm; k++) gr->S[k] += 2 * var[k] * tv[k];
+}
+
 kvi_status kvi_conv_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, void *ws,
                              const kvi_conv *l, const kvi_real *X, const kvi_real *eps, int batch) {
   const char *fn = "conv_backward";
@@ -510,11 +640,18 @@ kvi_status kvi_conv_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, vo
   kvi_status st[KVI__CONV_GROUPS] = {KVI_OK};
   const kvi__direct_plan dp = kvi__direct_plan_make(l, eps);
   kvi_real *scr = (kvi_real *)((char *)ws + q.o_direct);
-  if (dp.on && dp.dx && dX) kvi__direct_pack(scr + dp.o_wt, kvi_params_data(p, d->iM), &dp.t, true);
+  if (dp.diag)
+    kvi__direct_diag_pack(scr, &dp, l, p, true);
+  else if (dp.on && dp.dx && dX)
+    kvi__direct_pack(scr + dp.o_wt, kvi_params_data(p, d->iM), &dp.t, true);
 #pragma omp parallel for schedule(static) if (q.ngr > 1)
   for (int g = 0; g < q.ngr; g++) {
     kvi__conv_grads gr = kvi__group_grads(&q, d, p, g ? gbuf + (size_t)(g - 1) * q.gbytes : NULL);
     kvi_real *dC = dX ? (kvi_real *)((char *)ws + q.o_dcols + (size_t)g * dcb) : NULL;
+    if (dp.diag) {
+      kvi__direct_diag_group_backward(&gr, dX, dY, X, eps, scr, slots, &dp, l, &q, g, batch);
+      continue;
+    }
     if (dp.on && dp.bwd) {
       kvi__direct_group_backward(&gr, dX, dC, dY, X, scr, &dp, l, p, &q, g, batch);
       continue;
