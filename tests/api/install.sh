@@ -15,9 +15,9 @@ build_example "$prefix" "$tmp"
 
 # both precisions in one program, shared and static
 cflags="-std=c11 -Wall -Wextra -Werror -O2"
-cc $cflags -c "$src/tests/api/both_f32.c" $(pkg-config --cflags kronvi) -o "$tmp/both_f32.o"
-cc $cflags -c "$src/tests/api/both_f64.c" $(pkg-config --cflags kronvi_f64 | sed 's/-DKVI_DOUBLE=1//') \
-  -o "$tmp/both_f64.o"
+cc $cflags -c "$src/tests/api/both.c" $(pkg-config --cflags kronvi) -o "$tmp/both_f32.o"
+cc $cflags -DKVI_BOTH_F64 -c "$src/tests/api/both.c" \
+  $(pkg-config --cflags kronvi_f64 | sed 's/-DKVI_DOUBLE=1//') -o "$tmp/both_f64.o"
 cc "$tmp/both_f32.o" "$tmp/both_f64.o" $(pkg-config --libs kronvi kronvi_f64) -o "$tmp/both_shared"
 LD_LIBRARY_PATH="$prefix/lib" "$tmp/both_shared"
 cc "$tmp/both_f32.o" "$tmp/both_f64.o" "$prefix/lib/libkronvi.a" "$prefix/lib/libkronvi_f64.a" \
