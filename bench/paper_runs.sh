@@ -36,15 +36,8 @@ VGG2=1-20-20-20-mp-40-40-40-mp-80-80-80-mp-40-40-40-mp-flatten-10
 MLP=784-300-300-300-10
 mkdir -p "$O"
 
-claim() { # lock directory: 0 when this process holds it
-  local lock=$1
-  if ! mkdir "$lock" 2>/dev/null; then
-    kill -0 "$(cat "$lock/pid" 2>/dev/null)" 2>/dev/null && return 1 # a live process has it
-    rm -rf "$lock"
-    mkdir "$lock" 2>/dev/null || return 1
-  fi
-  echo "$BASHPID" >"$lock/pid"
-}
+# shellcheck source=bench/runs_lib.bash
+. bench/runs_lib.bash
 
 one() { # name arch family prior epochs seed extra...
   local n=$1 arch=$2 fam=$3 prior=$4 ep=$5 seed=$6
@@ -95,19 +88,4 @@ if [ -n "$ONLY" ]; then
   done
   jobs_list=("${keep[@]}")
 fi
-if [ "$REVERSE" = 1 ]; then
-  rev=()
-  for ((i = ${#jobs_list[@]} - 1; i >= 0; i--)); do rev+=("${jobs_list[$i]}"); done
-  jobs_list=("${rev[@]}")
-fi
-running=0
-for j in "${jobs_list[@]}"; do
-  # shellcheck disable=SC2086
-  one $j &
-  running=$((running + 1))
-  if [ "$running" -ge "$RUNS" ]; then
-    wait -n
-    running=$((running - 1))
-  fi
-done
-wait
+run_list one "$RUNS" "$REVERSE" "${jobs_list[@]}"
