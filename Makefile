@@ -5,6 +5,8 @@
 #   make mpi    the MPI build (OpenMPI from Debian; mpirun -np P build-mpi/kronvi train ...)
 #   make bench  benchmarks (tables);  make experiments  the long runs behind the README tables
 #   make speed  the speed acceptance against PyTorch (bench/speed.sh; installs python3-torch)
+#   make install    the libraries, headers, CLI, pkg-config and CMake files, Python binding
+#                   under PREFIX (default /usr/local);  make deb  the Debian package (CPack)
 JOBS ?= 2
 BUILD ?= build
 ASAN_BUILD ?= build-asan
@@ -13,9 +15,10 @@ DEB_PACKAGES = cmake make gcc pkg-config libopenblas-dev liblapacke-dev zlib1g-d
                dataset-fashion-mnist python3 python3-numpy dpkg-dev file
 MPI_PACKAGES = libopenmpi-dev openmpi-bin
 FASHION ?= /usr/share/datasets/fashion-mnist
+PREFIX ?= /usr/local
 
 .PHONY: all deps deps-mpi build asan mpi test test-fast demo bench mpi-scaling speed experiments \
-        clean format
+        install deb clean format
 
 all: build
 
@@ -81,6 +84,12 @@ speed: build
 
 experiments: build
 	bash bench/experiments.sh
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+deb: build
+	cd $(BUILD) && cpack -G DEB
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
