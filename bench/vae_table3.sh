@@ -22,15 +22,8 @@ REVERSE=${REVERSE:-0}
 mkdir -p "$O"
 [ -f "$O/bfm/t10k-images-idx3-ubyte.gz" ] || "$KR" vae binarize --data "$D" --out "$O/bfm" --seed 1
 
-claim() { # lock directory: 0 when this process holds it
-  local lock=$1
-  if ! mkdir "$lock" 2>/dev/null; then
-    kill -0 "$(cat "$lock/pid" 2>/dev/null)" 2>/dev/null && return 1 # a live process has it
-    rm -rf "$lock"
-    mkdir "$lock" 2>/dev/null || return 1
-  fi
-  echo "$BASHPID" >"$lock/pid"
-}
+# shellcheck source=bench/runs_lib.bash
+. bench/runs_lib.bash
 
 one() { # name family latent shape seed
   local n=$1 f=$2 z=$3 sh=$4 s=$5 mn=()
@@ -60,17 +53,5 @@ for s in 1 2; do
     for f in diag mn mv; do jobs_list+=("vae-z$z-$f-s$s $f $z $sh $s"); done
   done
 done
-if [ "$REVERSE" = 1 ]; then
-  rev=()
-  for ((i = ${#jobs_list[@]} - 1; i >= 0; i--)); do rev+=("${jobs_list[$i]}"); done
-  jobs_list=("${rev[@]}")
-fi
-running=0
-for j in "${jobs_list[@]}"; do
-  # shellcheck disable=SC2086
-  one $j &
-  running=$((running + 1))
-  if [ "$running" -ge "$RUNS" ]; then wait -n; running=$((running - 1)); fi
-done
-wait
+run_list one "$RUNS" "$REVERSE" "${jobs_list[@]}"
 /usr/bin/python3 bench/vae_table.py "$O"
