@@ -146,6 +146,47 @@ static void test_trmm_panels(void) {
   free(L), free(X), free(R), free(T);
 }
 
+/* kvi_gemm_pair against the two products run one after the other, for the shapes of a dense
+ * layer's backward (dW += X^T dY, dX = dY W^T) and a pair of unequal work, on one and two
+ * threads: equal to rounding; the panels are a function of the shapes and kvi_set_threads, so
+ * the threads that actually run them (the governor's kvi_set_active_threads) change nothing. */
+static void test_gemm_pair(void) {
+  const int shapes[][3] = {{100, 300, 300}, {100, 784, 300}, {100, 40, 300}, {7, 5, 3}};
+  for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+    const int B = shapes[s][0], n = shapes[s][1], m = shapes[s][2];
+    kvi_real *X = malloc(sizeof(kvi_real) * B * n), *dY = malloc(sizeof(kvi_real) * B * m);
+    kvi_real *W = malloc(sizeof(kvi_real) * n * m), *ref = malloc(sizeof(kvi_real) * n * m);
+    kvi_real *refx = malloc(sizeof(kvi_real) * B * n), *got[2], *gotx[2];
+    kvi_rng r = kvi_rng_stream(11, (uint64_t)s);
+    kvi_rng_normal(&r, X, (size_t)B * n);
+    kvi_rng_normal(&r, dY, (size_t)B * m);
+    kvi_rng_normal(&r, W, (size_t)n * m);
+    for (int i = 0; i < n * m; i++) ref[i] = W[i]; /* accumulate onto W (beta 1) */
+    kvi_set_threads(1);
+    kvi_gemm(true, false, n, m, B, 1, X, n, dY, m, 1, ref, m);
+    kvi_gemm(false, true, B, n, m, 1, dY, m, W, m, 0, refx, n);
+    for (int t = 0; t < 2; t++) {
+      kvi_set_threads(2);
+      kvi_set_active_threads(t + 1);
+      got[t] = malloc(sizeof(kvi_real) * n * m), gotx[t] = malloc(sizeof(kvi_real) * B * n);
+      memcpy(got[t], W, sizeof(kvi_real) * n * m);
+      const kvi_gemm_args gw = {true, false, n, m, B, 1, X, n, dY, m, 1, got[t], m},
+                          gx = {false, true, B, n, m, 1, dY, m, W, m, 0, gotx[t], n};
+      kvi_gemm_pair(&gw, &gx);
+    }
+    double err = 0;
+    for (int i = 0; i < n * m; i++) err = fmax(err, fabs(got[0][i] - ref[i]) / (1 + fabs(ref[i])));
+    for (int i = 0; i < B * n; i++)
+      err = fmax(err, fabs(gotx[0][i] - refx[i]) / (1 + fabs(refx[i])));
+    CHECK(err < (sizeof(kvi_real) == 8 ? 1e-12 : 1e-4));
+    CHECK(!memcmp(got[0], got[1], sizeof(kvi_real) * n * m));
+    CHECK(!memcmp(gotx[0], gotx[1], sizeof(kvi_real) * B * n));
+    free(X), free(dY), free(W), free(ref), free(refx);
+    for (int t = 0; t < 2; t++) free(got[t]), free(gotx[t]);
+  }
+  kvi_set_threads(1);
+}
+
 static void test_params(void) {
   kvi_params p;
   kvi_params_init(&p);
@@ -221,6 +262,7 @@ int main(void) {
   test_rng();
   test_blas();
   test_trmm_panels();
+  test_gemm_pair();
   test_params();
   test_params_assert();
   TEST_MAIN_END();
