@@ -12,9 +12,9 @@
 #   *-s2    the headline rows again with seed 2
 #   mlp-*   the 784-300-300-300-10 MLP with the per-weight ARD prior (the README's first table's
 #           settings: --normalize, lr 1e-3 -> 1e-4, KL warm-up 40, prune-then-fine-tune 40):
-#           DIAG with seed 2 and with 200 epochs, MN with group ARD (whether a pruned Bayesian
-#           MLP reaches the point network's accuracy). MN+DIAG with the stochastic Lanczos bound
-#           is not in the list: its 784 x 300 layer costs about 5.6 s a step
+#           DIAG with seed 2, DIAG and MN with 200 epochs, MN with group ARD (whether a pruned
+#           Bayesian MLP reaches the point network's accuracy). MN+DIAG with the stochastic
+#           Lanczos bound is not in the list: its 784 x 300 layer costs about 5.6 s a step
 #           (bench/results/curv/slq_fashion.md), an hour per epoch.
 # Every run checkpoints after each epoch and resumes where it stopped: run the script again to
 # continue (the epochs of a run are fixed by EPOCHS / EPOCHS_T2 when it starts). One thread per
@@ -80,6 +80,7 @@ jobs_list=(
   "s53-diag-s2 $VGG diag group $EPOCHS 2 --hflip"
   "mlp-diag-s2 $MLP diag ard 100 2"
   "mlp-diag-e200 $MLP diag ard 200 1"
+  "mlp-mn-e200 $MLP mn ard 200 1"
   "mlp-mn-group $MLP mn group 100 1"
 )
 if [ -n "$ONLY" ]; then
