@@ -62,37 +62,8 @@ static void kvi__gemm1(bool ta, bool tb, int M, int N, int K, kvi_real alpha, co
   KVI_BLAS(gemm)(CblasRowMajor, TR(ta), TR(tb), M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
-void kvi_gemm(bool ta, bool tb, int M, int N, int K, kvi_real alpha, const kvi_real *A, int lda,
-              const kvi_real *B, int ldb, kvi_real beta, kvi_real *C, int ldc) {
-  if (M <= 0 || N <= 0) return;
-  if (K <= 0) { /* C = beta C */
-    for (int i = 0; i < M; i++)
-      for (int j = 0; j < N; j++)
-        C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
-    return;
-  }
-  bool rows = M >= N;
-  int np = kvi__panels((double)M * N * K, rows ? M : N);
-  if (np == 1) {
-    kvi__gemm1(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    return;
-  }
-#pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np))
-  for (int t = 0; t < np; t++) {
-    if (rows) { /* rows [r0, r1) of C and of op(A) */
-      int r0 = kvi__panel_start(t, np, M), r1 = kvi__panel_start(t + 1, np, M);
-      const kvi_real *Ap = ta ? A + r0 : A + (size_t)r0 * lda;
-      if (r1 > r0)
-        kvi__gemm1(ta, tb, r1 - r0, N, K, alpha, Ap, lda, B, ldb, beta, C + (size_t)r0 * ldc, ldc);
-    } else { /* columns [c0, c1) of C and of op(B) */
-      int c0 = kvi__panel_start(t, np, N), c1 = kvi__panel_start(t + 1, np, N);
-      const kvi_real *Bp = tb ? B + (size_t)c0 * ldb : B + c0;
-      if (c1 > c0) kvi__gemm1(ta, tb, M, c1 - c0, K, alpha, A, lda, Bp, ldb, beta, C + c0, ldc);
-    }
-  }
-}
-
-/* Panel t of np of a product: rows of C when M >= N, else columns. */
+/* Panel t of np of a product: rows [r0, r1) of C and of op(A) when M >= N, else columns
+ * [c0, c1) of C and of op(B). */
 static void kvi__gemm_panel(const kvi_gemm_args *g, int t, int np) {
   if (g->M >= g->N) {
     int r0 = kvi__panel_start(t, np, g->M), r1 = kvi__panel_start(t + 1, np, g->M);
@@ -107,6 +78,25 @@ static void kvi__gemm_panel(const kvi_gemm_args *g, int t, int np) {
       kvi__gemm1(g->ta, g->tb, g->M, c1 - c0, g->K, g->alpha, g->A, g->lda, Bp, g->ldb, g->beta,
                  g->C + c0, g->ldc);
   }
+}
+
+void kvi_gemm(bool ta, bool tb, int M, int N, int K, kvi_real alpha, const kvi_real *A, int lda,
+              const kvi_real *B, int ldb, kvi_real beta, kvi_real *C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) { /* C = beta C */
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++)
+        C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
+    return;
+  }
+  int np = kvi__panels((double)M * N * K, M >= N ? M : N);
+  if (np == 1) {
+    kvi__gemm1(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    return;
+  }
+  const kvi_gemm_args g = {ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+#pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np))
+  for (int t = 0; t < np; t++) kvi__gemm_panel(&g, t, np);
 }
 
 static void kvi__gemm_args_run(const kvi_gemm_args *g) {

@@ -299,6 +299,24 @@ static void kvi__chunk_range(const kvi__conv_plan *q, const kvi_conv *l, int c, 
   *r0 = (size_t)*e0 * l->oh * l->ow;
 }
 
+/* Adds the bias to rows (rows, m). */
+static void kvi__add_bias(kvi_real *Y, const kvi_real *b, size_t rows, int m) {
+  for (size_t r = 0; r < rows; r++) {
+    kvi_real *y = Y + r * m;
+#pragma omp simd
+    for (int j = 0; j < m; j++) y[j] += b[j];
+  }
+}
+
+/* db += the column sums of dY (rows, m), rows in order. */
+static void kvi__bias_grad(kvi_real *db, const kvi_real *dY, size_t rows, int m) {
+  for (size_t r = 0; r < rows; r++) {
+    const kvi_real *dy = dY + r * m;
+#pragma omp simd
+    for (int j = 0; j < m; j++) db[j] += dy[j];
+  }
+}
+
 /* Y (rows, m) = the dense forward of the chunk C (rows, n) with noise e1 (and e2 for MN+DIAG). */
 static kvi_status kvi__chunk_forward(kvi_real *Y, void *ws, const kvi_dense *d, const kvi_params *p,
                                      const kvi_real *C, const kvi_real *e1, const kvi_real *e2,
@@ -321,12 +339,7 @@ static kvi_status kvi__chunk_forward(kvi_real *Y, void *ws, const kvi_dense *d, 
     }
   }
   if (s || d->ib < 0) return s;
-  const kvi_real *b = kvi_params_data(p, d->ib);
-  for (int r = 0; r < rows; r++) {
-    kvi_real *y = Y + (size_t)r * m;
-#pragma omp simd
-    for (int j = 0; j < m; j++) y[j] += b[j];
-  }
+  kvi__add_bias(Y, kvi_params_data(p, d->ib), (size_t)rows, m);
   return KVI_OK;
 }
 
@@ -336,15 +349,6 @@ static void kvi__chunk_eps(const kvi_real **e1, const kvi_real **e2, const kvi_r
   const size_t m = (size_t)d->m;
   *e1 = eps ? eps + r0 * m : NULL;
   *e2 = eps && d->family == KVI_FAMILY_MNDIAG ? eps + rows * m + r0 * m : NULL;
-}
-
-/* Adds the bias to rows (rows, m). */
-static void kvi__add_bias(kvi_real *Y, const kvi_real *b, size_t rows, int m) {
-  for (size_t r = 0; r < rows; r++) {
-    kvi_real *y = Y + r * m;
-#pragma omp simd
-    for (int j = 0; j < m; j++) y[j] += b[j];
-  }
 }
 
 /* The direct forward: groups of chunks as the im2col path, image by image. */
@@ -522,11 +526,7 @@ static kvi_status kvi__chunk_backward(const kvi__conv_grads *g, kvi_real *dC, co
     }
   }
   if (s || !g->b) return s;
-  for (int r = 0; r < rows; r++) {
-    const kvi_real *dy = dY + (size_t)r * m;
-#pragma omp simd
-    for (int j = 0; j < m; j++) g->b[j] += dy[j];
-  }
+  kvi__bias_grad(g->b, dY, (size_t)rows, m);
   return KVI_OK;
 }
 
@@ -563,9 +563,7 @@ static void kvi__direct_group_backward(const kvi__conv_grads *gr, kvi_real *dX, 
       kvi__direct_pad(sg + dp->o_xp, X + (size_t)e * img, &dp->f, first);
       kvi__direct_pad_dy(sg + dp->o_dyp, dy, &dp->f);
       kvi__direct_wgrad(gr->M, sg + dp->o_xp, dy, sg + dp->o_dyp, &dp->f);
-      if (gr->b)
-        for (size_t r = 0; r < pos; r++)
-          for (int j = 0; j < m; j++) gr->b[j] += dy[r * m + j];
+      if (gr->b) kvi__bias_grad(gr->b, dy, pos, m);
       if (dX && dp->dx) {
         kvi__direct_pad(sg + dp->o_dyt, dy, &dp->t, first);
         kvi__direct_forward(dX + (size_t)e * img, sg + dp->o_dyt, scr + dp->o_wt, &dp->t);
@@ -607,8 +605,7 @@ static void kvi__direct_diag_group_backward(const kvi__conv_grads *gr, kvi_real 
       kvi__direct_wgrad(gr->M, sg + dp->o_xp, dy, sg + dp->o_dyp, &dp->f);
       kvi__direct_pad_dy(sg + dp->o_gp, G, &dp->f);
       kvi__direct_wgrad(tv, sg + dp->o_x2, G, sg + dp->o_gp, &dp->f);
-      if (gr->b)
-        for (size_t k = 0; k < pm; k++) gr->b[k % m] += dy[k];
+      if (gr->b) kvi__bias_grad(gr->b, dy, pm / m, m);
       if (!dX) continue;
       kvi_real *dx = dX + (size_t)e * img, *t = sg + dp->o_dx;
       const kvi_real *x = X + (size_t)e * img;

@@ -5,7 +5,8 @@
  * gradient of log sigma), over kernel sizes, paddings, channel counts up to the widest the kernels
  * take, image sizes, batches (one example, chunks and gradient groups), with and without dX; which
  * passes the automatic rule makes direct (and the declines: stride 2, too many output channels,
- * sampled passes); and the K-FAC observer's patches when the forward ran the direct kernels
+ * sampled passes); finite differences of the direct passes (point and DIAG, dX and every
+ * parameter view); and the K-FAC observer's patches when the forward ran the direct kernels
  * (unfolded again from X). */
 // ctest-timeout: 300
 #include "kronvi/nn.h"
@@ -133,6 +134,74 @@ static void test_declines(int isa) {
   kvi__conv_direct_force = -1;
 }
 
+/* Finite differences of the direct passes themselves (every pass forced direct): dX and the
+ * gradient of every parameter view of sum(Y * R), point weights and DIAG's sampled passes
+ * (fixed noise), for a 3 x 3 and a 5 x 5 kernel. */
+typedef struct {
+  kvi_conv l;
+  kvi_params p;
+  void *ws;
+  kvi_real *X, *R, *Y, *eps;
+  const kvi_real *e;
+  size_t ny;
+  int B;
+} fdfix;
+
+static double fd_loss(const double *unused, void *vctx) {
+  (void)unused;
+  fdfix *f = vctx;
+  if (kvi_conv_forward(f->Y, f->ws, &f->l, &f->p, f->X, f->e, f->B)) return NAN;
+  double s = 0;
+  for (size_t i = 0; i < f->ny; i++) s += f->Y[i] * f->R[i];
+  return s;
+}
+
+static void test_fd(int isa, kvi_family fam, const geom *g) {
+  fdfix f;
+  memset(&f, 0, sizeof f);
+  kvi_params_init(&f.p);
+  const bool diag = fam == KVI_FAMILY_DIAG;
+  CHECK_OK(kvi_conv_declare(&f.l, &f.p, "c", g->h, g->w, g->cin, g->cout, g->k, 1, g->pad, fam,
+                            diag ? KVI_PRIOR_ARD : KVI_PRIOR_NONE, 1.0, true));
+  CHECK_OK(kvi_params_alloc(&f.p));
+  kvi_rng r = kvi_rng_stream(5, (uint64_t)fam);
+  kvi_conv_init(&f.l, &f.p, &r, 1.0, -1.0);
+  f.B = 3;
+  const size_t nx = (size_t)f.B * g->h * g->w * g->cin, ne = kvi_conv_noise_size(&f.l, f.B);
+  f.ny = (size_t)f.B * f.l.oh * f.l.ow * g->cout;
+  f.X = malloc(nx * sizeof *f.X), f.R = malloc(f.ny * sizeof *f.R);
+  f.Y = malloc(f.ny * sizeof *f.Y), f.eps = malloc((ne + 1) * sizeof *f.eps);
+  kvi_real *dX = malloc(nx * sizeof *dX);
+  kvi_rng_normal(&r, f.X, nx);
+  kvi_rng_normal(&r, f.R, f.ny);
+  kvi_rng_normal(&r, f.eps, ne + 1);
+  f.e = diag ? f.eps : NULL;
+  f.ws = kvi_alloc(kvi_conv_ws_size(&f.l, f.B));
+  kvi__conv_direct_force = isa;
+  kvi__conv_direct_all = 1;
+  CHECK(kvi__conv_direct(&f.l, f.e, f.B));
+  CHECK_OK(kvi_conv_forward(f.Y, f.ws, &f.l, &f.p, f.X, f.e, f.B));
+  kvi_params_zero_grad(&f.p);
+  CHECK_OK(kvi_conv_backward(dX, &f.p, f.R, f.ws, &f.l, f.X, f.e, f.B));
+  double *g0 = malloc(f.p.n * sizeof *g0);
+  memcpy(g0, f.p.grad, f.p.n * sizeof *g0);
+  double err = kvi_test_fd_maxerr(fd_loss, &f, f.X, dX, (int)nx, 1e-6);
+  for (int v = 0; v < f.p.nviews; v++) {
+    const kvi_view *vw = &f.p.views[v];
+    err = fmax(err, kvi_test_fd_maxerr(fd_loss, &f, f.p.data + vw->offset, g0 + vw->offset,
+                                       (int)vw->size, 1e-6));
+  }
+  if (err > 1e-6)
+    fprintf(stderr, "isa %d %s k%d: direct passes FD error %.3g\n", isa, kvi_family_name(fam), g->k,
+            err);
+  CHECK(err < 1e-6);
+  kvi__conv_direct_force = -1;
+  kvi__conv_direct_all = 0;
+  free(g0), free(dX), free(f.X), free(f.R), free(f.Y), free(f.eps);
+  kvi_free(f.ws);
+  kvi_params_free(&f.p);
+}
+
 /* kvi__conv_cols after a direct forward unfolds X: the im2col path's patches. */
 static void test_cols(int isa) {
   const geom g = {10, 10, 3, 6, 3, 1, 1};
@@ -179,6 +248,11 @@ int main(void) {
     run_family = KVI_FAMILY_DIAG; /* the sampled passes of DIAG */
     test_isa(isa);
     run_family = KVI_FAMILY_POINT;
+    const geom g3 = {6, 5, 3, 4, 3, 1, 1}, g5 = {7, 6, 2, 3, 5, 2, 1};
+    test_fd(isa, KVI_FAMILY_POINT, &g3);
+    test_fd(isa, KVI_FAMILY_POINT, &g5);
+    test_fd(isa, KVI_FAMILY_DIAG, &g3);
+    test_fd(isa, KVI_FAMILY_DIAG, &g5);
     test_declines(isa);
     test_cols(isa);
   }
