@@ -57,8 +57,10 @@ int kvi__conv_direct_all = 0;    /* tests: every pass direct where the kernels e
       for (int v = 0; v < MV; v++) a[p][v] = (V_##SFX){0};                                        \
     const int c = g->c, mw = MV * VL_##SFX;                                                       \
     const kvi_real *w = Wp;                                                                       \
-    for (int t = 0; t < g->k * g->k; t++) {                                                       \
-      const kvi_real *x = xp + q0 + (size_t)(t / g->k) * g->wp + t % g->k;                        \
+    /* tap t = (ky, kx) counted along: no division by the runtime k in the loop */                \
+    for (int t = 0, ky = 0, kx = 0; t < g->k * g->k; t++, kx = kx + 1 == g->k ? 0 : kx + 1) {     \
+      if (t > 0 && kx == 0) ky++;                                                                 \
+      const kvi_real *x = xp + q0 + (size_t)ky * g->wp + kx;                                      \
       for (int ci = 0; ci < c; ci++, w += mw, x += g->plane) {                                    \
         V_##SFX wv[4];                                                                            \
         _Pragma("GCC unroll 4") for (int v = 0; v < MV; v++) wv[v] = ld_##SFX(w + v * VL_##SFX);  \

@@ -75,9 +75,9 @@ static kvi__direct_plan kvi__direct_plan_layer(const kvi_conv *l) {
     return d;
   d.dx = kvi__direct_geom_make(&d.t, l->oh, l->ow, l->c_out, l->c_in, l->k, l->k - 1 - l->pad);
   /* where the direct backward beats im2col + GEMM (bench_conv --paths): images of at least
-   * 14 x 14 outputs, at least 4 input channels, at most two vectors of output channels */
+   * 14 x 14 outputs, at most two vectors of output channels */
   const int vl = d.f.isa == 2 ? 64 / (int)sizeof(kvi_real) : 32 / (int)sizeof(kvi_real);
-  d.bwd = kvi__conv_direct_all || (l->oh * l->ow >= 196 && l->c_in >= 4 && d.f.mw <= 2 * vl);
+  d.bwd = kvi__conv_direct_all || (l->oh * l->ow >= 196 && d.f.mw <= 2 * vl);
   /* the scratch does not depend on that rule (the workspace is sized before a pass) */
   d.o_wt = kvi__al_reals((size_t)l->d.n * d.f.mw);
   d.o_grp = d.o_wt + (d.dx ? kvi__al_reals((size_t)l->k * l->k * l->c_out * d.t.mw) : 0);
@@ -99,7 +99,9 @@ static kvi__direct_plan kvi__direct_plan_layer(const kvi_conv *l) {
     d.grp = d.o_tv + kvi__al_reals(nm);
     d.diag = true;
   }
-  d.dx = d.dx && d.bwd;
+  /* the input gradient, a convolution with c_in outputs, and DIAG's sampled passes: at least 4
+   * input channels (with fewer, GEMM and col2im are faster) */
+  d.dx = d.dx && d.bwd && (kvi__conv_direct_all || l->c_in >= 4);
   d.diag = d.diag && d.dx;
   d.total = d.o_grp + (size_t)KVI__CONV_GROUPS * d.grp;
   d.on = true;

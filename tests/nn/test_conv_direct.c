@@ -122,8 +122,9 @@ static void test_declines(int isa) {
   CHECK(kvi__conv_direct(&l, NULL, 50));  /* the mean network */
   CHECK(!kvi__conv_direct(&l, &eps, 50)); /* sampled: the LRT needs the unfolded input */
   kvi_params_free(&p);
-  /* point layers: direct where the backward is (14 x 14 outputs, 4 input channels) */
-  const int rule[][4] = {{28, 1, 10, 0}, {14, 10, 8, 1}, {7, 20, 8, 0}, {32, 10, 10, isa == 2}};
+  /* point layers: direct where the backward is (14 x 14 outputs, two vectors of outputs) */
+  const int rule[][4] = {
+      {28, 1, 10, isa == 2}, {14, 10, 8, 1}, {7, 20, 8, 0}, {32, 10, 10, isa == 2}};
   for (int i = 0; i < 4; i++) {
     kvi_params_init(&p);
     CHECK_OK(kvi_conv_declare(&l, &p, "c", rule[i][0], rule[i][0], rule[i][1], rule[i][2], 3, 1, 1,
