@@ -7,10 +7,12 @@
  * repetition 1 of every family, then repetition 2, ... A child loads the data, builds the network
  * with kvi_net_create, runs --warmup steps and then times --steps training steps exactly as
  * src/train/trainer.c does them (kvi_batch_gather, kvi_net_forward with a noise stream,
- * kvi_softmax_xent, kvi_params_zero_grad, kvi_net_backward, kvi_net_kl with gscale beta/N,
- * kvi_optimizer_step); seconds per epoch = seconds per step x (N / batch) = x 600.
- * After the timed steps a child runs the same steps once more with a clock around every phase and
- * every layer (the "where the time goes" tables); that pass does not enter the main timing.
+ * kvi_softmax_xent, kvi_params_zero_grad, kvi_net_backward, kvi_net_kl_split with gscale beta/N
+ * and kvi_optimizer_step_ard: the KL gradients of DIAG layers under the ARD prior are added
+ * inside Adam's pass, so their time is in the "adam" column); seconds per epoch = seconds per step
+ * x (N / batch) = x 600. After the timed steps a child runs the same steps once more with a clock
+ * around every phase and every layer (the "where the time goes" tables); that pass does not enter
+ * the main timing.
  *
  *   bench_epoch [--data DIR | --synthetic] [--families point,diag,mn,mn-diag] [--threads N]
  *               [--steps S] [--warmup W] [--reps R] [--profile-steps P] [--arch SIZES]
@@ -102,6 +104,18 @@ enum {
 static const char *const ph_name[PH_N] = {"gather", "noise", "fwd",  "act_f", "xent", "zero",
                                           "bwd",    "act_b", "pool", "kl",    "adam"};
 
+/* The trainer's KL and optimizer step (src/train/trainer.c, kvi__kl_and_step): the DIAG ARD
+ * layers' KL gradients inside Adam's pass. */
+static void kl_and_step(kvi_net *net, kvi_optimizer *opt, double *kl, kvi_real gscale, double lr,
+                        double *layer_kl, kvi_ard_block *ard) {
+  int nab = 0;
+  if (kvi_net_kl_split(net, layer_kl, gscale, ard, &nab)) die("kl");
+  if (kvi_optimizer_step_ard(opt, net->params, lr, ard, nab)) die("adam");
+  double total = 0;
+  for (int i = 0; i < net->nlayers; i++) total += layer_kl[i];
+  *kl = total;
+}
+
 static int child(const opts *o, const char *family) {
   kvi_set_threads(o->threads);
   kvi_dataset train, test;
@@ -145,8 +159,11 @@ static int child(const opts *o, const char *family) {
   const int64_t nb = train.n / B;
   int64_t step = 0;
   double kl = 0, nll = 0;
+  double *layer_kl = calloc((size_t)net->nlayers, sizeof *layer_kl);
+  kvi_ard_block *ard = calloc((size_t)net->nlayers, sizeof *ard);
+  if (!layer_kl || !ard) die("allocation");
 
-  /* the trainer's step, verbatim */
+    /* the trainer's step, verbatim */
 #define TRAIN_STEP()                                                           \
   do {                                                                         \
     int64_t i_ = step % nb;                                                    \
@@ -159,8 +176,7 @@ static int child(const opts *o, const char *family) {
     if (kvi_softmax_xent(&nll, dout, NULL, &c, out, yb, B, K)) die("loss");    \
     if (!opt.ops->zeroes_grad || step == 0) kvi_params_zero_grad(net->params); \
     if (kvi_net_backward(net, dout, B)) die("backward");                       \
-    if (kvi_net_kl(net, &kl, (kvi_real)(beta / N))) die("kl");                 \
-    if (kvi_optimizer_step(&opt, net->params, lr)) die("adam");                \
+    kl_and_step(net, &opt, &kl, (kvi_real)(beta / N), lr, layer_kl, ard);      \
     kvi_governor_end(&gov);                                                    \
     step++;                                                                    \
   } while (0)
@@ -240,15 +256,25 @@ static int child(const opts *o, const char *family) {
       }
       dy = lc.dX;
     }
+    /* the KL of the layers not fused into Adam, per layer, then Adam with the DIAG ARD layers'
+     * KL gradients inside its pass (kvi_optimizer_step_ard, as the trainer) */
+    int nab = 0;
     for (int i = 0; i < net->nlayers; i++) {
       const kvi_layer *L = &net->layers[i];
       if (!L->ops->kl) continue;
-      double k;
-      if (L->ops->kl(L, net->params, &k, (kvi_real)(beta / N))) die("kl");
+      const kvi_dense *w = L->ops->weights(L);
+      kvi_diag q = {w->n, w->m, kvi_params_data(net->params, w->iM),
+                    w->iS >= 0 ? kvi_params_data(net->params, w->iS) : NULL};
+      if (w->family == KVI_FAMILY_DIAG && w->prior == KVI_PRIOR_ARD && kvi_diag_kl_ard_fusable(&q))
+        ard[nab++] = (kvi_ard_block){(size_t)(q.mu - net->params->data),
+                                     (size_t)(q.log_sigma - net->params->data), (size_t)w->n * w->m,
+                                     (kvi_real)(beta / N), &layer_kl[i]};
+      else if (L->ops->kl(L, net->params, &layer_kl[i], (kvi_real)(beta / N)))
+        die("kl");
       LAP(lk[d < MAX_DENSE ? d : MAX_DENSE - 1]);
       d++;
     }
-    if (kvi_optimizer_step(&opt, net->params, lr)) die("adam");
+    if (kvi_optimizer_step_ard(&opt, net->params, lr, ard, nab)) die("adam");
     LAP(ph[PH_ADAM]);
     step++;
 #undef LAP
@@ -275,7 +301,7 @@ static int child(const opts *o, const char *family) {
   printf("\n");
   fflush(stdout);
   kvi_epoch_order_free(&order);
-  kvi_free(xb), kvi_free(dout), free(yb);
+  kvi_free(xb), kvi_free(dout), free(yb), free(layer_kl), free(ard);
   kvi_optimizer_free(&opt);
   kvi_net_free(net);
   kvi_dataset_free(&train);

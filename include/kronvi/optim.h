@@ -112,6 +112,10 @@ typedef struct {
    * write the upper triangle of a Cholesky view), fused into its pass over the block, so the
    * caller need not zero it before the next backward. */
   bool zeroes_grad;
+  /* Optional: step with the KL gradients of DIAG ARD blocks added inside the update's own pass
+   * (kvi_optimizer_step_ard); NULL: that call adds them in a pass of its own, then steps. */
+  kvi_status (*step_ard)(kvi_optimizer *o, kvi_params *p, double lr, const kvi_ard_block *b,
+                         int nb);
 } kvi_optimizer_ops;
 
 struct kvi_optimizer {
@@ -172,6 +176,13 @@ KVI_API kvi_status kvi_optimizer_add_buffer(kvi_optimizer *o, const kvi_params *
 /* A free-form state tensor of any shape (e.g. a Kronecker factor), zeroed. */
 KVI_API kvi_status kvi_optimizer_add_state(kvi_optimizer *o, const char *name, int ndim,
                                            const int64_t *shape, kvi_real **data);
+
+/* kvi_optimizer_step, with the KL gradients of the blocks b[0..nb) added to the gradient before
+ * it is used (and their KLs written), for any optimizer; fused into the update where the
+ * optimizer implements step_ard (Adam). The result is the same as adding the gradient by
+ * kvi_diag_kl_ard and then stepping. */
+KVI_API kvi_status kvi_optimizer_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
+                                          const kvi_ard_block *b, int nb);
 
 /* Walks the block in chunks for an elementwise update: fn(ctx, off, len, role) for runs of
  * elements of one view (a Cholesky view only over its lower triangle, row by row: its strict

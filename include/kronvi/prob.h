@@ -83,6 +83,20 @@ KVI_API kvi_status kvi_diag_kl_gauss(double *out, const kvi_diag *q, const kvi_r
 /* KL with the ARD-optimal prior alpha_ij = 1/(mu^2 + sigma^2): 1/2 sum log(1 + mu^2/sigma^2). */
 KVI_API kvi_status kvi_diag_kl_ard(double *out, const kvi_diag *q, kvi_diag_grad *g,
                                    kvi_real gscale);
+/* Whether every mu and log sigma of q lies where each term of that KL is finite (|mu| < 1e15,
+ * |log sigma| < 40): then an optimizer may add its gradient in its own pass
+ * (kvi_optimizer_step_ard) with the same numbers. */
+KVI_API bool kvi_diag_kl_ard_fusable(const kvi_diag *q);
+/* A DIAG weight block under the per-weight ARD prior (kvi_diag_kl_ard) whose KL gradient is
+ * added during the optimizer's step: one pass over the weights instead of two, as the KL's
+ * gradient of a weight depends on that weight alone. mu and log_sigma are the element offsets
+ * of the two (n)-element views in the parameter block; the block must be
+ * kvi_diag_kl_ard_fusable. */
+typedef struct kvi_ard_block {
+  size_t mu, log_sigma, n;
+  kvi_real gscale; /* the gradient added is gscale * dKL */
+  double *kl;      /* out: the block's KL, as kvi_diag_kl_ard computes it */
+} kvi_ard_block;
 
 /* ---- Matrix Normal MN(M, A A^T, B B^T) ---------------------------------------------------- */
 KVI_API kvi_status kvi_mn_check(const kvi_mn *q);

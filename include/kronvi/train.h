@@ -204,8 +204,10 @@ struct kvi_trainer {
                           waiting for the other processes included */
   kvi_slq **slq;       /* mndiag_slq: one state per weight layer (NULL for other families) */
   int nslq;
-  void *solver; /* solvers (kvi_opt_is_solver): the batch objective over the curvature
-                   module (src/train/solver_step.c) */
+  void *solver;       /* solvers (kvi_opt_is_solver): the batch objective over the curvature
+                         module (src/train/solver_step.c) */
+  double *layer_kl;   /* (net->nlayers) the layers' KL terms of the last step */
+  kvi_ard_block *ard; /* (net->nlayers) DIAG ARD blocks whose KL gradient the step fuses */
 };
 
 KVI_API kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config *cfg);

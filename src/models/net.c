@@ -113,6 +113,30 @@ kvi_status kvi_net_kl(kvi_net *net, double *kl, kvi_real gscale) {
   return KVI_OK;
 }
 
+kvi_status kvi_net_kl_split(kvi_net *net, double *layer_kl, kvi_real gscale, kvi_ard_block *b,
+                            int *nb) {
+  if (!net || !layer_kl || !b || !nb) return kvi_fail(KVI_ERR_ARG, "net_kl_split: NULL argument");
+  *nb = 0;
+  kvi_params *p = net->params;
+  for (int i = 0; i < net->nlayers; i++) {
+    const kvi_layer *L = &net->layers[i];
+    layer_kl[i] = 0;
+    if (!L->ops->kl) continue;
+    const kvi_dense *d = L->ops->weights ? L->ops->weights(L) : NULL;
+    if (d && d->family == KVI_FAMILY_DIAG && d->prior == KVI_PRIOR_ARD) {
+      kvi_diag q = {d->n, d->m, kvi_params_data(p, d->iM), kvi_params_data(p, d->iS)};
+      if (kvi_diag_kl_ard_fusable(&q)) {
+        b[(*nb)++] = (kvi_ard_block){(size_t)(q.mu - p->data), (size_t)(q.log_sigma - p->data),
+                                     (size_t)d->n * d->m, gscale, &layer_kl[i]};
+        continue;
+      }
+    }
+    kvi_status s = L->ops->kl(L, p, &layer_kl[i], gscale);
+    if (s) return s;
+  }
+  return KVI_OK;
+}
+
 kvi_status kvi_net_prior_update(kvi_net *net) {
   int nd = 0;
   kvi_net_dense(net, 0, &nd);

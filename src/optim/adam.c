@@ -7,28 +7,58 @@
 #include "kronvi/optim.h"
 #include "core/vmath.h" /* KVI__HOT */
 #include "internal.h"
+#include "optim/solve_internal.h"
+#include "prob/diag_ard.h"
 
 typedef struct {
   kvi_real b1, b2, step, rc2, eps, decay;
   kvi_real *x, *m, *v, *g;
 } kvi__adam;
 
+/* One element's update with gradient gi: m, v and the returned x. */
+static inline kvi_real kvi__adam_elem(kvi_real x, kvi_real gi, kvi_real *m, kvi_real *v,
+                                      const kvi__adam *k, kvi_real decay) {
+  kvi_real mi = k->b1 * *m + (1 - k->b1) * gi;
+  kvi_real vi = k->b2 * *v + (1 - k->b2) * gi * gi;
+  *m = mi;
+  *v = vi;
+  return decay * x - k->step * mi / (KVI_SQRT(vi) * k->rc2 + k->eps);
+}
+
 /* Also zeroes g behind it (ops.zeroes_grad): the next step's gradient accumulates into it, and
  * the cache lines are already here, so the trainer skips its own pass over the gradient. */
 KVI__HOT static void kvi__adam_range(kvi_real *restrict x, kvi_real *restrict g,
                                      kvi_real *restrict m, kvi_real *restrict v, size_t n,
                                      const kvi__adam *k, kvi_real decay) {
-  const kvi_real b1 = k->b1, b2 = k->b2, step = k->step, rc2 = k->rc2, eps = k->eps;
 #pragma omp simd
   for (size_t i = 0; i < n; i++) {
-    kvi_real gi = g[i];
-    kvi_real mi = b1 * m[i] + (1 - b1) * gi;
-    kvi_real vi = b2 * v[i] + (1 - b2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    x[i] = decay * x[i] - step * mi / (KVI_SQRT(vi) * rc2 + eps);
+    x[i] = kvi__adam_elem(x[i], g[i], &m[i], &v[i], k, decay);
     g[i] = 0;
   }
+}
+
+/* Elements [o, o + n) of a DIAG ARD block (kvi_optimizer_step_ard): each weight's KL term and
+ * gradient (prob/diag_ard.h), added to its gradient, then both views' Adam updates, in one pass
+ * over the eight arrays instead of a KL pass and an update pass. Returns the sum of the terms. */
+KVI__HOT static kvi_real kvi__adam_ard_span(const kvi__adam *k, const kvi_ard_block *b, size_t o,
+                                            size_t n, kvi_real decay_mu) {
+  kvi_real *restrict xm = k->x + b->mu + o, *restrict xs = k->x + b->log_sigma + o;
+  kvi_real *restrict gm = k->g + b->mu + o, *restrict gs = k->g + b->log_sigma + o;
+  kvi_real *restrict mm = k->m + b->mu + o, *restrict ms = k->m + b->log_sigma + o;
+  kvi_real *restrict vm = k->v + b->mu + o, *restrict vs = k->v + b->log_sigma + o;
+  const kvi_real gsr = b->gscale;
+  kvi_real sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (size_t i = 0; i < n; i++) {
+    kvi_real dm, dl;
+    sum += kvi__diag_ard_term(xm[i], xs[i], gsr, &dm, &dl);
+    kvi_real gmi = gm[i] + dm, gsi = gs[i] + dl;
+    xm[i] = kvi__adam_elem(xm[i], gmi, &mm[i], &vm[i], k, decay_mu);
+    xs[i] = kvi__adam_elem(xs[i], gsi, &ms[i], &vs[i], k, 1);
+    gm[i] = 0;
+    gs[i] = 0;
+  }
+  return sum;
 }
 
 static void kvi__adam_run(void *ctx, size_t off, size_t len, kvi_role role) {
@@ -44,7 +74,7 @@ static kvi_status kvi__adam_init(kvi_optimizer *o, const kvi_params *p) {
   return s;
 }
 
-static kvi_status kvi__adam_step(kvi_optimizer *o, kvi_params *p, double lr) {
+static kvi__adam kvi__adam_coef(const kvi_optimizer *o, kvi_params *p, double lr) {
   const kvi_opt_config *c = &o->cfg;
   const double c1 = 1 - pow(c->beta1, (double)o->t), c2 = 1 - pow(c->beta2, (double)o->t);
   kvi__adam k = {(kvi_real)c->beta1,
@@ -57,9 +87,52 @@ static kvi_status kvi__adam_step(kvi_optimizer *o, kvi_params *p, double lr) {
                  o->buffer[0],
                  o->buffer[1],
                  p->grad};
+  return k;
+}
+
+static kvi_status kvi__adam_step(kvi_optimizer *o, kvi_params *p, double lr) {
+  kvi__adam k = kvi__adam_coef(o, p, lr);
   kvi_optimizer_walk(p, kvi__adam_run, &k);
   return KVI_OK;
 }
 
-const kvi_optimizer_ops kvi_adam_ops = {
-    .name = "adam", .init = kvi__adam_init, .step = kvi__adam_step, .zeroes_grad = true};
+/* The blocks' spans (KVI__KL_SPAN elements, numbered across the blocks) in parallel, each
+ * block's KL the sum of its spans' in order; then the other views as kvi__adam_step. */
+static kvi_status kvi__adam_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
+                                     const kvi_ard_block *b, int nb) {
+  kvi__adam k = kvi__adam_coef(o, p, lr);
+  size_t ns = 0, total = 0;
+  for (int i = 0; i < nb; i++) ns += (b[i].n + KVI__KL_SPAN - 1) / KVI__KL_SPAN, total += b[i].n;
+  double *sums = kvi_alloc((ns > 0 ? ns : 1) * sizeof *sums);
+  size_t *first = kvi_alloc((size_t)(nb + 1) * sizeof *first);
+  if (!sums || !first) {
+    kvi_free(sums), kvi_free(first);
+    return kvi_fail(KVI_ERR_NOMEM, "out of memory for the KL's partial sums");
+  }
+  first[0] = 0;
+  for (int i = 0; i < nb; i++) first[i + 1] = first[i] + (b[i].n + KVI__KL_SPAN - 1) / KVI__KL_SPAN;
+  const kvi_real decay_mean = k.decay;
+#pragma omp parallel for schedule(static) if (total >= KVI__OPT_PAR_MIN)
+  for (long c = 0; c < (long)ns; c++) {
+    int i = 0;
+    while (first[i + 1] <= (size_t)c) i++;
+    const size_t o0 = ((size_t)c - first[i]) * KVI__KL_SPAN;
+    const size_t len = b[i].n - o0 < KVI__KL_SPAN ? b[i].n - o0 : KVI__KL_SPAN;
+    const kvi_real dm = kvi__optimizer_view_role(p, b[i].mu) == KVI_ROLE_MEAN ? decay_mean : 1;
+    sums[c] = kvi__adam_ard_span(&k, &b[i], o0, len, dm);
+  }
+  for (int i = 0; i < nb; i++) {
+    double acc = 0;
+    for (size_t c = first[i]; c < first[i + 1]; c++) acc += sums[c];
+    *b[i].kl = 0.5 * acc;
+  }
+  kvi_free(sums), kvi_free(first);
+  kvi__optimizer_walk_except(p, kvi__adam_run, &k, b, nb);
+  return KVI_OK;
+}
+
+const kvi_optimizer_ops kvi_adam_ops = {.name = "adam",
+                                        .init = kvi__adam_init,
+                                        .step = kvi__adam_step,
+                                        .zeroes_grad = true,
+                                        .step_ard = kvi__adam_step_ard};

@@ -1,11 +1,14 @@
 /* The optimizer interface: kinds, state tensors, and the chunked walk over a parameter block
  * shared by the elementwise optimizers. */
+#include <limits.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kronvi/optim.h"
+#include "kronvi/prob.h"
+#include "optim/solve_internal.h"
 
 extern const kvi_optimizer_ops kvi_adam_ops, kvi_sgd_ops, kvi_kfac_ops, kvi_noisy_kfac_ops,
     kvi_lbfgs_ops, kvi_newton_ops, kvi_lm_ops, kvi_hf_ops, kvi_proximal_ops, kvi_riemann_sgd_ops,
@@ -216,16 +219,21 @@ kvi_status kvi_optimizer_add_state(kvi_optimizer *o, const char *name, int ndim,
 #ifndef KVI__OPT_CHUNK
 #define KVI__OPT_CHUNK 16384
 #endif
-#ifndef KVI__OPT_PAR_MIN
-#define KVI__OPT_PAR_MIN (1u << 18)
-#endif
 
 typedef struct {
   size_t chunk; /* running chunk number */
   int tid, nt;
   kvi_opt_run_fn fn;
   void *ctx;
+  const kvi_ard_block *skip; /* views these blocks cover are not walked */
+  int nskip;
 } kvi__walk;
+
+static bool kvi__skipped(const kvi__walk *wk, const kvi_view *w) {
+  for (int i = 0; i < wk->nskip; i++)
+    if (w->offset == wk->skip[i].mu || w->offset == wk->skip[i].log_sigma) return true;
+  return false;
+}
 
 static void kvi__run(kvi__walk *wk, size_t off, size_t len, kvi_role role) {
   for (size_t c0 = 0; c0 < len; c0 += KVI__OPT_CHUNK, wk->chunk++) {
@@ -237,6 +245,7 @@ static void kvi__run(kvi__walk *wk, size_t off, size_t len, kvi_role role) {
 static void kvi__walk_views(kvi__walk *wk, const kvi_params *p) {
   for (int vi = 0; vi < p->nviews; vi++) {
     const kvi_view *w = &p->views[vi];
+    if (kvi__skipped(wk, w)) continue;
     int64_t r = w->shape[0];
     bool tri =
         w->role == KVI_ROLE_CHOL && w->ndim == 2 && w->shape[1] == r && (size_t)(r * r) == w->size;
@@ -257,10 +266,63 @@ static void kvi__walk_views(kvi__walk *wk, const kvi_params *p) {
   }
 }
 
-void kvi_optimizer_walk(const kvi_params *p, kvi_opt_run_fn fn, void *ctx) {
+void kvi__optimizer_walk_except(const kvi_params *p, kvi_opt_run_fn fn, void *ctx,
+                                const kvi_ard_block *b, int nb) {
 #pragma omp parallel if (p->n >= KVI__OPT_PAR_MIN)
   {
-    kvi__walk wk = {0, omp_get_thread_num(), omp_get_num_threads(), fn, ctx};
+    kvi__walk wk = {0, omp_get_thread_num(), omp_get_num_threads(), fn, ctx, b, nb};
     kvi__walk_views(&wk, p);
   }
+}
+
+void kvi_optimizer_walk(const kvi_params *p, kvi_opt_run_fn fn, void *ctx) {
+  kvi__optimizer_walk_except(p, fn, ctx, NULL, 0);
+}
+
+kvi_role kvi__optimizer_view_role(const kvi_params *p, size_t offset) {
+  for (int vi = 0; vi < p->nviews; vi++)
+    if (p->views[vi].offset == offset) return p->views[vi].role;
+  return KVI_ROLE_OTHER;
+}
+
+/* A block must be two whole views of n elements each. */
+static kvi_status kvi__ard_check(const kvi_params *p, const kvi_ard_block *b) {
+  int found = 0;
+  for (int vi = 0; vi < p->nviews; vi++) {
+    const kvi_view *w = &p->views[vi];
+    if ((w->offset == b->mu || w->offset == b->log_sigma) && w->size == b->n) found++;
+  }
+  if (found != 2 || b->mu == b->log_sigma || !b->kl || b->n > INT_MAX)
+    return kvi_fail(KVI_ERR_ARG,
+                    "optimizer_step_ard: block (mu %zu, log_sigma %zu, n %zu) is not two "
+                    "parameter views of n elements with a KL output",
+                    b->mu, b->log_sigma, b->n);
+  return KVI_OK;
+}
+
+kvi_status kvi_optimizer_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
+                                  const kvi_ard_block *b, int nb) {
+  if (!o || !o->ops || !p || !p->data || !p->grad || nb < 0 || (nb > 0 && !b))
+    return kvi_fail(KVI_ERR_ARG, "optimizer_step_ard: NULL argument or uninitialized optimizer");
+  if (p->n != o->n)
+    return kvi_fail(KVI_ERR_ARG, "optimizer_step: %zu parameters, but the optimizer has %zu", p->n,
+                    o->n);
+  if (!o->ops->step)
+    return kvi_fail(KVI_ERR_ARG, "optimizer '%s' is a solver: it steps by kvi_optimizer_solve",
+                    o->ops->name);
+  for (int i = 0; i < nb; i++) {
+    kvi_status s = kvi__ard_check(p, &b[i]);
+    if (s) return s;
+  }
+  if (!o->ops->step_ard) {
+    for (int i = 0; i < nb; i++) { /* the KL gradients first, then the plain step */
+      kvi_diag q = {1, (int)b[i].n, p->data + b[i].mu, p->data + b[i].log_sigma};
+      kvi_diag_grad g = {p->grad + b[i].mu, p->grad + b[i].log_sigma};
+      kvi_status s = kvi_diag_kl_ard(b[i].kl, &q, &g, b[i].gscale);
+      if (s) return s;
+    }
+    return kvi_optimizer_step(o, p, lr);
+  }
+  o->t++;
+  return o->ops->step_ard(o, p, lr, b, nb);
 }

@@ -1,11 +1,22 @@
-/* Private to src/optim: helpers shared by the solvers (docs/curv.md): vectors in double
- * accumulation, the cached value and gradient of the current point, CG and the line search. */
+/* Private to src/optim: the parameter walk's variants, and helpers shared by the solvers
+ * (docs/curv.md): vectors in double accumulation, the cached value and gradient of the current
+ * point, CG and the line search. */
 #ifndef KRONVI_OPTIM_SOLVE_INTERNAL_H
 #define KRONVI_OPTIM_SOLVE_INTERNAL_H
 
 #include <math.h>
 
 #include "kronvi/optim.h"
+
+#ifndef KVI__OPT_PAR_MIN
+#define KVI__OPT_PAR_MIN (1u << 18) /* a parameter pass runs in parallel from this many elements \
+                                     */
+#endif
+/* kvi_optimizer_walk without the views the ARD blocks b[0..nb) cover. */
+void kvi__optimizer_walk_except(const kvi_params *p, kvi_opt_run_fn fn, void *ctx,
+                                const kvi_ard_block *b, int nb);
+/* The role of the view starting at element offset (KVI_ROLE_OTHER if none does). */
+kvi_role kvi__optimizer_view_role(const kvi_params *p, size_t offset);
 
 double kvi__dot(const kvi_real *a, const kvi_real *b, size_t n);
 double kvi__nrm2(const kvi_real *a, size_t n);

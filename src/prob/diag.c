@@ -3,6 +3,7 @@
  * (docs/prob.md §1 and §4). */
 #include <string.h>
 
+#include "prob/diag_ard.h"
 #include "prob/prob_internal.h"
 
 kvi_status kvi_diag_check(const kvi_diag *q) {
@@ -89,17 +90,16 @@ KVI__HOT static kvi_real kvi__diag_ard_fused_span(const kvi_diag *q, kvi_real *g
   const long len = (long)(k1 - k0);
 #pragma omp simd reduction(+ : sum)
   for (long k = 0; k < len; k++) {
-    kvi_real var = KVI__VEXP(2 * ls[k]), S = mu[k] * mu[k] + var, iS = 1 / S;
-    sum += KVI__VLOG(S) - 2 * ls[k];
-    gm[k] += gsr * mu[k] * iS;
-    gl[k] += gsr * (var * iS - 1);
+    kvi_real dm, dl;
+    sum += kvi__diag_ard_term(mu[k], ls[k], gsr, &dm, &dl);
+    gm[k] += dm;
+    gl[k] += dl;
   }
   return sum;
 }
 
-/* Fixed spans of KVI__KL_SPAN elements in parallel, their sums added in order: the same result on
- * any thread count. sums holds one double per span. */
-#define KVI__KL_SPAN 1024
+/* Fixed spans (KVI__KL_SPAN) in parallel, their sums added in order: the same result on any
+ * thread count. sums holds one double per span. */
 static size_t kvi__diag_spans(size_t nm) { return (nm + KVI__KL_SPAN - 1) / KVI__KL_SPAN; }
 
 static double kvi__diag_ard_fused(const kvi_diag *q, kvi_real *gmu, kvi_real *gls, kvi_real gsr,
@@ -113,6 +113,13 @@ static double kvi__diag_ard_fused(const kvi_diag *q, kvi_real *gmu, kvi_real *gl
   double acc = 0;
   for (size_t c = 0; c < ns; c++) acc += sums[c];
   return acc;
+}
+
+bool kvi_diag_kl_ard_fusable(const kvi_diag *q) {
+  if (!q || !q->mu || !q->log_sigma || q->n <= 0 || q->m <= 0) return false;
+  const size_t nm = (size_t)q->n * q->m;
+  return kvi__all_within_par(q->mu, nm, (kvi_real)-1e15, (kvi_real)1e15) &&
+         kvi__all_within_par(q->log_sigma, nm, -40, 40);
 }
 
 kvi_status kvi_diag_kl_ard(double *out, const kvi_diag *q, kvi_diag_grad *g, kvi_real gscale) {
@@ -130,8 +137,7 @@ kvi_status kvi_diag_kl_ard(double *out, const kvi_diag *q, kvi_diag_grad *g, kvi
   kvi_real *gmu = g ? g->mu : NULL, *gls = g ? g->log_sigma : NULL;
   const kvi_real gsr = gscale;
   double *sums = NULL;
-  if (gmu && gls && kvi__all_within_par(q->mu, (size_t)n * m, (kvi_real)-1e15, (kvi_real)1e15) &&
-      kvi__all_within_par(q->log_sigma, (size_t)n * m, -40, 40) &&
+  if (gmu && gls && kvi_diag_kl_ard_fusable(q) &&
       (sums = kvi_alloc(kvi__diag_spans((size_t)n * m) * sizeof *sums))) {
     double acc = kvi__diag_ard_fused(q, gmu, gls, gsr, sums);
     kvi_free(sums);

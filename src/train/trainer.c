@@ -107,7 +107,17 @@ kvi_status kvi_trainer_init(kvi_trainer *t, kvi_net *net, const kvi_train_config
   free(w);
   if (!s && kvi_opt_is_solver(cfg->opt.kind)) s = kvi__solver_create(t);
   if (!s && cfg->mndiag_slq) s = kvi__slq_attach(t);
-  if (s) kvi__slq_detach(t), kvi__solver_free(t), kvi_optimizer_free(&t->opt);
+  if (!s) {
+    const size_t nl = (size_t)(net->nlayers > 0 ? net->nlayers : 1);
+    t->layer_kl = calloc(nl, sizeof *t->layer_kl);
+    t->ard = calloc(nl, sizeof *t->ard);
+    if (!t->layer_kl || !t->ard) s = kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  }
+  if (s) {
+    kvi__slq_detach(t), kvi__solver_free(t), kvi_optimizer_free(&t->opt);
+    free(t->layer_kl), free(t->ard);
+    t->layer_kl = NULL, t->ard = NULL;
+  }
   return s;
 }
 
@@ -117,6 +127,8 @@ void kvi_trainer_free(kvi_trainer *t) {
   kvi_optimizer_free(&t->opt);
   kvi_free(t->ft_mask);
   t->ft_mask = NULL;
+  free(t->layer_kl), free(t->ard);
+  t->layer_kl = NULL, t->ard = NULL;
   kvi_data_prep_free(&t->prep);
   for (int i = 0; i < t->ncb; i++)
     if (t->cb[i].release) t->cb[i].release(t->cb[i].user);
@@ -373,6 +385,27 @@ static kvi_status kvi__diverged(const kvi_trainer *t, double nll) {
                   t->epoch + 1, (long long)t->step, nll);
 }
 
+/* The KL term with its gradient, then the optimizer step. Under Adam the DIAG ARD layers'
+ * KL gradients are added inside the update's pass (kvi_optimizer_step_ard: one pass over their
+ * weights instead of two, the same numbers); Levenberg-Marquardt, which evaluates the objective
+ * after its step, takes the plain path. The KL is the sum of the layers' in layer order. */
+static kvi_status kvi__kl_and_step(kvi_trainer *t, kvi_real gscale, double lr, double *kl) {
+  kvi_net *net = t->net;
+  const kvi_optimizer_ops *ops = t->opt.ops;
+  kvi_status s;
+  if (!ops->step_ard || ops->wants_reduction) {
+    if ((s = kvi_net_kl(net, kl, gscale)) != KVI_OK) return s;
+    return kvi_optimizer_step(&t->opt, net->params, lr);
+  }
+  int nb = 0;
+  if ((s = kvi_net_kl_split(net, t->layer_kl, gscale, t->ard, &nb)) != KVI_OK) return s;
+  if ((s = kvi_optimizer_step_ard(&t->opt, net->params, lr, t->ard, nb)) != KVI_OK) return s;
+  double total = 0;
+  for (int i = 0; i < net->nlayers; i++) total += t->layer_kl[i];
+  *kl = total;
+  return KVI_OK;
+}
+
 /* One optimizer step on rows [i*B, i*B + b) of the epoch's order. In a data-parallel run this
  * process takes the rows [r0, r1) of them (kvi_comm_share) with their noise: the loss of its
  * rows divided by b, their gradient, summed over the processes; the KL and its gradient are
@@ -437,14 +470,13 @@ static kvi_status kvi__step(kvi_trainer *t, kvi__batch *bt, const kvi_dataset *t
   es->beta = kvi_kl_beta(cfg, t->epoch + frac_epoch);
   double kl = 0;
   const double N = (double)train->n;
+  const kvi_optimizer_ops *ops = t->opt.ops;
   for (int k = 0; k < t->nslq; k++) kvi_slq_set_step(t->slq[k], (uint64_t)t->step);
-  if ((s = kvi_net_kl(net, &kl, (kvi_real)(es->beta / N))) != KVI_OK) return s;
+  if ((s = kvi__kl_and_step(t, (kvi_real)(es->beta / N), lr, &kl)) != KVI_OK) return s;
   es->kl_last = kl;
   const double objective = nll + es->beta * kl / N;
   es->loss_sum += objective * b;
   es->seen += b;
-  if ((s = kvi_optimizer_step(&t->opt, net->params, lr)) != KVI_OK) return s;
-  const kvi_optimizer_ops *ops = t->opt.ops;
   t->grad_zero = ops->zeroes_grad;
   if (ops->wants_reduction && ops->wants_reduction(&t->opt)) {
     double after = 0;
