@@ -132,7 +132,7 @@ static int child(const opts *o, const char *family) {
     kvi_rng_uniform(&r, test.x, (size_t)test.n * test.d);
     for (int64_t i = 0; i < train.n; i++) train.y[i] = (int32_t)kvi_rng_below(&r, 10);
     for (int64_t i = 0; i < test.n; i++) test.y[i] = (int32_t)kvi_rng_below(&r, 10);
-  } else if (kvi_idx_load_dir(&train, &test, o->data, 0, 0)) {
+  } else if (kvi_data_load_dir_bytes(&train, &test, o->data, 0, 0)) { /* as kronvi train */
     die("cannot load data (HINT: --synthetic)");
   }
   t_load = kvi_time_now() - t_load;

@@ -71,7 +71,8 @@ kvi_status cli_load_data(kvi_dataset *train, kvi_dataset *test, const char *path
                     strerror(errno));
   if (!S_ISDIR(st.st_mode))
     return kvi_fail(KVI_ERR_ARG, "%s: --data must be a directory for classification", path);
-  return kvi_data_load_dir(train, test, path, limit_train, limit_test);
+  /* images stay bytes (a quarter of the memory); readers take either form */
+  return kvi_data_load_dir_bytes(train, test, path, limit_train, limit_test);
 }
 
 /* Room kept free at the end of an output path for the temporary name that atomic writes add

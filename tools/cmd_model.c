@@ -140,6 +140,8 @@ static const char *EVAL_USAGE =
  * rotated by 90 degrees (HWC, square images). */
 static kvi_status transform_images(kvi_dataset *ds, const char *how) {
   if (ds->h <= 0 || ds->c <= 0) return kvi_fail(KVI_ERR_ARG, "--transform needs images");
+  kvi_status s = kvi_dataset_expand(ds); /* the pixels as numbers, to change them */
+  if (s) return s;
   if (!strcmp(how, "invert")) {
     for (size_t i = 0; i < (size_t)ds->n * ds->d; i++) ds->x[i] = 1 - ds->x[i];
     return KVI_OK;
@@ -312,11 +314,17 @@ static kvi_dataset shape_of(const kvi_net *net) {
 static kvi_status mean_pass(kvi_net *net, const kvi_dataset *ds, kvi_real *out, int64_t *correct) {
   const int K = net->out_size, Bm = net->max_batch;
   int64_t c = 0;
+  /* a data set held as bytes: a batch of rows as numbers at a time */
+  kvi_real *xb = ds->x8 ? kvi_alloc((size_t)Bm * ds->d * sizeof *xb) : NULL;
+  if (ds->x8 && !xb) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
   for (int64_t r0 = 0; r0 < ds->n; r0 += Bm) {
     int b = (int)(ds->n - r0 < Bm ? ds->n - r0 : Bm);
     const kvi_real *y;
-    kvi_status s = kvi_net_forward(net, &y, ds->x + (size_t)r0 * ds->d, b, NULL);
-    if (s) return s;
+    kvi_status s = kvi_net_forward(net, &y, kvi_dataset_rows(ds, r0, b, xb), b, NULL);
+    if (s) {
+      kvi_free(xb);
+      return s;
+    }
     if (out) memcpy(out + (size_t)r0 * K, y, (size_t)b * K * sizeof *y);
     for (int i = 0; ds->y && i < b; i++) {
       int arg = 0;
@@ -325,6 +333,7 @@ static kvi_status mean_pass(kvi_net *net, const kvi_dataset *ds, kvi_real *out, 
       c += arg == ds->y[r0 + i];
     }
   }
+  kvi_free(xb);
   if (correct) *correct = c;
   return KVI_OK;
 }

@@ -261,7 +261,8 @@ static int load_logreg(opt_args *a, kvi_dataset *sel) {
   kvi_dataset train, test;
   if (cli_load_data(&train, &test, a->data, false, 1, NULL, 0, 1)) return cli_error("--data");
   int64_t k = 0;
-  kvi_status s = kvi_dataset_alloc(sel, a->pc.rows, train.d, 0, 0, 0, 2, 0);
+  kvi_status s = kvi_dataset_expand(&train); /* rows copied as numbers below */
+  if (!s) s = kvi_dataset_alloc(sel, a->pc.rows, train.d, 0, 0, 0, 2, 0);
   for (int64_t i = 0; !s && i < train.n && k < a->pc.rows; i++) {
     const int y = train.y[i];
     if (y != a->classes[0] && y != a->classes[1]) continue;

@@ -49,7 +49,12 @@ kvi_status vae_load_data(kvi_dataset *train, kvi_dataset *test, const char *dir,
                          int64_t limit_train, bool want_test, int64_t limit_test) {
   kvi_status s = cli_load_data(train, test, dir, false, 0, NULL, want_train ? limit_train : 1,
                                want_test ? limit_test : 1);
-  if (s) return s;
+  if (!s) s = kvi_dataset_expand(train); /* the VAE reads its images as numbers */
+  if (!s) s = kvi_dataset_expand(test);
+  if (s) {
+    kvi_dataset_free(train), kvi_dataset_free(test);
+    return s;
+  }
   char what[PATH_MAX + 32];
   if (want_train) {
     snprintf(what, sizeof what, "%s, training images", dir);

@@ -25,9 +25,15 @@ typedef struct {
   int c, h, w;  /* image shape (channels, height, width), HWC order in x; 0 for tabular */
   int nclasses; /* classification: number of classes (max label + 1); 0 for regression */
   int k;        /* regression: number of targets; 0 for classification */
-  kvi_real *x;  /* (n, d) row-major features */
+  kvi_real *x;  /* (n, d) row-major features; NULL when they are held as bytes (x8) */
   int32_t *y;   /* (n) class labels in [0, nclasses), NULL for regression */
   kvi_real *t;  /* (n, k) row-major regression targets, NULL for classification */
+  /* Images held as bytes (kvi_data_load_dir_bytes): a quarter of the memory of x. Feature j of
+   * row i is lut[x8[i d + j]] (lut[b] = b / 255 as loaded; kvi_dataset_normalize_scalar maps
+   * the table, not the bytes). Read rows with kvi_batch_gather or kvi_dataset_rows, which take
+   * either form; kvi_dataset_expand turns them into x. NULL for float datasets. */
+  uint8_t *x8;
+  kvi_real lut[256];
 } kvi_dataset;
 
 KVI_API void kvi_dataset_init(kvi_dataset *ds); /* all zero / NULL */
@@ -42,6 +48,14 @@ KVI_API kvi_status kvi_dataset_alloc(kvi_dataset *ds, int64_t n, int d, int c, i
 KVI_API kvi_status kvi_dataset_validate(const kvi_dataset *ds, const char *what);
 /* Keeps the first n rows (n >= ds->n: nothing changes). Memory is not returned. */
 KVI_API kvi_status kvi_dataset_truncate(kvi_dataset *ds, int64_t n);
+/* Rows [r0, r0 + n) as features: a pointer into x, or, for a dataset held as bytes, buf (n * d
+ * numbers, which the caller provides) filled from x8 (the same numbers x would hold). NULL if
+ * the range is outside the dataset or a byte dataset gets no buf. */
+KVI_API const kvi_real *kvi_dataset_rows(const kvi_dataset *ds, int64_t r0, int64_t n,
+                                         kvi_real *buf);
+/* A dataset held as bytes gets x (n * d numbers, equal to what its rows read) and loses x8;
+ * a float dataset is left as it is. */
+KVI_API kvi_status kvi_dataset_expand(kvi_dataset *ds);
 
 /* ---- IDX (MNIST / Fashion-MNIST) --------------------------------------------------------- */
 /* IDX files, gzipped or plain (zlib reads both). Sizes come from the headers: images have magic
@@ -85,6 +99,13 @@ KVI_API kvi_status kvi_cifar_load_dir(kvi_dataset *train, kvi_dataset *test, con
  * message lists the file names looked for when it holds neither. */
 KVI_API kvi_status kvi_data_load_dir(kvi_dataset *train, kvi_dataset *test, const char *dir,
                                      int64_t limit_train, int64_t limit_test);
+/* The same, with the pixels kept as bytes (x8; x NULL): the same rows through kvi_batch_gather
+ * and kvi_dataset_rows in a quarter of the memory, and no float copy while loading. The
+ * transforms below take byte datasets: split, pad (before a normalization) and scalar
+ * normalization keep the bytes; per-feature standardization and per-channel normalization
+ * expand them first. */
+KVI_API kvi_status kvi_data_load_dir_bytes(kvi_dataset *train, kvi_dataset *test, const char *dir,
+                                           int64_t limit_train, int64_t limit_test);
 
 /* ---- transforms -------------------------------------------------------------------------- */
 /* Moves nval rows into val (overwritten): the rows at positions n-nval..n-1 of a permutation

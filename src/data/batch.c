@@ -37,9 +37,12 @@ void kvi_batch_gather(kvi_real *x_out, int32_t *y_out, kvi_real *t_out, const kv
                       const int64_t *idx, int b) {
   size_t d = (size_t)ds->d, k = (size_t)ds->k;
   bool gy = y_out && ds->y, gt = t_out && ds->t && k > 0;
+  /* rows held as bytes go through the table on both threads (a copy: any split, same bits) */
+#pragma omp parallel for schedule(static) if (x_out && ds->x8 && (size_t)b * d >= (1u << 15))
   for (int i = 0; i < b; i++) {
     int64_t r = idx ? idx[i] : i;
-    if (x_out) memcpy(x_out + (size_t)i * d, ds->x + (size_t)r * d, d * sizeof(kvi_real));
+    if (x_out && ds->x) memcpy(x_out + (size_t)i * d, ds->x + (size_t)r * d, d * sizeof(kvi_real));
+    if (x_out && ds->x8) kvi_dataset_rows(ds, r, 1, x_out + (size_t)i * d);
     if (gy) y_out[i] = ds->y[r];
     if (gt) memcpy(t_out + (size_t)i * k, ds->t + (size_t)r * k, k * sizeof(kvi_real));
   }

@@ -66,7 +66,7 @@ static kvi_status kvi__cifar_raw(const char *path, unsigned char **raw, int64_t 
   return KVI_OK;
 }
 
-/* Converts m records of raw into rows [row0, row0 + m) of ds. */
+/* Converts m records of raw into rows [row0, row0 + m) of ds (numbers, or bytes into x8). */
 static void kvi__cifar_convert(kvi_dataset *ds, int64_t row0, const unsigned char *raw, int64_t m) {
   kvi_real lut[256];
   kvi__byte_scale(lut);
@@ -74,8 +74,14 @@ static void kvi__cifar_convert(kvi_dataset *ds, int64_t row0, const unsigned cha
   for (int64_t i = 0; i < m; i++) {
     const unsigned char *rec = raw + (size_t)i * KVI_CIFAR_REC;
     ds->y[row0 + i] = rec[0];
-    kvi_real *x = ds->x + (size_t)(row0 + i) * KVI_CIFAR_PIX;
     /* the file is CHW (1024 red, 1024 green, 1024 blue); kronvi stores HWC */
+    if (ds->x8) {
+      uint8_t *x = ds->x8 + (size_t)(row0 + i) * KVI_CIFAR_PIX;
+      for (int ch = 0; ch < 3; ch++)
+        for (int q = 0; q < 1024; q++) x[q * 3 + ch] = rec[1 + ch * 1024 + q];
+      continue;
+    }
+    kvi_real *x = ds->x + (size_t)(row0 + i) * KVI_CIFAR_PIX;
     for (int ch = 0; ch < 3; ch++)
       for (int q = 0; q < 1024; q++) x[q * 3 + ch] = lut[rec[1 + ch * 1024 + q]];
   }
@@ -96,7 +102,7 @@ kvi_status kvi_cifar_load_file(kvi_dataset *out, const char *path) {
 
 /* Loads files[0..nf) one after the other into out, stopping once `limit` rows are in (0 = all). */
 static kvi_status kvi__cifar_load_files(kvi_dataset *out, char (*files)[4096], int nf,
-                                        int64_t limit) {
+                                        int64_t limit, bool bytes) {
   unsigned char *raw[8] = {0};
   int64_t nrec[8] = {0}, total = 0;
   kvi_status s = KVI_OK;
@@ -111,7 +117,10 @@ static kvi_status kvi__cifar_load_files(kvi_dataset *out, char (*files)[4096], i
   }
   int64_t keep = (limit > 0 && limit < total) ? limit : total;
   if (s == KVI_OK)
-    s = kvi_dataset_alloc(out, keep, KVI_CIFAR_PIX, KVI_CIFAR_C, KVI_CIFAR_HW, KVI_CIFAR_HW, 10, 0);
+    s = bytes ? kvi__dataset_alloc_bytes(out, keep, KVI_CIFAR_PIX, KVI_CIFAR_C, KVI_CIFAR_HW,
+                                         KVI_CIFAR_HW, 10, NULL)
+              : kvi_dataset_alloc(out, keep, KVI_CIFAR_PIX, KVI_CIFAR_C, KVI_CIFAR_HW, KVI_CIFAR_HW,
+                                  10, 0);
   int64_t row = 0;
   for (int f = 0; f < used && s == KVI_OK && row < keep; f++) {
     int64_t m = nrec[f] < keep - row ? nrec[f] : keep - row;
@@ -123,8 +132,8 @@ static kvi_status kvi__cifar_load_files(kvi_dataset *out, char (*files)[4096], i
   return s;
 }
 
-kvi_status kvi_cifar_load_dir(kvi_dataset *train, kvi_dataset *test, const char *dir,
-                              int64_t limit_train, int64_t limit_test) {
+kvi_status kvi__cifar_load_dir(kvi_dataset *train, kvi_dataset *test, const char *dir,
+                               int64_t limit_train, int64_t limit_test, bool bytes) {
   if (!train || !test || train == test)
     return kvi_fail(KVI_ERR_ARG, "kvi_cifar_load_dir: expected two distinct output datasets");
   kvi_dataset_init(train);
@@ -163,9 +172,14 @@ kvi_status kvi_cifar_load_dir(kvi_dataset *train, kvi_dataset *test, const char 
                     "CIFAR-10 directory '%s' lacks %s\nHINT: expected data_batch_1.bin .. "
                     "data_batch_5.bin and test_batch.bin from cifar-10-binary.tar.gz",
                     base, missing);
-  kvi_status s = kvi__cifar_load_files(train, files, 5, limit_train);
+  kvi_status s = kvi__cifar_load_files(train, files, 5, limit_train, bytes);
   if (s != KVI_OK) return s;
-  s = kvi__cifar_load_files(test, files + 5, 1, limit_test);
+  s = kvi__cifar_load_files(test, files + 5, 1, limit_test, bytes);
   if (s != KVI_OK) kvi_dataset_free(train);
   return s;
+}
+
+kvi_status kvi_cifar_load_dir(kvi_dataset *train, kvi_dataset *test, const char *dir,
+                              int64_t limit_train, int64_t limit_test) {
+  return kvi__cifar_load_dir(train, test, dir, limit_train, limit_test, false);
 }

@@ -36,5 +36,18 @@ bool kvi__dir_exists(const char *path);
 
 /* lut[i] = i / 255 for i in 0..255 (pixel bytes to [0, 1]). */
 void kvi__byte_scale(kvi_real lut[256]);
+/* Allocates a byte dataset (x8 zero-filled, lut = kvi__byte_scale, labels for nclasses > 0),
+ * or, when pix is not NULL, one that takes pix (n * d bytes from malloc) as its x8. */
+kvi_status kvi__dataset_alloc_bytes(kvi_dataset *ds, int64_t n, int d, int c, int h, int w,
+                                    int nclasses, unsigned char *pix);
+/* kvi_idx_load_dir / kvi_cifar_load_dir / kvi_data_load_dir with the pixels kept as bytes. */
+kvi_status kvi__idx_load_dir(kvi_dataset *train, kvi_dataset *test, const char *dir,
+                             int64_t limit_train, int64_t limit_test, bool bytes);
+kvi_status kvi__cifar_load_dir(kvi_dataset *train, kvi_dataset *test, const char *dir,
+                               int64_t limit_train, int64_t limit_test, bool bytes);
+/* Row split and padding of a byte dataset (kvi_dataset_split, kvi_dataset_pad). */
+kvi_status kvi__split_bytes(kvi_dataset *ds, kvi_dataset *val, const unsigned char *isval,
+                            int64_t nval);
+kvi_status kvi__pad_bytes(kvi_dataset *ds, int pad);
 
 #endif

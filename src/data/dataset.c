@@ -15,6 +15,7 @@ void kvi_dataset_free(kvi_dataset *ds) {
   kvi_free(ds->x);
   kvi_free(ds->y);
   kvi_free(ds->t);
+  kvi_free(ds->x8);
   kvi_dataset_init(ds);
 }
 
@@ -66,7 +67,8 @@ kvi_status kvi_dataset_validate(const kvi_dataset *ds, const char *what) {
   if (ds->n < 0 || ds->d < 1)
     return kvi_fail(KVI_ERR_SHAPE, "%s: expected n >= 0 rows and d >= 1 features, got n=%lld d=%d",
                     what, (long long)ds->n, ds->d);
-  if (ds->n > 0 && !ds->x) return kvi_fail(KVI_ERR_STATE, "%s: features x are NULL", what);
+  if (ds->n > 0 && !ds->x && !ds->x8)
+    return kvi_fail(KVI_ERR_STATE, "%s: features x are NULL", what);
   if ((ds->c || ds->h || ds->w) &&
       (ds->c < 1 || ds->h < 1 || ds->w < 1 || (int64_t)ds->c * ds->h * ds->w != ds->d))
     return kvi_fail(KVI_ERR_SHAPE, "%s: image shape %dx%dx%d does not match d=%d", what, ds->c,
@@ -124,6 +126,11 @@ kvi_status kvi_dataset_split(kvi_dataset *ds, kvi_dataset *val, int64_t nval, ui
   kvi_rng_shuffle(&rng, perm, (size_t)n);
   for (int64_t i = n - nval; i < n; i++) isval[perm[i]] = 1;
   kvi_free(perm);
+  if (ds->x8) {
+    s = kvi__split_bytes(ds, val, isval, nval);
+    kvi_free(isval);
+    return s;
+  }
 
   bool has_y = ds->nclasses > 0, has_t = ds->k > 0;
   s = kvi_dataset_alloc(val, nval, ds->d, ds->c, ds->h, ds->w, has_y ? ds->nclasses : 0,
@@ -233,6 +240,12 @@ kvi_status kvi_dataset_standardize(kvi_dataset *ds, const kvi_dataset *ref, kvi_
     return kvi_fail(KVI_ERR_SHAPE,
                     "kvi_dataset_standardize: dataset has d=%d features, reference has d=%d", ds->d,
                     ref->d);
+  kvi_status s = kvi_dataset_expand(ds); /* per-feature values do not fit a byte table */
+  if (s != KVI_OK) return s;
+  if (ref->x8)
+    return kvi_fail(KVI_ERR_STATE,
+                    "kvi_dataset_standardize: the reference dataset is held as bytes\nHINT: "
+                    "kvi_dataset_expand it first");
   if (ds->d < 1 || (ds->n > 0 && !ds->x) || (ref->n > 0 && !ref->x))
     return kvi_fail(KVI_ERR_STATE, "kvi_dataset_standardize: dataset has no features");
   return kvi__standardize_cols(ds->x, ds->n, ref->x, ref->n, ds->d, "kvi_dataset_standardize",
@@ -255,7 +268,7 @@ kvi_status kvi_dataset_standardize_targets(kvi_dataset *ds, const kvi_dataset *r
 
 kvi_status kvi_dataset_apply_standardize(kvi_dataset *ds, const kvi_real *mean,
                                          const kvi_real *std) {
-  if (!ds || !mean || !std || ds->d < 1 || (ds->n > 0 && !ds->x))
+  if (!ds || !mean || !std || ds->d < 1 || (ds->n > 0 && !ds->x && !ds->x8))
     return kvi_fail(KVI_ERR_ARG, "kvi_dataset_apply_standardize: NULL dataset, mean or std");
   for (int j = 0; j < ds->d; j++)
     if (!(std[j] > 0) || !isfinite(std[j]) || !isfinite(mean[j]))
@@ -263,18 +276,24 @@ kvi_status kvi_dataset_apply_standardize(kvi_dataset *ds, const kvi_real *mean,
                       "kvi_dataset_apply_standardize: feature %d has mean %g, std %g; expected "
                       "finite values and std > 0",
                       j, (double)mean[j], (double)std[j]);
+  kvi_status s = kvi_dataset_expand(ds);
+  if (s != KVI_OK) return s;
   kvi__column_apply(ds->x, ds->n, ds->d, mean, std);
   return KVI_OK;
 }
 
 kvi_status kvi_dataset_pixel_stats(const kvi_dataset *ds, double *mean, double *std) {
-  if (!ds || !mean || !std || ds->d < 1 || ds->n < 1 || !ds->x)
+  if (!ds || !mean || !std || ds->d < 1 || ds->n < 1 || (!ds->x && !ds->x8))
     return kvi_fail(KVI_ERR_ARG, "kvi_dataset_pixel_stats: empty or NULL dataset");
   size_t total = (size_t)ds->n * (size_t)ds->d;
   double s = 0, q = 0;
-  for (size_t i = 0; i < total; i++) s += ds->x[i];
+  const kvi_real *x = ds->x, *lut = ds->lut;
+  const uint8_t *x8 = ds->x8;
+#define KVI__PIX(i) ((double)(x ? x[i] : lut[x8[i]])) /* either form, the same numbers */
+  for (size_t i = 0; i < total; i++) s += KVI__PIX(i);
   double mu = s / (double)total;
-  for (size_t i = 0; i < total; i++) q += ((double)ds->x[i] - mu) * ((double)ds->x[i] - mu);
+  for (size_t i = 0; i < total; i++) q += (KVI__PIX(i) - mu) * (KVI__PIX(i) - mu);
+#undef KVI__PIX
   double sd = sqrt(q / (double)total);
   if (!(sd > 0) || !isfinite(sd) || !isfinite(mu))
     return kvi_fail(KVI_ERR_ARG,
@@ -286,13 +305,17 @@ kvi_status kvi_dataset_pixel_stats(const kvi_dataset *ds, double *mean, double *
 }
 
 kvi_status kvi_dataset_normalize_scalar(kvi_dataset *ds, kvi_real mean, kvi_real std) {
-  if (!ds || ds->d < 1 || (ds->n > 0 && !ds->x))
+  if (!ds || ds->d < 1 || (ds->n > 0 && !ds->x && !ds->x8))
     return kvi_fail(KVI_ERR_ARG, "kvi_dataset_normalize_scalar: empty or NULL dataset");
   if (!(std > 0) || !isfinite(std) || !isfinite(mean))
     return kvi_fail(KVI_ERR_ARG,
                     "kvi_dataset_normalize_scalar: expected finite mean and std > 0, got mean=%g "
                     "std=%g",
                     (double)mean, (double)std);
+  if (ds->x8) { /* bytes: map the table (the same expression, the same numbers) */
+    for (int b = 0; b < 256; b++) ds->lut[b] = (ds->lut[b] - mean) / std;
+    return KVI_OK;
+  }
   size_t total = (size_t)ds->n * (size_t)ds->d;
   kvi_real *x = ds->x;
 #pragma omp parallel for schedule(static) if (total > (1u << 16))
@@ -302,7 +325,7 @@ kvi_status kvi_dataset_normalize_scalar(kvi_dataset *ds, kvi_real mean, kvi_real
 
 kvi_status kvi_dataset_normalize_channels(kvi_dataset *ds, const kvi_real *mean,
                                           const kvi_real *std) {
-  if (!ds || !mean || !std || (ds->n > 0 && !ds->x))
+  if (!ds || !mean || !std || (ds->n > 0 && !ds->x && !ds->x8))
     return kvi_fail(KVI_ERR_ARG, "kvi_dataset_normalize_channels: NULL dataset, mean or std");
   if (ds->c < 1 || ds->h < 1 || ds->w < 1 || (int64_t)ds->c * ds->h * ds->w != ds->d)
     return kvi_fail(KVI_ERR_SHAPE,
@@ -315,6 +338,8 @@ kvi_status kvi_dataset_normalize_channels(kvi_dataset *ds, const kvi_real *mean,
                       "kvi_dataset_normalize_channels: channel %d has mean %g, std %g; expected "
                       "finite values and std > 0",
                       ch, (double)mean[ch], (double)std[ch]);
+  kvi_status s = kvi_dataset_expand(ds); /* one table cannot hold per-channel values */
+  if (s != KVI_OK) return s;
   size_t hw = (size_t)ds->h * (size_t)ds->w;
   int c = ds->c;
 #pragma omp parallel for schedule(static) if (ds->n > 256)
@@ -345,6 +370,9 @@ kvi_status kvi_dataset_pad(kvi_dataset *ds, int pad) {
   if ((uint64_t)ds->n > SIZE_MAX / sizeof(kvi_real) / (size_t)d2)
     return kvi_fail(KVI_ERR_NOMEM, "kvi_dataset_pad: %lld padded rows overflow size_t",
                     (long long)ds->n);
+  if (ds->x8 && ds->lut[0] == 0) return kvi__pad_bytes(ds, pad);
+  kvi_status s = kvi_dataset_expand(ds); /* the byte 0 no longer reads 0 (normalized) */
+  if (s != KVI_OK) return s;
   kvi_real *nx = kvi_alloc((size_t)ds->n * (size_t)d2 * sizeof(kvi_real)); /* zero-filled */
   if (!nx)
     return kvi_fail(KVI_ERR_NOMEM, "kvi_dataset_pad: out of memory for %lld images of %dx%dx%d",

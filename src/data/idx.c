@@ -123,8 +123,9 @@ static kvi_status kvi__idx_pixels(kvi__reader *r, int64_t n, int64_t keep, int r
   return s;
 }
 
-kvi_status kvi_idx_load_limit(kvi_dataset *out, const char *images_path, const char *labels_path,
-                              int64_t limit) {
+/* kvi_idx_load_limit; bytes: the dataset keeps the pixel bytes as read (x8), no float copy. */
+static kvi_status kvi__idx_load(kvi_dataset *out, const char *images_path, const char *labels_path,
+                                int64_t limit, bool bytes) {
   if (!out) return kvi_fail(KVI_ERR_ARG, "kvi_idx_load: output dataset is NULL");
   kvi_dataset_init(out);
   if (limit < 0)
@@ -171,8 +172,16 @@ kvi_status kvi_idx_load_limit(kvi_dataset *out, const char *images_path, const c
   unsigned char *pix = NULL;
   if (s == KVI_OK) s = kvi__idx_pixels(&r, n, keep, rows, cols, &pix);
   kvi__reader_close(&r);
-  if (s == KVI_OK) s = kvi_dataset_alloc(out, keep, rows * cols, 1, rows, cols, maxlab + 1, 0);
-  if (s == KVI_OK) {
+  if (s == KVI_OK && bytes) {
+    s = kvi__dataset_alloc_bytes(out, keep, rows * cols, 1, rows, cols, maxlab + 1, pix);
+    if (s == KVI_OK) {
+      pix = NULL; /* the dataset's now */
+      for (int64_t i = 0; i < keep; i++) out->y[i] = lab[i];
+    }
+  } else if (s == KVI_OK) {
+    s = kvi_dataset_alloc(out, keep, rows * cols, 1, rows, cols, maxlab + 1, 0);
+  }
+  if (s == KVI_OK && !bytes) {
     kvi_real lut[256];
     kvi__byte_scale(lut);
     for (size_t q = 0; q < (size_t)keep * d; q++) out->x[q] = lut[pix[q]];
@@ -181,6 +190,11 @@ kvi_status kvi_idx_load_limit(kvi_dataset *out, const char *images_path, const c
   free(pix);
   free(lab);
   return s;
+}
+
+kvi_status kvi_idx_load_limit(kvi_dataset *out, const char *images_path, const char *labels_path,
+                              int64_t limit) {
+  return kvi__idx_load(out, images_path, labels_path, limit, false);
 }
 
 kvi_status kvi_idx_load(kvi_dataset *out, const char *images_path, const char *labels_path) {
@@ -207,8 +221,8 @@ static bool kvi__idx_present(const char *dir) {
   return kvi__idx_find(p, sizeof p, dir, "train", "images", "idx3");
 }
 
-kvi_status kvi_idx_load_dir(kvi_dataset *train, kvi_dataset *test, const char *dir,
-                            int64_t limit_train, int64_t limit_test) {
+kvi_status kvi__idx_load_dir(kvi_dataset *train, kvi_dataset *test, const char *dir,
+                             int64_t limit_train, int64_t limit_test, bool bytes) {
   if (!train || !test || train == test)
     return kvi_fail(KVI_ERR_ARG, "kvi_idx_load_dir: expected two distinct output datasets");
   kvi_dataset_init(train);
@@ -235,9 +249,9 @@ kvi_status kvi_idx_load_dir(kvi_dataset *train, kvi_dataset *test, const char *d
                       "t10k-labels-idx1-ubyte (each plain or .gz), as in MNIST and Fashion-MNIST",
                       split, kind, idxn, dir);
   }
-  kvi_status s = kvi_idx_load_limit(train, paths[0], paths[1], limit_train);
+  kvi_status s = kvi__idx_load(train, paths[0], paths[1], limit_train, bytes);
   if (s != KVI_OK) return s;
-  s = kvi_idx_load_limit(test, paths[2], paths[3], limit_test);
+  s = kvi__idx_load(test, paths[2], paths[3], limit_test, bytes);
   if (s != KVI_OK) {
     kvi_dataset_free(train);
     return s;
@@ -254,10 +268,15 @@ kvi_status kvi_idx_load_dir(kvi_dataset *train, kvi_dataset *test, const char *d
   return KVI_OK;
 }
 
+kvi_status kvi_idx_load_dir(kvi_dataset *train, kvi_dataset *test, const char *dir,
+                            int64_t limit_train, int64_t limit_test) {
+  return kvi__idx_load_dir(train, test, dir, limit_train, limit_test, false);
+}
+
 /* ---- any format -------------------------------------------------------------------------- */
 
-kvi_status kvi_data_load_dir(kvi_dataset *train, kvi_dataset *test, const char *dir,
-                             int64_t limit_train, int64_t limit_test) {
+static kvi_status kvi__data_load_dir(kvi_dataset *train, kvi_dataset *test, const char *dir,
+                                     int64_t limit_train, int64_t limit_test, bool bytes) {
   if (train) kvi_dataset_init(train);
   if (test) kvi_dataset_init(test);
   if (!dir || !dir[0]) return kvi_fail(KVI_ERR_ARG, "kvi_data_load_dir: no directory given");
@@ -266,15 +285,26 @@ kvi_status kvi_data_load_dir(kvi_dataset *train, kvi_dataset *test, const char *
                     "data directory '%s' does not exist\nHINT: Fashion-MNIST is installed by the "
                     "Debian package dataset-fashion-mnist in /usr/share/datasets/fashion-mnist",
                     dir);
-  if (kvi__idx_present(dir)) return kvi_idx_load_dir(train, test, dir, limit_train, limit_test);
+  if (kvi__idx_present(dir))
+    return kvi__idx_load_dir(train, test, dir, limit_train, limit_test, bytes);
   char p[4096];
   if ((kvi__path_join(p, sizeof p, dir, "data_batch_1.bin") && kvi__file_exists(p)) ||
       (kvi__path_join(p, sizeof p, dir, "cifar-10-batches-bin/data_batch_1.bin") &&
        kvi__file_exists(p)))
-    return kvi_cifar_load_dir(train, test, dir, limit_train, limit_test);
+    return kvi__cifar_load_dir(train, test, dir, limit_train, limit_test, bytes);
   return kvi_fail(KVI_ERR_IO,
                   "'%s' holds neither IDX files (train-images-idx3-ubyte[.gz], ...) nor CIFAR-10 "
                   "batches (data_batch_1.bin, ..., test_batch.bin)\nHINT: point --data at the "
                   "directory with the files, e.g. /usr/share/datasets/fashion-mnist",
                   dir);
+}
+
+kvi_status kvi_data_load_dir(kvi_dataset *train, kvi_dataset *test, const char *dir,
+                             int64_t limit_train, int64_t limit_test) {
+  return kvi__data_load_dir(train, test, dir, limit_train, limit_test, false);
+}
+
+kvi_status kvi_data_load_dir_bytes(kvi_dataset *train, kvi_dataset *test, const char *dir,
+                                   int64_t limit_train, int64_t limit_test) {
+  return kvi__data_load_dir(train, test, dir, limit_train, limit_test, true);
 }

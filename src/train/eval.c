@@ -205,7 +205,7 @@ static void kvi__bma_sums(double *e, const double *P, const kvi_dataset *ds, int
 /* Mean-weight pass over the rows [lo, hi): accuracy, NLL, entropy (classification) or squared
  * errors, NLL (regression). */
 static kvi_status kvi__mean_pass(double *e, kvi_net *net, const kvi_dataset *ds, int64_t lo,
-                                 int64_t hi, kvi_real log_beta, kvi_real *probs) {
+                                 int64_t hi, kvi_real log_beta, kvi_real *probs, kvi_real *xb) {
   const int K = net->out_size, Bmax = net->max_batch;
   const bool cls = ds->y != NULL;
   int64_t correct = 0;
@@ -216,7 +216,7 @@ static kvi_status kvi__mean_pass(double *e, kvi_net *net, const kvi_dataset *ds,
     const kvi_real *y;
     double l = 0;
     int c = 0;
-    s = kvi_net_forward(net, &y, ds->x + (size_t)r0 * ds->d, b, NULL);
+    s = kvi_net_forward(net, &y, kvi_dataset_rows(ds, r0, b, xb), b, NULL);
     if (!s && !cls) {
       s = kvi_gauss_nll(&l, NULL, NULL, y, ds->t + (size_t)r0 * K, log_beta, b, K);
       for (size_t i = 0; i < (size_t)b * K; i++) {
@@ -240,7 +240,7 @@ static kvi_status kvi__mean_pass(double *e, kvi_net *net, const kvi_dataset *ds,
 
 /* Correct rows of [lo, hi) with the means of the weights with log alpha > thr set to zero. */
 static kvi_status kvi__pruned_pass(double *e, kvi_net *net, const kvi_dataset *ds, int64_t lo,
-                                   int64_t hi, double thr) {
+                                   int64_t hi, double thr, kvi_real *xb) {
   const int K = net->out_size, Bmax = net->max_batch;
   kvi_real *saved = NULL;
   kvi_status s = kvi__prune_means(net, thr, &saved);
@@ -250,7 +250,7 @@ static kvi_status kvi__pruned_pass(double *e, kvi_net *net, const kvi_dataset *d
     const kvi_real *y;
     double l;
     int c = 0;
-    s = kvi_net_forward(net, &y, ds->x + (size_t)r0 * ds->d, b, NULL);
+    s = kvi_net_forward(net, &y, kvi_dataset_rows(ds, r0, b, xb), b, NULL);
     if (!s) s = kvi_softmax_xent(&l, NULL, NULL, &c, y, ds->y + r0, b, K);
     cp += c;
   }
@@ -267,20 +267,27 @@ static kvi_status kvi__eval_sums(double *e, kvi_net *net, const kvi_dataset *ds,
   const bool cls = ds->y != NULL;
   if (hi <= lo) return KVI_OK;
   kvi_real *probs = kvi_alloc((size_t)net->max_batch * K * sizeof(kvi_real));
-  if (!probs) return kvi_fail(KVI_ERR_NOMEM, "out of memory");
-  kvi_status s = kvi__mean_pass(e, net, ds, lo, hi, c->log_beta, probs);
+  /* a data set held as bytes: a batch of rows as numbers at a time */
+  kvi_real *xb = ds->x8 ? kvi_alloc((size_t)net->max_batch * ds->d * sizeof(kvi_real)) : NULL;
+  kvi_status s = !probs || (ds->x8 && !xb) ? kvi_fail(KVI_ERR_NOMEM, "out of memory") : KVI_OK;
+  if (!s) s = kvi__mean_pass(e, net, ds, lo, hi, c->log_beta, probs, xb);
   kvi_free(probs);
   if (!s && cls && c->samples > 0) { /* P (rows, K): the averaged predictive of every row */
     const int64_t n = hi - lo;
     double *P = malloc((size_t)n * K * sizeof(double));
-    s = P ? kvi__bma_probs_at(P, net, ds->x + (size_t)lo * ds->d, n, c->samples, c->seed, c->bma,
-                              lo / net->max_batch)
-          : kvi_fail(KVI_ERR_NOMEM, "evaluate: out of memory for %lld x %d BMA probabilities",
-                     (long long)n, K);
+    /* the BMA passes read all n rows K times: as numbers for a byte data set */
+    kvi_real *xa = ds->x8 ? kvi_alloc((size_t)n * ds->d * sizeof(kvi_real)) : NULL;
+    s = P && (!ds->x8 || xa)
+            ? kvi__bma_probs_at(P, net, kvi_dataset_rows(ds, lo, n, xa), n, c->samples, c->seed,
+                                c->bma, lo / net->max_batch)
+            : kvi_fail(KVI_ERR_NOMEM, "evaluate: out of memory for %lld x %d BMA probabilities",
+                       (long long)n, K);
     if (!s) kvi__bma_sums(e, P, ds, lo, hi, K);
     free(P);
+    kvi_free(xa);
   }
-  if (!s && cls && c->pruned) s = kvi__pruned_pass(e, net, ds, lo, hi, c->prune_threshold);
+  if (!s && cls && c->pruned) s = kvi__pruned_pass(e, net, ds, lo, hi, c->prune_threshold, xb);
+  kvi_free(xb);
   return s;
 }
 

@@ -127,14 +127,17 @@ kvi_status kvi_laplace_factors(kvi_laplace **out, kvi_net *net, const kvi_datase
   if (s) return s;
   const int B = net->max_batch, K = net->out_size;
   kvi_real *d = kvi_alloc((size_t)2 * B * K * sizeof(kvi_real));
-  if (!d) s = kvi_fail(KVI_ERR_NOMEM, "out of memory");
+  /* a data set held as bytes: a batch of rows as numbers at a time */
+  kvi_real *xb = ds->x8 ? kvi_alloc((size_t)B * ds->d * sizeof(kvi_real)) : NULL;
+  if (!d || (ds->x8 && !xb)) s = kvi_fail(KVI_ERR_NOMEM, "out of memory");
   kvi_net_set_observer(net, kvi__laplace_observe, lp);
   for (int64_t r0 = 0; r0 < ds->n && !s; r0 += B) {
     int b = (int)(ds->n - r0 < B ? ds->n - r0 : B);
-    s = kvi__laplace_batch(lp, net, ds->x + (size_t)r0 * ds->d, b, cls, d);
+    s = kvi__laplace_batch(lp, net, kvi_dataset_rows(ds, r0, b, xb), b, cls, d);
   }
   kvi_net_set_observer(net, NULL, NULL);
   kvi_free(d);
+  kvi_free(xb);
   lp->N = ds->n;
   for (int k = 0; k < lp->nl && !s; k++) { /* averages over the examples */
     kvi__lf *L = &lp->l[k];
