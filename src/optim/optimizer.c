@@ -117,7 +117,8 @@ void kvi_optimizer_free(kvi_optimizer *o) {
   memset(o, 0, sizeof *o);
 }
 
-kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_params *p, double lr) {
+/* What a step needs: an optimizer made for this block, one that steps (not a solver). */
+static kvi_status kvi__step_check(const kvi_optimizer *o, const kvi_params *p) {
   if (!o || !o->ops || !p || !p->data || !p->grad)
     return kvi_fail(KVI_ERR_ARG, "optimizer_step: NULL argument or uninitialized optimizer");
   if (p->n != o->n)
@@ -126,6 +127,12 @@ kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_params *p, double lr) {
   if (!o->ops->step)
     return kvi_fail(KVI_ERR_ARG, "optimizer '%s' is a solver: it steps by kvi_optimizer_solve",
                     o->ops->name);
+  return KVI_OK;
+}
+
+kvi_status kvi_optimizer_step(kvi_optimizer *o, kvi_params *p, double lr) {
+  kvi_status s = kvi__step_check(o, p);
+  if (s) return s;
   o->t++;
   return o->ops->step(o, p, lr);
 }
@@ -302,14 +309,10 @@ static kvi_status kvi__ard_check(const kvi_params *p, const kvi_ard_block *b) {
 
 kvi_status kvi_optimizer_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
                                   const kvi_ard_block *b, int nb) {
-  if (!o || !o->ops || !p || !p->data || !p->grad || nb < 0 || (nb > 0 && !b))
-    return kvi_fail(KVI_ERR_ARG, "optimizer_step_ard: NULL argument or uninitialized optimizer");
-  if (p->n != o->n)
-    return kvi_fail(KVI_ERR_ARG, "optimizer_step: %zu parameters, but the optimizer has %zu", p->n,
-                    o->n);
-  if (!o->ops->step)
-    return kvi_fail(KVI_ERR_ARG, "optimizer '%s' is a solver: it steps by kvi_optimizer_solve",
-                    o->ops->name);
+  if (nb < 0 || (nb > 0 && !b))
+    return kvi_fail(KVI_ERR_ARG, "optimizer_step_ard: %d blocks at %p", nb, (const void *)b);
+  kvi_status s0 = kvi__step_check(o, p);
+  if (s0) return s0;
   for (int i = 0; i < nb; i++) {
     kvi_status s = kvi__ard_check(p, &b[i]);
     if (s) return s;
