@@ -374,8 +374,9 @@ static int parent(const opts *o, char **argv) {
       wp ? wp : "(unset)", sysconf(_SC_NPROCESSORS_ONLN), la[0], la[1], la[2]);
   printf(
       "%d timed steps after %d warm-up steps per process; %d processes per family, "
-      "interleaved; s/epoch = s/step x 600; peak RSS includes the data set (~220 MB)\n",
-      o->steps, o->warmup, o->reps);
+      "interleaved; s/epoch = s/step x 600; peak RSS includes the data set (%s)\n",
+      o->steps, o->warmup, o->reps,
+      o->synthetic ? "~220 MB of numbers" : "images as bytes, ~55 MB");
   fflush(stdout);
   (void)argv;
   for (int r = 0; r < o->reps; r++) {
