@@ -113,6 +113,20 @@ static void test_load(void) {
   kvi_dataset_free(&tr);
   kvi_dataset_free(&te);
 
+  /* held as bytes: the same rows (HWC) and labels as the numbers, with and without limits */
+  for (int lim = 0; lim <= 5; lim += 5) {
+    kvi_dataset bt, bte;
+    CHECK_OK(kvi_data_load_dir(&tr, &te, dir, lim, 0));
+    CHECK_OK(kvi_data_load_dir_bytes(&bt, &bte, dir, lim, 0));
+    CHECK(bt.x8 && !bt.x && bt.n == tr.n && bte.n == te.n && bt.c == 3 && bt.h == 32);
+    kvi_real *rows = malloc((size_t)tr.n * PIX * sizeof *rows);
+    CHECK(rows && kvi_dataset_rows(&bt, 0, bt.n, rows) &&
+          !memcmp(rows, tr.x, (size_t)tr.n * PIX * sizeof *rows) &&
+          !memcmp(bt.y, tr.y, (size_t)tr.n * sizeof *tr.y));
+    free(rows);
+    kvi_dataset_free(&tr), kvi_dataset_free(&te), kvi_dataset_free(&bt), kvi_dataset_free(&bte);
+  }
+
   /* one file */
   kvi_dataset one;
   snprintf(p, sizeof p, "%s/%s", dir, names[2]);
