@@ -80,7 +80,7 @@ kvi_status kvi__split_bytes(kvi_dataset *ds, kvi_dataset *val, const unsigned ch
   return KVI_OK;
 }
 
-/* Zero pixels around each image: the byte 0, whose value lut[0] must be 0 (the caller checks). */
+/* Zero pixels around each image: the byte 0, whose value lut[0] must be +0 (the caller checks). */
 kvi_status kvi__pad_bytes(kvi_dataset *ds, int pad) {
   const int c = ds->c, h = ds->h, w = ds->w, h2 = h + 2 * pad, w2 = w + 2 * pad;
   const size_t d2 = (size_t)c * h2 * w2;

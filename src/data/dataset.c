@@ -370,7 +370,7 @@ kvi_status kvi_dataset_pad(kvi_dataset *ds, int pad) {
   if ((uint64_t)ds->n > SIZE_MAX / sizeof(kvi_real) / (size_t)d2)
     return kvi_fail(KVI_ERR_NOMEM, "kvi_dataset_pad: %lld padded rows overflow size_t",
                     (long long)ds->n);
-  if (ds->x8 && ds->lut[0] == 0) return kvi__pad_bytes(ds, pad);
+  if (ds->x8 && ds->lut[0] == 0 && !signbit(ds->lut[0])) return kvi__pad_bytes(ds, pad);
   kvi_status s = kvi_dataset_expand(ds); /* the byte 0 no longer reads 0 (normalized) */
   if (s != KVI_OK) return s;
   kvi_real *nx = kvi_alloc((size_t)ds->n * (size_t)d2 * sizeof(kvi_real)); /* zero-filled */
