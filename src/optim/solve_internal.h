@@ -9,8 +9,8 @@
 #include "kronvi/optim.h"
 
 #ifndef KVI__OPT_PAR_MIN
-#define KVI__OPT_PAR_MIN (1u << 18) /* a parameter pass runs in parallel from this many elements \
-                                     */
+/* a parameter pass runs in parallel from this many elements */
+#define KVI__OPT_PAR_MIN (1u << 18)
 #endif
 /* kvi_optimizer_walk without the views the ARD blocks b[0..nb) cover. */
 void kvi__optimizer_walk_except(const kvi_params *p, kvi_opt_run_fn fn, void *ctx,
