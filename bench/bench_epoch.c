@@ -8,7 +8,7 @@
  * with kvi_net_create, runs --warmup steps and then times --steps training steps exactly as
  * src/train/trainer.c does them (kvi_batch_gather, kvi_net_forward with a noise stream,
  * kvi_softmax_xent, kvi_params_zero_grad, kvi_net_backward, kvi_net_kl_split with gscale beta/N
- * and kvi_optimizer_step_ard: the KL gradients of DIAG layers under the ARD prior are added
+ * and kvi_optimizer_step_ard: the KL gradients of DIAG and MN layers under the ARD prior are added
  * inside Adam's pass, so their time is in the "adam" column); seconds per epoch = seconds per step
  * x (N / batch) = x 600. After the timed steps a child runs the same steps once more with a clock
  * around every phase and every layer (the "where the time goes" tables); that pass does not enter
@@ -104,8 +104,8 @@ enum {
 static const char *const ph_name[PH_N] = {"gather", "noise", "fwd",  "act_f", "xent", "zero",
                                           "bwd",    "act_b", "pool", "kl",    "adam"};
 
-/* The trainer's KL and optimizer step (src/train/trainer.c, kvi__kl_and_step): the DIAG ARD
- * layers' KL gradients inside Adam's pass. */
+/* The trainer's KL and optimizer step (src/train/trainer.c, kvi__kl_and_step): the DIAG and MN
+ * ARD layers' KL gradients inside Adam's pass. */
 static void kl_and_step(kvi_net *net, kvi_optimizer *opt, double *kl, kvi_real gscale, double lr,
                         double *layer_kl, kvi_ard_block *ard) {
   int nab = 0;
@@ -256,19 +256,14 @@ static int child(const opts *o, const char *family) {
       }
       dy = lc.dX;
     }
-    /* the KL of the layers not fused into Adam, per layer, then Adam with the DIAG ARD layers'
-     * KL gradients inside its pass (kvi_optimizer_step_ard, as the trainer) */
+    /* the KL of the layers not fused into Adam, per layer, then Adam with the DIAG and MN ARD
+     * layers' KL gradients inside its pass (kvi_optimizer_step_ard, as the trainer) */
     int nab = 0;
     for (int i = 0; i < net->nlayers; i++) {
       const kvi_layer *L = &net->layers[i];
       if (!L->ops->kl) continue;
-      const kvi_dense *w = L->ops->weights(L);
-      kvi_diag q = {w->n, w->m, kvi_params_data(net->params, w->iM),
-                    w->iS >= 0 ? kvi_params_data(net->params, w->iS) : NULL};
-      if (w->family == KVI_FAMILY_DIAG && w->prior == KVI_PRIOR_ARD && kvi_diag_kl_ard_fusable(&q))
-        ard[nab++] = (kvi_ard_block){(size_t)(q.mu - net->params->data),
-                                     (size_t)(q.log_sigma - net->params->data), (size_t)w->n * w->m,
-                                     (kvi_real)(beta / N), &layer_kl[i]};
+      if (kvi_net_ard_block(net, i, (kvi_real)(beta / N), &layer_kl[i], &ard[nab]))
+        nab++;
       else if (L->ops->kl(L, net->params, &layer_kl[i], (kvi_real)(beta / N)))
         die("kl");
       LAP(lk[d < MAX_DENSE ? d : MAX_DENSE - 1]);

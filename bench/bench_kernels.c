@@ -1,10 +1,11 @@
 /* Per-kernel timings of the elementwise hot spots of the Fashion-MNIST MLP step
  * (784-300-300-300-10, batch 100, f32): the ARD KL of each family summed over the four layers, Adam
- * over the MN parameters (full buffer vs skipping the Cholesky upper triangles), ELU forward /
- * backward and the LRT noise. With one thread the clock is the thread's CPU time
- * (CLOCK_THREAD_CPUTIME_ID), so that a loaded machine disturbs the numbers less than wall time;
- * with more threads it is wall time (the other threads' work would not be counted). Median of R
- * repetitions.
+ * over the MN parameters (full buffer vs skipping the Cholesky upper triangles), the MN ARD KL
+ * and Adam as two passes against the KL inside Adam's pass (kvi_optimizer_step_ard, the trainer's
+ * path; the two interleaved), ELU forward / backward and the LRT noise. With one thread the clock
+ * is the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so that a loaded machine disturbs the numbers
+ * less than wall time; with more threads it is wall time (the other threads' work would not be
+ * counted). Median of R repetitions.
  *
  *   bench_kernels [R [THREADS]]   (defaults 30 and 1) */
 #define _POSIX_C_SOURCE 200809L
@@ -118,6 +119,46 @@ int main(int argc, char **argv) {
   char lab[64];
   snprintf(lab, sizeof lab, "Adam (%.2f M, Cholesky upper skipped)", (double)p.n / 1e6);
   TIME(lab, R, kvi_optimizer_step(&opt, &p, 1e-3));
+
+  /* the MN ARD KL of the four layers and Adam: two passes, or fused (interleaved) */
+  for (int l = 0; l < NL; l++) {
+    const kvi_view *w = &p.views[3 * l];
+    for (size_t k = 0; k < w->size; k++) p.data[w->offset + k] = M[l][k];
+    for (int f = 1; f <= 2; f++) {
+      const kvi_view *c = &p.views[3 * l + f];
+      memset(p.data + c->offset, 0, c->size * sizeof(kvi_real));
+      for (int64_t i = 0; i < c->shape[0]; i++)
+        p.data[c->offset + (size_t)(i * c->shape[0] + i)] = -2;
+    }
+  }
+  kvi_ard_block blk[NL];
+  double kls[NL];
+  for (int l = 0; l < NL; l++)
+    blk[l] = (kvi_ard_block){.mu = p.views[3 * l].offset,
+                             .gscale = 1e-5f,
+                             .kl = &kls[l],
+                             .rows = dims[l],
+                             .cols = dims[l + 1],
+                             .A = p.views[3 * l + 1].offset,
+                             .B = p.views[3 * l + 2].offset};
+  double t2[2][256];
+  for (int r = 0; r < R; r++) {
+    double t0 = cpu_now();
+    for (int l = 0; l < NL; l++) {
+      kvi_mn q = {dims[l], dims[l + 1], p.data + blk[l].mu, p.data + blk[l].A, p.data + blk[l].B};
+      kvi_mn_grad g = {p.grad + blk[l].mu, p.grad + blk[l].A, p.grad + blk[l].B};
+      if (kvi_mn_kl_ard(&v, &q, &g, 1e-5f)) return 1;
+    }
+    if (kvi_optimizer_step(&opt, &p, 1e-3)) return 1;
+    double t1 = cpu_now();
+    if (kvi_optimizer_step_ard(&opt, &p, 1e-3, blk, NL)) return 1;
+    t2[0][r] = 1e3 * (t1 - t0), t2[1][r] = 1e3 * (cpu_now() - t1);
+  }
+  for (int k = 0; k < 2; k++) {
+    qsort(t2[k], (size_t)R, sizeof(double), cmp);
+    printf("%-34s %8.3f ms\n", k ? "MN KL inside Adam (step_ard)" : "MN KL, then Adam",
+           t2[k][R / 2]);
+  }
 
   size_t na = 100 * (300 + 300 + 300);
   kvi_real *x = kvi_alloc(na * sizeof(kvi_real)), *y = kvi_alloc(na * sizeof(kvi_real));

@@ -104,12 +104,16 @@ KVI_API void kvi_net_set_grad_hook(kvi_net *net, kvi_status (*fn)(void *user, in
 /* Sum of the layers' KL terms; adds gscale * dKL to the gradients. */
 KVI_API kvi_status kvi_net_kl(kvi_net *net, double *kl, kvi_real gscale);
 /* kvi_net_kl in two parts, for kvi_optimizer_step_ard: layer_kl[i] (net->nlayers entries) gets
- * layer i's KL, computed now with its gradient for every layer except the DIAG layers under the
- * per-weight ARD prior (kvi_diag_kl_ard_fusable), which become blocks b[0..*nb) (room for
+ * layer i's KL, computed now with its gradient for every layer except those whose KL the
+ * optimizer's step can take (kvi_net_ard_block), which become blocks b[0..*nb) (room for
  * net->nlayers) whose KL the optimizer step writes into layer_kl. Sum layer_kl after the step
  * for kvi_net_kl's value. */
 KVI_API kvi_status kvi_net_kl_split(kvi_net *net, double *layer_kl, kvi_real gscale,
                                     kvi_ard_block *b, int *nb);
+/* Whether layer i's KL and its gradient can be left to kvi_optimizer_step_ard, and then its
+ * block in *b (KL output kl): DIAG layers under the per-weight ARD prior that are
+ * kvi_diag_kl_ard_fusable, and MN layers under the per-weight ARD prior. */
+KVI_API bool kvi_net_ard_block(kvi_net *net, int i, kvi_real gscale, double *kl, kvi_ard_block *b);
 /* Exact updates of group-ARD precisions of all layers. */
 KVI_API kvi_status kvi_net_prior_update(kvi_net *net);
 KVI_API size_t kvi_net_param_count(const kvi_net *net);  /* of the variational family */

@@ -87,15 +87,24 @@ KVI_API kvi_status kvi_diag_kl_ard(double *out, const kvi_diag *q, kvi_diag_grad
  * |log sigma| < 40): then an optimizer may add its gradient in its own pass
  * (kvi_optimizer_step_ard) with the same numbers. */
 KVI_API bool kvi_diag_kl_ard_fusable(const kvi_diag *q);
-/* A DIAG weight block under the per-weight ARD prior (kvi_diag_kl_ard) whose KL gradient is
- * added during the optimizer's step: one pass over the weights instead of two, as the KL's
- * gradient of a weight depends on that weight alone. mu and log_sigma are the element offsets
- * of the two (n)-element views in the parameter block; the block must be
- * kvi_diag_kl_ard_fusable. */
+/* A weight block under the per-weight ARD prior whose KL gradient is added during the
+ * optimizer's step (kvi_optimizer_step_ard), with the same numbers as the KL's own pass
+ * followed by the step:
+ * - DIAG (rows = 0; kvi_diag_kl_ard): mu and log_sigma are the element offsets of the two
+ *   (n)-element views in the parameter block, and the block must be kvi_diag_kl_ard_fusable.
+ *   One pass over the weights instead of two: the KL's gradient of a weight depends on that
+ *   weight alone.
+ * - MN (rows > 0; kvi_mn_kl_ard): mu is the offset of M (rows, cols), A and B those of its
+ *   Cholesky factors' parameters (rows, rows) and (cols, cols); log_sigma and n are unused. The
+ *   gradient is added block of rows by block of rows, each block updated while it is in cache:
+ *   M's blocks first (they also give the gradients of the factors' row norms), then the rows of
+ *   A and B. */
 typedef struct kvi_ard_block {
   size_t mu, log_sigma, n;
   kvi_real gscale; /* the gradient added is gscale * dKL */
-  double *kl;      /* out: the block's KL, as kvi_diag_kl_ard computes it */
+  double *kl;      /* out: the block's KL, as kvi_diag_kl_ard / kvi_mn_kl_ard computes it */
+  int rows, cols;  /* MN: the shape of M; 0 for DIAG */
+  size_t A, B;     /* MN: the factors' element offsets */
 } kvi_ard_block;
 
 /* ---- Matrix Normal MN(M, A A^T, B B^T) ---------------------------------------------------- */

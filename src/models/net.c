@@ -113,25 +113,49 @@ kvi_status kvi_net_kl(kvi_net *net, double *kl, kvi_real gscale) {
   return KVI_OK;
 }
 
+bool kvi_net_ard_block(kvi_net *net, int i, kvi_real gscale, double *kl, kvi_ard_block *b) {
+  if (!net || !b || i < 0 || i >= net->nlayers) return false;
+  const kvi_layer *L = &net->layers[i];
+  const kvi_dense *d = L->ops->kl && L->ops->weights ? L->ops->weights(L) : NULL;
+  if (!d || d->prior != KVI_PRIOR_ARD) return false;
+  kvi_params *p = net->params;
+  const size_t oM = (size_t)(kvi_params_data(p, d->iM) - p->data);
+  if (d->family == KVI_FAMILY_DIAG) {
+    kvi_diag q = {d->n, d->m, kvi_params_data(p, d->iM), kvi_params_data(p, d->iS)};
+    if (!kvi_diag_kl_ard_fusable(&q)) return false;
+    *b = (kvi_ard_block){.mu = oM,
+                         .log_sigma = (size_t)(q.log_sigma - p->data),
+                         .n = (size_t)d->n * d->m,
+                         .gscale = gscale,
+                         .kl = kl};
+    return true;
+  }
+  if (d->family == KVI_FAMILY_MN) {
+    *b = (kvi_ard_block){.mu = oM,
+                         .gscale = gscale,
+                         .kl = kl,
+                         .rows = d->n,
+                         .cols = d->m,
+                         .A = (size_t)(kvi_params_data(p, d->iA) - p->data),
+                         .B = (size_t)(kvi_params_data(p, d->iB) - p->data)};
+    return true;
+  }
+  return false;
+}
+
 kvi_status kvi_net_kl_split(kvi_net *net, double *layer_kl, kvi_real gscale, kvi_ard_block *b,
                             int *nb) {
   if (!net || !layer_kl || !b || !nb) return kvi_fail(KVI_ERR_ARG, "net_kl_split: NULL argument");
   *nb = 0;
-  kvi_params *p = net->params;
   for (int i = 0; i < net->nlayers; i++) {
     const kvi_layer *L = &net->layers[i];
     layer_kl[i] = 0;
     if (!L->ops->kl) continue;
-    const kvi_dense *d = L->ops->weights ? L->ops->weights(L) : NULL;
-    if (d && d->family == KVI_FAMILY_DIAG && d->prior == KVI_PRIOR_ARD) {
-      kvi_diag q = {d->n, d->m, kvi_params_data(p, d->iM), kvi_params_data(p, d->iS)};
-      if (kvi_diag_kl_ard_fusable(&q)) {
-        b[(*nb)++] = (kvi_ard_block){(size_t)(q.mu - p->data), (size_t)(q.log_sigma - p->data),
-                                     (size_t)d->n * d->m, gscale, &layer_kl[i]};
-        continue;
-      }
+    if (kvi_net_ard_block(net, i, gscale, &layer_kl[i], &b[*nb])) {
+      (*nb)++;
+      continue;
     }
-    kvi_status s = L->ops->kl(L, p, &layer_kl[i], gscale);
+    kvi_status s = L->ops->kl(L, net->params, &layer_kl[i], gscale);
     if (s) return s;
   }
   return KVI_OK;

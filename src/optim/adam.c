@@ -9,6 +9,7 @@
 #include "internal.h"
 #include "optim/solve_internal.h"
 #include "prob/diag_ard.h"
+#include "prob/mn_ard.h"
 
 typedef struct {
   kvi_real b1, b2, step, rc2, eps, decay;
@@ -96,11 +97,10 @@ static kvi_status kvi__adam_step(kvi_optimizer *o, kvi_params *p, double lr) {
   return KVI_OK;
 }
 
-/* The blocks' spans (KVI__KL_SPAN elements, numbered across the blocks) in parallel, each
- * block's KL the sum of its spans' in order; then the other views as kvi__adam_step. */
-static kvi_status kvi__adam_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
-                                     const kvi_ard_block *b, int nb) {
-  kvi__adam k = kvi__adam_coef(o, p, lr);
+/* The DIAG blocks' spans (KVI__KL_SPAN elements, numbered across the blocks) in parallel, each
+ * block's KL the sum of its spans' in order. */
+static kvi_status kvi__adam_diag_blocks(const kvi__adam *k, kvi_params *p, const kvi_ard_block *b,
+                                        int nb) {
   size_t ns = 0, total = 0;
   for (int i = 0; i < nb; i++) ns += (b[i].n + KVI__KL_SPAN - 1) / KVI__KL_SPAN, total += b[i].n;
   double *sums = kvi_alloc((ns > 0 ? ns : 1) * sizeof *sums);
@@ -111,22 +111,57 @@ static kvi_status kvi__adam_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
   }
   first[0] = 0;
   for (int i = 0; i < nb; i++) first[i + 1] = first[i] + (b[i].n + KVI__KL_SPAN - 1) / KVI__KL_SPAN;
-  const kvi_real decay_mean = k.decay;
 #pragma omp parallel for schedule(static) if (total >= KVI__OPT_PAR_MIN)
   for (long c = 0; c < (long)ns; c++) {
     int i = 0;
     while (first[i + 1] <= (size_t)c) i++;
     const size_t o0 = ((size_t)c - first[i]) * KVI__KL_SPAN;
     const size_t len = b[i].n - o0 < KVI__KL_SPAN ? b[i].n - o0 : KVI__KL_SPAN;
-    const kvi_real dm = kvi__optimizer_view_role(p, b[i].mu) == KVI_ROLE_MEAN ? decay_mean : 1;
-    sums[c] = kvi__adam_ard_span(&k, &b[i], o0, len, dm);
+    const kvi_real dm = kvi__optimizer_view_role(p, b[i].mu) == KVI_ROLE_MEAN ? k->decay : 1;
+    sums[c] = kvi__adam_ard_span(k, &b[i], o0, len, dm);
   }
   for (int i = 0; i < nb; i++) {
+    if (b[i].rows > 0) continue; /* MN: no spans */
     double acc = 0;
     for (size_t c = first[i]; c < first[i + 1]; c++) acc += sums[c];
     *b[i].kl = 0.5 * acc;
   }
   kvi_free(sums), kvi_free(first);
+  return KVI_OK;
+}
+
+/* DIAG blocks as above; MN blocks row block by row block (prob/mn_ard.h), all begun (u, v and
+ * the range test, which may fail) before any update; then the other views as kvi__adam_step. */
+static kvi_status kvi__adam_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
+                                     const kvi_ard_block *b, int nb) {
+  kvi__adam k = kvi__adam_coef(o, p, lr);
+  kvi__mn_ard_fuse *mf = kvi_alloc((size_t)(nb > 0 ? nb : 1) * sizeof *mf);
+  if (!mf) return kvi_fail(KVI_ERR_NOMEM, "out of memory for the MN blocks");
+  kvi_status s = KVI_OK;
+  int begun = 0;
+  for (; begun < nb && !s; begun++) {
+    mf[begun].fused = false;
+    if (b[begun].rows == 0) continue;
+    const kvi_ard_block *bi = &b[begun];
+    kvi_mn q = {bi->rows, bi->cols, p->data + bi->mu, p->data + bi->A, p->data + bi->B};
+    kvi_mn_grad g = {p->grad + bi->mu, p->grad + bi->A, p->grad + bi->B};
+    s = kvi__mn_ard_fuse_begin(&mf[begun], &q, &g, bi->gscale, bi->kl);
+  }
+  if (!s) s = kvi__adam_diag_blocks(&k, p, b, nb);
+  if (s) {
+    for (int i = 0; i < begun; i++) kvi__mn_ard_fuse_free(&mf[i]);
+    kvi_free(mf);
+    return s;
+  }
+  for (int i = 0; i < nb; i++) {
+    if (b[i].rows == 0) continue;
+    const size_t off[3] = {b[i].mu, b[i].A, b[i].B};
+    const kvi_role role[3] = {kvi__optimizer_view_role(p, b[i].mu),
+                              kvi__optimizer_view_role(p, b[i].A),
+                              kvi__optimizer_view_role(p, b[i].B)};
+    kvi__mn_ard_fuse_run(&mf[i], kvi__adam_run, &k, off, role);
+  }
+  kvi_free(mf);
   kvi__optimizer_walk_except(p, kvi__adam_run, &k, b, nb);
   return KVI_OK;
 }

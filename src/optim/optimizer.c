@@ -237,8 +237,12 @@ typedef struct {
 } kvi__walk;
 
 static bool kvi__skipped(const kvi__walk *wk, const kvi_view *w) {
-  for (int i = 0; i < wk->nskip; i++)
-    if (w->offset == wk->skip[i].mu || w->offset == wk->skip[i].log_sigma) return true;
+  for (int i = 0; i < wk->nskip; i++) {
+    const kvi_ard_block *b = &wk->skip[i];
+    if (w->offset == b->mu) return true;
+    if (b->rows > 0 ? w->offset == b->A || w->offset == b->B : w->offset == b->log_sigma)
+      return true;
+  }
   return false;
 }
 
@@ -292,8 +296,27 @@ kvi_role kvi__optimizer_view_role(const kvi_params *p, size_t offset) {
   return KVI_ROLE_OTHER;
 }
 
-/* A block must be two whole views of n elements each. */
+/* The view starting at element offset off has exactly `size` elements. */
+static bool kvi__view_is(const kvi_params *p, size_t off, size_t size) {
+  for (int vi = 0; vi < p->nviews; vi++)
+    if (p->views[vi].offset == off) return p->views[vi].size == size;
+  return false;
+}
+
+/* A DIAG block must be two whole views of n elements each; an MN block M (rows, cols) and its
+ * factors (rows, rows), (cols, cols). */
 static kvi_status kvi__ard_check(const kvi_params *p, const kvi_ard_block *b) {
+  if (b->rows > 0 || b->cols > 0) {
+    const size_t r = (size_t)b->rows, c = (size_t)b->cols;
+    if (b->rows > 0 && b->cols > 0 && b->kl && kvi__view_is(p, b->mu, r * c) &&
+        kvi__view_is(p, b->A, r * r) && kvi__view_is(p, b->B, c * c) && b->mu != b->A &&
+        b->mu != b->B && b->A != b->B)
+      return KVI_OK;
+    return kvi_fail(KVI_ERR_ARG,
+                    "optimizer_step_ard: MN block (M %zu, A %zu, B %zu, %d x %d) is not a weight "
+                    "matrix and its two factors' parameter views with a KL output",
+                    b->mu, b->A, b->B, b->rows, b->cols);
+  }
   int found = 0;
   for (int vi = 0; vi < p->nviews; vi++) {
     const kvi_view *w = &p->views[vi];
@@ -319,13 +342,22 @@ kvi_status kvi_optimizer_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
   }
   if (!o->ops->step_ard) {
     for (int i = 0; i < nb; i++) { /* the KL gradients first, then the plain step */
-      kvi_diag q = {1, (int)b[i].n, p->data + b[i].mu, p->data + b[i].log_sigma};
-      kvi_diag_grad g = {p->grad + b[i].mu, p->grad + b[i].log_sigma};
-      kvi_status s = kvi_diag_kl_ard(b[i].kl, &q, &g, b[i].gscale);
+      kvi_status s;
+      if (b[i].rows > 0) {
+        kvi_mn q = {b[i].rows, b[i].cols, p->data + b[i].mu, p->data + b[i].A, p->data + b[i].B};
+        kvi_mn_grad g = {p->grad + b[i].mu, p->grad + b[i].A, p->grad + b[i].B};
+        s = kvi_mn_kl_ard(b[i].kl, &q, &g, b[i].gscale);
+      } else {
+        kvi_diag q = {1, (int)b[i].n, p->data + b[i].mu, p->data + b[i].log_sigma};
+        kvi_diag_grad g = {p->grad + b[i].mu, p->grad + b[i].log_sigma};
+        s = kvi_diag_kl_ard(b[i].kl, &q, &g, b[i].gscale);
+      }
       if (s) return s;
     }
     return kvi_optimizer_step(o, p, lr);
   }
   o->t++;
-  return o->ops->step_ard(o, p, lr, b, nb);
+  kvi_status s = o->ops->step_ard(o, p, lr, b, nb);
+  if (s) o->t--; /* nothing was updated */
+  return s;
 }

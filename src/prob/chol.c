@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "prob/mn_ard.h"
 #include "prob/prob_internal.h"
 
 void kvi_chol_materialize(kvi_real *L, const kvi_real *P, int n) {
@@ -73,17 +74,33 @@ void kvi__chol_add_diag(kvi_real *dP, int n, double val) {
   for (int i = 0; i < n; i++) dP[(size_t)i * n + i] += (kvi_real)val;
 }
 
+/* Row i of kvi__chol_rownorm2_backward. */
+static inline void kvi__rownorm2_backward_row(kvi_real *restrict d, const kvi_real *restrict p,
+                                              int i, double gu_i) {
+  double two_g = 2.0 * gu_i;
+  const kvi_real tg = (kvi_real)two_g;
+#pragma omp simd
+  for (int k = 0; k < i; k++) d[k] += tg * p[k];
+  d[i] += (kvi_real)(two_g * exp(2.0 * (double)p[i]));
+}
+
 KVI__HOT void kvi__chol_rownorm2_backward(kvi_real *dP, const kvi_real *P, int n,
                                           const double *gu) {
 #pragma omp parallel for schedule(static, 16) if (KVI__CHOL_PAR(n))
+  for (int i = 0; i < n; i++)
+    kvi__rownorm2_backward_row(dP + (size_t)i * n, P + (size_t)i * n, i, gu[i]);
+}
+
+KVI__HOT void kvi__chol_rownorm2_backward_update(kvi_real *dP, const kvi_real *P, int n, double *gu,
+                                                 double gs, double diag, kvi__rows_fn update,
+                                                 void *ctx, size_t off, kvi_role role) {
+  const kvi_real dv = (kvi_real)diag;
+#pragma omp parallel for schedule(static, 16) if (KVI__CHOL_PAR(n))
   for (int i = 0; i < n; i++) {
-    const kvi_real *p = P + (size_t)i * n;
-    kvi_real *d = dP + (size_t)i * n;
-    double two_g = 2.0 * gu[i];
-    const kvi_real tg = (kvi_real)two_g;
-#pragma omp simd
-    for (int k = 0; k < i; k++) d[k] += tg * p[k];
-    d[i] += (kvi_real)(two_g * exp(2.0 * (double)p[i]));
+    gu[i] *= gs;
+    kvi__rownorm2_backward_row(dP + (size_t)i * n, P + (size_t)i * n, i, gu[i]);
+    dP[(size_t)i * n + i] += dv; /* kvi__chol_add_diag */
+    update(ctx, off + (size_t)i * n, (size_t)i + 1, role);
   }
 }
 

@@ -3,6 +3,7 @@
  * (docs/prob.md §2 and §3). */
 #include <string.h>
 
+#include "prob/mn_ard.h"
 #include "prob/prob_internal.h"
 
 /* Scratch memory from the caller's arena, or from the heap when no arena is given. */
@@ -322,15 +323,10 @@ KVI__HOT static void kvi__mn_ard_grad_rows(const kvi_mn *q, const kvi_real *log_
 
 /* Row blocks run in parallel; their column sums and the row sums are then added in order, so
  * the result does not depend on the thread count. */
-void kvi__mn_ard_grad(const kvi_mn *q, const kvi_real *log_d, kvi__uv *w, kvi_real *gM,
-                      kvi_real *glog_d, double gs, double *logsum) {
+/* The blocks' column sums into gv, and the row sums of log S into *logsum if not NULL, in
+ * order. */
+static void kvi__mn_ard_reduce(const kvi_mn *q, kvi__uv *w, double *logsum) {
   const int n = q->n, m = q->m, nb = (n + KVI__ARD_ROWS - 1) / KVI__ARD_ROWS;
-#pragma omp parallel for schedule(static) if ((size_t)n * m >= KVI__KL_OMP_MIN)
-  for (int b = 0; b < nb; b++) {
-    int i0 = b * KVI__ARD_ROWS, i1 = i0 + KVI__ARD_ROWS < n ? i0 + KVI__ARD_ROWS : n;
-    kvi_real *cs = w->blk + (size_t)2 * b * m;
-    kvi__mn_ard_grad_rows(q, log_d, w, gM, glog_d, gs, logsum != NULL, i0, i1, cs, cs + m);
-  }
   memset(w->gv, 0, (size_t)m * sizeof *w->gv);
   for (int b = 0; b < nb; b++) {
     const kvi_real *cs = w->blk + (size_t)2 * b * m;
@@ -342,6 +338,18 @@ void kvi__mn_ard_grad(const kvi_mn *q, const kvi_real *log_d, kvi__uv *w, kvi_re
     for (int i = 0; i < n; i++) acc += w->rs[i];
     *logsum = acc;
   }
+}
+
+void kvi__mn_ard_grad(const kvi_mn *q, const kvi_real *log_d, kvi__uv *w, kvi_real *gM,
+                      kvi_real *glog_d, double gs, double *logsum) {
+  const int n = q->n, m = q->m, nb = (n + KVI__ARD_ROWS - 1) / KVI__ARD_ROWS;
+#pragma omp parallel for schedule(static) if ((size_t)n * m >= KVI__KL_OMP_MIN)
+  for (int b = 0; b < nb; b++) {
+    int i0 = b * KVI__ARD_ROWS, i1 = i0 + KVI__ARD_ROWS < n ? i0 + KVI__ARD_ROWS : n;
+    kvi_real *cs = w->blk + (size_t)2 * b * m;
+    kvi__mn_ard_grad_rows(q, log_d, w, gM, glog_d, gs, logsum != NULL, i0, i1, cs, cs + m);
+  }
+  kvi__mn_ard_reduce(q, w, logsum);
 }
 
 bool kvi__mn_ard_safe(const kvi_mn *q, const kvi__uv *w) {
@@ -385,6 +393,24 @@ kvi_status kvi__kl_nonfinite(kvi_status detail, double value, const char *fn) {
   return kvi_fail(KVI_ERR_NONFINITE, "%s: the KL is not finite (%g)", fn, value);
 }
 
+/* kvi_mn_kl_ard outside the fused pass's safe range: the value first, the gradients only if it
+ * is finite (a failed call leaves g untouched); a non-finite parameter always makes the value
+ * non-finite, so the full finiteness check only runs then, to name the culprit. Frees w. */
+static kvi_status kvi__mn_ard_checked(double *out, const kvi_mn *q, kvi_mn_grad *g, double gs,
+                                      kvi__uv *w, double ld) {
+  const char *fn = "kvi_mn_kl_ard";
+  const int n = q->n, m = q->m;
+  double kl = 0.5 * kvi__mn_ard_logsum(q, NULL, w, NULL) - ld;
+  if (!isfinite(kl)) {
+    kvi__uv_finish(w, q, NULL, 0, 0, 0);
+    return kvi__kl_nonfinite(kvi__check_mn_finite(q, fn), kl, fn);
+  }
+  *out = kl;
+  if (g) kvi__mn_ard_grad(q, NULL, w, g->M, NULL, gs, NULL);
+  kvi__uv_finish(w, q, g, gs, -(double)m, -(double)n);
+  return KVI_OK;
+}
+
 kvi_status kvi_mn_kl_ard(double *out, const kvi_mn *q, kvi_mn_grad *g, kvi_real gscale) {
   const char *fn = "kvi_mn_kl_ard";
   kvi_status s = kvi__check_mn_args(q, fn);
@@ -396,10 +422,8 @@ kvi_status kvi_mn_kl_ard(double *out, const kvi_mn *q, kvi_mn_grad *g, kvi_real 
   /* KL = 1/2 sum log(1 + M^2/(u_i v_j)) + 1/2 [m (sum log u - log|U|) + n (sum log v - log|V|)]
    *    = 1/2 sum log(M^2 + u_i v_j) - m sum a_i - n sum b_j  (log|U| = 2 sum a_i).
    * When the parameters are in a range where every term is finite (kvi__mn_ard_safe: one cheap
-   * pass over M, none over the factors), value and gradients come from one fused pass. Otherwise
-   * the value comes first and the gradients only if it is finite (a failed call leaves g
-   * untouched); a non-finite parameter always makes the value non-finite, so the full finiteness
-   * check only runs then, to name the culprit. */
+   * pass over M, none over the factors), value and gradients come from one fused pass;
+   * otherwise from kvi__mn_ard_checked. */
   const double ld = (double)m * kvi__chol_logdet(q->A, n) + (double)n * kvi__chol_logdet(q->B, m);
   double gs = gscale;
   if (g && kvi__mn_ard_safe(q, &w)) {
@@ -409,15 +433,68 @@ kvi_status kvi_mn_kl_ard(double *out, const kvi_mn *q, kvi_mn_grad *g, kvi_real 
     kvi__uv_finish(&w, q, g, gs, -(double)m, -(double)n);
     return KVI_OK;
   }
-  double kl = 0.5 * kvi__mn_ard_logsum(q, NULL, &w, NULL) - ld;
-  if (!isfinite(kl)) {
-    kvi__uv_finish(&w, q, NULL, 0, 0, 0);
-    return kvi__kl_nonfinite(kvi__check_mn_finite(q, fn), kl, fn);
+  return kvi__mn_ard_checked(out, q, g, gs, &w, ld);
+}
+
+/* ---- the ARD KL fused into an optimizer's step (prob/mn_ard.h) ---------------------------- */
+kvi_status kvi__mn_ard_fuse_begin(kvi__mn_ard_fuse *f, const kvi_mn *q, const kvi_mn_grad *g,
+                                  kvi_real gscale, double *kl) {
+  const char *fn = "kvi_mn_kl_ard";
+  kvi_status s = kvi__check_mn_args(q, fn);
+  if (s) return s;
+  if (!g || !g->M || !g->A || !g->B || !kl)
+    return kvi_fail(KVI_ERR_ARG, "%s: a fused step needs the gradients of M, A and B", fn);
+  const int n = q->n, m = q->m;
+  f->q = *q, f->g = *g, f->gs = gscale, f->kl = kl, f->fused = false;
+  if ((s = kvi__uv_init(&f->w, q))) return s;
+  f->ld = (double)m * kvi__chol_logdet(q->A, n) + (double)n * kvi__chol_logdet(q->B, m);
+  if (kvi__mn_ard_safe(q, &f->w)) {
+    f->fused = true;
+    return KVI_OK;
   }
-  *out = kl;
-  if (g) kvi__mn_ard_grad(q, NULL, &w, g->M, NULL, gs, NULL);
-  kvi__uv_finish(&w, q, g, gs, -(double)m, -(double)n);
-  return KVI_OK;
+  return kvi__mn_ard_checked(kl, q, &f->g, f->gs, &f->w, f->ld); /* frees the frame */
+}
+
+void kvi__mn_ard_fuse_free(kvi__mn_ard_fuse *f) {
+  if (f && f->fused) kvi_free(f->w.u);
+  if (f) f->fused = false;
+}
+
+/* The rows of a factor's lower triangle, each given to update(). */
+static void kvi__chol_update_rows(int n, kvi__rows_fn update, void *ctx, size_t off,
+                                  kvi_role role) {
+  for (int i = 0; i < n; i++) update(ctx, off + (size_t)i * n, (size_t)i + 1, role);
+}
+
+void kvi__mn_ard_fuse_run(kvi__mn_ard_fuse *f, kvi__rows_fn update, void *ctx, const size_t off[3],
+                          const kvi_role role[3]) {
+  const kvi_mn *q = &f->q;
+  const int n = q->n, m = q->m, nb = (n + KVI__ARD_ROWS - 1) / KVI__ARD_ROWS;
+  if (!f->fused) { /* the gradient is in already: only the updates */
+    update(ctx, off[0], (size_t)n * m, role[0]);
+    kvi__chol_update_rows(n, update, ctx, off[1], role[1]);
+    kvi__chol_update_rows(m, update, ctx, off[2], role[2]);
+    return;
+  }
+  kvi__uv *w = &f->w;
+  /* M: kvi__mn_ard_grad's blocks, each updated right after its gradient rows */
+#pragma omp parallel for schedule(static) if ((size_t)n * m >= KVI__KL_OMP_MIN)
+  for (int b = 0; b < nb; b++) {
+    int i0 = b * KVI__ARD_ROWS, i1 = i0 + KVI__ARD_ROWS < n ? i0 + KVI__ARD_ROWS : n;
+    kvi_real *cs = w->blk + (size_t)2 * b * m;
+    kvi__mn_ard_grad_rows(q, NULL, w, f->g.M, NULL, f->gs, true, i0, i1, cs, cs + m);
+    update(ctx, off[0] + (size_t)i0 * m, (size_t)(i1 - i0) * m, role[0]);
+  }
+  double acc;
+  kvi__mn_ard_reduce(q, w, &acc);
+  *f->kl = 0.5 * acc - f->ld;
+  /* A and B: kvi__uv_finish's terms row by row, each row updated after */
+  kvi__chol_rownorm2_backward_update(f->g.A, q->A, n, w->gu, f->gs, f->gs * -(double)m, update, ctx,
+                                     off[1], role[1]);
+  kvi__chol_rownorm2_backward_update(f->g.B, q->B, m, w->gv, f->gs, f->gs * -(double)n, update, ctx,
+                                     off[2], role[2]);
+  kvi_free(w->u);
+  f->fused = false;
 }
 
 kvi_status kvi__check_group_args(const kvi_real *log_tau, const kvi_real *log_gamma, int n, int m,

@@ -1,8 +1,11 @@
-/* kvi_optimizer_step_ard against its definition: adding each DIAG ARD block's KL gradient with
- * kvi_diag_kl_ard and then calling kvi_optimizer_step must give the same bits (parameters,
- * gradients, optimizer state, KL values) as the fused pass, for Adam (fused, with weight decay on
- * the means) and SGD (the plain fallback), on one and two threads; bad blocks fail with a
- * message and change nothing. */
+/* kvi_optimizer_step_ard against its definition: adding each ARD block's KL gradient with
+ * kvi_diag_kl_ard (DIAG blocks) or kvi_mn_kl_ard (MN blocks) and then calling kvi_optimizer_step
+ * must give the same bits (parameters, gradients, optimizer state, KL values) as the fused pass,
+ * for Adam (fused, with weight decay on the means) and SGD (the plain fallback), on one and two
+ * threads, with MN blocks large enough for the parallel passes and one outside the fused pass's
+ * range; bad blocks fail with a message and change nothing. */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kronvi/optim.h"
@@ -42,10 +45,16 @@ static void set_grad(kvi_params *p, int step) {
 }
 
 static void blocks(kvi_ard_block *b, const kvi_params *p, double *kl, kvi_real gscale) {
-  b[0] = (kvi_ard_block){p->views[V_MU].offset, p->views[V_LS].offset, p->views[V_MU].size, gscale,
-                         &kl[0]};
-  b[1] = (kvi_ard_block){p->views[V_MU2].offset, p->views[V_LS2].offset, p->views[V_MU2].size,
-                         gscale, &kl[1]};
+  b[0] = (kvi_ard_block){.mu = p->views[V_MU].offset,
+                         .log_sigma = p->views[V_LS].offset,
+                         .n = p->views[V_MU].size,
+                         .gscale = gscale,
+                         .kl = &kl[0]};
+  b[1] = (kvi_ard_block){.mu = p->views[V_MU2].offset,
+                         .log_sigma = p->views[V_LS2].offset,
+                         .n = p->views[V_MU2].size,
+                         .gscale = gscale,
+                         .kl = &kl[1]};
 }
 
 /* The definition: kvi_diag_kl_ard on each block, then the plain step. */
@@ -126,6 +135,157 @@ static void check_bad_blocks(void) {
   kvi_params_free(&p);
 }
 
+/* ---- MN blocks ------------------------------------------------------------------------------
+ * A 300 x 220 block (parallel row blocks and factor rows), a bias, a 7 x 5 block (its A's
+ * log-diagonal at 30 when `wide`: U_ii beyond the fused pass's range) and a DIAG block. */
+enum { W_M1, W_A1, W_B1, W_BIAS, W_M2, W_A2, W_B2, W_MU3, W_LS3, NW };
+
+static void build_mn(kvi_params *p, bool wide) {
+  kvi_params_init(p);
+  int idx;
+  const char *name[NW] = {"a.M", "a.A", "a.B", "a.b", "c.M", "c.A", "c.B", "d.mu", "d.log_sigma"};
+  const kvi_role role[NW] = {KVI_ROLE_MEAN, KVI_ROLE_CHOL, KVI_ROLE_CHOL,
+                             KVI_ROLE_BIAS, KVI_ROLE_MEAN, KVI_ROLE_CHOL,
+                             KVI_ROLE_CHOL, KVI_ROLE_MEAN, KVI_ROLE_LOG_SIGMA};
+  const int64_t shape[NW][2] = {{300, 220}, {300, 300}, {220, 220}, {220, 1}, {7, 5},
+                                {7, 7},     {5, 5},     {6, 9},     {6, 9}};
+  for (int v = 0; v < NW; v++)
+    CHECK_OK(kvi_params_add(p, name[v], role[v], v == W_BIAS ? 1 : 2, shape[v], &idx));
+  CHECK_OK(kvi_params_alloc(p));
+  for (size_t i = 0; i < p->n; i++) p->data[i] = (kvi_real)(0.4 * sin(0.37 * (double)i) - 0.1);
+  for (int v = 0; v < NW; v++) {
+    const kvi_view *w = &p->views[v];
+    const int64_t r = w->shape[0];
+    if (w->role == KVI_ROLE_CHOL) /* small strict lower part, log-diagonal near -1 */
+      for (int64_t i = 0; i < r; i++)
+        for (int64_t k = 0; k < r; k++) {
+          kvi_real *x = p->data + w->offset + (size_t)(i * r + k);
+          *x = k > i ? 0 : k == i ? *x - 1 : *x / 8;
+        }
+  }
+  if (wide)
+    for (int i = 0; i < 7; i++) p->data[p->views[W_A2].offset + (size_t)i * 8] = 30;
+  for (size_t k = 0; k < p->views[W_LS3].size; k++) p->data[p->views[W_LS3].offset + k] -= 3;
+}
+
+/* Gradients with the factors' strict upper triangles zero, as the layers leave them. */
+static void set_grad_mn(kvi_params *p, int step) {
+  for (size_t i = 0; i < p->n; i++) p->grad[i] = (kvi_real)(0.2 * cos(1.3 * (double)i + step));
+  for (int v = 0; v < NW; v++) {
+    const kvi_view *w = &p->views[v];
+    const int64_t r = w->shape[0];
+    if (w->role == KVI_ROLE_CHOL)
+      for (int64_t i = 0; i < r; i++)
+        for (int64_t k = i + 1; k < r; k++) p->grad[w->offset + (size_t)(i * r + k)] = 0;
+  }
+}
+
+static kvi_ard_block mn_block(const kvi_params *p, int M, double *kl, kvi_real gscale) {
+  const kvi_view *w = &p->views[M];
+  return (kvi_ard_block){.mu = w->offset,
+                         .gscale = gscale,
+                         .kl = kl,
+                         .rows = (int)w->shape[0],
+                         .cols = (int)w->shape[1],
+                         .A = p->views[M + 1].offset,
+                         .B = p->views[M + 2].offset};
+}
+
+static void blocks_mn(kvi_ard_block *b, const kvi_params *p, double *kl, kvi_real gscale) {
+  b[0] = mn_block(p, W_M1, &kl[0], gscale);
+  b[1] = mn_block(p, W_M2, &kl[1], gscale);
+  b[2] = (kvi_ard_block){.mu = p->views[W_MU3].offset,
+                         .log_sigma = p->views[W_LS3].offset,
+                         .n = p->views[W_MU3].size,
+                         .gscale = gscale,
+                         .kl = &kl[2]};
+}
+
+static void step_unfused_mn(kvi_optimizer *o, kvi_params *p, double lr, const kvi_ard_block *b) {
+  for (int i = 0; i < 2; i++) {
+    kvi_mn q = {b[i].rows, b[i].cols, p->data + b[i].mu, p->data + b[i].A, p->data + b[i].B};
+    kvi_mn_grad g = {p->grad + b[i].mu, p->grad + b[i].A, p->grad + b[i].B};
+    CHECK_OK(kvi_mn_kl_ard(b[i].kl, &q, &g, b[i].gscale));
+  }
+  kvi_diag q = {6, 9, p->data + b[2].mu, p->data + b[2].log_sigma};
+  kvi_diag_grad g = {p->grad + b[2].mu, p->grad + b[2].log_sigma};
+  CHECK_OK(kvi_diag_kl_ard(b[2].kl, &q, &g, b[2].gscale));
+  CHECK_OK(kvi_optimizer_step(o, p, lr));
+}
+
+static void check_same_mn(kvi_opt_config c, int threads, bool wide, const char *what) {
+  kvi_set_threads(threads);
+  const int failed = kvi_test_failures;
+  kvi_params p, q;
+  build_mn(&p, wide), build_mn(&q, wide);
+  kvi_optimizer o1, o2;
+  CHECK_OK(kvi_optimizer_init(&o1, &c, &p));
+  CHECK_OK(kvi_optimizer_init(&o2, &c, &q));
+  double kl1[3], kl2[3];
+  kvi_ard_block b1[3], b2[3];
+  blocks_mn(b1, &p, kl1, (kvi_real)0.013), blocks_mn(b2, &q, kl2, (kvi_real)0.013);
+  for (int t = 1; t <= 3; t++) {
+    set_grad_mn(&p, t), set_grad_mn(&q, t);
+    step_unfused_mn(&o1, &p, 0.01, b1);
+    CHECK_OK(kvi_optimizer_step_ard(&o2, &q, 0.01, b2, 3));
+    for (int i = 0; i < 3; i++) CHECK(kl1[i] == kl2[i] && isfinite(kl1[i]) && kl1[i] != 0);
+  }
+  CHECK(same_bits(p.data, q.data, p.n));
+  CHECK(same_bits(p.grad, q.grad, p.n));
+  for (int i = 0; i < o1.nbuffer; i++) CHECK(same_bits(o1.buffer[i], o2.buffer[i], p.n));
+  /* the factors' upper triangles are never written */
+  const kvi_view *A = &q.views[W_A1];
+  CHECK(q.data[A->offset + 1] == 0 && o2.buffer[0][A->offset + 1] == 0);
+  if (kvi_test_failures > failed)
+    fprintf(stderr, "  (in %s, MN blocks%s, %d threads)\n", what, wide ? ", one wide" : "",
+            threads);
+  kvi_optimizer_free(&o1), kvi_optimizer_free(&o2);
+  kvi_params_free(&p), kvi_params_free(&q);
+}
+
+/* MN blocks whose views do not match their shape, overlap, or lack their output; and a block
+ * with a non-finite KL: an error, no parameter changed. */
+static void check_bad_mn_blocks(void) {
+  kvi_params p;
+  build_mn(&p, false);
+  kvi_opt_config c = kvi_opt_config_default(KVI_OPT_ADAM);
+  kvi_optimizer o;
+  CHECK_OK(kvi_optimizer_init(&o, &c, &p));
+  set_grad_mn(&p, 1);
+  kvi_real *before = malloc(p.n * sizeof *before), *gbefore = malloc(p.n * sizeof *gbefore);
+  memcpy(before, p.data, p.n * sizeof *before);
+  memcpy(gbefore, p.grad, p.n * sizeof *gbefore);
+  double kl[3];
+  kvi_ard_block b[3];
+  blocks_mn(b, &p, kl, 1);
+  b[0].rows = 299; /* M's shape does not match the view */
+  CHECK_FAILS(kvi_optimizer_step_ard(&o, &p, 0.01, b, 3));
+  blocks_mn(b, &p, kl, 1);
+  b[1].B = b[1].A;
+  CHECK_FAILS(kvi_optimizer_step_ard(&o, &p, 0.01, b, 3));
+  blocks_mn(b, &p, kl, 1);
+  b[1].A = p.views[W_BIAS].offset;
+  CHECK_FAILS(kvi_optimizer_step_ard(&o, &p, 0.01, b, 3));
+  blocks_mn(b, &p, kl, 1);
+  b[0].kl = NULL;
+  CHECK_FAILS(kvi_optimizer_step_ard(&o, &p, 0.01, b, 3));
+  blocks_mn(b, &p, kl, 1);
+  b[1].cols = -5;
+  CHECK_FAILS(kvi_optimizer_step_ard(&o, &p, 0.01, b, 3));
+  /* a NaN in the second block's M: its KL is not finite; the first block was begun, not run */
+  blocks_mn(b, &p, kl, 1);
+  p.data[p.views[W_M2].offset + 3] = NAN;
+  before[p.views[W_M2].offset + 3] = NAN;
+  CHECK_FAILS(kvi_optimizer_step_ard(&o, &p, 0.01, b, 3));
+  CHECK(strstr(kvi_last_error(), "not finite") != NULL);
+  CHECK(memcmp(before, p.data, p.n * sizeof *before) == 0); /* bits: the NaN included */
+  CHECK(same_bits(gbefore, p.grad, p.n));
+  CHECK(o.t == 0);
+  free(before), free(gbefore);
+  kvi_optimizer_free(&o);
+  kvi_params_free(&p);
+}
+
 int main(void) {
   kvi_opt_config adam = kvi_opt_config_default(KVI_OPT_ADAM);
   adam.weight_decay = 0.1;
@@ -135,7 +295,13 @@ int main(void) {
     check_same(kvi_opt_config_default(KVI_OPT_ADAM), th, "adam");
     check_same(adam, th, "adam, weight decay 0.1");
     check_same(sgd, th, "sgd (the unfused fallback)");
+    for (int wide = 0; wide <= 1; wide++) {
+      check_same_mn(kvi_opt_config_default(KVI_OPT_ADAM), th, wide, "adam");
+      check_same_mn(adam, th, wide, "adam, weight decay 0.1");
+      check_same_mn(sgd, th, wide, "sgd (the unfused fallback)");
+    }
   }
   check_bad_blocks();
+  check_bad_mn_blocks();
   TEST_MAIN_END();
 }

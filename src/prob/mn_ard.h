@@ -1,0 +1,46 @@
+/* The MN KL under the per-weight ARD prior (kvi_mn_kl_ard) fused into an optimizer's step
+ * (kvi_optimizer_step_ard), private to the library.
+ *
+ * The KL's gradient is added block of rows by block of rows, and each block's rows are updated
+ * (`update`, e.g. Adam on that range) right after, while the gradient rows are still in cache:
+ * M's blocks first, which also yield the gradients w.r.t. u_i = U_ii and v_j = V_jj, then the
+ * rows of the Cholesky factors A and B. The additions are those of kvi_mn_kl_ard, in its order,
+ * so the numbers are the same as the KL pass followed by the optimizer's pass. */
+#ifndef KRONVI_PROB_MN_ARD_H
+#define KRONVI_PROB_MN_ARD_H
+
+#include "prob/prob_internal.h"
+
+/* The update of elements [off, off + len) of the parameter block (kvi_opt_run_fn's shape). */
+typedef void (*kvi__rows_fn)(void *ctx, size_t off, size_t len, kvi_role role);
+
+typedef struct {
+  kvi_mn q;
+  kvi_mn_grad g;
+  kvi__uv w;
+  double gs, ld; /* gscale; m log|A| + n log|B| */
+  double *kl;    /* out */
+  bool fused;    /* false: the KL and its gradient are already in (outside the safe range) */
+} kvi__mn_ard_fuse;
+
+/* u, v and the safety test of kvi_mn_kl_ard (no update yet). Outside the range where every
+ * term is finite it computes the KL and adds its gradient as kvi_mn_kl_ard does (failing, with
+ * nothing added, on a non-finite KL); kvi__mn_ard_fuse_run then only runs the updates. */
+kvi_status kvi__mn_ard_fuse_begin(kvi__mn_ard_fuse *f, const kvi_mn *q, const kvi_mn_grad *g,
+                                  kvi_real gscale, double *kl);
+/* The fused passes: the KL's gradient of each block of rows, then update() on those rows, for
+ * M (element offset off[0], role role[0]) and the lower triangles of A and B (off[1], off[2]);
+ * writes *kl and frees the frame. */
+void kvi__mn_ard_fuse_run(kvi__mn_ard_fuse *f, kvi__rows_fn update, void *ctx, const size_t off[3],
+                          const kvi_role role[3]);
+/* Frees the frame of a begun block that will not run. */
+void kvi__mn_ard_fuse_free(kvi__mn_ard_fuse *f);
+
+/* Rows of kvi__chol_rownorm2_backward followed by kvi__chol_add_diag(dP, n, diag), each row then
+ * given to update() (element offset off + i n, its i + 1 lower-triangle entries). gu is scaled
+ * by gs first (kvi__uv_finish's order). */
+void kvi__chol_rownorm2_backward_update(kvi_real *dP, const kvi_real *P, int n, double *gu,
+                                        double gs, double diag, kvi__rows_fn update, void *ctx,
+                                        size_t off, kvi_role role);
+
+#endif
