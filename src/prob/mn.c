@@ -321,8 +321,6 @@ KVI__HOT static void kvi__mn_ard_grad_rows(const kvi_mn *q, const kvi_real *log_
   }
 }
 
-/* Row blocks run in parallel; their column sums and the row sums are then added in order, so
- * the result does not depend on the thread count. */
 /* The blocks' column sums into gv, and the row sums of log S into *logsum if not NULL, in
  * order. */
 static void kvi__mn_ard_reduce(const kvi_mn *q, kvi__uv *w, double *logsum) {
@@ -340,6 +338,8 @@ static void kvi__mn_ard_reduce(const kvi_mn *q, kvi__uv *w, double *logsum) {
   }
 }
 
+/* Row blocks run in parallel; their column sums and the row sums are then added in order, so
+ * the result does not depend on the thread count. */
 void kvi__mn_ard_grad(const kvi_mn *q, const kvi_real *log_d, kvi__uv *w, kvi_real *gM,
                       kvi_real *glog_d, double gs, double *logsum) {
   const int n = q->n, m = q->m, nb = (n + KVI__ARD_ROWS - 1) / KVI__ARD_ROWS;
