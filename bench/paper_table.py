@@ -4,10 +4,14 @@ table: epochs done, the last epoch's test accuracy (mean weights and pruned), th
 accuracy and its epoch, the ELBO per training example with the full KL weight, the sparsity, and
 the wall time (the sum of the epochs' seconds, which include any time the run was paused).
 
-  paper_table.py [--train N] [--epoch E] LABEL=LOG.csv [LABEL=LOG.csv ...]
+  paper_table.py [--train N] [--epoch E] [--compare] LABEL=LOG.csv [LABEL=LOG.csv ...]
 
 --epoch E reports epoch E of every run (the runs compared at the same point) instead of each
 run's last; the best accuracy and the wall time then count epochs 1..E.
+
+--compare (two runs, A then B) also prints, over the epochs both logged: at how many B's ELBO and
+test accuracy (mean weights) are above A's, the largest ELBO gap B - A and its epoch, the gap at
+the last common epoch, and B's accuracy lead averaged over the last five common epochs.
 
 The ELBO per example is -(train_loss + (1 - kl_beta) kl / N) of the last epoch (train_loss is the
 epoch's mean of nll + kl_beta kl / N; N = --train, default 60000), as bench/figures.py draws it.
@@ -36,10 +40,37 @@ def summary(path, n_train, epoch):
             acc[best], int(rows[best]["epoch"]), elbo, float(last["sparsity"]), hours)
 
 
+def per_epoch(path, n_train):
+    """(ELBO per example, test accuracy) of every logged epoch, in order."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for r in rows:
+        beta, kl = float(r["kl_beta"]), float(r["kl"])
+        out.append((-(float(r["train_loss"]) + (1 - beta) * kl / n_train), float(r["test_acc_mean"])))
+    return out
+
+
+def compare(la, pa, lb, pb, n_train):
+    a, b = per_epoch(pa, n_train), per_epoch(pb, n_train)
+    e = min(len(a), len(b))
+    if e == 0:
+        sys.exit("--compare: no common epochs")
+    gaps = [b[i][0] - a[i][0] for i in range(e)]
+    accd = [100 * (b[i][1] - a[i][1]) for i in range(e)]
+    big = max(range(e), key=lambda i: gaps[i])
+    last = accd[-5:]
+    print(f"\n{lb} against {la} over {e} common epochs: ELBO above at {sum(g > 0 for g in gaps)}, "
+          f"test accuracy above at {sum(d > 0 for d in accd)}; largest ELBO gap {gaps[big]:.3f} "
+          f"(epoch {big + 1}), {gaps[-1]:.3f} at epoch {e}; accuracy lead over the last "
+          f"{len(last)} common epochs {sum(last) / len(last):.2f} points")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", type=int, default=60000)
     ap.add_argument("--epoch", type=int, default=0)
+    ap.add_argument("--compare", action="store_true")
     ap.add_argument("runs", nargs="+", metavar="LABEL=LOG.csv")
     a = ap.parse_args()
     print("| run | epochs | test acc. (mean) | test acc. (pruned) | best test acc. (epoch) "
@@ -52,6 +83,11 @@ def main():
         ep, acc, pacc, bacc, bep, elbo, sp, h = summary(path, a.train, a.epoch)
         print(f"| {label} | {ep} | {100 * acc:.2f}% | {100 * pacc:.2f}% | {100 * bacc:.2f}% ({bep}) "
               f"| {elbo:.3f} | {100 * sp:.1f}% | {h:.1f} |")
+    if a.compare:
+        if len(a.runs) != 2:
+            sys.exit("--compare needs exactly two runs")
+        (la, pa), (lb, pb) = (spec.split("=", 1) for spec in a.runs)
+        compare(la, pa, lb, pb, a.train)
 
 
 if __name__ == "__main__":
