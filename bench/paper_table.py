@@ -5,6 +5,7 @@ accuracy and its epoch, the ELBO per training example with the full KL weight, t
 the wall time (the sum of the epochs' seconds, which include any time the run was paused).
 
   paper_table.py [--train N] [--epoch E] [--compare] LABEL=LOG.csv [LABEL=LOG.csv ...]
+  paper_table.py --layers LABEL=FINAL.txt [LABEL=FINAL.txt ...]
 
 --epoch E reports epoch E of every run (the runs compared at the same point) instead of each
 run's last; the best accuracy and the wall time then count epochs 1..E.
@@ -12,6 +13,12 @@ run's last; the best accuracy and the wall time then count epochs 1..E.
 --compare (two runs, A then B) also prints, over the epochs both logged: at how many B's ELBO and
 test accuracy (mean weights) are above A's, the largest ELBO gap B - A and its epoch, the gap at
 the last common epoch, and B's accuracy lead averaged over the last five common epochs.
+
+--layers prints the paper's Tables 1 and 2 instead, from the per-layer sparsity report that
+`kronvi train` prints after its last epoch (and `kronvi report`; saved as bench/results/paper/
+*.final.txt): per run, weights left of all (free zeroing) and, per layer in the paper's
+"A / W / %" form, the weights (thousands), rows (hundreds) and columns of each layer, all and
+left, and the percentage dropped.
 
 The ELBO per example is -(train_loss + (1 - kl_beta) kl / N) of the last epoch (train_loss is the
 epoch's mean of nll + kl_beta kl / N; N = --train, default 60000), as bench/figures.py draws it.
@@ -66,13 +73,59 @@ def compare(la, pa, lb, pb, n_train):
           f"{len(last)} common epochs {sum(last) / len(last):.2f} points")
 
 
+def layer_lines(path):
+    """The report's title line and its 'weights (k)', 'rows (100s)' and 'columns' lines, each
+    split into the A, W and % sequences."""
+    with open(path) as f:
+        lines = f.read().splitlines()
+    at = next((i for i, l in enumerate(lines) if "weights left of" in l), None)
+    if at is None:
+        sys.exit(f"{path}: no 'weights left of' line (a kronvi train / report sparsity report?)")
+    title, out = lines[at], {}
+    for l in lines[at + 1:]:  # the first report's lines: its per-layer table, then the three
+        if "weights left of" in l:
+            break
+        for key in ("weights (k)", "rows (100s)", "columns"):
+            if l.startswith(key) and key not in out:
+                f = l[len(key):].split()
+                if len(f) != 6 or f[0::2] != ["A", "W", "%"]:
+                    sys.exit(f"{path}: cannot read the line '{l}'")
+                out[key] = f[1::2]
+    missing = [k for k in ("weights (k)", "rows (100s)", "columns") if k not in out]
+    if missing:
+        sys.exit(f"{path}: no '{missing[0]}' line")
+    return title, out
+
+
+def layers(specs):
+    print("| run | what | all (A) | left (W) | dropped % |")
+    print("|---|---|---|---|---|")
+    for spec in specs:
+        if "=" not in spec:
+            sys.exit(f"'{spec}': expected LABEL=FINAL.txt")
+        label, path = spec.split("=", 1)
+        title, seqs = layer_lines(path)
+        head = title[title.find("(") + 1:title.find(")")] if "(" in title else title
+        print(f"| {label} | {head} | | | |")
+        for key, what in (("weights (k)", "weights, thousands (free zeroing)"),
+                          ("rows (100s)", "rows, hundreds (row-only)"),
+                          ("columns", "columns (column-only)")):
+            a, w, pct = seqs[key]
+            print(f"| | {what} | {a} | {w} | {pct} |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train", type=int, default=60000)
     ap.add_argument("--epoch", type=int, default=0)
     ap.add_argument("--compare", action="store_true")
+    ap.add_argument("--layers", action="store_true",
+                    help="Tables 1 and 2 from the runs' final sparsity reports")
     ap.add_argument("runs", nargs="+", metavar="LABEL=LOG.csv")
     a = ap.parse_args()
+    if a.layers:
+        layers(a.runs)
+        return
     print("| run | epochs | test acc. (mean) | test acc. (pruned) | best test acc. (epoch) "
           "| ELBO / N | weights pruned | wall hours |")
     print("|---|---|---|---|---|---|---|---|")
