@@ -5,7 +5,8 @@
  * path; the two interleaved), ELU forward / backward and the LRT noise. With one thread the clock
  * is the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so that a loaded machine disturbs the numbers
  * less than wall time; with more threads it is wall time (the other threads' work would not be
- * counted). Median of R repetitions.
+ * counted). Median of R repetitions. Last, kvi_gemm's rate on the MLP's product shapes and on a large
+ * square product (the ceiling that bounds a step made of such products).
  *
  *   bench_kernels [R [THREADS]]   (defaults 30 and 1) */
 #define _POSIX_C_SOURCE 200809L
@@ -46,6 +47,42 @@ static const int dims[NL + 1] = {784, 300, 300, 300, 10};
     qsort(ts, (size_t)(R), sizeof *ts, cmp);        \
     printf("%-34s %8.3f ms\n", label, ts[(R) / 2]); \
   } while (0)
+
+/* kvi_gemm's rate in GFLOP/s on the shapes of the MLP step (batch 100) and on a large square
+ * product, the machine's ceiling: the point MLP step is 204 MFLOP of such products, so an epoch
+ * (600 steps) takes at least 122 GFLOP / (this rate). */
+static int gemm_rates(int R) {
+  static const struct {
+    const char *label;
+    bool ta, tb;
+    int M, N, K;
+  } g[] = {{"gemm X W (100x784 . 784x300)", false, false, 100, 300, 784},
+           {"gemm X W (100x300 . 300x300)", false, false, 100, 300, 300},
+           {"gemm X^T D (784x100 . 100x300)", true, false, 784, 300, 100},
+           {"gemm D W^T (100x300 . 300x300)", false, true, 100, 300, 300},
+           {"gemm 1024 x 1024 x 1024", false, false, 1024, 1024, 1024}};
+  const size_t big = 1024 * 1024;
+  kvi_real *a = kvi_alloc(big * sizeof(kvi_real)), *b = kvi_alloc(big * sizeof(kvi_real));
+  kvi_real *c = kvi_alloc(big * sizeof(kvi_real));
+  if (!a || !b || !c) return kvi_free(a), kvi_free(b), kvi_free(c), 1;
+  for (size_t i = 0; i < big; i++) a[i] = (kvi_real)(i % 7) * 0.1f, b[i] = (kvi_real)(i % 5) * 0.1f;
+  for (size_t k = 0; k < sizeof g / sizeof g[0]; k++) {
+    const int lda = g[k].ta ? g[k].M : g[k].K, ldb = g[k].tb ? g[k].K : g[k].N;
+    const int reps = g[k].M >= 1024 ? 1 : 20;
+    double ts[256];
+    for (int r = 0; r < R; r++) {
+      double t0 = cpu_now();
+      for (int q = 0; q < reps; q++)
+        kvi_gemm(g[k].ta, g[k].tb, g[k].M, g[k].N, g[k].K, 1, a, lda, b, ldb, 0, c, g[k].N);
+      ts[r] = (cpu_now() - t0) / reps;
+    }
+    qsort(ts, (size_t)R, sizeof *ts, cmp);
+    printf("%-34s %8.1f GFLOP/s\n", g[k].label,
+           2e-9 * g[k].M * (double)g[k].N * g[k].K / ts[R / 2]);
+  }
+  kvi_free(a), kvi_free(b), kvi_free(c);
+  return 0;
+}
 
 int main(int argc, char **argv) {
   int R = argc > 1 ? atoi(argv[1]) : 30;
@@ -172,5 +209,5 @@ int main(int argc, char **argv) {
   double s = 0;
   for (size_t k = 0; k < nz; k++) s += (double)z[k] * z[k];
   printf("(mean square of the last normals %.4f)\n", s / (double)nz);
-  return 0;
+  return gemm_rates(R) ? 1 : 0;
 }

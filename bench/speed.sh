@@ -217,7 +217,7 @@ train_table() {
           local acc pacc
           acc=$(sed -n 's/.*accuracy \([0-9.]*\) (mean weights).*/\1/p' "$LOGDIR/train.log" | tail -n1)
           pacc=$(sed -n 's/.*accuracy after pruning \([0-9.]*\).*/\1/p' "$LOGDIR/train.log" | tail -n1)
-          row "c $model kronvi t2 mn $r 2 - 0 - $(kv wall_s " $out") $(kv maxrss_kb " $out") ${KVI_CORE%% *} ${acc:--} ${pacc:--} $(cut -d' ' -f1 /proc/loadavg)"
+          row "c $model kronvi t2 mn $r 2 - 0 - $(kv wall_s " $out") $(kv maxrss_kb " $out") ${KVI_CORE%%[ ,]*} ${acc:--} ${pacc:--} $(cut -d' ' -f1 /proc/loadavg)"
           printf '  c    %-6s kronvi  t2      rep %d  %8.1f s\n' "$model" "$r" "$(kv wall_s " $out")" >&2
         else
           out=$("$PY" bench/measure.py "$LOGDIR/train.log" -- "${KVI_ENV[@]}" \
