@@ -5,8 +5,8 @@
  * path; the two interleaved), ELU forward / backward and the LRT noise. With one thread the clock
  * is the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so that a loaded machine disturbs the numbers
  * less than wall time; with more threads it is wall time (the other threads' work would not be
- * counted). Median of R repetitions. Last, kvi_gemm's rate on the MLP's product shapes and on a large
- * square product (the ceiling that bounds a step made of such products).
+ * counted). Median of R repetitions. Last, kvi_gemm's rate on the MLP's product shapes and on a
+ * large square product (the ceiling that bounds a step made of such products).
  *
  *   bench_kernels [R [THREADS]]   (defaults 30 and 1) */
 #define _POSIX_C_SOURCE 200809L
