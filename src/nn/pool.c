@@ -36,39 +36,73 @@ size_t kvi_pool_ws_size(const kvi_pool *l, int batch) {
   return (size_t)batch * l->oh * l->ow * l->c * sizeof(int32_t);
 }
 
-/* One output row of one example: the four inputs of each window compared channel by channel
- * with selects (no branches), so the channel loop vectorizes. Strict > keeps the first maximum. */
-KVI__HOT static void kvi__pool_row(kvi_real *restrict y, int32_t *restrict id,
-                                   const kvi_real *restrict x, int oy, const kvi_pool *l) {
-  const int w = l->w, c = l->c, ow = l->ow;
-  for (int ox = 0; ox < ow; ox++) {
-    const int32_t o0 = (int32_t)(((2 * oy) * w + 2 * ox) * c), o2 = o0 + w * c;
-    const kvi_real *x0 = x + o0, *x1 = x0 + c, *x2 = x + o2, *x3 = x2 + c;
-    kvi_real *yo = y + (size_t)ox * c;
-    int32_t *io = id + (size_t)ox * c;
+/* Channel lanes per vector step. A window of c channels is handled in ceil(c / LANES) steps of
+ * LANES (a constant trip count, so each step is whole vectors): the lanes past c belong to the
+ * next window(s) of the same output row, which are written later and overwrite them. The last
+ * windows of a row, where the extra lanes would leave the row, take the exact loop. */
+#define KVI__POOL_LANES 16
+
+/* Lanes [0, n) of one window whose top-left input is at offset o0 (within the example, w c the
+ * input row length): the four inputs compared with selects (strict >: the first maximum wins),
+ * the offset of the winner stored. Inlined with n = KVI__POOL_LANES: whole vectors. */
+static inline void kvi__pool_lanes(kvi_real *restrict y, int32_t *restrict id,
+                                   const kvi_real *restrict x, int32_t o0, int32_t c, int32_t wc,
+                                   int n) {
+  const kvi_real *x0 = x + o0, *x1 = x0 + c, *x2 = x0 + wc, *x3 = x2 + c;
 #pragma omp simd
-    for (int ch = 0; ch < c; ch++) {
-      kvi_real v = x0[ch];
-      int32_t best = o0 + ch;
-      if (x1[ch] > v) v = x1[ch], best = o0 + c + ch;
-      if (x2[ch] > v) v = x2[ch], best = o2 + ch;
-      if (x3[ch] > v) v = x3[ch], best = o2 + c + ch;
-      yo[ch] = v;
-      io[ch] = best;
+  for (int k = 0; k < n; k++) {
+    kvi_real v = x0[k];
+    int32_t best = o0 + k;
+    if (x1[k] > v) v = x1[k], best = o0 + c + k;
+    if (x2[k] > v) v = x2[k], best = o0 + wc + k;
+    if (x3[k] > v) v = x3[k], best = o0 + wc + c + k;
+    y[k] = v;
+    id[k] = best;
+  }
+}
+
+/* Windows [ox0, ox1) of output row oy of one example, lanes [0, lanes) of each. */
+KVI__HOT static void kvi__pool_windows(kvi_real *restrict y, int32_t *restrict id,
+                                       const kvi_real *restrict x, int oy, int ox0, int ox1,
+                                       int lanes, const kvi_pool *l) {
+  const int32_t c = l->c, wc = l->w * c;
+  for (int ox = ox0; ox < ox1; ox++) {
+    const int32_t o0 = 2 * oy * wc + 2 * ox * c;
+    for (int c0 = 0; c0 < lanes; c0 += KVI__POOL_LANES) {
+      const size_t q = (size_t)ox * c + c0;
+      if (lanes - c0 >= KVI__POOL_LANES)
+        kvi__pool_lanes(y + q, id + q, x, o0 + c0, c, wc, KVI__POOL_LANES);
+      else
+        kvi__pool_lanes(y + q, id + q, x, o0 + c0, c, wc, lanes - c0);
     }
   }
 }
 
+/* The channel width rounded up to whole lane steps (cw), and how many windows of a row may use
+ * them: window ox writes outputs [ox c, ox c + cw) and reads inputs up to column 2 ox + 1 plus
+ * cw lanes, all inside the row while ox c + cw <= ow c. */
+static int kvi__pool_fast_windows(const kvi_pool *l, int *cw) {
+  const int c = l->c, ow = l->ow;
+  *cw = (c + KVI__POOL_LANES - 1) / KVI__POOL_LANES * KVI__POOL_LANES;
+  const int64_t nf = ((int64_t)ow * c - *cw) / c + 1;
+  return nf < 0 ? 0 : nf > ow ? ow : (int)nf;
+}
+
 void kvi_pool_forward(kvi_real *Y, void *ws, const kvi_pool *l, const kvi_real *X, int batch) {
-  const int oh = l->oh;
-  const size_t img = (size_t)l->h * l->w * l->c, oimg = (size_t)oh * l->ow * l->c;
-  const size_t orow = (size_t)l->ow * l->c;
+  const int oh = l->oh, ow = l->ow;
+  const size_t img = (size_t)l->h * l->w * l->c, oimg = (size_t)oh * ow * l->c;
+  const size_t orow = (size_t)ow * l->c;
+  int cw;
+  const int nf = kvi__pool_fast_windows(l, &cw);
   int32_t *idx = ws;
 #pragma omp parallel for schedule(static) if (batch > 1 && (size_t)batch * img > KVI__POOL_OMP_MIN)
   for (int b = 0; b < batch; b++)
-    for (int oy = 0; oy < oh; oy++)
-      kvi__pool_row(Y + (size_t)b * oimg + oy * orow, idx + (size_t)b * oimg + oy * orow,
-                    X + (size_t)b * img, oy, l);
+    for (int oy = 0; oy < oh; oy++) {
+      kvi_real *y = Y + (size_t)b * oimg + oy * orow;
+      int32_t *id = idx + (size_t)b * oimg + oy * orow;
+      kvi__pool_windows(y, id, X + (size_t)b * img, oy, 0, nf, cw, l);
+      kvi__pool_windows(y, id, X + (size_t)b * img, oy, nf, ow, l->c, l);
+    }
 }
 
 void kvi_pool_backward(kvi_real *dX, const kvi_real *dY, const void *ws, const kvi_pool *l,
