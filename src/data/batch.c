@@ -41,6 +41,12 @@ void kvi_batch_gather(kvi_real *x_out, int32_t *y_out, kvi_real *t_out, const kv
 #pragma omp parallel for schedule(static) if (x_out && ds->x8 && (size_t)b * d >= (1u << 15))
   for (int i = 0; i < b; i++) {
     int64_t r = idx ? idx[i] : i;
+#if defined(__GNUC__)
+    if (ds->x8 && i + 1 < b) { /* the next row's cache lines, while this one converts */
+      const char *nx = (const char *)(ds->x8 + (size_t)(idx ? idx[i + 1] : i + 1) * d);
+      for (size_t o = 0; o < d; o += 64) __builtin_prefetch(nx + o);
+    }
+#endif
     if (x_out && ds->x) memcpy(x_out + (size_t)i * d, ds->x + (size_t)r * d, d * sizeof(kvi_real));
     if (x_out && ds->x8) kvi_dataset_rows(ds, r, 1, x_out + (size_t)i * d);
     if (gy) y_out[i] = ds->y[r];
