@@ -203,21 +203,50 @@ static bool kvi__tri_par(int np) { return np > 1 && kvi__threads > 1 && omp_get_
 
 /* Inside the panel loop the kvi_ calls below are one BLAS call each (omp_get_level() > 0); with
  * one panel they are the plain whole-matrix trmm, split by rows as usual (same bits). */
+/* Panel t of np of kvi_trmm_right_lower: Z[:, c0:c1] = X[:, c0:c1] (L + I)[c0:c1, c0:c1]
+ * + X[:, c1:N] L[c1:N, c0:c1]. */
+static void kvi__trmm_rl_panel(int t, int np, bool unit_diag, int M, int N, const kvi_real *L,
+                               int ldl, const kvi_real *X, int ldx, kvi_real *Z, int ldz) {
+  const int c0 = kvi__tri_panel_start(t, np, N, false);
+  const int c1 = kvi__tri_panel_start(t + 1, np, N, false);
+  if (c1 <= c0) return;
+  for (int r = 0; r < M; r++)
+    memcpy(Z + (size_t)r * ldz + c0, X + (size_t)r * ldx + c0, (size_t)(c1 - c0) * sizeof *Z);
+  kvi_trmm(true, false, unit_diag, M, c1 - c0, 1, L + (size_t)c0 * ldl + c0, ldl, Z + c0, ldz);
+  if (c1 < N) /* Z[:, c0:c1] += X[:, c1:N] L[c1:N, c0:c1] */
+    kvi_gemm(false, false, M, c1 - c0, N - c1, 1, X + c1, ldx, L + (size_t)c1 * ldl + c0, ldl, 1,
+             Z + c0, ldz);
+}
+
 void kvi_trmm_right_lower(bool unit_diag, int M, int N, const kvi_real *L, int ldl,
                           const kvi_real *X, int ldx, kvi_real *Z, int ldz) {
   if (M <= 0 || N <= 0) return;
   const int np = kvi__tri_panels(M, N);
-#pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np)) if (kvi__tri_par(np))
-  for (int t = 0; t < np; t++) {
-    const int c0 = kvi__tri_panel_start(t, np, N, false);
-    const int c1 = kvi__tri_panel_start(t + 1, np, N, false);
-    if (c1 <= c0) continue;
-    for (int r = 0; r < M; r++)
-      memcpy(Z + (size_t)r * ldz + c0, X + (size_t)r * ldx + c0, (size_t)(c1 - c0) * sizeof *Z);
-    kvi_trmm(true, false, unit_diag, M, c1 - c0, 1, L + (size_t)c0 * ldl + c0, ldl, Z + c0, ldz);
-    if (c1 < N) /* Z[:, c0:c1] += X[:, c1:N] L[c1:N, c0:c1] */
-      kvi_gemm(false, false, M, c1 - c0, N - c1, 1, X + c1, ldx, L + (size_t)c1 * ldl + c0, ldl, 1,
-               Z + c0, ldz);
+  if (kvi__tri_par(np)) {
+#pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np))
+    for (int t = 0; t < np; t++) kvi__trmm_rl_panel(t, np, unit_diag, M, N, L, ldl, X, ldx, Z, ldz);
+  } else { /* no region at all (core/par.h) */
+    for (int t = 0; t < np; t++) kvi__trmm_rl_panel(t, np, unit_diag, M, N, L, ldl, X, ldx, Z, ldz);
+  }
+}
+
+/* Panel t of np of kvi_trmm_right_lower_t_add: D[:, c0:c1] += X[:, c0:c1] L[c0:c1, c0:c1]^T
+ * (through T) + X[:, 0:c0] L[c0:c1, 0:c0]^T. */
+static void kvi__trmm_rlt_panel(int t, int np, bool unit_diag, int M, int N, const kvi_real *L,
+                                int ldl, const kvi_real *X, int ldx, kvi_real *D, int ldd,
+                                kvi_real *T) {
+  const int c0 = kvi__tri_panel_start(t, np, N, true);
+  const int c1 = kvi__tri_panel_start(t + 1, np, N, true);
+  if (c1 <= c0) return;
+  for (int r = 0; r < M; r++) /* T[:, c0:c1] = X[:, c0:c1] L[c0:c1, c0:c1]^T */
+    memcpy(T + (size_t)r * N + c0, X + (size_t)r * ldx + c0, (size_t)(c1 - c0) * sizeof *T);
+  kvi_trmm(true, true, unit_diag, M, c1 - c0, 1, L + (size_t)c0 * ldl + c0, ldl, T + c0, N);
+  if (c0 > 0) /* D[:, c0:c1] += X[:, 0:c0] L[c0:c1, 0:c0]^T */
+    kvi_gemm(false, true, M, c1 - c0, c0, 1, X, ldx, L + (size_t)c0 * ldl, ldl, 1, D + c0, ldd);
+  for (int r = 0; r < M; r++) {
+    kvi_real *d = D + (size_t)r * ldd + c0;
+    const kvi_real *tr = T + (size_t)r * N + c0;
+    for (int j = 0; j < c1 - c0; j++) d[j] += tr[j];
   }
 }
 
@@ -225,21 +254,13 @@ void kvi_trmm_right_lower_t_add(bool unit_diag, int M, int N, const kvi_real *L,
                                 const kvi_real *X, int ldx, kvi_real *D, int ldd, kvi_real *T) {
   if (M <= 0 || N <= 0) return;
   const int np = kvi__tri_panels(M, N);
-#pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np)) if (kvi__tri_par(np))
-  for (int t = 0; t < np; t++) {
-    const int c0 = kvi__tri_panel_start(t, np, N, true);
-    const int c1 = kvi__tri_panel_start(t + 1, np, N, true);
-    if (c1 <= c0) continue;
-    for (int r = 0; r < M; r++) /* T[:, c0:c1] = X[:, c0:c1] L[c0:c1, c0:c1]^T */
-      memcpy(T + (size_t)r * N + c0, X + (size_t)r * ldx + c0, (size_t)(c1 - c0) * sizeof *T);
-    kvi_trmm(true, true, unit_diag, M, c1 - c0, 1, L + (size_t)c0 * ldl + c0, ldl, T + c0, N);
-    if (c0 > 0) /* D[:, c0:c1] += X[:, 0:c0] L[c0:c1, 0:c0]^T */
-      kvi_gemm(false, true, M, c1 - c0, c0, 1, X, ldx, L + (size_t)c0 * ldl, ldl, 1, D + c0, ldd);
-    for (int r = 0; r < M; r++) {
-      kvi_real *d = D + (size_t)r * ldd + c0;
-      const kvi_real *tr = T + (size_t)r * N + c0;
-      for (int j = 0; j < c1 - c0; j++) d[j] += tr[j];
-    }
+  if (kvi__tri_par(np)) {
+#pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np))
+    for (int t = 0; t < np; t++)
+      kvi__trmm_rlt_panel(t, np, unit_diag, M, N, L, ldl, X, ldx, D, ldd, T);
+  } else {
+    for (int t = 0; t < np; t++)
+      kvi__trmm_rlt_panel(t, np, unit_diag, M, N, L, ldl, X, ldx, D, ldd, T);
   }
 }
 

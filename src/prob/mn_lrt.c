@@ -6,6 +6,7 @@
  * part), and the diagonal correction is fused into the O(B n) loop that forms s. */
 #include <string.h>
 
+#include "core/par.h"
 #include "prob/prob_internal.h"
 
 /* Row-block size of the lower-triangular factor gradients (kvi__lower_grad_acc). */
@@ -50,6 +51,29 @@ size_t kvi__mn_lrt_ws(int batch, int n, int m) {
          (kvi__mn_full(batch, n) ? kvi__ws_bytes(N * N) : 0) + kvi__ws_bytes(B * N);
 }
 
+/* Row b of the noise forward: Z_b += X_b diag(e^a - 1), s_b = ||Z_b||, N_b += eps1_b diag(e^b - 1),
+ * Y_b += s_b N_b. */
+static inline void kvi__noise_fwd_row(const kvi__mn_ws *w, kvi_real *Y, const kvi_real *X,
+                                      const kvi_real *eps1, int n, int m, int b) {
+  kvi_real *z = w->Z + (size_t)b * n, *nb = w->N + (size_t)b * m, *y = Y + (size_t)b * m;
+  const kvi_real *x = X + (size_t)b * n, *e = eps1 + (size_t)b * m, *ea = w->ea, *eb = w->eb;
+  kvi_real ss = 0;
+#pragma omp simd reduction(+ : ss)
+  for (int i = 0; i < n; i++) {
+    kvi_real zi = z[i] + x[i] * (ea[i] - 1);
+    z[i] = zi;
+    ss += zi * zi;
+  }
+  kvi_real sb = KVI__SQRT(ss);
+  w->s[b] = sb;
+#pragma omp simd
+  for (int j = 0; j < m; j++) {
+    kvi_real nj = nb[j] + e[j] * (eb[j] - 1);
+    nb[j] = nj;
+    y[j] += sb * nj;
+  }
+}
+
 void kvi__mn_lrt_noise_forward(kvi_real *Y, void *ws, const kvi_mn *q, const kvi_real *X,
                                const kvi_real *eps1, int batch) {
   const int n = q->n, m = q->m;
@@ -62,26 +86,11 @@ void kvi__mn_lrt_noise_forward(kvi_real *Y, void *ws, const kvi_mn *q, const kvi
   /* N = eps1 (L_B + I)^T, then + eps1 diag(e^b - 1); Y += s_b N_b */
   memcpy(w.N, eps1, bm * sizeof *eps1);
   kvi_trmm(true, true, true, batch, m, 1, q->B, m, w.N, m);
-  const kvi_real *ea = w.ea, *eb = w.eb;
-#pragma omp parallel for schedule(static) if (bn + bm > KVI__OMP_MIN)
-  for (int b = 0; b < batch; b++) {
-    kvi_real *z = w.Z + (size_t)b * n, *nb = w.N + (size_t)b * m, *y = Y + (size_t)b * m;
-    const kvi_real *x = X + (size_t)b * n, *e = eps1 + (size_t)b * m;
-    kvi_real ss = 0;
-#pragma omp simd reduction(+ : ss)
-    for (int i = 0; i < n; i++) {
-      kvi_real zi = z[i] + x[i] * (ea[i] - 1);
-      z[i] = zi;
-      ss += zi * zi;
-    }
-    kvi_real sb = KVI__SQRT(ss);
-    w.s[b] = sb;
-#pragma omp simd
-    for (int j = 0; j < m; j++) {
-      kvi_real nj = nb[j] + e[j] * (eb[j] - 1);
-      nb[j] = nj;
-      y[j] += sb * nj;
-    }
+  if (kvi__fork(bn + bm > KVI__OMP_MIN)) {
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < batch; b++) kvi__noise_fwd_row(&w, Y, X, eps1, n, m, b);
+  } else {
+    for (int b = 0; b < batch; b++) kvi__noise_fwd_row(&w, Y, X, eps1, n, m, b);
   }
 }
 
@@ -108,6 +117,42 @@ static void kvi__lower_grad_acc(kvi_real *dP, const kvi_real *ediag, int n, int 
   }
 }
 
+/* Row b of the noise backward: ds_b = <dY_b, N_b>; dN = diag(s) dY; c_b = ds_b / s_b;
+ * dZ = diag(c) Z, written into dX too when `full`, or dX += dZ diag(e^a - 1) (the diagonal part
+ * of dZ A^T; the rest is a trmm after). s = 0 only for x_b = 0, where s is not differentiable:
+ * subgradient 0. */
+static inline void kvi__noise_bwd_row(const kvi__mn_ws *w, kvi_real *dX, const kvi_real *dY, int n,
+                                      int m, int b, bool full) {
+  kvi_real *z = w->Z + (size_t)b * n, *nb = w->N + (size_t)b * m;
+  const kvi_real *dy = dY + (size_t)b * m, *ea = w->ea;
+  kvi_real sb = w->s[b], ds = 0;
+#pragma omp simd reduction(+ : ds)
+  for (int j = 0; j < m; j++) {
+    ds += dy[j] * nb[j];
+    nb[j] = sb * dy[j];
+  }
+  kvi_real cb = sb > 0 ? ds / sb : 0;
+  if (full) {
+    kvi_real *dx = dX + (size_t)b * n;
+#pragma omp simd
+    for (int i = 0; i < n; i++) {
+      kvi_real dz = cb * z[i];
+      z[i] = dz;
+      dx[i] = dz;
+    }
+  } else if (dX) {
+    kvi_real *dx = dX + (size_t)b * n;
+#pragma omp simd
+    for (int i = 0; i < n; i++) {
+      kvi_real dz = cb * z[i];
+      z[i] = dz;
+      dx[i] += dz * (ea[i] - 1);
+    }
+  } else {
+    for (int i = 0; i < n; i++) z[i] *= cb;
+  }
+}
+
 void kvi__mn_lrt_noise_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY, void *ws,
                                 const kvi_mn *q, const kvi_real *X, const kvi_real *eps1, int batch,
                                 bool write_dx) {
@@ -122,39 +167,11 @@ void kvi__mn_lrt_noise_backward(kvi_mn_grad *g, kvi_real *dX, const kvi_real *dY
   kvi_real *gA = g ? g->A : NULL, *gB = g ? g->B : NULL;
   const kvi_real *ea = w.ea;
   const size_t bn = (size_t)batch * n, bm = (size_t)batch * m;
-  /* ds_b = <dY_b, N_b>; dN = diag(s) dY; c_b = ds_b / s_b; dZ = diag(c) Z.
-   * s = 0 only for x_b = 0, where s is not differentiable: subgradient 0. */
-#pragma omp parallel for schedule(static) if (bn + bm > KVI__OMP_MIN)
-  for (int b = 0; b < batch; b++) {
-    kvi_real *z = w.Z + (size_t)b * n, *nb = w.N + (size_t)b * m;
-    const kvi_real *dy = dY + (size_t)b * m;
-    kvi_real sb = w.s[b], ds = 0;
-#pragma omp simd reduction(+ : ds)
-    for (int j = 0; j < m; j++) {
-      ds += dy[j] * nb[j];
-      nb[j] = sb * dy[j];
-    }
-    kvi_real cb = sb > 0 ? ds / sb : 0;
-    if (full) {
-      kvi_real *dx = dX + (size_t)b * n;
-#pragma omp simd
-      for (int i = 0; i < n; i++) {
-        kvi_real dz = cb * z[i];
-        z[i] = dz;
-        dx[i] = dz;
-      }
-    } else if (dX) {
-      /* dX += dZ diag(e^a - 1): the diagonal part of dZ A^T (the rest is a trmm below) */
-      kvi_real *dx = dX + (size_t)b * n;
-#pragma omp simd
-      for (int i = 0; i < n; i++) {
-        kvi_real dz = cb * z[i];
-        z[i] = dz;
-        dx[i] += dz * (ea[i] - 1);
-      }
-    } else {
-      for (int i = 0; i < n; i++) z[i] *= cb;
-    }
+  if (kvi__fork(bn + bm > KVI__OMP_MIN)) {
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < batch; b++) kvi__noise_bwd_row(&w, dX, dY, n, m, b, full);
+  } else {
+    for (int b = 0; b < batch; b++) kvi__noise_bwd_row(&w, dX, dY, n, m, b, full);
   }
   if (gB) {
     /* N = eps1 B^T: dB = dN^T eps1 (lower triangle only) */
