@@ -44,6 +44,8 @@
 #   STEPS_BURN_TORCH_MLP (60; quick 5), STEPS_BURN_TORCH_CNN (20; quick 2): PyTorch's in table d
 #   FAMILIES ("point diag mn"), TORCH_SETTINGS ("2:2 2:1 1:2 1:1", torch threads:OpenBLAS
 #   threads), BURN_CORE (0), PY (/usr/bin/python3), DATA (/usr/share/datasets/fashion-mnist)
+# Before and after the tables, the point MLP step runs on one thread pinned to each CPU in turn:
+# unequal times mean the vCPUs are not equally fast right now (read the 2-thread ratios with that).
 # Output: the tables on stdout and in OUT/tables.md, one CSV row per measurement in
 # OUT/raw.csv, the machine and software in OUT/env.txt.
 set -euo pipefail
@@ -129,10 +131,23 @@ PICKED=$(sed -n 's/.*BLAS core \([A-Za-z0-9]*\) (OpenBLAS detected.*/\1/p' <<<"$
 if [[ -n $PICKED ]]; then KVI_ENV=(env OPENBLAS_CORETYPE="$PICKED"); fi
 TORCH_INFO=$("$PY" -c 'import re, torch; s = torch.__config__.show(); c = re.search(r"CPU capability usage: (\w+)", s); print(torch.__version__, "(" + (c.group(1) if c else "?") + ",", re.search(r"BLAS_INFO=\w+", s).group(0) + ")")')
 load() { cut -d' ' -f1-3 /proc/loadavg; }
+# The point MLP step on one thread pinned to each CPU in turn (ms): equal on a quiet machine. On a
+# VM whose vCPUs share their cores with other guests one can be much slower than the other, and
+# then every evenly split parallel region runs at the slower one's pace.
+cpu_speeds() {
+  local c out
+  for ((c = 0; c < $(nproc); c++)); do
+    out=$("${KVI_ENV[@]}" taskset -c "$c" "$BUILD/bench_epoch" --families point --threads 1 \
+      --reps 1 --steps 100 --warmup 10 --profile-steps 0 --fixed-threads --raw 2>/dev/null |
+      grep -o 's_step=[^ ]*' | cut -d= -f2)
+    printf 'cpu%d %s ms  ' "$c" "$(awk -v s="${out:-nan}" 'BEGIN { printf "%.2f", 1000 * s }')"
+  done
+}
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "uptime: $(uptime)"
   echo "cpu: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+  echo "point MLP step pinned to each CPU, one thread, at the start: $(cpu_speeds)"
   echo "kronvi: $VERSION (run with OPENBLAS_CORETYPE unset; as is: '${OPENBLAS_CORETYPE:-(unset)}')"
   echo "kronvi BLAS core: $KVI_CORE"
   [[ -z $PICKED ]] || echo "both sides run with OPENBLAS_CORETYPE=$PICKED (the kernels kronvi picks for this CPU)"
@@ -268,6 +283,7 @@ if [[ $TABLES == *b* ]]; then epoch_table b cnn "$STEPS_CNN" "$WARMUP_CNN"; fi
 if [[ $TABLES == *c* ]]; then train_table; fi
 if [[ $TABLES == *d* ]]; then burn_table; fi
 echo "speed.sh: measurements took $(($(date +%s) - T_START)) s; load $(load)" >&2
+echo "point MLP step pinned to each CPU, one thread, at the end: $(cpu_speeds)" | tee -a "$OUT/env.txt"
 
 "$PY" bench/speed_tables.py --env "$OUT/env.txt" --load-end "$(load)" "$RAW" | tee "$OUT/tables.md"
 echo "speed.sh: results in $OUT (tables.md, raw.csv, env.txt)"

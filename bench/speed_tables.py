@@ -203,7 +203,10 @@ def main():
     epochs = next((t.split("=")[1] for t in env.get("settings", "").split()
                    if t.startswith("EPOCHS=")), "?")
     print("## kronvi vs PyTorch speed (bench/speed.sh)\n")
-    for k in ("date", "uptime", "cpu", "kronvi", "kronvi BLAS core", "torch", "settings"):
+    for k in ("date", "uptime", "cpu",
+              "point MLP step pinned to each CPU, one thread, at the start",
+              "point MLP step pinned to each CPU, one thread, at the end",
+              "kronvi", "kronvi BLAS core", "torch", "settings"):
         if k in env:
             print(f"- {k}: {env[k]}")
     if a.load_end:
