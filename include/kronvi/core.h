@@ -152,7 +152,9 @@ KVI_API kvi_status kvi_syev_f64(int N, double *A, int lda, double *w);
 
 /* ---- threads --------------------------------------------------------------------------- */
 /* Sets the BLAS and OpenMP thread counts together so that they never oversubscribe:
- * OpenMP loops and BLAS calls are never nested, so both may use all n threads. */
+ * OpenMP loops and BLAS calls are never nested, so both may use all n threads. A program that
+ * never calls it gets kvi_set_threads(omp_get_max_threads()) from the library's first matrix
+ * product (OpenBLAS is then single-threaded for the whole process, as after an explicit call). */
 KVI_API void kvi_set_threads(int n);
 KVI_API int kvi_get_threads(void);
 /* Runs the parallel loops on n <= kvi_get_threads() threads from now on, without changing how

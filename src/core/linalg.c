@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,9 +34,23 @@
 static int kvi__threads = 0; /* kvi_set_threads; 0: not set (BLAS and OpenMP defaults) */
 static int kvi__active = 0;  /* threads that run the parallel loops now, <= kvi__threads */
 
+/* Threads never set (no kvi_set_threads): the first product sets them to OpenMP's count, so
+ * that OpenBLAS runs single-threaded inside kronvi's own split as after kvi_set_threads. Left at
+ * both libraries' defaults, OpenBLAS's pool and OpenMP's took turns on the same cores and the
+ * MLP's training step ran 5-9x slower (bench_epoch without kvi_set_threads, 2 cores). */
+static pthread_once_t kvi__threads_once = PTHREAD_ONCE_INIT;
+static void kvi__threads_init(void) {
+  if (kvi__threads == 0) kvi_set_threads(omp_get_max_threads());
+}
+static void kvi__threads_default(void) {
+  if (kvi__threads == 0 && omp_get_level() == 0)
+    pthread_once(&kvi__threads_once, kvi__threads_init);
+}
+
 /* Panels for a call of `macs` multiply-adds: 1 (one plain call) or the thread count. Inside a
  * parallel region (active or not: omp_get_level) always 1. */
 static int kvi__panels(double macs, int extent) {
+  kvi__threads_default();
   if (kvi__threads <= 1 || macs < KVI__BLAS_SPLIT_MIN || omp_get_level() > 0) return 1;
   int p = kvi__threads;
   while (p > 1 && extent / p < 16) p--; /* at least 16 rows or columns per panel */
@@ -115,6 +130,7 @@ static int kvi__pair_panels(const kvi_gemm_args *g, double macs, double total) {
 }
 
 void kvi_gemm_pair(const kvi_gemm_args *g1, const kvi_gemm_args *g2) {
+  kvi__threads_default();
   double w1 = (double)g1->M * g1->N * g1->K, w2 = (double)g2->M * g2->N * g2->K;
   if (kvi__threads <= 1 || omp_get_level() > 0 || g1->K <= 0 || g2->K <= 0 || w1 <= 0 || w2 <= 0 ||
       w1 + w2 < 2 * KVI__BLAS_SPLIT_MIN) {
@@ -199,7 +215,10 @@ static int kvi__tri_panel_start(int t, int np, int n, bool trans) {
   return (int)(c < n ? c : n);
 }
 
-static bool kvi__tri_par(int np) { return np > 1 && kvi__threads > 1 && omp_get_level() == 0; }
+static bool kvi__tri_par(int np) {
+  kvi__threads_default();
+  return np > 1 && kvi__threads > 1 && omp_get_level() == 0;
+}
 
 /* Inside the panel loop the kvi_ calls below are one BLAS call each (omp_get_level() > 0); with
  * one panel they are the plain whole-matrix trmm, split by rows as usual (same bits). */
@@ -272,17 +291,20 @@ void kvi_trsm(bool right, bool trans, bool unit_diag, int M, int N, kvi_real alp
 void kvi_syrk(bool trans, int N, int K, kvi_real alpha, const kvi_real *A, int lda, kvi_real beta,
               kvi_real *C, int ldc) {
   if (N <= 0) return;
+  kvi__threads_default();
   KVI_BLAS(syrk)(CblasRowMajor, CblasLower, TR(trans), N, K, alpha, A, lda, beta, C, ldc);
 }
 
 void kvi_gemv(bool ta, int M, int N, kvi_real alpha, const kvi_real *A, int lda, const kvi_real *x,
               kvi_real beta, kvi_real *y) {
   if (M <= 0 || N <= 0) return;
+  kvi__threads_default();
   KVI_BLAS(gemv)(CblasRowMajor, TR(ta), M, N, alpha, A, lda, x, 1, beta, y, 1);
 }
 
 kvi_status kvi_potrf(int N, kvi_real *A, int lda) {
   if (N <= 0) return kvi_fail(KVI_ERR_ARG, "potrf: size %d must be positive", N);
+  kvi__threads_default();
   lapack_int info = KVI_LAPACKE(potrf)(LAPACK_ROW_MAJOR, 'L', N, A, lda);
   if (info != 0)
     return kvi_fail(KVI_ERR_LINALG, "Cholesky failed (info %d): matrix not positive definite",
