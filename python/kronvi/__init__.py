@@ -221,7 +221,8 @@ def precision():
 def set_num_threads(n):
     """Sets the threads of the library's parallel loops and BLAS calls (n >= 1).
 
-    Results do not depend on the thread count."""
+    Results do not depend on the thread count. Without a call the library takes OpenMP's
+    count (OMP_NUM_THREADS, else the CPUs available) at its first matrix product."""
     _check(C.set_num_threads(_int(n, "set_num_threads", "n", 1, 1024)))
 
 
