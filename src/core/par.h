@@ -3,8 +3,9 @@
  * A region entered with an `if` clause that is false, or nested inside another region, still runs
  * libgomp's team set-up for a team of one; with GCC's libgomp that wakes and re-docks the idle
  * pool threads, a futex call each way, and inside the convolutions' example groups that happened
- * hundreds of times per training step. Loops that may run serially therefore branch around the
- * region instead:
+ * hundreds of times per training step. The loops reached from inside those groups (the MN noise
+ * rows, the triangular panel loops) therefore branch around the region instead; top-level loops
+ * with an `if` clause keep it (a few such regions per step, no measurable cost):
  *
  *   if (kvi__fork(n > KVI__OMP_MIN)) {
  *   #pragma omp parallel for schedule(static)
