@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "kronvi/core.h"
 
 #ifdef KVI_DOUBLE
@@ -215,15 +216,17 @@ static int kvi__tri_panel_start(int t, int np, int n, bool trans) {
   return (int)(c < n ? c : n);
 }
 
+/* Whether the panels run in a parallel region: not inside one, and not on one thread (no team of
+ * one, core/par.h). The panels themselves do not depend on it. */
 static bool kvi__tri_par(int np) {
   kvi__threads_default();
-  return np > 1 && kvi__threads > 1 && omp_get_level() == 0;
+  return kvi__fork(np > 1 && kvi__threads > 1);
 }
 
-/* Inside the panel loop the kvi_ calls below are one BLAS call each (omp_get_level() > 0); with
- * one panel they are the plain whole-matrix trmm, split by rows as usual (same bits). */
 /* Panel t of np of kvi_trmm_right_lower: Z[:, c0:c1] = X[:, c0:c1] (L + I)[c0:c1, c0:c1]
- * + X[:, c1:N] L[c1:N, c0:c1]. */
+ * + X[:, c1:N] L[c1:N, c0:c1]. Inside the panel loop the kvi_ calls are one BLAS call each
+ * (omp_get_level() > 0); with one panel they are the plain whole-matrix trmm, split by rows as
+ * usual (same bits). */
 static void kvi__trmm_rl_panel(int t, int np, bool unit_diag, int M, int N, const kvi_real *L,
                                int ldl, const kvi_real *X, int ldx, kvi_real *Z, int ldz) {
   const int c0 = kvi__tri_panel_start(t, np, N, false);
@@ -244,7 +247,7 @@ void kvi_trmm_right_lower(bool unit_diag, int M, int N, const kvi_real *L, int l
   if (kvi__tri_par(np)) {
 #pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np))
     for (int t = 0; t < np; t++) kvi__trmm_rl_panel(t, np, unit_diag, M, N, L, ldl, X, ldx, Z, ldz);
-  } else { /* no region at all (core/par.h) */
+  } else {
     for (int t = 0; t < np; t++) kvi__trmm_rl_panel(t, np, unit_diag, M, N, L, ldl, X, ldx, Z, ldz);
   }
 }
