@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/par.h"
 #include "kronvi/core.h"
 
 #ifdef KVI_DOUBLE
@@ -216,11 +215,13 @@ static int kvi__tri_panel_start(int t, int np, int n, bool trans) {
   return (int)(c < n ? c : n);
 }
 
-/* Whether the panels run in a parallel region: not inside one, and not on one thread (no team of
- * one, core/par.h). The panels themselves do not depend on it. */
+/* Whether the panels run in a parallel region. Not a kvi__fork (core/par.h): with several panels
+ * the region must be entered even when the governor runs one thread, because inside it each
+ * panel's kvi_ calls are one BLAS call (omp_get_level() > 0), and outside they would split again
+ * and sum in another order. */
 static bool kvi__tri_par(int np) {
   kvi__threads_default();
-  return kvi__fork(np > 1 && kvi__threads > 1);
+  return np > 1 && kvi__threads > 1 && omp_get_level() == 0;
 }
 
 /* Panel t of np of kvi_trmm_right_lower: Z[:, c0:c1] = X[:, c0:c1] (L + I)[c0:c1, c0:c1]

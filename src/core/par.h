@@ -14,7 +14,9 @@
  *     for (...) body(i);
  *   }
  *
- * Both arms do the same arithmetic per index, so the results do not depend on the branch. */
+ * Both arms do the same arithmetic per index, so the results do not depend on the branch, as long
+ * as the body makes no kvi_gemm / kvi_trmm call: those split into panels at level 0 but not inside
+ * a region, so a body with them must keep its region (see kvi__tri_par in linalg.c). */
 #ifndef KRONVI_CORE_PAR_H
 #define KRONVI_CORE_PAR_H
 
