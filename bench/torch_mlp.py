@@ -17,7 +17,8 @@ torch.set_num_threads(N) in the child; OMP_NUM_THREADS / OPENBLAS_NUM_THREADS / 
 come from the environment (bench/speed.sh sweeps them). This torch (Debian 1.13, BLAS_INFO=generic)
 does its matrix products through libblas.so.3 = OpenBLAS (pthreads build), whose thread count
 torch.set_num_threads does NOT set: only OPENBLAS_NUM_THREADS does. Its convolutions go to oneDNN
-(torch's own OpenMP threads).
+(torch's own OpenMP threads). glibc's malloc keeps freed memory for torch (bench/torch_malloc.py;
+TORCH_MALLOC=default: glibc's defaults).
 
   torch_mlp.py [--families LIST] [--threads N] [--steps S] [--warmup W] [--reps R] [--full]
                [--synthetic | --data DIR] [--arch SIZES] [--channels-last] [--foreach {0,1}]
@@ -43,6 +44,9 @@ def child(args):
     import math
     import resource
 
+    import torch_malloc
+
+    malloc_mode = torch_malloc.tune()
     import torch
     import torch.nn.functional as F
     import torch_models as tm
@@ -107,7 +111,7 @@ def child(args):
           f"threads={args.threads} torch_threads={torch.get_num_threads()} "
           f"omp={env('OMP_NUM_THREADS')} openblas={env('OPENBLAS_NUM_THREADS')} "
           f"coretype={env('OPENBLAS_CORETYPE')} channels_last={int(bool(args.channels_last))} "
-          f"steps={steps} load_s={t_load:.2f} kl_init={kl0:.6e} loss={lv:.4f} "
+          f"steps={steps} load_s={t_load:.2f} kl_init={kl0:.6e} loss={lv:.4f} malloc={malloc_mode} "
           f"torch={torch.__version__}", flush=True)
 
 

@@ -45,10 +45,13 @@ def main():
     if args.threads < 1 or args.epochs < 1 or args.batch < 1:
         sys.exit("torch_train: threads, epochs and batch must be positive")
 
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_malloc
+
+    malloc_mode = torch_malloc.tune()
     import torch
     import torch.nn.functional as F
 
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch_models as tm
 
     torch.set_num_threads(args.threads)
@@ -71,7 +74,7 @@ def main():
     print(f"torch_train: {args.model} {ARCH[args.model]} family {args.family} ARD, Adam lr 1e-3, "
           f"batch {B}, {args.epochs} epochs of {nb} steps | torch {torch.__version__} "
           f"set_num_threads({args.threads}) OMP_NUM_THREADS={env('OMP_NUM_THREADS')} "
-          f"OPENBLAS_NUM_THREADS={env('OPENBLAS_NUM_THREADS')} channels_last={cl} | "
+          f"OPENBLAS_NUM_THREADS={env('OPENBLAS_NUM_THREADS')} channels_last={cl} malloc {malloc_mode} | "
           f"import {t_import:.2f} s, data {t_data:.2f} s", flush=True)
     for e in range(args.epochs):
         t_e = time.perf_counter()

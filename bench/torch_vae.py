@@ -22,7 +22,8 @@ The triangles are stored row by row (torch.tril_indices order), as in kronvi.
 one untimed warm-up epoch, then the median of --epochs timed ones (default 2). --kronvi PATH
 also times `PATH vae train` on the same images (--val 0, one thread count) and prints both.
 OPENBLAS_NUM_THREADS sets the thread count of torch's matrix products on Debian's build (see
-bench/torch_mlp.py); --threads sets it and torch.set_num_threads.
+bench/torch_mlp.py); --threads sets it and torch.set_num_threads. glibc's malloc keeps freed
+memory for torch (bench/torch_malloc.py; TORCH_MALLOC=default: glibc's defaults).
 """
 import argparse
 import gzip
@@ -151,6 +152,10 @@ def main():
     if args.kronvi and not args.data:
         sys.exit("--kronvi needs --data")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(args.threads))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import torch_malloc
+
+    malloc_mode = torch_malloc.tune()
     import torch
     if args.data:
         raw, n, D = load_images(os.path.join(args.data, "train-images-idx3-ubyte.gz"), args.images)
@@ -162,7 +167,8 @@ def main():
         X = (torch.rand(args.images, 784, generator=g) < 0.3).float()
     args.images = X.shape[0]
     print(f"VAE 784-300-300-300-H / |z|-300-300-300-784, |z| {args.latent}, batch 100, "
-          f"{args.images} images per epoch, {args.threads} thread(s), torch {torch.__version__}")
+          f"{args.images} images per epoch, {args.threads} thread(s), torch {torch.__version__}, "
+          f"malloc {malloc_mode}")
     print(f"{'family':8} {'torch s/epoch':>14}" + (f" {'kronvi s/epoch':>15} {'ratio':>6}" if args.kronvi else ""))
     for fam in args.families.split(","):
         if fam not in ("diag", "mn", "mv"):

@@ -252,11 +252,10 @@ typedef struct kvi_vae {
   int max_batch;      /* images per encoder pass */
   int max_rows;       /* latent codes per decoder pass (>= max_batch) */
   kvi_arena *scratch; /* head temporaries */
-  /* the per-image head calls of a batch run in parallel, each thread on its own arena
-   * (created on first use) */
+  /* a training batch runs in parts of rows on the threads, each on its own arena (created on
+   * first use) */
 #define KVI_VAE_MAX_THREADS 64
   kvi_arena *tscratch[KVI_VAE_MAX_THREADS];
-  kvi_status *st;    /* (max_batch) per-image status of a parallel loop */
   kvi_real *eps, *z; /* (max_rows, dpad), (max_rows, d) */
   kvi_real *dout;    /* (max_rows, D): gradient of the logits; (max_batch, hsize) of the head */
   kvi_real *dhead;

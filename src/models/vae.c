@@ -5,7 +5,8 @@
  *   loss = -(1/B) sum_b [log p(x_b | z_b) - beta KL(q(z | x_b) || N(0, I))]
  * and the backward goes the same way back: dlogits = (sigmoid(logits) - x) / B through the
  * decoder to dz (its input gradient), through the head's sampling map to dH, plus beta/B times
- * the KL's gradient, then through the encoder. Evaluation estimates log p(x) by importance
+ * the KL's gradient, then through the encoder. A batch runs data-parallel, in parts of rows
+ * (kvi__vae_parts, net_rows.c). Evaluation estimates log p(x) by importance
  * sampling with the encoder as the proposal (kvi_vae_iwae). */
 #include <omp.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "core/vmath.h"
 #include "internal.h"
 #include "kronvi/models.h"
+#include "models/models_internal.h"
 
 #define KVI__VAE_LOG_2PI 1.8378770664093454835606594728112
 #define KVI__VAE_ROWS 1000 /* rows the nets hold at least (evaluation chunks) */
@@ -79,6 +81,8 @@ kvi_status kvi_vae_create(kvi_vae **out, const kvi_vae_config *cfg, int max_batc
   if (!s) s = kvi_model_add_net(v->model, &v->enc, "enc", ae, D, &nc, v->max_batch);
   if (!s) s = kvi_model_add_net(v->model, &v->dec, "dec", ad, d, &nc, v->max_rows);
   if (!s) s = kvi_model_finish(v->model, seed);
+  if (!s && !(kvi__net_rows_ok(v->enc) && kvi__net_rows_ok(v->dec)))
+    s = kvi_fail(KVI_ERR_ARG, "VAE nets must be point dense layers and activations");
   if (!s) {
     const size_t R = (size_t)v->max_rows, Bm = (size_t)v->max_batch;
     v->scratch = kvi_arena_create(1 << 16);
@@ -87,8 +91,7 @@ kvi_status kvi_vae_create(kvi_vae **out, const kvi_vae_config *cfg, int max_batc
     v->dout = kvi_alloc(R * (size_t)D * sizeof(kvi_real));
     v->dhead = kvi_alloc(Bm * (size_t)v->hsize * sizeof(kvi_real));
     v->acc = kvi_alloc(KVI__VAE_ACC * Bm * sizeof(double));
-    v->st = kvi_alloc(Bm * sizeof(kvi_status));
-    if (!v->scratch || !v->eps || !v->z || !v->dout || !v->dhead || !v->acc || !v->st)
+    if (!v->scratch || !v->eps || !v->z || !v->dout || !v->dhead || !v->acc)
       s = kvi_fail(KVI_ERR_NOMEM, "out of memory for the VAE's buffers");
   }
   if (s) {
@@ -104,7 +107,6 @@ void kvi_vae_free(kvi_vae *v) {
   kvi_model_free(v->model);
   kvi_arena_free(v->scratch);
   for (int t = 0; t < KVI_VAE_MAX_THREADS; t++) kvi_arena_free(v->tscratch[t]);
-  kvi_free(v->st);
   kvi_free(v->eps), kvi_free(v->z), kvi_free(v->dout), kvi_free(v->dhead), kvi_free(v->acc);
   free(v);
 }
@@ -157,96 +159,115 @@ double kvi_bernoulli_log_lik(const kvi_real *x, const kvi_real *logits, int n, k
   return kvi__bern(x, logits, n);
 }
 
-/* The arenas of the threads a parallel loop over images will use (at most
- * KVI_VAE_MAX_THREADS), created on first use; *nt: their count. */
-static kvi_status kvi__vae_arenas(kvi_vae *v, int *nt) {
-  int n = omp_get_max_threads();
-  if (n > KVI_VAE_MAX_THREADS) n = KVI_VAE_MAX_THREADS;
+/* The arenas of threads [0, n) (n <= KVI_VAE_MAX_THREADS), created on first use. */
+static kvi_status kvi__vae_arenas(kvi_vae *v, int n) {
   for (int t = 0; t < n; t++)
     if (!v->tscratch[t] && !(v->tscratch[t] = kvi_arena_create(1 << 16)))
       return kvi_fail(KVI_ERR_NOMEM, "out of memory for the VAE's scratch");
-  *nt = n;
   return KVI_OK;
 }
 
-/* The first image i < b whose status in v->st failed, or -1. The calls that failed on other
- * threads left their message there: the caller repeats that image's call on this thread. */
-static int kvi__vae_first_failed(const kvi_vae *v, int b) {
-  for (int i = 0; i < b; i++)
-    if (v->st[i]) return i;
-  return -1;
-}
-
-/* z rows [0, b) from the head outputs H (b, hsize) and the noise rows eps (b, dpad); the images
- * in parallel (each one's result is the same on any thread). */
-static kvi_status kvi__vae_sample_rows(kvi_vae *v, const kvi_real *H, int b) {
+/* Rows [r0, r0 + nr) of a batch of b (one thread's part): the encoder, z from the head outputs
+ * and the noise rows, the decoder, per image log p(x | z) into acc[i] and the KL into acc[b + i];
+ * when grad, their gradients (dout rows scaled by gl, dhead rows by gk) and the backward of the
+ * rows through the decoder, the head's sampling map and the encoder's layers above the first. */
+static kvi_status kvi__vae_rows(kvi_vae *v, const kvi_real *X, int b, int r0, int nr, bool grad,
+                                kvi_real gl, kvi_real gk, kvi_arena *scratch) {
   const kvi_vae_head *h = &v->cfg.head;
-  int nt = 1;
-  kvi_status s = kvi__vae_arenas(v, &nt);
-  if (s) return s;
-#pragma omp parallel for schedule(static) num_threads(nt) if (b >= 8 && nt > 1)
-  for (int i = 0; i < b; i++)
-    v->st[i] = kvi_vae_head_sample(h, v->z + (size_t)i * h->d, H + (size_t)i * v->hsize,
-                                   v->eps + (size_t)i * v->dpad, v->tscratch[omp_get_thread_num()]);
-  int i = kvi__vae_first_failed(v, b);
-  if (i < 0) return KVI_OK;
-  s = kvi_vae_head_sample(h, v->z + (size_t)i * h->d, H + (size_t)i * v->hsize,
-                          v->eps + (size_t)i * v->dpad, v->scratch);
-  return kvi_fail(s ? s : v->st[i], "image %d of the batch: %s", i, kvi_last_error());
-}
-
-/* The head's backward of every image: dhead rows from dz, in parallel. */
-static kvi_status kvi__vae_head_backward(kvi_vae *v, const kvi_real *H, const kvi_real *dz, int b) {
-  const kvi_vae_head *h = &v->cfg.head;
-  int nt = 1;
-  kvi_status s = kvi__vae_arenas(v, &nt);
-  if (s) return s;
-#pragma omp parallel for schedule(static) num_threads(nt) if (b >= 8 && nt > 1)
-  for (int i = 0; i < b; i++)
-    v->st[i] = kvi_vae_head_sample_backward(
-        h, v->dhead + (size_t)i * v->hsize, dz + (size_t)i * h->d, H + (size_t)i * v->hsize,
-        v->eps + (size_t)i * v->dpad, v->tscratch[omp_get_thread_num()]);
-  int i = kvi__vae_first_failed(v, b);
-  if (i < 0) return KVI_OK;
-  s = kvi_vae_head_sample_backward(h, v->dhead + (size_t)i * v->hsize, dz + (size_t)i * h->d,
-                                   H + (size_t)i * v->hsize, v->eps + (size_t)i * v->dpad,
-                                   v->scratch);
-  return s ? s : v->st[i];
-}
-
-/* The backward of kvi_vae_batch from the decoder's logits gradient in v->dout. */
-static kvi_status kvi__vae_backward(kvi_vae *v, const kvi_real *H, int b) {
-  const kvi_real *dz;
-  kvi_status s = kvi_net_backward_input(v->dec, v->dout, b, &dz);
-  if (!s) s = kvi__vae_head_backward(v, H, dz, b);
-  if (!s) s = kvi_net_backward(v->enc, v->dhead, b);
+  const int D = v->cfg.in_size, hs = v->hsize, d = h->d, r1 = r0 + nr;
+  const kvi_real *H = v->enc->acts[v->enc->nlayers], *L = v->dec->acts[v->dec->nlayers];
+  kvi_status s = kvi__net_rows_forward(v->enc, r0, nr);
+  for (int i = r0; i < r1 && !s; i++)
+    s = kvi_vae_head_sample(h, v->z + (size_t)i * d, H + (size_t)i * hs,
+                            v->eps + (size_t)i * v->dpad, scratch);
+  if (!s) s = kvi__net_rows_forward(v->dec, r0, nr);
+  for (int i = r0; i < r1 && !s; i++) {
+    const size_t o = (size_t)i * D;
+    kvi_real *dh = grad ? v->dhead + (size_t)i * hs : NULL;
+    if (dh) memset(dh, 0, (size_t)hs * sizeof *dh);
+    v->acc[i] = kvi_bernoulli_log_lik(X + o, L + o, D, grad ? v->dout + o : NULL, gl);
+    v->acc[b + i] = 0;
+    s = kvi_vae_head_kl(h, &v->acc[b + i], dh, gk, H + (size_t)i * hs, scratch);
+  }
+  if (s || !grad) return s;
+  s = kvi__net_rows_backward_input(v->dec, v->dout, r0, nr, true);
+  const kvi_real *dz = v->dec->grads[0];
+  for (int i = r0; i < r1 && !s; i++)
+    s = kvi_vae_head_sample_backward(h, v->dhead + (size_t)i * hs, dz + (size_t)i * d,
+                                     H + (size_t)i * hs, v->eps + (size_t)i * v->dpad, scratch);
+  if (!s) s = kvi__net_rows_backward_input(v->enc, v->dhead, r0, nr, false);
   return s;
 }
 
-/* Per image i < b: log p(x_i | z_i) into acc[i] and the KL into acc[b + i], with their
- * gradients when grad (dout rows scaled by gl, dhead rows by gk), in parallel; the sums are
- * then taken in image order, so they do not depend on the thread count. */
-static kvi_status kvi__vae_terms(kvi_vae *v, const kvi_real *X, const kvi_real *L,
-                                 const kvi_real *H, int b, bool grad, kvi_real gl, kvi_real gk) {
-  const kvi_vae_head *h = &v->cfg.head;
-  const int D = v->cfg.in_size, hs = v->hsize;
-  int nt = 1;
-  kvi_status s = kvi__vae_arenas(v, &nt);
-  if (s) return s;
-  double *acc = v->acc;
-#pragma omp parallel for schedule(static) num_threads(nt) if (b >= 8 && nt > 1)
-  for (int i = 0; i < b; i++) {
-    const size_t o = (size_t)i * D;
-    acc[i] = kvi_bernoulli_log_lik(X + o, L + o, D, grad ? v->dout + o : NULL, gl);
-    acc[b + i] = 0;
-    v->st[i] = kvi_vae_head_kl(h, &acc[b + i], grad ? v->dhead + (size_t)i * hs : NULL, gk,
-                               H + (size_t)i * hs, v->tscratch[omp_get_thread_num()]);
+/* The weight layers of both nets, each given whole to one of nt threads: longest first, to the
+ * least loaded (the gradient of a layer is the same on any thread). */
+typedef struct {
+  kvi_net *net;
+  int layer, thread;
+  const kvi_real *dOut;
+} kvi__vae_wgrad;
+
+static int kvi__vae_wgrads(kvi_vae *v, kvi__vae_wgrad *w, int nt) {
+  int layer[2 * KVI__MAX_TOKENS], n = 0;
+  double cost[2 * KVI__MAX_TOKENS], load[KVI_VAE_MAX_THREADS] = {0};
+  kvi_net *nets[2] = {v->dec, v->enc};
+  const kvi_real *douts[2] = {v->dout, v->dhead};
+  for (int k = 0; k < 2; k++) {
+    int c = kvi__net_rows_weight_layers(nets[k], layer + n, cost + n);
+    for (int j = n; j < n + c; j++) w[j] = (kvi__vae_wgrad){nets[k], layer[j], 0, douts[k]};
+    n += c;
   }
-  int i = kvi__vae_first_failed(v, b);
-  if (i < 0) return KVI_OK;
-  double k1 = 0;
-  s = kvi_vae_head_kl(h, &k1, NULL, gk, H + (size_t)i * hs, v->scratch);
-  return s ? s : v->st[i];
+  bool done[2 * KVI__MAX_TOKENS] = {false};
+  for (int a = 0; a < n; a++) {
+    int j = -1, t = 0;
+    for (int q = 0; q < n; q++)
+      if (!done[q] && (j < 0 || cost[q] > cost[j])) j = q;
+    for (int u = 1; u < nt; u++)
+      if (load[u] < load[t]) t = u;
+    done[j] = true, w[j].thread = t, load[t] += cost[j];
+  }
+  return n;
+}
+
+/* The batch in parts of rows, part p = rows [b p / P, b (p + 1) / P) with P = kvi_get_threads()
+ * (at most b): each part runs through both nets on one thread (kvi__vae_rows), then, after a
+ * barrier, each weight layer's gradient over the whole batch. The parts depend on the thread
+ * count set, not on how many threads the governor runs them on, so neither do the results. */
+static kvi_status kvi__vae_parts(kvi_vae *v, const kvi_real *X, int b, bool grad, kvi_real gl,
+                                 kvi_real gk) {
+  int P = kvi_get_threads();
+  if (P > b) P = b;
+  if (P > KVI_VAE_MAX_THREADS) P = KVI_VAE_MAX_THREADS;
+  int nt = kvi_get_active_threads();
+  if (nt > P) nt = P;
+  if (nt < 1) nt = 1;
+  kvi_status s = kvi__vae_arenas(v, nt);
+  if (s) return s;
+  kvi__vae_wgrad w[2 * KVI__MAX_TOKENS];
+  const int nw = grad ? kvi__vae_wgrads(v, w, nt) : 0;
+  kvi__net_rows_begin(v->enc, X, b);
+  kvi__net_rows_begin(v->dec, v->z, b);
+  int bad = P;
+  char msg[512] = "";
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num();
+    for (int p = t; p < P; p += nt) {
+      const int r0 = (int)((int64_t)b * p / P), r1 = (int)((int64_t)b * (p + 1) / P);
+      kvi_status sp = kvi__vae_rows(v, X, b, r0, r1 - r0, grad, gl, gk, v->tscratch[t]);
+      if (sp) {
+#pragma omp critical(kvi__vae_error)
+        if (p < bad) bad = p, s = sp, snprintf(msg, sizeof msg, "%s", kvi_last_error());
+      }
+    }
+    if (nw > 0) {
+#pragma omp barrier
+      if (bad == P)
+        for (int j = 0; j < nw; j++)
+          if (w[j].thread == t) kvi__net_rows_weight_grad(w[j].net, w[j].layer, w[j].dOut, b);
+    }
+  }
+  return s ? kvi_fail(s, "%s", msg) : KVI_OK;
 }
 
 kvi_status kvi_vae_batch(kvi_vae *v, kvi_vae_sums *out, const kvi_real *X, int b, kvi_rng *rng,
@@ -254,23 +275,16 @@ kvi_status kvi_vae_batch(kvi_vae *v, kvi_vae_sums *out, const kvi_real *X, int b
   if (!v || !out || !X || !rng || b < 1 || b > v->max_batch)
     return kvi_fail(KVI_ERR_ARG, "vae_batch: batch %d outside [1, %d] or NULL argument", b,
                     v ? v->max_batch : 0);
-  const int hs = v->hsize;
-  const kvi_real *H, *L;
-  kvi_status s = kvi_net_forward(v->enc, &H, X, b, NULL);
-  if (s) return s;
   kvi_rng_normal(rng, v->eps, (size_t)b * v->dpad);
-  if ((s = kvi__vae_sample_rows(v, H, b)) != KVI_OK) return s;
-  if ((s = kvi_net_forward(v->dec, &L, v->z, b, NULL)) != KVI_OK) return s;
-  double rec = 0, kl = 0;
   const kvi_real gl = (kvi_real)(-1.0 / b), gk = (kvi_real)(kl_weight / b);
-  if (grad) memset(v->dhead, 0, (size_t)b * hs * sizeof(kvi_real));
-  s = kvi__vae_terms(v, X, L, H, b, grad, gl, gk);
-  for (int i = 0; i < b && !s; i++) rec += v->acc[i], kl += v->acc[b + i];
-  if (!s && !(isfinite(rec) && isfinite(kl)))
-    s = kvi_fail(KVI_ERR_NONFINITE, "non-finite ELBO (log p(x|z) sum %g, KL sum %g)", rec, kl);
+  kvi_status s = kvi__vae_parts(v, X, b, grad, gl, gk);
   if (s) return s;
+  double rec = 0, kl = 0; /* in image order: the same sums on any thread count */
+  for (int i = 0; i < b; i++) rec += v->acc[i], kl += v->acc[b + i];
+  if (!(isfinite(rec) && isfinite(kl)))
+    return kvi_fail(KVI_ERR_NONFINITE, "non-finite ELBO (log p(x|z) sum %g, KL sum %g)", rec, kl);
   out->rec = rec, out->kl = kl;
-  return grad ? kvi__vae_backward(v, H, b) : KVI_OK;
+  return KVI_OK;
 }
 
 /* ---- importance-weighted evaluation ----------------------------------------------------- */

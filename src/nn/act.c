@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "kronvi/layer.h"
 #include "nn/rop_internal.h"
 
@@ -59,6 +60,14 @@ KVI__HOT static void kvi__elu_backward(kvi_real *dx, const kvi_real *dy, const k
   }
 }
 
+static void kvi__relu_forward(kvi_real *y, const kvi_real *x, size_t n) {
+  for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+}
+
+static void kvi__relu_backward(kvi_real *dx, const kvi_real *dy, const kvi_real *x, size_t n) {
+  for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : 0;
+}
+
 /* [c0, c1) of n for thread t of nt: contiguous parts, boundaries on multiples of 16. */
 static void kvi__act_part(size_t n, int t, int nt, size_t *c0, size_t *c1) {
   *c0 = t == 0 ? 0 : (n * t / nt) & ~(size_t)15;
@@ -66,7 +75,8 @@ static void kvi__act_part(size_t n, int t, int nt, size_t *c0, size_t *c1) {
 }
 
 void kvi_act_forward(kvi_real *y, const kvi_real *x, size_t n, kvi_act a) {
-  if (a == KVI_ACT_ELU && n <= KVI__ACT_PAR) {
+  const bool par = kvi__fork(n > KVI__ACT_PAR); /* not from inside a region (core/par.h) */
+  if (a == KVI_ACT_ELU && !par) {
     kvi__elu_forward(y, x, n);
   } else if (a == KVI_ACT_ELU) {
 #pragma omp parallel
@@ -75,8 +85,10 @@ void kvi_act_forward(kvi_real *y, const kvi_real *x, size_t n, kvi_act a) {
       kvi__act_part(n, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
       if (c1 > c0) kvi__elu_forward(y + c0, x + c0, c1 - c0);
     }
+  } else if (a == KVI_ACT_RELU && !par) {
+    kvi__relu_forward(y, x, n);
   } else if (a == KVI_ACT_RELU) {
-#pragma omp parallel for schedule(static) if (n > KVI__ACT_PAR)
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
   } else if (y != x) {
     memcpy(y, x, n * sizeof *y);
@@ -85,7 +97,8 @@ void kvi_act_forward(kvi_real *y, const kvi_real *x, size_t n, kvi_act a) {
 
 void kvi_act_backward(kvi_real *dx, const kvi_real *dy, const kvi_real *x, const kvi_real *y,
                       size_t n, kvi_act a) {
-  if (a == KVI_ACT_ELU && n <= KVI__ACT_PAR) {
+  const bool par = kvi__fork(n > KVI__ACT_PAR);
+  if (a == KVI_ACT_ELU && !par) {
     kvi__elu_backward(dx, dy, x, y, n);
   } else if (a == KVI_ACT_ELU) {
 #pragma omp parallel
@@ -94,8 +107,10 @@ void kvi_act_backward(kvi_real *dx, const kvi_real *dy, const kvi_real *x, const
       kvi__act_part(n, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
       if (c1 > c0) kvi__elu_backward(dx + c0, dy + c0, x + c0, y + c0, c1 - c0);
     }
+  } else if (a == KVI_ACT_RELU && !par) {
+    kvi__relu_backward(dx, dy, x, n);
   } else if (a == KVI_ACT_RELU) {
-#pragma omp parallel for schedule(static) if (n > KVI__ACT_PAR)
+#pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : 0;
   } else if (dx != dy) {
     memcpy(dx, dy, n * sizeof *dx);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/par.h"
 #include "kronvi/layer.h"
 #include "nn/rop_internal.h"
 
@@ -185,9 +186,14 @@ kvi_status kvi_dense_forward(kvi_real *Y, void *ws, const kvi_dense *l, const kv
   if (s) return s;
   if (l->ib >= 0) {
     const kvi_real *b = kvi_params_data(p, l->ib);
-#pragma omp parallel for schedule(static) if ((size_t)batch * m > (1u << 14))
-    for (int r = 0; r < batch; r++)
-      for (int j = 0; j < m; j++) Y[(size_t)r * m + j] += b[j];
+    if (kvi__fork((size_t)batch * m > (1u << 14))) {
+#pragma omp parallel for schedule(static)
+      for (int r = 0; r < batch; r++)
+        for (int j = 0; j < m; j++) Y[(size_t)r * m + j] += b[j];
+    } else {
+      for (int r = 0; r < batch; r++)
+        for (int j = 0; j < m; j++) Y[(size_t)r * m + j] += b[j];
+    }
   }
   return KVI_OK;
 }

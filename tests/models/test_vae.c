@@ -6,7 +6,8 @@
  *    marginal likelihood by 2-D quadrature (trapezoid rule on a fine grid), the ELBO below it,
  *    and the mean of one-sample estimates equal to the ELBO (E_q log w = ELBO);
  * 3. the noise of image i depends on (seed, first + i) only: a subset gives the same numbers;
- * 4. the Bernoulli log-likelihood against its definition, and the binary-data check. */
+ * 4. the Bernoulli log-likelihood against its definition, and the binary-data check;
+ * 5. a batch's sums and gradient do not depend on how many threads run its parts. */
 // ctest-timeout: 120
 #include "kronvi/models.h"
 #include "kvi_test.h"
@@ -71,6 +72,37 @@ static void check_batch_gradient(kvi_vae_family f, int d, int p, int q, const ch
   printf("%-7s batch loss %.4f (rec %.4f, KL %.4f): %zu parameters, max FD error %.1e\n", name,
          fd_loss(theta, &c), s.rec / b, s.kl / b, pb->n, err);
   free(pert), free(theta), free(g);
+  kvi_vae_free(v);
+}
+
+/* The batch runs in parts of rows fixed by kvi_get_threads(): the governor running them on fewer
+ * threads (kvi_set_active_threads) must not change a bit of the sums or the gradient. */
+static void check_active_threads_invariant(kvi_vae_family f, int d, int p, int q,
+                                           const char *name) {
+  kvi_vae *v = tiny_vae(f, d, p, q, 6, 5, 2);
+  if (!v) return;
+  kvi_params *pb = &v->model->params;
+  const int b = 4;
+  double X[24];
+  kvi_rng r = kvi_rng_stream(11, (uint64_t)f);
+  kvi_rng_uniform(&r, X, 24);
+  for (int i = 0; i < 24; i++) X[i] = X[i] < 0.4 ? 0 : 1;
+  double *g[2], sums[2][2];
+  for (int a = 0; a < 2; a++) {
+    kvi_set_active_threads(a ? 1 : 2);
+    kvi_params_zero_grad(pb);
+    kvi_rng rng = kvi_rng_stream(5, 78);
+    kvi_vae_sums s;
+    CHECK_OK(kvi_vae_batch(v, &s, X, b, &rng, 0.7, true));
+    sums[a][0] = s.rec, sums[a][1] = s.kl;
+    g[a] = malloc(pb->n * sizeof(double));
+    memcpy(g[a], pb->grad, pb->n * sizeof(double));
+  }
+  kvi_set_active_threads(2);
+  CHECK(sums[0][0] == sums[1][0] && sums[0][1] == sums[1][1]);
+  CHECK(memcmp(g[0], g[1], pb->n * sizeof(double)) == 0);
+  printf("%-7s batch of %d on 2 and 1 active threads: the same bits\n", name, b);
+  free(g[0]), free(g[1]);
   kvi_vae_free(v);
 }
 
@@ -155,6 +187,8 @@ int main(void) {
   check_batch_gradient(KVI_VAE_MN, 4, 2, 2, "mn 2x2");
   check_batch_gradient(KVI_VAE_MN, 6, 3, 2, "mn 3x2");
   check_batch_gradient(KVI_VAE_MV, 4, 0, 0, "mv");
+  check_active_threads_invariant(KVI_VAE_DIAG, 4, 0, 0, "diag");
+  check_active_threads_invariant(KVI_VAE_MN, 4, 2, 2, "mn 2x2");
   /* head outputs: means 0.1, -0.2; log-diagonals 0.3 (or 0); off-diagonals 0.2 */
   const double b_diag[4] = {0.1, -0.2, 0.3, 0.3}, b_mn21[6] = {0.1, -0.2, 0.3, 0.2, 0.3, 0},
                b_mn12[6] = {0.1, -0.2, 0.3, 0, 0.2, 0}, b_mv[5] = {0.1, -0.2, 0.3, 0.2, 0.3};
