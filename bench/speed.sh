@@ -43,7 +43,9 @@
 #                      probes are part of the epoch)
 #   STEPS_BURN_TORCH_MLP (60; quick 5), STEPS_BURN_TORCH_CNN (20; quick 2): PyTorch's in table d
 #   FAMILIES ("point diag mn"), TORCH_SETTINGS ("2:2 2:1 1:2 1:1", torch threads:OpenBLAS
-#   threads), BURN_CORE (0), PY (/usr/bin/python3), DATA (/usr/share/datasets/fashion-mnist)
+#   threads), BURN_CORE (0), PY (/usr/bin/python3), DATA (/usr/share/datasets/fashion-mnist),
+#   TORCH_MALLOC (tuned: glibc's malloc keeps freed memory for PyTorch, bench/torch_malloc.py;
+#   default: glibc's defaults, which cost PyTorch up to 2x on a VM with expensive page faults)
 # Before and after the tables, the point MLP step runs on one thread pinned to each CPU in turn:
 # unequal times mean the vCPUs are not equally fast right now (read the 2-thread ratios with that).
 # Output: the tables on stdout and in OUT/tables.md, one CSV row per measurement in
@@ -151,7 +153,7 @@ cpu_speeds() {
   echo "kronvi: $VERSION (run with OPENBLAS_CORETYPE unset; as is: '${OPENBLAS_CORETYPE:-(unset)}')"
   echo "kronvi BLAS core: $KVI_CORE"
   [[ -z $PICKED ]] || echo "both sides run with OPENBLAS_CORETYPE=$PICKED (the kernels kronvi picks for this CPU)"
-  echo "torch: $TORCH_INFO; libblas.so.3 -> $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo '?')"
+  echo "torch: $TORCH_INFO; libblas.so.3 -> $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo '?'); glibc malloc ${TORCH_MALLOC:-tuned} (bench/torch_malloc.py)"
   echo "settings: quick=$QUICK tables=$TABLES STEPS_MLP=$STEPS_MLP WARMUP_MLP=$WARMUP_MLP STEPS_CNN=$STEPS_CNN WARMUP_CNN=$WARMUP_CNN REPS=$REPS REPS_TRAIN=$REPS_TRAIN EPOCHS=$EPOCHS LIMIT_TRAIN=$LIMIT_TRAIN LIMIT_TEST=$LIMIT_TEST STEPS_BURN_MLP=$STEPS_BURN_MLP STEPS_BURN_CNN=$STEPS_BURN_CNN STEPS_BURN_TORCH_MLP=$STEPS_BURN_TORCH_MLP STEPS_BURN_TORCH_CNN=$STEPS_BURN_TORCH_CNN FAMILIES='$FAMILIES' TORCH_SETTINGS='$TORCH_SETTINGS'"
 } | tee "$OUT/env.txt"
 echo "table,model,side,config,family,rep,threads,openblas,burner,s_step,wall_s,maxrss_kb,blas_core,acc,pruned_acc,load1" >"$RAW"

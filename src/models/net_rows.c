@@ -91,6 +91,9 @@ void kvi__net_rows_weight_grad(kvi_net *net, int i, const kvi_real *dOut, int ba
   kvi_gemm(true, false, n, m, batch, 1, X, n, dY, m, 1, kvi_params_grad(net->params, d->iM), m);
   if (d->ib < 0) return;
   kvi_real *db = kvi_params_grad(net->params, d->ib);
-  for (int r = 0; r < batch; r++) /* rows in order, as kvi_dense_backward sums them */
-    for (int j = 0; j < m; j++) db[j] += dY[(size_t)r * m + j];
+  for (int r = 0; r < batch; r++) { /* rows in order, as kvi_dense_backward sums them */
+    const kvi_real *row = dY + (size_t)r * m;
+#pragma omp simd
+    for (int j = 0; j < m; j++) db[j] += row[j];
+  }
 }
