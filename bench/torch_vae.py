@@ -15,24 +15,27 @@ single precision. Every operation is batched over the mini-batch (no Python loop
 The triangles are stored row by row (torch.tril_indices order), as in kronvi.
 
   torch_vae.py [--data DIR | --synthetic] [--families diag,mn,mv] [--latent 40] [--mn-shape 20x2]
-               [--images N] [--epochs E] [--threads T] [--kronvi PATH]
+               [--images N] [--epochs E] [--threads T] [--torch-threads LIST] [--kronvi PATH]
 
 --data DIR: binarized IDX images (kronvi vae binarize); --synthetic: random bits. An epoch is
 --images training images (default 50000: Fashion-MNIST's 60000 minus the validation 10000);
 one untimed warm-up epoch, then the median of --epochs timed ones (default 2). --kronvi PATH
 also times `PATH vae train` on the same images (--val 0, one thread count) and prints both.
 OPENBLAS_NUM_THREADS sets the thread count of torch's matrix products on Debian's build (see
-bench/torch_mlp.py); --threads sets it and torch.set_num_threads. glibc's malloc keeps freed
+bench/torch_mlp.py); --threads sets it (unless set) and kronvi's thread count. --torch-threads
+LIST (default: --threads) times torch at each torch.set_num_threads value in turn, in the same
+process, and the ratio uses the fastest. glibc's malloc keeps freed
 memory for torch (bench/torch_malloc.py; TORCH_MALLOC=default: glibc's defaults).
 """
 import argparse
+import csv
 import gzip
 import os
-import re
 import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 
 
@@ -98,9 +101,9 @@ def make_model(torch, fam, d, p, q, D=784, h=300, layers=3):
     return list(enc.parameters()) + list(dec.parameters()), loss
 
 
-def time_torch(args, fam, X):
+def time_torch(args, fam, X, threads):
     import torch
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     torch.manual_seed(1)
     params, loss = make_model(torch, fam, args.latent, args.p, args.q)
     opt = torch.optim.Adam(params, lr=5e-4)
@@ -124,9 +127,14 @@ def time_kronvi(args, fam):
     cmd = [args.kronvi, "vae", "train", "--data", args.data, "--family", fam, "--latent",
            str(args.latent), *shape, "--limit-train", str(args.images), "--val", "0",
            "--epochs", str(args.epochs + 1), "--kl-anneal-epochs", "0", "--threads",
-           str(args.threads), "--fixed-threads", "--progress", "lines"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    secs = [float(m) for m in re.findall(r"epoch +\d+ .* ([0-9.]+)s\n", r.stderr)]
+           str(args.threads), "--fixed-threads", "--progress", "none"]
+    with tempfile.TemporaryDirectory() as tmp:  # the log's seconds: the epoch's training steps
+        log = os.path.join(tmp, "log.csv")
+        r = subprocess.run(cmd + ["--log", log], capture_output=True, text=True)
+        secs = []
+        if r.returncode == 0:
+            with open(log) as f:
+                secs = [float(row["seconds"]) for row in csv.DictReader(f)]
     if r.returncode or len(secs) < 2:
         sys.exit(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
     return statistics.median(secs[1:])
@@ -142,6 +150,7 @@ def main():
     ap.add_argument("--images", type=int, default=50000)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--torch-threads")
     ap.add_argument("--kronvi")
     args = ap.parse_args()
     args.p, args.q = (int(v) for v in args.mn_shape.lower().split("x"))
@@ -166,18 +175,22 @@ def main():
         g = torch.Generator().manual_seed(0)
         X = (torch.rand(args.images, 784, generator=g) < 0.3).float()
     args.images = X.shape[0]
+    tt = [int(v) for v in (args.torch_threads or str(args.threads)).split(",")]
     print(f"VAE 784-300-300-300-H / |z|-300-300-300-784, |z| {args.latent}, batch 100, "
-          f"{args.images} images per epoch, {args.threads} thread(s), torch {torch.__version__}, "
-          f"malloc {malloc_mode}")
-    print(f"{'family':8} {'torch s/epoch':>14}" + (f" {'kronvi s/epoch':>15} {'ratio':>6}" if args.kronvi else ""))
+          f"{args.images} images per epoch, torch {torch.__version__} at set_num_threads "
+          f"{','.join(map(str, tt))} (OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}), "
+          f"malloc {malloc_mode}" + (f"; kronvi --threads {args.threads}" if args.kronvi else ""))
+    head = "".join(f" {f'torch t{t}':>9}" for t in tt)
+    print(f"{'family':8}{head} {'torch best':>10}" +
+          (f" {'kronvi s/epoch':>15} {'ratio':>6}" if args.kronvi else ""))
     for fam in args.families.split(","):
         if fam not in ("diag", "mn", "mv"):
             sys.exit(f"unknown family '{fam}'")
-        t = time_torch(args, fam, X)
-        line = f"{fam:8} {t:14.2f}"
+        ts = [time_torch(args, fam, X, t) for t in tt]
+        line = f"{fam:8}" + "".join(f" {t:9.2f}" for t in ts) + f" {min(ts):10.2f}"
         if args.kronvi:
             k = time_kronvi(args, fam)
-            line += f" {k:15.2f} {t / k:6.2f}"
+            line += f" {k:15.2f} {min(ts) / k:6.2f}"
         print(line, flush=True)
 
 
