@@ -259,7 +259,7 @@ typedef struct kvi_vae {
   kvi_real *eps, *z; /* (max_rows, dpad), (max_rows, d) */
   kvi_real *dout;    /* (max_rows, D): gradient of the logits; (max_batch, hsize) of the head */
   kvi_real *dhead;
-  double *acc; /* per-image accumulators of kvi_vae_iwae (5 max_batch) */
+  double *acc; /* per-image accumulators (5 max_batch): kvi_vae_iwae's, a batch's terms */
 } kvi_vae;
 
 /* Sums over the images of a batch (one z per image). ELBO = rec - kl. */

@@ -251,8 +251,8 @@ static kvi_status kvi__vae_parts(kvi_vae *v, const kvi_real *X, int b, bool grad
   char msg[512] = "";
 #pragma omp parallel num_threads(nt)
   {
-    const int t = omp_get_thread_num();
-    for (int p = t; p < P; p += nt) {
+    const int t = omp_get_thread_num(), team = omp_get_num_threads(); /* team <= nt */
+    for (int p = t; p < P; p += team) {
       const int r0 = (int)((int64_t)b * p / P), r1 = (int)((int64_t)b * (p + 1) / P);
       kvi_status sp = kvi__vae_rows(v, X, b, r0, r1 - r0, grad, gl, gk, v->tscratch[t]);
       if (sp) {
@@ -264,7 +264,8 @@ static kvi_status kvi__vae_parts(kvi_vae *v, const kvi_real *X, int b, bool grad
 #pragma omp barrier
       if (bad == P)
         for (int j = 0; j < nw; j++)
-          if (w[j].thread == t) kvi__net_rows_weight_grad(w[j].net, w[j].layer, w[j].dOut, b);
+          if (w[j].thread % team == t)
+            kvi__net_rows_weight_grad(w[j].net, w[j].layer, w[j].dOut, b);
     }
   }
   return s ? kvi_fail(s, "%s", msg) : KVI_OK;

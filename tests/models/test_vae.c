@@ -87,22 +87,33 @@ static void check_active_threads_invariant(kvi_vae_family f, int d, int p, int q
   kvi_rng r = kvi_rng_stream(11, (uint64_t)f);
   kvi_rng_uniform(&r, X, 24);
   for (int i = 0; i < 24; i++) X[i] = X[i] < 0.4 ? 0 : 1;
-  double *g[2], sums[2][2];
-  for (int a = 0; a < 2; a++) {
-    kvi_set_active_threads(a ? 1 : 2);
+  double *g[3], sums[3][2];
+  for (int a = 0; a < 3; a++) { /* 2 active threads, 1, and called from inside a region */
+    kvi_set_active_threads(a == 1 ? 1 : 2);
     kvi_params_zero_grad(pb);
     kvi_rng rng = kvi_rng_stream(5, 78);
     kvi_vae_sums s;
-    CHECK_OK(kvi_vae_batch(v, &s, X, b, &rng, 0.7, true));
+    kvi_status st = KVI_OK;
+    if (a < 2) {
+      st = kvi_vae_batch(v, &s, X, b, &rng, 0.7, true);
+    } else { /* inside an active region: the batch's own region gets a team of one */
+#pragma omp parallel num_threads(2)
+#pragma omp single
+      st = kvi_vae_batch(v, &s, X, b, &rng, 0.7, true);
+    }
+    CHECK_OK(st);
     sums[a][0] = s.rec, sums[a][1] = s.kl;
     g[a] = malloc(pb->n * sizeof(double));
     memcpy(g[a], pb->grad, pb->n * sizeof(double));
   }
   kvi_set_active_threads(2);
-  CHECK(sums[0][0] == sums[1][0] && sums[0][1] == sums[1][1]);
-  CHECK(memcmp(g[0], g[1], pb->n * sizeof(double)) == 0);
-  printf("%-7s batch of %d on 2 and 1 active threads: the same bits\n", name, b);
-  free(g[0]), free(g[1]);
+  for (int a = 1; a < 3; a++) {
+    CHECK(sums[0][0] == sums[a][0] && sums[0][1] == sums[a][1]);
+    CHECK(memcmp(g[0], g[a], pb->n * sizeof(double)) == 0);
+  }
+  printf("%-7s batch of %d on 2 and 1 active threads and nested in a region: the same bits\n", name,
+         b);
+  free(g[0]), free(g[1]), free(g[2]);
   kvi_vae_free(v);
 }
 
