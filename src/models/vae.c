@@ -256,7 +256,7 @@ static kvi_status kvi__vae_parts(kvi_vae *v, const kvi_real *X, int b, bool grad
       const int r0 = (int)((int64_t)b * p / P), r1 = (int)((int64_t)b * (p + 1) / P);
       kvi_status sp = kvi__vae_rows(v, X, b, r0, r1 - r0, grad, gl, gk, v->tscratch[t]);
       if (sp) {
-#pragma omp critical(kvi__vae_error)
+#pragma omp critical
         if (p < bad) bad = p, s = sp, snprintf(msg, sizeof msg, "%s", kvi_last_error());
       }
     }
