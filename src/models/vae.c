@@ -199,33 +199,32 @@ static kvi_status kvi__vae_rows(kvi_vae *v, const kvi_real *X, int b, int r0, in
   return s;
 }
 
-/* The weight layers of both nets, each given whole to one of nt threads: longest first, to the
- * least loaded (the gradient of a layer is the same on any thread). */
+/* The weight layers of both nets, largest first: the threads take them one at a time as they
+ * finish (a layer's gradient is one product, the same on any thread), so a slower core takes
+ * fewer of them. */
 typedef struct {
   kvi_net *net;
-  int layer, thread;
+  int layer;
   const kvi_real *dOut;
 } kvi__vae_wgrad;
 
-static int kvi__vae_wgrads(kvi_vae *v, kvi__vae_wgrad *w, int nt) {
+static int kvi__vae_wgrads(kvi_vae *v, kvi__vae_wgrad *w) {
   int layer[2 * KVI__MAX_TOKENS], n = 0;
-  double cost[2 * KVI__MAX_TOKENS], load[KVI_VAE_MAX_THREADS] = {0};
+  double cost[2 * KVI__MAX_TOKENS];
   kvi_net *nets[2] = {v->dec, v->enc};
   const kvi_real *douts[2] = {v->dout, v->dhead};
   for (int k = 0; k < 2; k++) {
     int c = kvi__net_rows_weight_layers(nets[k], layer + n, cost + n);
-    for (int j = n; j < n + c; j++) w[j] = (kvi__vae_wgrad){nets[k], layer[j], 0, douts[k]};
+    for (int j = n; j < n + c; j++) w[j] = (kvi__vae_wgrad){nets[k], layer[j], douts[k]};
     n += c;
   }
-  bool done[2 * KVI__MAX_TOKENS] = {false};
-  for (int a = 0; a < n; a++) {
-    int j = -1, t = 0;
-    for (int q = 0; q < n; q++)
-      if (!done[q] && (j < 0 || cost[q] > cost[j])) j = q;
-    for (int u = 1; u < nt; u++)
-      if (load[u] < load[t]) t = u;
-    done[j] = true, w[j].thread = t, load[t] += cost[j];
-  }
+  for (int a = 1; a < n; a++) /* insertion sort by cost, descending (a few layers) */
+    for (int j = a; j > 0 && cost[j] > cost[j - 1]; j--) {
+      const kvi__vae_wgrad tw = w[j];
+      const double tc = cost[j];
+      w[j] = w[j - 1], cost[j] = cost[j - 1];
+      w[j - 1] = tw, cost[j - 1] = tc;
+    }
   return n;
 }
 
@@ -244,7 +243,7 @@ static kvi_status kvi__vae_parts(kvi_vae *v, const kvi_real *X, int b, bool grad
   kvi_status s = kvi__vae_arenas(v, nt);
   if (s) return s;
   kvi__vae_wgrad w[2 * KVI__MAX_TOKENS];
-  const int nw = grad ? kvi__vae_wgrads(v, w, nt) : 0;
+  const int nw = grad ? kvi__vae_wgrads(v, w) : 0;
   kvi__net_rows_begin(v->enc, X, b);
   kvi__net_rows_begin(v->dec, v->z, b);
   int bad = P;
@@ -262,10 +261,9 @@ static kvi_status kvi__vae_parts(kvi_vae *v, const kvi_real *X, int b, bool grad
     }
     if (nw > 0) {
 #pragma omp barrier
-      if (bad == P)
-        for (int j = 0; j < nw; j++)
-          if (w[j].thread % team == t)
-            kvi__net_rows_weight_grad(w[j].net, w[j].layer, w[j].dOut, b);
+#pragma omp for schedule(dynamic, 1)
+      for (int j = 0; j < nw; j++)
+        if (bad == P) kvi__net_rows_weight_grad(w[j].net, w[j].layer, w[j].dOut, b);
     }
   }
   return s ? kvi_fail(s, "%s", msg) : KVI_OK;
