@@ -28,7 +28,8 @@ kvi_status kvi__net_rows_backward_input(kvi_net *net, const kvi_real *dOut, int 
 /* The dense layers' indices (layer may be NULL) and multiply-adds per row (cost, may be NULL);
  * returns their count. */
 int kvi__net_rows_weight_layers(const kvi_net *net, int *layer, double *cost);
-/* dM += X^T dY and db += the column sums of dY of dense layer i over the whole batch. */
+/* dM += X^T dY and db += the column sums of dY of dense layer i over the whole batch
+ * (kvi_dense_backward without an input gradient). */
 void kvi__net_rows_weight_grad(kvi_net *net, int i, const kvi_real *dOut, int batch);
 
 #endif

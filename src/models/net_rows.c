@@ -4,9 +4,6 @@
  * batch come after one barrier, a whole product per layer on one thread. Only layers whose
  * passes are row-local qualify: point dense layers and elementwise activations (no noise, no
  * workspace); kvi__net_rows_ok says whether a net has only those. */
-#include <stdlib.h>
-#include <string.h>
-
 #include "kronvi/layer.h"
 #include "models/models_internal.h"
 
@@ -86,14 +83,9 @@ int kvi__net_rows_weight_layers(const kvi_net *net, int *layer, double *cost) {
 
 void kvi__net_rows_weight_grad(kvi_net *net, int i, const kvi_real *dOut, int batch) {
   const kvi_dense *d = net->layers[i].state;
-  const int n = d->n, m = d->m;
-  const kvi_real *X = net->acts[i], *dY = i == net->nlayers - 1 ? dOut : net->grads[i + 1];
-  kvi_gemm(true, false, n, m, batch, 1, X, n, dY, m, 1, kvi_params_grad(net->params, d->iM), m);
-  if (d->ib < 0) return;
-  kvi_real *db = kvi_params_grad(net->params, d->ib);
-  for (int r = 0; r < batch; r++) { /* rows in order, as kvi_dense_backward sums them */
-    const kvi_real *row = dY + (size_t)r * m;
-#pragma omp simd
-    for (int j = 0; j < m; j++) db[j] += row[j];
-  }
+  const kvi_real *dY = i == net->nlayers - 1 ? dOut : net->grads[i + 1];
+  /* the point layer's backward without dX: dM += X^T dY, db += the rows of dY in order */
+  kvi_status s =
+      kvi_dense_backward(NULL, net->params, dY, net->ws[i], d, net->acts[i], NULL, batch);
+  (void)s; /* its arguments are the net's own buffers: it cannot fail here */
 }

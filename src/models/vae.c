@@ -167,6 +167,11 @@ static kvi_status kvi__vae_arenas(kvi_vae *v, int n) {
   return KVI_OK;
 }
 
+/* A head call's failure s on image i of the batch, with its message. */
+static kvi_status kvi__vae_image_fail(kvi_status s, int i) {
+  return kvi_fail(s, "image %d of the batch: %s", i, kvi_last_error());
+}
+
 /* Rows [r0, r0 + nr) of a batch of b (one thread's part): the encoder, z from the head outputs
  * and the noise rows, the decoder, per image log p(x | z) into acc[i] and the KL into acc[b + i];
  * when grad, their gradients (dout rows scaled by gl, dhead rows by gk) and the backward of the
@@ -177,11 +182,13 @@ static kvi_status kvi__vae_rows(kvi_vae *v, const kvi_real *X, int b, int r0, in
   const int D = v->cfg.in_size, hs = v->hsize, d = h->d, r1 = r0 + nr;
   const kvi_real *H = v->enc->acts[v->enc->nlayers], *L = v->dec->acts[v->dec->nlayers];
   kvi_status s = kvi__net_rows_forward(v->enc, r0, nr);
-  for (int i = r0; i < r1 && !s; i++)
+  int i = r0; /* the image a head call failed on */
+  for (; i < r1 && !s; i++)
     s = kvi_vae_head_sample(h, v->z + (size_t)i * d, H + (size_t)i * hs,
                             v->eps + (size_t)i * v->dpad, scratch);
-  if (!s) s = kvi__net_rows_forward(v->dec, r0, nr);
-  for (int i = r0; i < r1 && !s; i++) {
+  if (s) return i > r0 ? kvi__vae_image_fail(s, i - 1) : s;
+  if ((s = kvi__net_rows_forward(v->dec, r0, nr)) != KVI_OK) return s;
+  for (i = r0; i < r1 && !s; i++) {
     const size_t o = (size_t)i * D;
     kvi_real *dh = grad ? v->dhead + (size_t)i * hs : NULL;
     if (dh) memset(dh, 0, (size_t)hs * sizeof *dh);
@@ -189,14 +196,15 @@ static kvi_status kvi__vae_rows(kvi_vae *v, const kvi_real *X, int b, int r0, in
     v->acc[b + i] = 0;
     s = kvi_vae_head_kl(h, &v->acc[b + i], dh, gk, H + (size_t)i * hs, scratch);
   }
-  if (s || !grad) return s;
-  s = kvi__net_rows_backward_input(v->dec, v->dout, r0, nr, true);
+  if (s) return kvi__vae_image_fail(s, i - 1);
+  if (!grad) return KVI_OK;
+  if ((s = kvi__net_rows_backward_input(v->dec, v->dout, r0, nr, true)) != KVI_OK) return s;
   const kvi_real *dz = v->dec->grads[0];
-  for (int i = r0; i < r1 && !s; i++)
+  for (i = r0; i < r1 && !s; i++)
     s = kvi_vae_head_sample_backward(h, v->dhead + (size_t)i * hs, dz + (size_t)i * d,
                                      H + (size_t)i * hs, v->eps + (size_t)i * v->dpad, scratch);
-  if (!s) s = kvi__net_rows_backward_input(v->enc, v->dhead, r0, nr, false);
-  return s;
+  if (s) return kvi__vae_image_fail(s, i - 1);
+  return kvi__net_rows_backward_input(v->enc, v->dhead, r0, nr, false);
 }
 
 /* The weight layers of both nets, largest first: the threads take them one at a time as they

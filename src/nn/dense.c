@@ -240,12 +240,16 @@ kvi_status kvi_dense_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, v
   if (l->ib >= 0) {
     kvi_real *db = kvi_params_grad(p, l->ib);
     /* columns split over the threads, each summed over the rows in order as on one thread */
-#pragma omp parallel if ((size_t)batch * m > (1u << 14))
-    {
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const int j0 = (int)((long)m * t / nt) & ~15,
-                j1 = t + 1 == nt ? m : (int)((long)m * (t + 1) / nt) & ~15;
-      for (int r = 0; r < batch; r++) kvi__add_row(db + j0, dY + (size_t)r * m + j0, j1 - j0);
+    if (kvi__fork((size_t)batch * m > (1u << 14))) {
+#pragma omp parallel
+      {
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        const int j0 = (int)((long)m * t / nt) & ~15,
+                  j1 = t + 1 == nt ? m : (int)((long)m * (t + 1) / nt) & ~15;
+        for (int r = 0; r < batch; r++) kvi__add_row(db + j0, dY + (size_t)r * m + j0, j1 - j0);
+      }
+    } else {
+      for (int r = 0; r < batch; r++) kvi__add_row(db, dY + (size_t)r * m, m);
     }
   }
   return KVI_OK;
