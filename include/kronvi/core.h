@@ -110,6 +110,12 @@ typedef struct {
   int ldc;
 } kvi_gemm_args;
 KVI_API void kvi_gemm_pair(const kvi_gemm_args *g1, const kvi_gemm_args *g2);
+/* The panels kvi_gemm cuts this product into when called outside a parallel region (1: one BLAS
+ * call), and panel t of np of it as one BLAS call. Running the np panels of a product, in any
+ * order and on any threads, gives kvi_gemm's bits: loops over several products' panels can share
+ * one parallel region. */
+KVI_API int kvi_gemm_panels(const kvi_gemm_args *g);
+KVI_API void kvi_gemm_panel(const kvi_gemm_args *g, int t, int np);
 /* Lower triangle (diagonal included) only of C (N,N) = alpha * op(A) * op(B) + beta * C, by a
  * blocked gemm that skips the blocks strictly above the diagonal (~(1/2 + 1/(2*nb)) of the work).
  * Entries above the diagonal are left unspecified. */

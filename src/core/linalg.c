@@ -47,14 +47,20 @@ static void kvi__threads_default(void) {
     pthread_once(&kvi__threads_once, kvi__threads_init);
 }
 
-/* Panels for a call of `macs` multiply-adds: 1 (one plain call) or the thread count. Inside a
- * parallel region (active or not: omp_get_level) always 1. */
-static int kvi__panels(double macs, int extent) {
-  kvi__threads_default();
-  if (kvi__threads <= 1 || macs < KVI__BLAS_SPLIT_MIN || omp_get_level() > 0) return 1;
+/* Panels for a call of `macs` multiply-adds at the top level: 1 (one plain call) or the thread
+ * count. */
+static int kvi__panels_top(double macs, int extent) {
+  if (kvi__threads <= 1 || macs < KVI__BLAS_SPLIT_MIN) return 1;
   int p = kvi__threads;
   while (p > 1 && extent / p < 16) p--; /* at least 16 rows or columns per panel */
   return p;
+}
+
+/* As kvi__panels_top, but inside a parallel region (active or not: omp_get_level) always 1. */
+static int kvi__panels(double macs, int extent) {
+  kvi__threads_default();
+  if (omp_get_level() > 0) return 1;
+  return kvi__panels_top(macs, extent);
 }
 
 /* Threads to run np panels on. */
@@ -112,6 +118,23 @@ void kvi_gemm(bool ta, bool tb, int M, int N, int K, kvi_real alpha, const kvi_r
   const kvi_gemm_args g = {ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
 #pragma omp parallel for schedule(static) num_threads(kvi__run_threads(np))
   for (int t = 0; t < np; t++) kvi__gemm_panel(&g, t, np);
+}
+
+int kvi_gemm_panels(const kvi_gemm_args *g) {
+  if (g->M <= 0 || g->N <= 0 || g->K <= 0) return 1;
+  kvi__threads_default();
+  return kvi__panels_top((double)g->M * g->N * g->K, g->M >= g->N ? g->M : g->N);
+}
+
+void kvi_gemm_panel(const kvi_gemm_args *g, int t, int np) {
+  if (g->M <= 0 || g->N <= 0) return;
+  if (g->K <= 0 || np <= 1) { /* kvi_gemm's own single call (or its K = 0 case) */
+    if (t == 0)
+      kvi_gemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, g->A, g->lda, g->B, g->ldb, g->beta, g->C,
+               g->ldc);
+    return;
+  }
+  kvi__gemm_panel(g, t, np);
 }
 
 static void kvi__gemm_args_run(const kvi_gemm_args *g) {

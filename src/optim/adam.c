@@ -138,29 +138,28 @@ static kvi_status kvi__adam_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
   kvi__mn_ard_fuse *mf = kvi_alloc((size_t)(nb > 0 ? nb : 1) * sizeof *mf);
   if (!mf) return kvi_fail(KVI_ERR_NOMEM, "out of memory for the MN blocks");
   kvi_status s = KVI_OK;
-  int begun = 0;
-  for (; begun < nb && !s; begun++) {
-    mf[begun].fused = false;
-    if (b[begun].rows == 0) continue;
-    const kvi_ard_block *bi = &b[begun];
+  int nmn = 0; /* MN blocks begun, in mf[0, nmn) */
+  for (int i = 0; i < nb && !s; i++) {
+    if (b[i].rows == 0) continue;
+    const kvi_ard_block *bi = &b[i];
     kvi_mn q = {bi->rows, bi->cols, p->data + bi->mu, p->data + bi->A, p->data + bi->B};
     kvi_mn_grad g = {p->grad + bi->mu, p->grad + bi->A, p->grad + bi->B};
-    s = kvi__mn_ard_fuse_begin(&mf[begun], &q, &g, bi->gscale, bi->kl);
+    kvi__mn_ard_fuse *f = &mf[nmn];
+    f->fused = false;
+    s = kvi__mn_ard_fuse_begin(f, &q, &g, bi->gscale, bi->kl);
+    if (s) break;
+    const size_t off[3] = {bi->mu, bi->A, bi->B};
+    for (int v = 0; v < 3; v++)
+      f->off[v] = off[v], f->role[v] = kvi__optimizer_view_role(p, off[v]);
+    nmn++;
   }
   if (!s) s = kvi__adam_diag_blocks(&k, p, b, nb);
   if (s) {
-    for (int i = 0; i < begun; i++) kvi__mn_ard_fuse_free(&mf[i]);
+    for (int i = 0; i < nmn; i++) kvi__mn_ard_fuse_free(&mf[i]);
     kvi_free(mf);
     return s;
   }
-  for (int i = 0; i < nb; i++) {
-    if (b[i].rows == 0) continue;
-    const size_t off[3] = {b[i].mu, b[i].A, b[i].B};
-    const kvi_role role[3] = {kvi__optimizer_view_role(p, b[i].mu),
-                              kvi__optimizer_view_role(p, b[i].A),
-                              kvi__optimizer_view_role(p, b[i].B)};
-    kvi__mn_ard_fuse_run(&mf[i], kvi__adam_run, &k, off, role);
-  }
+  kvi__mn_ard_fuse_run(mf, nmn, kvi__adam_run, &k);
   kvi_free(mf);
   kvi__optimizer_walk_except(p, kvi__adam_run, &k, b, nb);
   return KVI_OK;

@@ -91,12 +91,12 @@ KVI__HOT void kvi__chol_rownorm2_backward(kvi_real *dP, const kvi_real *P, int n
     kvi__rownorm2_backward_row(dP + (size_t)i * n, P + (size_t)i * n, i, gu[i]);
 }
 
-KVI__HOT void kvi__chol_rownorm2_backward_update(kvi_real *dP, const kvi_real *P, int n, double *gu,
-                                                 double gs, double diag, kvi__rows_fn update,
-                                                 void *ctx, size_t off, kvi_role role) {
+KVI__HOT void kvi__chol_rownorm2_backward_update_rows(kvi_real *dP, const kvi_real *P, int n,
+                                                      double *gu, double gs, double diag,
+                                                      kvi__rows_fn update, void *ctx, size_t off,
+                                                      kvi_role role, int i0, int i1) {
   const kvi_real dv = (kvi_real)diag;
-#pragma omp parallel for schedule(static, 16) if (KVI__CHOL_PAR(n))
-  for (int i = 0; i < n; i++) {
+  for (int i = i0; i < i1; i++) {
     gu[i] *= gs;
     kvi__rownorm2_backward_row(dP + (size_t)i * n, P + (size_t)i * n, i, gu[i]);
     dP[(size_t)i * n + i] += dv; /* kvi__chol_add_diag */

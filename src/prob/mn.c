@@ -466,35 +466,84 @@ static void kvi__chol_update_rows(int n, kvi__rows_fn update, void *ctx, size_t 
   for (int i = 0; i < n; i++) update(ctx, off + (size_t)i * n, (size_t)i + 1, role);
 }
 
-void kvi__mn_ard_fuse_run(kvi__mn_ard_fuse *f, kvi__rows_fn update, void *ctx, const size_t off[3],
-                          const kvi_role role[3]) {
-  const kvi_mn *q = &f->q;
-  const int n = q->n, m = q->m, nb = (n + KVI__ARD_ROWS - 1) / KVI__ARD_ROWS;
-  if (!f->fused) { /* the gradient is in already: only the updates */
-    update(ctx, off[0], (size_t)n * m, role[0]);
-    kvi__chol_update_rows(n, update, ctx, off[1], role[1]);
-    kvi__chol_update_rows(m, update, ctx, off[2], role[2]);
-    return;
+/* Rows of a factor per item of the last pass (a triangle's rows grow in length: items are dealt
+ * out longest first). */
+#define KVI__TRI_ROWS 16
+
+static int kvi__row_blocks(int n, int rows) { return (n + rows - 1) / rows; }
+
+/* Item t of the M pass: row block b of block l (counting fused blocks only). */
+static void kvi__fuse_m_item(kvi__mn_ard_fuse *f, int t, kvi__rows_fn update, void *ctx) {
+  int l = 0;
+  for (;; l++) {
+    if (!f[l].fused) continue;
+    const int nb = kvi__row_blocks(f[l].q.n, KVI__ARD_ROWS);
+    if (t < nb) break;
+    t -= nb;
   }
-  kvi__uv *w = &f->w;
-  /* M: kvi__mn_ard_grad's blocks, each updated right after its gradient rows */
-#pragma omp parallel for schedule(static) if ((size_t)n * m >= KVI__KL_OMP_MIN)
-  for (int b = 0; b < nb; b++) {
-    int i0 = b * KVI__ARD_ROWS, i1 = i0 + KVI__ARD_ROWS < n ? i0 + KVI__ARD_ROWS : n;
-    kvi_real *cs = w->blk + (size_t)2 * b * m;
-    kvi__mn_ard_grad_rows(q, NULL, w, f->g.M, NULL, f->gs, true, i0, i1, cs, cs + m);
-    update(ctx, off[0] + (size_t)i0 * m, (size_t)(i1 - i0) * m, role[0]);
+  kvi__mn_ard_fuse *fl = &f[l];
+  const kvi_mn *q = &fl->q;
+  const int m = q->m, i0 = t * KVI__ARD_ROWS;
+  const int i1 = i0 + KVI__ARD_ROWS < q->n ? i0 + KVI__ARD_ROWS : q->n;
+  kvi_real *cs = fl->w.blk + (size_t)2 * t * m;
+  kvi__mn_ard_grad_rows(q, NULL, &fl->w, fl->g.M, NULL, fl->gs, true, i0, i1, cs, cs + m);
+  update(ctx, fl->off[0] + (size_t)i0 * m, (size_t)(i1 - i0) * m, fl->role[0]);
+}
+
+/* Item t of the factor pass: KVI__TRI_ROWS rows of A, then of B, of a fused block, from the
+ * last rows up. */
+static void kvi__fuse_ab_item(kvi__mn_ard_fuse *f, int t, kvi__rows_fn update, void *ctx) {
+  for (int l = 0;; l++) {
+    if (!f[l].fused) continue;
+    const kvi_mn *q = &f[l].q;
+    for (int k = 1; k <= 2; k++) {
+      const int n = k == 1 ? q->n : q->m, nc = kvi__row_blocks(n, KVI__TRI_ROWS);
+      if (t >= nc) {
+        t -= nc;
+        continue;
+      }
+      const int i0 = (nc - 1 - t) * KVI__TRI_ROWS;
+      const int i1 = i0 + KVI__TRI_ROWS < n ? i0 + KVI__TRI_ROWS : n;
+      const double gs = f[l].gs, diag = gs * -(double)(k == 1 ? q->m : q->n);
+      kvi__chol_rownorm2_backward_update_rows(k == 1 ? f[l].g.A : f[l].g.B, k == 1 ? q->A : q->B, n,
+                                              k == 1 ? f[l].w.gu : f[l].w.gv, gs, diag, update, ctx,
+                                              f[l].off[k], f[l].role[k], i0, i1);
+      return;
+    }
   }
-  double acc;
-  kvi__mn_ard_reduce(q, w, &acc);
-  *f->kl = 0.5 * acc - f->ld;
-  /* A and B: kvi__uv_finish's terms row by row, each row updated after */
-  kvi__chol_rownorm2_backward_update(f->g.A, q->A, n, w->gu, f->gs, f->gs * -(double)m, update, ctx,
-                                     off[1], role[1]);
-  kvi__chol_rownorm2_backward_update(f->g.B, q->B, m, w->gv, f->gs, f->gs * -(double)n, update, ctx,
-                                     off[2], role[2]);
-  kvi_free(w->u);
-  f->fused = false;
+}
+
+void kvi__mn_ard_fuse_run(kvi__mn_ard_fuse *f, int nf, kvi__rows_fn update, void *ctx) {
+  int nm = 0, nab = 0;
+  size_t work = 0;
+  for (int l = 0; l < nf; l++) {
+    const kvi_mn *q = &f[l].q;
+    if (!f[l].fused) { /* the gradient is in already: only the updates */
+      update(ctx, f[l].off[0], (size_t)q->n * q->m, f[l].role[0]);
+      kvi__chol_update_rows(q->n, update, ctx, f[l].off[1], f[l].role[1]);
+      kvi__chol_update_rows(q->m, update, ctx, f[l].off[2], f[l].role[2]);
+      continue;
+    }
+    nm += kvi__row_blocks(q->n, KVI__ARD_ROWS);
+    nab += kvi__row_blocks(q->n, KVI__TRI_ROWS) + kvi__row_blocks(q->m, KVI__TRI_ROWS);
+    work += (size_t)q->n * q->m;
+  }
+#pragma omp parallel if (work >= KVI__KL_OMP_MIN)
+  {
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < nm; t++) kvi__fuse_m_item(f, t, update, ctx);
+#pragma omp for schedule(dynamic, 1)
+    for (int l = 0; l < nf; l++)
+      if (f[l].fused) kvi__mn_ard_reduce(&f[l].q, &f[l].w, &f[l].acc);
+#pragma omp for schedule(dynamic, 1)
+    for (int t = 0; t < nab; t++) kvi__fuse_ab_item(f, t, update, ctx);
+  }
+  for (int l = 0; l < nf; l++) {
+    if (!f[l].fused) continue;
+    *f[l].kl = 0.5 * f[l].acc - f[l].ld;
+    kvi_free(f[l].w.u);
+    f[l].fused = false;
+  }
 }
 
 kvi_status kvi__check_group_args(const kvi_real *log_tau, const kvi_real *log_gamma, int n, int m,

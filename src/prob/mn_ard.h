@@ -18,9 +18,12 @@ typedef struct {
   kvi_mn q;
   kvi_mn_grad g;
   kvi__uv w;
-  double gs, ld; /* gscale; m log|A| + n log|B| */
-  double *kl;    /* out */
-  bool fused;    /* false: the KL and its gradient are already in (outside the safe range) */
+  double gs, ld;    /* gscale; m log|A| + n log|B| */
+  double *kl;       /* out */
+  bool fused;       /* false: the KL and its gradient are already in (outside the safe range) */
+  size_t off[3];    /* set by the caller before kvi__mn_ard_fuse_run: element offsets of M, A, B */
+  kvi_role role[3]; /* and their roles */
+  double acc;       /* sum log S (kvi__mn_ard_fuse_run's own) */
 } kvi__mn_ard_fuse;
 
 /* u, v and the safety test of kvi_mn_kl_ard (no update yet). Outside the range where every
@@ -28,19 +31,21 @@ typedef struct {
  * nothing added, on a non-finite KL); kvi__mn_ard_fuse_run then only runs the updates. */
 kvi_status kvi__mn_ard_fuse_begin(kvi__mn_ard_fuse *f, const kvi_mn *q, const kvi_mn_grad *g,
                                   kvi_real gscale, double *kl);
-/* The fused passes: the KL's gradient of each block of rows, then update() on those rows, for
- * M (element offset off[0], role role[0]) and the lower triangles of A and B (off[1], off[2]);
- * writes *kl and frees the frame. */
-void kvi__mn_ard_fuse_run(kvi__mn_ard_fuse *f, kvi__rows_fn update, void *ctx, const size_t off[3],
-                          const kvi_role role[3]);
+/* The fused passes of nf begun blocks, in one parallel region: the KL's gradient of each block
+ * of rows of every M, then update() on those rows; after a barrier the column sums; after
+ * another, the rows of the lower triangles of every A and B (their u, v terms), each then
+ * updated. Elements off[k] + ... of each block's M, A, B with role[k]. Blocks not fused (the
+ * gradient is in already) only run their updates. Writes each *kl and frees the frames. Every
+ * item's arithmetic is that of one block alone, so the results do not depend on the threads. */
+void kvi__mn_ard_fuse_run(kvi__mn_ard_fuse *f, int nf, kvi__rows_fn update, void *ctx);
 /* Frees the frame of a begun block that will not run. */
 void kvi__mn_ard_fuse_free(kvi__mn_ard_fuse *f);
 
-/* Rows of kvi__chol_rownorm2_backward followed by kvi__chol_add_diag(dP, n, diag), each row then
- * given to update() (element offset off + i n, its i + 1 lower-triangle entries). gu is scaled
- * by gs first (kvi__uv_finish's order). */
-void kvi__chol_rownorm2_backward_update(kvi_real *dP, const kvi_real *P, int n, double *gu,
-                                        double gs, double diag, kvi__rows_fn update, void *ctx,
-                                        size_t off, kvi_role role);
+/* Rows [i0, i1) of kvi__chol_rownorm2_backward followed by kvi__chol_add_diag(dP, n, diag), each
+ * row then given to update() (element offset off + i n, its i + 1 lower-triangle entries). gu is
+ * scaled by gs first (kvi__uv_finish's order). */
+void kvi__chol_rownorm2_backward_update_rows(kvi_real *dP, const kvi_real *P, int n, double *gu,
+                                             double gs, double diag, kvi__rows_fn update, void *ctx,
+                                             size_t off, kvi_role role, int i0, int i1);
 
 #endif

@@ -18,7 +18,7 @@
  * Z (B, n)   X A in forward, dZ in backward
  * N (B, m)   eps1 B^T in forward, dN = diag(s) dY in backward
  * s (B), ea (n) = e^{a_i}, eb (m) = e^{b_j}
- * T (KVI__LOWER_BS^2)   diagonal blocks of the factor gradients
+ * T (KVI__LOWER_BS^2 per row block of the larger factor)   diagonal blocks of the factor gradients
  * Af (n^2, only when B >= n)   A = L + diag(e^a) as a plain lower triangle, so that one non-unit
  *                              trmm applies A^T in the backward that writes dX (kvi__mn_full) */
 typedef struct {
@@ -29,6 +29,12 @@ typedef struct {
  * copy is then small next to the B x n passes it saves). */
 static bool kvi__mn_full(int batch, int n) { return batch >= n; }
 
+/* T: one KVI__LOWER_BS^2 block per row block of the larger factor (kvi__lower_grad_acc). */
+static size_t kvi__lower_t_size(int n, int m) {
+  const size_t rows = (size_t)(n > m ? n : m), bs = KVI__LOWER_BS;
+  return (rows + bs - 1) / bs * bs * bs;
+}
+
 static kvi__mn_ws kvi__mn_ws_carve(void *ws, int batch, int n, int m) {
   kvi__mn_ws w;
   char *cur = ws;
@@ -38,7 +44,7 @@ static kvi__mn_ws kvi__mn_ws_carve(void *ws, int batch, int n, int m) {
   w.s = kvi__ws_take(&cur, B);
   w.ea = kvi__ws_take(&cur, N);
   w.eb = kvi__ws_take(&cur, M);
-  w.T = kvi__ws_take(&cur, (size_t)KVI__LOWER_BS * KVI__LOWER_BS);
+  w.T = kvi__ws_take(&cur, kvi__lower_t_size(n, m));
   w.Af = kvi__mn_full(batch, n) ? kvi__ws_take(&cur, N * N) : NULL;
   w.W = kvi__ws_take(&cur, B * N);
   return w;
@@ -47,7 +53,7 @@ static kvi__mn_ws kvi__mn_ws_carve(void *ws, int batch, int n, int m) {
 size_t kvi__mn_lrt_ws(int batch, int n, int m) {
   size_t B = (size_t)batch, N = (size_t)n, M = (size_t)m;
   return kvi__ws_bytes(B * N) + kvi__ws_bytes(B * M) + kvi__ws_bytes(B) + kvi__ws_bytes(N) +
-         kvi__ws_bytes(M) + kvi__ws_bytes((size_t)KVI__LOWER_BS * KVI__LOWER_BS) +
+         kvi__ws_bytes(M) + kvi__ws_bytes(kvi__lower_t_size(n, m)) +
          (kvi__mn_full(batch, n) ? kvi__ws_bytes(N * N) : 0) + kvi__ws_bytes(B * N);
 }
 
@@ -96,25 +102,86 @@ void kvi__mn_lrt_noise_forward(kvi_real *Y, void *ws, const kvi_mn *q, const kvi
 
 /* dP (Cholesky parameter storage, n x n) += the lower triangle of P1^T P2 (P1, P2 (K, n) with
  * leading dimension ld), converted to the parameters: strict lower as is, diagonal times
- * ediag_i = e^{p_ii}. Row block [r0, r1) of the lower triangle splits into the panel left of the
- * diagonal block, accumulated by gemm straight into dP (beta = 1: no O(n^2) conversion pass,
- * no n x n buffer), and the diagonal block, formed in T (KVI__LOWER_BS^2) and added with the
- * diagonal converted. The flops are (1/2 + KVI__LOWER_BS/(2n)) of a full gemm; entries above
- * the diagonal of dP are never written. */
+ * ediag_i = e^{p_ii}. Row block [r0, r0 + h) of the lower triangle splits into the panel left of
+ * the diagonal block, accumulated by gemm straight into dP (beta = 1: no O(n^2) conversion pass,
+ * no n x n buffer), and the diagonal block, formed in its own T block (KVI__LOWER_BS^2) and added
+ * with the diagonal converted. The flops are (1/2 + KVI__LOWER_BS/(2n)) of a full gemm; entries
+ * above the diagonal of dP are never written. */
+typedef struct {
+  kvi_real *dP, *T;
+  const kvi_real *ediag, *P1, *P2;
+  int n, K, ld;
+} kvi__lower_acc;
+
+static kvi_gemm_args kvi__lower_left(const kvi__lower_acc *a, int r0, int h) {
+  kvi_gemm_args g = {true,       false, h,     r0,    a->K, 1,
+                     a->P1 + r0, a->ld, a->P2, a->ld, 1,    a->dP + (size_t)r0 * a->n,
+                     a->n};
+  return g;
+}
+
+/* The diagonal block of row block r0, then the addition: its gemm as kvi_gemm would cut it at
+ * the top level, panel after panel (panels: called inside the item loop's region), or by
+ * kvi_gemm itself. */
+static void kvi__lower_diag(const kvi__lower_acc *a, int r0, int h, bool panels) {
+  const int bs = KVI__LOWER_BS;
+  kvi_real *T = a->T + (size_t)(r0 / bs) * bs * bs;
+  kvi_gemm_args g = {true, false, h, h, a->K, 1, a->P1 + r0, a->ld, a->P2 + r0, a->ld, 0, T, h};
+  if (panels) {
+    const int np = kvi_gemm_panels(&g);
+    for (int t = 0; t < np; t++) kvi_gemm_panel(&g, t, np);
+  } else {
+    kvi_gemm(g.ta, g.tb, g.M, g.N, g.K, 1, g.A, g.lda, g.B, g.ldb, 0, g.C, g.ldc);
+  }
+  for (int i = 0; i < h; i++) {
+    kvi_real *d = a->dP + (size_t)(r0 + i) * a->n + r0;
+    const kvi_real *t = T + (size_t)i * h;
+    for (int k = 0; k < i; k++) d[k] += t[k];
+    d[i] += a->ediag[r0 + i] * t[i];
+  }
+}
+
+/* Row blocks from the last (the widest) up; each block's items are its left panel's gemm panels
+ * (kvi_gemm's own cut) and then its diagonal block. first[c] is the first item of the c-th block
+ * in that order. Outside a parallel region, with several threads and enough work, all items form
+ * one dynamic loop; otherwise the blocks run in turn, each product split by kvi_gemm as usual.
+ * Both give the same bits. */
 static void kvi__lower_grad_acc(kvi_real *dP, const kvi_real *ediag, int n, int K,
                                 const kvi_real *P1, const kvi_real *P2, int ld, kvi_real *T) {
-  const int bs = KVI__LOWER_BS;
-  for (int r0 = 0; r0 < n; r0 += bs) {
-    int h = n - r0 < bs ? n - r0 : bs;
-    if (r0 > 0) kvi_gemm(true, false, h, r0, K, 1, P1 + r0, ld, P2, ld, 1, dP + (size_t)r0 * n, n);
-    kvi_gemm(true, false, h, h, K, 1, P1 + r0, ld, P2 + r0, ld, 0, T, h);
-    for (int i = 0; i < h; i++) {
-      kvi_real *d = dP + (size_t)(r0 + i) * n + r0;
-      const kvi_real *t = T + (size_t)i * h;
-      for (int k = 0; k < i; k++) d[k] += t[k];
-      d[i] += ediag[r0 + i] * t[i];
+  const int bs = KVI__LOWER_BS, nb = (n + bs - 1) / bs;
+  const kvi__lower_acc a = {dP, T, ediag, P1, P2, n, K, ld};
+  int *first = NULL;
+  if (kvi__fork(0.5 * n * n * K >= (double)(1 << 20)))
+    first = kvi_alloc((size_t)(nb + 1) * sizeof *first);
+  if (!first) { /* in turn (also when the small table cannot be had: the same bits) */
+    for (int r0 = 0; r0 < n; r0 += bs) {
+      const int h = n - r0 < bs ? n - r0 : bs;
+      kvi_gemm_args g = kvi__lower_left(&a, r0, h);
+      if (r0 > 0) kvi_gemm(g.ta, g.tb, g.M, g.N, g.K, 1, g.A, g.lda, g.B, g.ldb, 1, g.C, g.ldc);
+      kvi__lower_diag(&a, r0, h, false);
+    }
+    return;
+  }
+  first[0] = 0;
+  for (int c = 0; c < nb; c++) {
+    const int r0 = (nb - 1 - c) * bs, h = n - r0 < bs ? n - r0 : bs;
+    kvi_gemm_args g = kvi__lower_left(&a, r0, h);
+    first[c + 1] = first[c] + (r0 > 0 ? kvi_gemm_panels(&g) : 0) + 1;
+  }
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int it = 0; it < first[nb]; it++) {
+    int c = 0;
+    while (first[c + 1] <= it) c++;
+    const int r0 = (nb - 1 - c) * bs, h = n - r0 < bs ? n - r0 : bs, t = it - first[c];
+    const int np = first[c + 1] - first[c] - 1; /* the left panel's gemm panels */
+    if (t < np) {
+      kvi_gemm_args g = kvi__lower_left(&a, r0, h);
+      kvi_gemm_panel(&g, t, np);
+    } else {
+      kvi__lower_diag(&a, r0, h, true);
     }
   }
+  kvi_free(first);
 }
 
 /* Row b of the noise backward: ds_b = <dY_b, N_b>; dN = diag(s) dY; c_b = ds_b / s_b;
