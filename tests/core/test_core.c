@@ -187,6 +187,34 @@ static void test_gemm_pair(void) {
   kvi_set_threads(1);
 }
 
+/* kvi_gemm_panels / kvi_gemm_panel: the panels of a product, run in reverse order inside a
+ * parallel region (where kvi_gemm itself would make one call), give kvi_gemm's bits at the top
+ * level, on two threads set; large products are cut, small ones are one panel. */
+static void test_gemm_panels(void) {
+  const int shapes[][4] = {{100, 300, 300, 0}, {64, 720, 100, 1}, {300, 64, 100, 0}, {7, 5, 3, 1}};
+  kvi_set_threads(2);
+  for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+    const int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+    const bool ta = shapes[s][3];
+    kvi_real *A = malloc(sizeof(kvi_real) * M * K), *B = malloc(sizeof(kvi_real) * K * N);
+    kvi_real *ref = malloc(sizeof(kvi_real) * M * N), *got = malloc(sizeof(kvi_real) * M * N);
+    kvi_rng r = kvi_rng_stream(12, (uint64_t)s);
+    kvi_rng_normal(&r, A, (size_t)M * K);
+    kvi_rng_normal(&r, B, (size_t)K * N);
+    kvi_rng_normal(&r, ref, (size_t)M * N);
+    memcpy(got, ref, sizeof(kvi_real) * M * N);
+    kvi_gemm(ta, false, M, N, K, 1, A, ta ? M : K, B, N, 1, ref, N);
+    const kvi_gemm_args g = {ta, false, M, N, K, 1, A, ta ? M : K, B, N, 1, got, N};
+    const int np = kvi_gemm_panels(&g);
+    CHECK(np == ((double)M * N * K >= 1 << 20 ? 2 : 1));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(2)
+    for (int t = np - 1; t >= 0; t--) kvi_gemm_panel(&g, t, np);
+    CHECK(!memcmp(got, ref, sizeof(kvi_real) * M * N));
+    free(A), free(B), free(ref), free(got);
+  }
+  kvi_set_threads(1);
+}
+
 static void test_params(void) {
   kvi_params p;
   kvi_params_init(&p);
@@ -263,6 +291,7 @@ int main(void) {
   test_blas();
   test_trmm_panels();
   test_gemm_pair();
+  test_gemm_panels();
   test_params();
   test_params_assert();
   TEST_MAIN_END();
