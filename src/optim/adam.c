@@ -137,22 +137,19 @@ static kvi_status kvi__adam_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
   kvi__adam k = kvi__adam_coef(o, p, lr);
   kvi__mn_ard_fuse *mf = kvi_alloc((size_t)(nb > 0 ? nb : 1) * sizeof *mf);
   if (!mf) return kvi_fail(KVI_ERR_NOMEM, "out of memory for the MN blocks");
-  kvi_status s = KVI_OK;
-  int nmn = 0; /* MN blocks begun, in mf[0, nmn) */
-  for (int i = 0; i < nb && !s; i++) {
+  int nmn = 0; /* the MN blocks, in mf[0, nmn) */
+  for (int i = 0; i < nb; i++) {
     if (b[i].rows == 0) continue;
     const kvi_ard_block *bi = &b[i];
-    kvi_mn q = {bi->rows, bi->cols, p->data + bi->mu, p->data + bi->A, p->data + bi->B};
-    kvi_mn_grad g = {p->grad + bi->mu, p->grad + bi->A, p->grad + bi->B};
-    kvi__mn_ard_fuse *f = &mf[nmn];
-    f->fused = false;
-    s = kvi__mn_ard_fuse_begin(f, &q, &g, bi->gscale, bi->kl);
-    if (s) break;
+    kvi__mn_ard_fuse *f = &mf[nmn++];
+    f->q = (kvi_mn){bi->rows, bi->cols, p->data + bi->mu, p->data + bi->A, p->data + bi->B};
+    f->g = (kvi_mn_grad){p->grad + bi->mu, p->grad + bi->A, p->grad + bi->B};
+    f->gs = bi->gscale, f->kl = bi->kl;
     const size_t off[3] = {bi->mu, bi->A, bi->B};
     for (int v = 0; v < 3; v++)
       f->off[v] = off[v], f->role[v] = kvi__optimizer_view_role(p, off[v]);
-    nmn++;
   }
+  kvi_status s = kvi__mn_ard_fuse_begin(mf, nmn);
   if (!s) s = kvi__adam_diag_blocks(&k, p, b, nb);
   if (s) {
     for (int i = 0; i < nmn; i++) kvi__mn_ard_fuse_free(&mf[i]);

@@ -21,15 +21,19 @@ void kvi_chol_materialize(kvi_real *L, const kvi_real *P, int n) {
  * chunks of 16 (a triangle's rows grow in length). */
 #define KVI__CHOL_PAR(n) ((size_t)(n) * (size_t)(n) > 2 * (size_t)KVI__OMP_MIN)
 
-KVI__HOT void kvi__chol_rownorm2_d(double *out, const kvi_real *P, int n) {
-#pragma omp parallel for schedule(static, 16) if (KVI__CHOL_PAR(n))
-  for (int i = 0; i < n; i++) {
+KVI__HOT void kvi__chol_rownorm2_d_rows(double *out, const kvi_real *P, int n, int i0, int i1) {
+  for (int i = i0; i < i1; i++) {
     const kvi_real *p = P + (size_t)i * n;
     double s = 0;
 #pragma omp simd reduction(+ : s)
     for (int k = 0; k < i; k++) s += (double)p[k] * (double)p[k];
     out[i] = s + exp(2.0 * (double)p[i]);
   }
+}
+
+void kvi__chol_rownorm2_d(double *out, const kvi_real *P, int n) {
+#pragma omp parallel for schedule(static, 16) if (KVI__CHOL_PAR(n))
+  for (int i = 0; i < n; i++) kvi__chol_rownorm2_d_rows(out, P, n, i, i + 1);
 }
 
 void kvi_chol_rownorm2(kvi_real *out, const kvi_real *P, int n) {

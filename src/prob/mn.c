@@ -139,7 +139,7 @@ kvi_status kvi_mn_log_alpha(kvi_real *out, const kvi_mn *q) {
   return KVI_OK;
 }
 
-kvi_status kvi__uv_init(kvi__uv *w, const kvi_mn *q) {
+kvi_status kvi__uv_alloc(kvi__uv *w, const kvi_mn *q) {
   const int n = q->n, m = q->m;
   size_t nb = ((size_t)n + KVI__ARD_ROWS - 1) / KVI__ARD_ROWS;
   size_t nd = 2 * ((size_t)n + m), nr = 2 * (size_t)n + (size_t)m + 2 * nb * (size_t)m;
@@ -153,10 +153,20 @@ kvi_status kvi__uv_init(kvi__uv *w, const kvi_mn *q) {
   w->vr = w->ur + n;
   w->rs = w->vr + m;
   w->blk = w->rs + n;
-  kvi__chol_rownorm2_d(w->u, q->A, n);
-  kvi__chol_rownorm2_d(w->v, q->B, m);
-  for (int i = 0; i < n; i++) w->ur[i] = (kvi_real)w->u[i];
-  for (int j = 0; j < m; j++) w->vr[j] = (kvi_real)w->v[j];
+  return KVI_OK;
+}
+
+void kvi__uv_round(kvi__uv *w, const kvi_mn *q) {
+  for (int i = 0; i < q->n; i++) w->ur[i] = (kvi_real)w->u[i];
+  for (int j = 0; j < q->m; j++) w->vr[j] = (kvi_real)w->v[j];
+}
+
+kvi_status kvi__uv_init(kvi__uv *w, const kvi_mn *q) {
+  kvi_status s = kvi__uv_alloc(w, q);
+  if (s) return s;
+  kvi__chol_rownorm2_d(w->u, q->A, q->n);
+  kvi__chol_rownorm2_d(w->v, q->B, q->m);
+  kvi__uv_round(w, q);
   return KVI_OK;
 }
 
@@ -352,7 +362,8 @@ void kvi__mn_ard_grad(const kvi_mn *q, const kvi_real *log_d, kvi__uv *w, kvi_re
   kvi__mn_ard_reduce(q, w, logsum);
 }
 
-bool kvi__mn_ard_safe(const kvi_mn *q, const kvi__uv *w) {
+/* kvi__mn_ard_safe but for the range of M. */
+static bool kvi__mn_ard_safe_factors(const kvi_mn *q, const kvi__uv *w) {
   const int n = q->n, m = q->m;
   if (!isfinite(kvi__chol_logdet(q->A, n) + kvi__chol_logdet(q->B, m))) return false;
   /* u_i v_j within [1e-36, 1e36]: a normal float product */
@@ -360,7 +371,14 @@ bool kvi__mn_ard_safe(const kvi_mn *q, const kvi__uv *w) {
     if (!(w->u[i] >= 1e-18 && w->u[i] <= 1e18)) return false;
   for (int j = 0; j < m; j++)
     if (!(w->v[j] >= 1e-18 && w->v[j] <= 1e18)) return false;
-  return kvi__all_within_par(q->M, (size_t)n * m, (kvi_real)-1e15, (kvi_real)1e15);
+  return true;
+}
+
+#define KVI__M_LIMIT ((kvi_real)1e15) /* |M| below it: M^2 + u v stays a finite float */
+
+bool kvi__mn_ard_safe(const kvi_mn *q, const kvi__uv *w) {
+  return kvi__mn_ard_safe_factors(q, w) &&
+         kvi__all_within_par(q->M, (size_t)q->n * q->m, -KVI__M_LIMIT, KVI__M_LIMIT);
 }
 
 KVI__HOT double kvi__sum(const kvi_real *x, size_t cnt) {
@@ -437,22 +455,101 @@ kvi_status kvi_mn_kl_ard(double *out, const kvi_mn *q, kvi_mn_grad *g, kvi_real 
 }
 
 /* ---- the ARD KL fused into an optimizer's step (prob/mn_ard.h) ---------------------------- */
-kvi_status kvi__mn_ard_fuse_begin(kvi__mn_ard_fuse *f, const kvi_mn *q, const kvi_mn_grad *g,
-                                  kvi_real gscale, double *kl) {
-  const char *fn = "kvi_mn_kl_ard";
-  kvi_status s = kvi__check_mn_args(q, fn);
-  if (s) return s;
-  if (!g || !g->M || !g->A || !g->B || !kl)
-    return kvi_fail(KVI_ERR_ARG, "%s: a fused step needs the gradients of M, A and B", fn);
-  const int n = q->n, m = q->m;
-  f->q = *q, f->g = *g, f->gs = gscale, f->kl = kl, f->fused = false;
-  if ((s = kvi__uv_init(&f->w, q))) return s;
-  f->ld = (double)m * kvi__chol_logdet(q->A, n) + (double)n * kvi__chol_logdet(q->B, m);
-  if (kvi__mn_ard_safe(q, &f->w)) {
-    f->fused = true;
-    return KVI_OK;
+/* Rows of a factor per item of the factor passes (a triangle's rows grow in length: items are
+ * dealt out longest first), and elements of M per item of its range test. */
+#define KVI__TRI_ROWS 16
+#define KVI__M_CHUNK ((size_t)1 << 15)
+
+static int kvi__row_blocks(int n, int rows) { return (n + rows - 1) / rows; }
+
+static long kvi__m_chunks(const kvi_mn *q) {
+  return (long)(((size_t)q->n * q->m + KVI__M_CHUNK - 1) / KVI__M_CHUNK);
+}
+
+/* Rows [i0, i1) of item t of nc over n rows, from the last rows up. */
+static void kvi__tri_item_rows(int t, int nc, int n, int *i0, int *i1) {
+  *i0 = (nc - 1 - t) * KVI__TRI_ROWS;
+  *i1 = *i0 + KVI__TRI_ROWS < n ? *i0 + KVI__TRI_ROWS : n;
+}
+
+/* Item t of the measuring pass over the blocks: rows of A (u) or of B (v), or a chunk of M's
+ * range test (a failure sets m_bad). */
+static void kvi__fuse_measure_item(kvi__mn_ard_fuse *f, int nf, long t) {
+  for (int l = 0; l < nf; l++) {
+    const kvi_mn *q = &f[l].q;
+    for (int k = 1; k <= 2; k++) {
+      const int n = k == 1 ? q->n : q->m, nc = kvi__row_blocks(n, KVI__TRI_ROWS);
+      if (t >= nc) {
+        t -= nc;
+        continue;
+      }
+      int i0, i1;
+      kvi__tri_item_rows((int)t, nc, n, &i0, &i1);
+      kvi__chol_rownorm2_d_rows(k == 1 ? f[l].w.u : f[l].w.v, k == 1 ? q->A : q->B, n, i0, i1);
+      return;
+    }
+    if (t >= kvi__m_chunks(q)) {
+      t -= kvi__m_chunks(q);
+      continue;
+    }
+    const size_t k0 = (size_t)t * KVI__M_CHUNK, nm = (size_t)q->n * q->m;
+    if (!kvi__all_within(q->M + k0, nm - k0 < KVI__M_CHUNK ? nm - k0 : KVI__M_CHUNK, -KVI__M_LIMIT,
+                         KVI__M_LIMIT)) {
+#pragma omp atomic write
+      f[l].m_bad = 1;
+    }
+    return;
   }
-  return kvi__mn_ard_checked(kl, q, &f->g, f->gs, &f->w, f->ld); /* frees the frame */
+}
+
+/* Frees the frames held by f[0, nf) but f[skip]. */
+static void kvi__fuse_free_all(kvi__mn_ard_fuse *f, int nf, int skip) {
+  for (int l = 0; l < nf; l++)
+    if (l != skip) kvi__mn_ard_fuse_free(&f[l]);
+}
+
+kvi_status kvi__mn_ard_fuse_begin(kvi__mn_ard_fuse *f, int nf) {
+  const char *fn = "kvi_mn_kl_ard";
+  kvi_status s = KVI_OK;
+  long items = 0;
+  size_t work = 0;
+  for (int l = 0; l < nf; l++) f[l].fused = false;
+  for (int l = 0; l < nf && !s; l++) {
+    const kvi_mn *q = &f[l].q;
+    const kvi_mn_grad *g = &f[l].g;
+    s = kvi__check_mn_args(q, fn);
+    if (!s && (!g->M || !g->A || !g->B || !f[l].kl))
+      s = kvi_fail(KVI_ERR_ARG, "%s: a fused step needs the gradients of M, A and B", fn);
+    if (!s) s = kvi__uv_alloc(&f[l].w, q);
+    if (s) break;
+    f[l].fused = true; /* holds its frame from here */
+    f[l].m_bad = 0;
+    items += kvi__row_blocks(q->n, KVI__TRI_ROWS) + kvi__row_blocks(q->m, KVI__TRI_ROWS) +
+             kvi__m_chunks(q);
+    work += (size_t)q->n * q->n / 2 + (size_t)q->m * q->m / 2 + (size_t)q->n * q->m;
+  }
+  if (s) {
+    kvi__fuse_free_all(f, nf, -1);
+    return s;
+  }
+  /* u, v and M's range test of every block in one parallel loop */
+#pragma omp parallel for schedule(dynamic, 1) if (work >= KVI__KL_OMP_MIN)
+  for (long t = 0; t < items; t++) kvi__fuse_measure_item(f, nf, t);
+  for (int l = 0; l < nf; l++) {
+    const kvi_mn *q = &f[l].q;
+    kvi__uv_round(&f[l].w, q);
+    f[l].ld =
+        (double)q->m * kvi__chol_logdet(q->A, q->n) + (double)q->n * kvi__chol_logdet(q->B, q->m);
+    if (!f[l].m_bad && kvi__mn_ard_safe_factors(q, &f[l].w)) continue;
+    /* outside the safe range: the KL and its gradient now (frees the frame) */
+    f[l].fused = false;
+    s = kvi__mn_ard_checked(f[l].kl, q, &f[l].g, f[l].gs, &f[l].w, f[l].ld);
+    if (s) {
+      kvi__fuse_free_all(f, nf, l);
+      return s;
+    }
+  }
+  return KVI_OK;
 }
 
 void kvi__mn_ard_fuse_free(kvi__mn_ard_fuse *f) {
@@ -465,12 +562,6 @@ static void kvi__chol_update_rows(int n, kvi__rows_fn update, void *ctx, size_t 
                                   kvi_role role) {
   for (int i = 0; i < n; i++) update(ctx, off + (size_t)i * n, (size_t)i + 1, role);
 }
-
-/* Rows of a factor per item of the last pass (a triangle's rows grow in length: items are dealt
- * out longest first). */
-#define KVI__TRI_ROWS 16
-
-static int kvi__row_blocks(int n, int rows) { return (n + rows - 1) / rows; }
 
 /* Item t of the M pass: row block b of block l (counting fused blocks only). */
 static void kvi__fuse_m_item(kvi__mn_ard_fuse *f, int t, kvi__rows_fn update, void *ctx) {
@@ -502,8 +593,8 @@ static void kvi__fuse_ab_item(kvi__mn_ard_fuse *f, int t, kvi__rows_fn update, v
         t -= nc;
         continue;
       }
-      const int i0 = (nc - 1 - t) * KVI__TRI_ROWS;
-      const int i1 = i0 + KVI__TRI_ROWS < n ? i0 + KVI__TRI_ROWS : n;
+      int i0, i1;
+      kvi__tri_item_rows(t, nc, n, &i0, &i1);
       const double gs = f[l].gs, diag = gs * -(double)(k == 1 ? q->m : q->n);
       kvi__chol_rownorm2_backward_update_rows(k == 1 ? f[l].g.A : f[l].g.B, k == 1 ? q->A : q->B, n,
                                               k == 1 ? f[l].w.gu : f[l].w.gv, gs, diag, update, ctx,

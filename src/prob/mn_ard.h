@@ -24,13 +24,15 @@ typedef struct {
   size_t off[3];    /* set by the caller before kvi__mn_ard_fuse_run: element offsets of M, A, B */
   kvi_role role[3]; /* and their roles */
   double acc;       /* sum log S (kvi__mn_ard_fuse_run's own) */
+  int m_bad;        /* M's range test failed (kvi__mn_ard_fuse_begin's own) */
 } kvi__mn_ard_fuse;
 
-/* u, v and the safety test of kvi_mn_kl_ard (no update yet). Outside the range where every
- * term is finite it computes the KL and adds its gradient as kvi_mn_kl_ard does (failing, with
- * nothing added, on a non-finite KL); kvi__mn_ard_fuse_run then only runs the updates. */
-kvi_status kvi__mn_ard_fuse_begin(kvi__mn_ard_fuse *f, const kvi_mn *q, const kvi_mn_grad *g,
-                                  kvi_real gscale, double *kl);
+/* Begins nf blocks, whose q, g, gs and kl the caller set: checks them and takes each frame;
+ * then u, v and the safety test of kvi_mn_kl_ard (no update yet), every block's in one parallel
+ * loop. A block outside the range where every term is finite gets its KL and gradient as
+ * kvi_mn_kl_ard computes them (failing, with nothing added for it, on a non-finite KL);
+ * kvi__mn_ard_fuse_run then only runs its updates. On failure no frame is held. */
+kvi_status kvi__mn_ard_fuse_begin(kvi__mn_ard_fuse *f, int nf);
 /* The fused passes of nf begun blocks, in one parallel region: the KL's gradient of each block
  * of rows of every M, then update() on those rows; after a barrier the column sums; after
  * another, the rows of the lower triangles of every A and B (their u, v terms), each then

@@ -83,6 +83,11 @@ typedef struct {
   kvi_real *ur, *vr, *rs, *blk;
 } kvi__uv;
 kvi_status kvi__uv_init(kvi__uv *w, const kvi_mn *q);
+/* kvi__uv_init in two parts: the frame, then (after u, v are filled) their kvi_real copies. */
+kvi_status kvi__uv_alloc(kvi__uv *w, const kvi_mn *q);
+void kvi__uv_round(kvi__uv *w, const kvi_mn *q);
+/* Rows [i0, i1) of kvi__chol_rownorm2_d. */
+void kvi__chol_rownorm2_d_rows(double *out, const kvi_real *P, int n, int i0, int i1);
 /* Adds the gradients collected in gu, gv (w.r.t. U_ii, V_jj) plus the direct log-diagonal terms
  * diag_a (per a_i) and diag_b (per b_j) into g, all times gs; frees the frame. */
 void kvi__uv_finish(kvi__uv *w, const kvi_mn *q, kvi_mn_grad *g, double gs, double diag_a,
