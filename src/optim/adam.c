@@ -145,11 +145,13 @@ static kvi_status kvi__adam_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
     f->q = (kvi_mn){bi->rows, bi->cols, p->data + bi->mu, p->data + bi->A, p->data + bi->B};
     f->g = (kvi_mn_grad){p->grad + bi->mu, p->grad + bi->A, p->grad + bi->B};
     f->gs = bi->gscale, f->kl = bi->kl;
+    f->pf[0] = k.m, f->pf[1] = k.v; /* Adam's moments, at the parameters' offsets */
     const size_t off[3] = {bi->mu, bi->A, bi->B};
     for (int v = 0; v < 3; v++)
       f->off[v] = off[v], f->role[v] = kvi__optimizer_view_role(p, off[v]);
   }
   kvi_status s = kvi__mn_ard_fuse_begin(mf, nmn);
+
   if (!s) s = kvi__adam_diag_blocks(&k, p, b, nb);
   if (s) {
     for (int i = 0; i < nmn; i++) kvi__mn_ard_fuse_free(&mf[i]);
@@ -159,6 +161,7 @@ static kvi_status kvi__adam_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
   kvi__mn_ard_fuse_run(mf, nmn, kvi__adam_run, &k);
   kvi_free(mf);
   kvi__optimizer_walk_except(p, kvi__adam_run, &k, b, nb);
+
   return KVI_OK;
 }
 

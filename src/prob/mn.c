@@ -598,7 +598,7 @@ static void kvi__fuse_ab_item(kvi__mn_ard_fuse *f, int t, kvi__rows_fn update, v
       const double gs = f[l].gs, diag = gs * -(double)(k == 1 ? q->m : q->n);
       kvi__chol_rownorm2_backward_update_rows(k == 1 ? f[l].g.A : f[l].g.B, k == 1 ? q->A : q->B, n,
                                               k == 1 ? f[l].w.gu : f[l].w.gv, gs, diag, update, ctx,
-                                              f[l].off[k], f[l].role[k], i0, i1);
+                                              f[l].off[k], f[l].role[k], i0, i1, f[l].pf);
       return;
     }
   }
@@ -629,6 +629,7 @@ void kvi__mn_ard_fuse_run(kvi__mn_ard_fuse *f, int nf, kvi__rows_fn update, void
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < nab; t++) kvi__fuse_ab_item(f, t, update, ctx);
   }
+
   for (int l = 0; l < nf; l++) {
     if (!f[l].fused) continue;
     *f[l].kl = 0.5 * f[l].acc - f[l].ld;

@@ -25,6 +25,9 @@ typedef struct {
   kvi_role role[3]; /* and their roles */
   double acc;       /* sum log S (kvi__mn_ard_fuse_run's own) */
   int m_bad;        /* M's range test failed (kvi__mn_ard_fuse_begin's own) */
+  /* set by the caller: two more arrays that update() reads and writes at the same element
+   * offsets (e.g. an optimizer's moments), prefetched a row ahead of the factors' rows; or NULL */
+  const kvi_real *pf[2];
 } kvi__mn_ard_fuse;
 
 /* Begins nf blocks, whose q, g, gs and kl the caller set: checks them and takes each frame;
@@ -45,9 +48,11 @@ void kvi__mn_ard_fuse_free(kvi__mn_ard_fuse *f);
 
 /* Rows [i0, i1) of kvi__chol_rownorm2_backward followed by kvi__chol_add_diag(dP, n, diag), each
  * row then given to update() (element offset off + i n, its i + 1 lower-triangle entries). gu is
- * scaled by gs first (kvi__uv_finish's order). */
+ * scaled by gs first (kvi__uv_finish's order). pf (NULL, or entries NULL): the arrays that
+ * update() also touches at element offset off + i n, prefetched a row ahead with P and dP. */
 void kvi__chol_rownorm2_backward_update_rows(kvi_real *dP, const kvi_real *P, int n, double *gu,
                                              double gs, double diag, kvi__rows_fn update, void *ctx,
-                                             size_t off, kvi_role role, int i0, int i1);
+                                             size_t off, kvi_role role, int i0, int i1,
+                                             const kvi_real *const pf[2]);
 
 #endif
