@@ -1,6 +1,7 @@
 /* Cost of the evaluation on the Fashion-MNIST test set (10,000 images): one mean-weight pass
  * (kvi_evaluate_ex without BMA and without the pruned pass) against Bayesian model averaging with
- * K samples (kvi_bma_probs) by weight samples (KVI_BMA_WEIGHTS) and by the local
+ * K samples (kvi_bma_probs) by the default (KVI_BMA_SHARED: a dense first layer's output drawn per
+ * example, weight samples for the rest), by weight samples (KVI_BMA_WEIGHTS) and by the local
  * reparameterization (KVI_BMA_LRT), for each variational family, single precision.
  *
  * The networks have their random initialization (kvi_net_create, ARD prior, ELU; the timings do
@@ -10,7 +11,8 @@
  * prediction (BMA costs K passes by construction), marked with '*'.
  *
  *   bench_eval [--data DIR | --synthetic] [--arch SIZES] [--families mn,diag,mn-diag]
- *              [--samples 10,100] [--methods weights,lrt] [--threads N] [--reps R] [--rows N]
+ *              [--samples 10,100] [--methods shared,weights,lrt] [--threads N] [--reps R]
+ *              [--rows N]
  *              [--budget S] */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -27,7 +29,7 @@
 
 typedef struct {
   const char *data, *arch;
-  char families[128], samples[64], methods[32];
+  char families[128], samples[64], methods[64];
   int synthetic, threads, reps, rows;
   double budget;
 } opts;
@@ -44,7 +46,7 @@ static void usage(FILE *f, const char *argv0) {
       "                    (e.g. 1-10-mp-20-mp-40-mp-80-mp-flatten-10)\n"
       "  --families LIST   comma-separated: diag,mn,mn-diag (default mn,diag,mn-diag)\n"
       "  --samples LIST    BMA sample counts K, ascending (default 10,100)\n"
-      "  --methods LIST    weights,lrt (default both; a method left out prints -)\n"
+      "  --methods LIST    shared,weights,lrt (default all three; one left out prints -)\n"
       "  --threads N       kvi_set_threads (default 2)\n"
       "  --reps R          interleaved repetitions, median shown (default 3)\n"
       "  --rows N          first N test rows (default all)\n"
@@ -101,7 +103,7 @@ int main(int argc, char **argv) {
             "784-300-300-300-10",
             "mn,diag,mn-diag",
             "10,100",
-            "weights,lrt",
+            "shared,weights,lrt",
             0,
             2,
             3,
@@ -141,7 +143,11 @@ int main(int argc, char **argv) {
   char *fam[MAX_FAM], *ks[MAX_K];
   const int nf = split(o.families, fam, MAX_FAM), nk = split(o.samples, ks, MAX_K);
   int K[MAX_K];
-  const int use[2] = {strstr(o.methods, "weights") != NULL, strstr(o.methods, "lrt") != NULL};
+  /* the methods in the table's order */
+  enum { NMETH = 3 };
+  const kvi_bma_method meths[NMETH] = {KVI_BMA_SHARED, KVI_BMA_WEIGHTS, KVI_BMA_LRT};
+  int use[NMETH];
+  for (int i = 0; i < NMETH; i++) use[i] = strstr(o.methods, kvi_bma_name(meths[i])) != NULL;
   for (int k = 0; k < nk; k++) K[k] = atoi(ks[k]);
   if (o.threads < 1 || o.reps < 1 || o.reps > MAX_REPS || o.rows < 0 || nf < 1 || nk < 1) {
     fprintf(stderr, "bench_eval: threads, reps (<= %d), families and samples needed\n", MAX_REPS);
@@ -160,10 +166,10 @@ int main(int argc, char **argv) {
   }
   double *P = malloc((size_t)test.n * net[0]->out_size * sizeof(double));
   if (!P) die("allocation");
-  /* t[f][0]: mean pass; t[f][1 + 2k + m]: K[k] samples by method m (0 weights, 1 lrt) */
-  static double t[MAX_FAM][1 + 2 * MAX_K][MAX_REPS];
+  /* t[f][0]: mean pass; t[f][1 + NMETH k + i]: K[k] samples by method meths[i] */
+  static double t[MAX_FAM][1 + NMETH * MAX_K][MAX_REPS];
   static double tk[MAX_FAM][MAX_K][MAX_REPS]; /* K mean passes back to back */
-  static int predicted[MAX_FAM][1 + 2 * MAX_K];
+  static int predicted[MAX_FAM][1 + NMETH * MAX_K];
   kvi_eval_config mean = kvi_eval_config_default();
   mean.pruned = false;
   kvi_metrics m;
@@ -190,8 +196,8 @@ int main(int argc, char **argv) {
             if (kvi_evaluate_ex(&m, net[f], &test, &mean)) die("mean pass");
           tk[f][k][r] = kvi_time_now() - t0;
         }
-        for (int meth = 0; meth < 2; meth++) {
-          const int c = 1 + 2 * k + meth;
+        for (int meth = 0; meth < NMETH; meth++) {
+          const int c = 1 + NMETH * k + meth;
           if (!use[meth]) continue;
           if (k > 0) { /* predicted from the smallest K of the same method */
             const double guess = median(t[f][1 + meth], r + 1) * K[k] / K[0];
@@ -202,9 +208,7 @@ int main(int argc, char **argv) {
             }
           }
           t0 = kvi_time_now();
-          if (kvi_bma_probs(P, net[f], test.x, test.n, K[k], 1,
-                            meth ? KVI_BMA_LRT : KVI_BMA_WEIGHTS))
-            die("BMA");
+          if (kvi_bma_probs(P, net[f], test.x, test.n, K[k], 1, meths[meth])) die("BMA");
           t[f][c][r] = kvi_time_now() - t0;
         }
       }
@@ -217,7 +221,8 @@ int main(int argc, char **argv) {
       "seconds (x: ratio to one mean-weight pass; [=]: in mean passes, against K of them run "
       "back to back)\n%-8s | %8s",
       "family", "mean");
-  for (int k = 0; k < nk; k++) printf(" | K=%-4d K means  weights  (x)  [=]      lrt    (x)", K[k]);
+  for (int k = 0; k < nk; k++)
+    printf(" | K=%-4d K means   shared  (x)  [=]  weights  (x)  [=]      lrt    (x)", K[k]);
   printf("\n");
   bool any = false;
   for (int f = 0; f < nf; f++) {
@@ -226,16 +231,16 @@ int main(int argc, char **argv) {
     for (int k = 0; k < nk; k++) {
       const double km = median(tk[f][k], o.reps);
       printf(" | %7.3f ", km);
-      for (int meth = 0; meth < 2; meth++) {
-        const int c = 1 + 2 * k + meth;
+      for (int meth = 0; meth < NMETH; meth++) {
+        const int c = 1 + NMETH * k + meth;
         if (!use[meth]) {
-          printf(" %8s %7s", "-", "");
+          printf(" %8s %7s%s", "-", "", meths[meth] == KVI_BMA_LRT ? "" : "        ");
           continue;
         }
         const double v = median(t[f][c], o.reps);
         any |= predicted[f][c] != 0;
         printf(" %8.3f%s(%5.1f)", v, predicted[f][c] ? "*" : " ", v / mp);
-        if (meth == 0) printf(" [%5.1f]", v / km * K[k]);
+        if (meths[meth] != KVI_BMA_LRT) printf(" [%5.1f]", v / km * K[k]);
       }
     }
     printf("\n");

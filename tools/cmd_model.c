@@ -48,6 +48,7 @@ typedef struct {
 static int parse_model_args(model_args *a, int argc, char **argv, const char *usage) {
   memset(a, 0, sizeof *a);
   a->samples = 10, a->threads = kvi_threads_available(), a->threshold = 3.0, a->seed = 1;
+  a->bma = KVI_BMA_SHARED;
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "h", model_opts, NULL)) != -1) {
@@ -89,7 +90,8 @@ static int parse_model_args(model_args *a, int argc, char **argv, const char *us
         break;
       case M_BMA: /* eval only */
         ok = strstr(usage, "--bma") && !kvi_bma_parse(&a->bma, optarg);
-        if (!ok) fprintf(stderr, "kronvi: --bma is an option of 'kronvi eval': weights or lrt\n");
+        if (!ok)
+          fprintf(stderr, "kronvi: --bma is an option of 'kronvi eval': shared, weights or lrt\n");
         break;
       case M_PNG: /* report only */
         a->png = optarg;
@@ -124,17 +126,19 @@ static int parse_model_args(model_args *a, int argc, char **argv, const char *us
 
 static const char *EVAL_USAGE =
     "usage: kronvi eval MODEL --data PATH [--samples K] [--json] [--threshold T] [--threads N]\n"
-    "                  [--transform invert|rot90] [--bma weights|lrt]\n"
+    "                  [--transform invert|rot90] [--bma shared|weights|lrt]\n"
     "  Evaluates a checkpoint on the test split of PATH (IDX/CIFAR-10 directory, or a regression\n"
     "  CSV): accuracy with the mean weights, Bayesian model averaging over K weight samples\n"
     "  (default 10), NLL, expected calibration error, accuracy after pruning log alpha > T\n"
     "  (default 3), mean predictive entropy. --limit-test N uses the first N rows; --seed S\n"
     "  seeds the samples. --transform invert|rot90 evaluates on inverted (1 - x) or rotated\n"
     "  (90 degrees) test images: out-of-distribution inputs, whose predictive entropy a\n"
-    "  calibrated model raises. --bma: weights (default) draws one weight sample per layer for\n"
-    "  each of the K networks (K mean-weight passes), lrt draws fresh noise per example by the\n"
-    "  local reparameterization. --threads N: at most N threads (default: the CPUs this\n"
-    "  process may use).\n";
+    "  calibrated model raises. --bma: shared (default) draws a dense first layer's output per\n"
+    "  example around its mean and scale computed once, and one weight sample per later layer\n"
+    "  for each of the K networks (less than K mean-weight passes); weights draws one weight\n"
+    "  sample per layer (K mean-weight passes); lrt draws fresh noise per example by the local\n"
+    "  reparameterization. --threads N: at most N threads (default: the CPUs this process may\n"
+    "  use).\n";
 
 /* --transform: pixels inverted (x -> 1 - x, in [0, 1] before any normalization) or each image
  * rotated by 90 degrees (HWC, square images). */

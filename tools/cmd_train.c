@@ -132,9 +132,11 @@ static void train_help(FILE *f) {
       "  --eval-every N         test BMA also every N epochs (default 0: only after the epoch\n"
       "                         that ends the run; the other epochs evaluate the mean weights\n"
       "                         and the accuracy after pruning, the log leaves BMA empty)\n"
-      "  --bma M                weights (default: one weight sample per layer for each of the\n"
-      "                         K networks, about K mean-weight passes) or lrt (local\n"
-      "                         reparameterization, fresh noise per example)\n"
+      "  --bma M                shared (default: a dense first layer's output drawn per\n"
+      "                         example around its mean and scale computed once, one weight\n"
+      "                         sample per later layer for each of the K networks), weights\n"
+      "                         (one weight sample per layer: about K mean-weight passes) or\n"
+      "                         lrt (local reparameterization, fresh noise per example)\n"
       "  --prune-threshold T    drop weights with log alpha > T (default 3)\n"
       "  --save PATH            checkpoint (safetensors) written atomically after every epoch\n"
       "  --save-every N         checkpoint every N epochs instead (and after the last)\n"
@@ -406,7 +408,7 @@ static int parse_train_args(train_args *a, int argc, char **argv) {
         break;
       case O_BMA:
         if (kvi_bma_parse(&a->cfg.bma, optarg)) {
-          fprintf(stderr, "kronvi: --bma expects weights or lrt\n");
+          fprintf(stderr, "kronvi: --bma expects shared, weights or lrt\n");
           ok = false;
         }
         break;

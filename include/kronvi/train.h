@@ -21,11 +21,15 @@ typedef enum { KVI_KL_CONSTANT = 0, KVI_KL_LINEAR, KVI_KL_EXP } kvi_kl_schedule;
  * estimate the same predictive (1/K) sum_k softmax(f(x; W_k)), W_k ~ q, for every example. */
 typedef enum {
   KVI_BMA_WEIGHTS = 0, /* one weight sample per layer and k, shared by every example: K passes of
-                          the mean-weight network with W_k in place of M (the default) */
-  KVI_BMA_LRT          /* local reparameterization: fresh noise per example and k */
+                          the mean-weight network with W_k in place of M */
+  KVI_BMA_LRT,         /* local reparameterization: fresh noise per example and k */
+  KVI_BMA_SHARED       /* the default: when the first layer is a dense MN or DIAG layer, its output
+                          per example and k is drawn from its exact marginal around a mean and
+                          scale computed once (no product of the data with a sample), the later
+                          layers' weights as KVI_BMA_WEIGHTS; otherwise KVI_BMA_WEIGHTS */
 } kvi_bma_method;
 #define KVI_BMA_MAX_SAMPLES 100000
-KVI_API const char *kvi_bma_name(kvi_bma_method m); /* "weights", "lrt" */
+KVI_API const char *kvi_bma_name(kvi_bma_method m); /* "weights", "lrt", "shared" */
 KVI_API kvi_status kvi_bma_parse(kvi_bma_method *m, const char *s);
 
 typedef struct {
@@ -111,8 +115,12 @@ KVI_API void kvi_sparsity_print(FILE *f, const kvi_sparsity *s, const char *titl
  * samples in [1, KVI_BMA_MAX_SAMPLES]. KVI_BMA_WEIGHTS: sample k draws each weight layer's W
  * (in order: MN E (n, m), then MN+DIAG's diagonal noise (n, m); DIAG its E) from the stream
  * (seed, k) and runs every row through it; the means are restored before returning. LRT:
- * batch j of net->max_batch rows draws sample k from the stream (seed, 2^20 j + k). Results do
- * not depend on the thread count. */
+ * batch j of net->max_batch rows draws sample k from the stream (seed, 2^20 j + k). SHARED:
+ * sample k draws the weight layers after the first as WEIGHTS (stream (seed, k), in order); the
+ * first layer's output for row r (counted from the data set's first row) takes the m normals
+ * from element r m of the stream (seed, 2^40 + k) (MN: its N(0, I) factor, times B^T; DIAG: times
+ * the standard deviations); the draws do not depend on the batch size. Results do not depend on
+ * the thread count. */
 KVI_API kvi_status kvi_bma_probs(double *P, kvi_net *net, const kvi_real *X, int64_t n, int samples,
                                  uint64_t seed, kvi_bma_method method);
 
@@ -120,7 +128,7 @@ KVI_API kvi_status kvi_bma_probs(double *P, kvi_net *net, const kvi_real *X, int
 typedef struct {
   int samples;            /* K of the BMA (0: no BMA; classification only) */
   uint64_t seed;          /* of the BMA samples */
-  kvi_bma_method bma;     /* KVI_BMA_WEIGHTS */
+  kvi_bma_method bma;     /* KVI_BMA_SHARED */
   bool pruned;            /* also the accuracy after pruning (one more mean pass); true */
   double prune_threshold; /* 3 */
   kvi_real log_beta;      /* regression: the noise precision's log */
@@ -132,7 +140,8 @@ typedef struct {
 KVI_API kvi_eval_config kvi_eval_config_default(void);
 /* Evaluates net on ds in chunks of net->max_batch rows: the mean-weight pass, the BMA of
  * c->samples networks, the pruned mean-weight pass. Cost: 1 + K (+1 pruned) mean-weight passes
- * with KVI_BMA_WEIGHTS (plus K weight samples). */
+ * with KVI_BMA_WEIGHTS (plus K weight samples); less with KVI_BMA_SHARED when the first layer is
+ * dense (its product with the data once instead of K times). */
 KVI_API kvi_status kvi_evaluate_ex(kvi_metrics *out, kvi_net *net, const kvi_dataset *ds,
                                    const kvi_eval_config *c);
 /* kvi_evaluate_ex with the default method and the pruned pass. samples = 0 skips BMA. */

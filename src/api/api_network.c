@@ -192,7 +192,7 @@ kvi_status kvi_network_predict(kvi_network *n, const kvi_real *x, int64_t rows, 
   if (entropy && !cls) return kvi_fail(KVI_ERR_ARG, "%s: entropy is for classification", fn);
   for (size_t i = 0; i < (size_t)rows * (size_t)d; i++)
     if (!isfinite(x[i])) return kvi_fail(KVI_ERR_NONFINITE, "%s: x has a non-finite value", fn);
-  kvi_status s = samples > 0 ? kvi_bma_probs(probs, net, x, rows, samples, seed, KVI_BMA_WEIGHTS)
+  kvi_status s = samples > 0 ? kvi_bma_probs(probs, net, x, rows, samples, seed, KVI_BMA_SHARED)
                              : kvi__mean_pass(net, x, rows, probs, cls);
   if (s || !entropy) return s;
   const int K = net->out_size;
@@ -215,7 +215,7 @@ kvi_status kvi_network_evaluate(kvi_network *n, const kvi_dset *ds, int samples,
   if (isnan(threshold)) return kvi_fail(KVI_ERR_ARG, "kvi_network_evaluate: threshold is NaN");
   const bool reg = n->tr.cfg.task == KVI_TASK_REGRESS;
   kvi_eval_config ec = kvi_eval_config_default(); /* as kronvi eval */
-  ec.samples = reg ? 0 : samples, ec.seed = seed, ec.bma = KVI_BMA_WEIGHTS;
+  ec.samples = reg ? 0 : samples, ec.seed = seed, ec.bma = KVI_BMA_SHARED;
   ec.prune_threshold = threshold, ec.log_beta = kvi_net_log_beta(n->net);
   kvi_metrics m;
   kvi_status s = kvi_evaluate_ex(&m, n->net, &ds->ds, &ec);

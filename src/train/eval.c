@@ -150,7 +150,7 @@ void kvi_sparsity_print(FILE *f, const kvi_sparsity *s, const char *title) {
 }
 
 kvi_eval_config kvi_eval_config_default(void) {
-  kvi_eval_config c = {0, 1, KVI_BMA_WEIGHTS, true, 3.0, 0, NULL};
+  kvi_eval_config c = {0, 1, KVI_BMA_SHARED, true, 3.0, 0, NULL};
   return c;
 }
 

@@ -25,7 +25,7 @@ kvi_train_config kvi_train_config_default(void) {
   c.kl_warmup = 0;
   c.samples = 10;
   c.eval_samples_every = 0; /* the test BMA after the epoch that ends the run only */
-  c.bma = KVI_BMA_WEIGHTS;
+  c.bma = KVI_BMA_SHARED;
   c.prior_update_every = 10;
   c.seed = 1;
   c.prune_threshold = 3.0;

@@ -6,6 +6,7 @@
  * samples and the local reparameterization agree within Monte Carlo error; kvi_evaluate_ex's BMA
  * metrics are those of the averaged probabilities; a point network and a compressed network
  * work. Bad input: K <= 0, K above KVI_BMA_MAX_SAMPLES, NULL arguments, unknown method names. */
+#include "kronvi/layer.h"
 #include "kronvi/train.h"
 #include "kvi_test.h"
 
@@ -153,6 +154,184 @@ static void test_direct(const char *arch, int in_size, int h) {
   }
 }
 
+/* The shared method's first layer for data-set row `row` and sample k, by explicit loops:
+ * x M + b plus ||x A|| eps B^T (MN) or sqrt(sum_i x_i^2 sigma_ij^2) eps (DIAG). */
+static void direct_first(double *y, kvi_net *net, const kvi_real *x, int64_t row, int k,
+                         uint64_t seed) {
+  const kvi_dense *l = kvi_net_dense(net, 0, NULL);
+  const int a = l->n, b = l->m;
+  const kvi_real *M = kvi_params_data(net->params, l->iM);
+  const kvi_real *bias = l->ib >= 0 ? kvi_params_data(net->params, l->ib) : NULL;
+  const kvi_real *S = l->iS >= 0 ? kvi_params_data(net->params, l->iS) : NULL;
+  const kvi_real *A = l->iA >= 0 ? kvi_params_data(net->params, l->iA) : NULL;
+  const kvi_real *B = l->iB >= 0 ? kvi_params_data(net->params, l->iB) : NULL;
+  kvi_real e1[16];
+  kvi_rng r1 = kvi_rng_stream(seed, (1ull << 40) + (uint64_t)k);
+  kvi_rng_normal_at(&r1, (uint64_t)row * b, e1, (size_t)b);
+  double s = 0;
+  if (A)
+    for (int c = 0; c < a; c++) { /* (x A)_c = sum_p x_p A_pc */
+      double z = 0;
+      for (int p = 0; p < a; p++) z += x[p] * chol(A, a, p, c);
+      s += z * z;
+    }
+  s = sqrt(s);
+  for (int j = 0; j < b; j++) {
+    y[j] = bias ? bias[j] : 0;
+    double v = 0;
+    for (int i = 0; i < a; i++) {
+      y[j] += x[i] * M[(size_t)i * b + j];
+      if (l->family == KVI_FAMILY_DIAG) v += x[i] * x[i] * exp(2.0 * S[(size_t)i * b + j]);
+    }
+    if (A)
+      for (int q = 0; q < b; q++) y[j] += s * e1[q] * chol(B, b, j, q); /* (eps B^T)_j */
+    if (l->family == KVI_FAMILY_DIAG) y[j] += sqrt(v) * e1[j];
+  }
+}
+
+/* The shared method against the explicit computation: the first layer by direct_first, the
+ * others' weights sampled as direct_bma samples them (its stream, without the first layer),
+ * the rest of the network run by its layers. For the rows X of data-set rows from row0. */
+static void direct_shared(double *P, kvi_net *net, const kvi_real *X, int n, int samples,
+                          uint64_t seed, int64_t row0) {
+  const int K = net->out_size;
+  int nd = 0;
+  kvi_net_dense(net, 0, &nd);
+  const size_t total = kvi_net_weight_count(net);
+  kvi_real *saved = malloc(total * sizeof *saved);
+  kvi_params *p = net->params;
+  size_t off = 0;
+  for (int j = 0; j < nd; j++) {
+    const kvi_dense *l = kvi_net_dense(net, j, NULL);
+    memcpy(saved + off, kvi_params_data(p, l->iM), (size_t)l->n * l->m * sizeof *saved);
+    off += (size_t)l->n * l->m;
+  }
+  memset(P, 0, (size_t)n * K * sizeof *P);
+  const kvi_dense *l0 = kvi_net_dense(net, 0, NULL);
+  for (int k = 0; k < samples; k++) {
+    kvi_rng rng = kvi_rng_stream(seed, (uint64_t)k);
+    off = (size_t)l0->n * l0->m;
+    for (int j = 1; j < nd; j++) { /* MN layers only in this test */
+      const kvi_dense *l = kvi_net_dense(net, j, NULL);
+      const int a = l->n, b = l->m;
+      kvi_real *E = malloc((size_t)a * b * sizeof *E), *W = kvi_params_data(p, l->iM);
+      const kvi_real *A = kvi_params_data(p, l->iA), *B = kvi_params_data(p, l->iB);
+      kvi_rng_normal(&rng, E, (size_t)a * b);
+      for (int r = 0; r < a; r++)
+        for (int c = 0; c < b; c++) {
+          double w = saved[off + (size_t)r * b + c];
+          for (int q1 = 0; q1 < a; q1++)
+            for (int q2 = 0; q2 < b; q2++)
+              w += chol(A, a, r, q1) * E[(size_t)q1 * b + q2] * chol(B, b, c, q2);
+          W[(size_t)r * b + c] = (kvi_real)w;
+        }
+      free(E);
+      off += (size_t)a * b;
+    }
+    for (int r = 0; r < n; r++) {
+      double y0[16];
+      direct_first(y0, net, X + (size_t)r * l0->n, row0 + r, k, seed);
+      for (int j = 0; j < l0->m; j++) net->acts[1][j] = (kvi_real)y0[j];
+      for (int i = 1; i < net->nlayers; i++) {
+        kvi_layer_call c = {
+            .params = p, .ws = net->ws[i], .batch = 1, .X = net->acts[i], .Y = net->acts[i + 1]};
+        CHECK_OK(net->layers[i].ops->forward(&net->layers[i], &c));
+      }
+      const kvi_real *y = net->acts[net->nlayers];
+      double mx = y[0], se = 0;
+      for (int c = 1; c < K; c++) mx = fmax(mx, y[c]);
+      for (int c = 0; c < K; c++) se += exp(y[c] - mx);
+      for (int c = 0; c < K; c++) P[(size_t)r * K + c] += exp(y[c] - mx) / se / samples;
+    }
+  }
+  off = 0;
+  for (int j = 0; j < nd; j++) {
+    const kvi_dense *l = kvi_net_dense(net, j, NULL);
+    memcpy(kvi_params_data(p, l->iM), saved + off, (size_t)l->n * l->m * sizeof *saved);
+    off += (size_t)l->n * l->m;
+  }
+  free(saved);
+}
+
+/* KVI_BMA_SHARED: against the explicit computation (an MN network; a DIAG and an MN first layer
+ * alone); the means restored; the numbers do not depend on the batch size (2 chunks of 4 rows
+ * or one of 7). A network whose first layer is MN+DIAG or a convolution gets KVI_BMA_WEIGHTS'
+ * numbers. */
+static void test_shared(void) {
+  const int n = 7, S = 3, d = 6;
+  for (int f = 0; f < 3; f++) {
+    kvi_net *net = make_net("6-5-4-3", d, 0, FAMILIES[f], 4);
+    kvi_net *big = make_net("6-5-4-3", d, 0, FAMILIES[f], n);
+    if (!net || !big) return;
+    /* the later layers MN, with the same parameters in both */
+    int nd = 0;
+    kvi_net_dense(net, 0, &nd);
+    kvi_real *X = malloc((size_t)n * d * sizeof *X);
+    kvi_rng r = kvi_rng_stream(5, 6);
+    kvi_rng_normal(&r, X, (size_t)n * d);
+    const int K = net->out_size;
+    double *P = malloc((size_t)n * K * sizeof *P), *Q = malloc((size_t)n * K * sizeof *Q);
+    const size_t bytes = net->params->n * sizeof(kvi_real);
+    kvi_real *before = malloc(bytes);
+    memcpy(before, net->params->data, bytes);
+    if (f == 1) { /* MN throughout: against the explicit computation */
+      CHECK_OK(kvi_bma_probs(P, net, X, n, S, 9, KVI_BMA_SHARED));
+      CHECK(memcmp(before, net->params->data, bytes) == 0);
+      direct_shared(Q, net, X, n, S, 9, 0);
+      const double dd = max_diff(P, Q, (size_t)n * K);
+      printf("shared BMA vs direct (mn): max |dP| = %.2e\n", dd);
+      CHECK(dd < 1e-10);
+    }
+    /* the batch size changes nothing */
+    CHECK_OK(kvi_bma_probs(P, net, X, n, S, 9, KVI_BMA_SHARED));
+    CHECK_OK(kvi_bma_probs(Q, big, X, n, S, 9, KVI_BMA_SHARED));
+    CHECK(memcmp(P, Q, (size_t)n * K * sizeof *P) == 0);
+    /* not the weights method's numbers, but the same predictive (test_methods_agree); an
+     * MN+DIAG first layer keeps the weights method */
+    CHECK_OK(kvi_bma_probs(Q, net, X, n, S, 9, KVI_BMA_WEIGHTS));
+    if (FAMILIES[f] == KVI_FAMILY_MNDIAG)
+      CHECK(memcmp(P, Q, (size_t)n * K * sizeof *P) == 0);
+    else
+      CHECK(max_diff(P, Q, (size_t)n * K) > 1e-6);
+    free(P), free(Q), free(X), free(before);
+    kvi_net_free(net), kvi_net_free(big);
+  }
+  for (int f = 0; f < 2; f++) { /* DIAG and MN first layers against direct_first */
+    kvi_net *net = make_net("6-5", d, 0, FAMILIES[f], 4);
+    if (!net) return;
+    kvi_real X[2 * 6];
+    kvi_rng r = kvi_rng_stream(5, 7);
+    kvi_rng_normal(&r, X, 12);
+    double P[10];
+    /* one output layer: P is the softmax of the drawn outputs, with one sample */
+    CHECK_OK(kvi_bma_probs(P, net, X, 2, 1, 4, KVI_BMA_SHARED));
+    double err = 0;
+    for (int i = 0; i < 2; i++) {
+      double y[5], mx = -1e300, se = 0;
+      direct_first(y, net, X + i * 6, i, 0, 4);
+      for (int c = 0; c < 5; c++) mx = fmax(mx, y[c]);
+      for (int c = 0; c < 5; c++) se += exp(y[c] - mx);
+      for (int c = 0; c < 5; c++) err = fmax(err, fabs(P[i * 5 + c] - exp(y[c] - mx) / se));
+    }
+    printf("shared first layer (%s) vs direct: max |dP| = %.2e\n", kvi_family_name(FAMILIES[f]),
+           err);
+    CHECK(err < 1e-6);
+    kvi_net_free(net);
+  }
+  /* a convolution first: the weights method's numbers */
+  kvi_net *cnn = make_net("1-2-mp-flatten-3", 16, 4, KVI_FAMILY_MN, 4);
+  if (cnn) {
+    kvi_real X[3 * 16];
+    kvi_rng r = kvi_rng_stream(5, 8);
+    kvi_rng_normal(&r, X, 48);
+    double P[9], Q[9];
+    CHECK_OK(kvi_bma_probs(P, cnn, X, 3, 2, 4, KVI_BMA_SHARED));
+    CHECK_OK(kvi_bma_probs(Q, cnn, X, 3, 2, 4, KVI_BMA_WEIGHTS));
+    CHECK(memcmp(P, Q, sizeof P) == 0);
+    kvi_net_free(cnn);
+  }
+}
+
 /* 1 and 2 threads: identical numbers. Sizes that reach the parallel paths (BLAS panels of
  * >= 2^20 multiply-adds, normal fills of > 2^13 blocks). */
 static void test_threads(void) {
@@ -163,8 +342,8 @@ static void test_threads(void) {
   kvi_rng r = kvi_rng_stream(6, 6);
   kvi_rng_normal(&r, X, (size_t)n * d);
   double *P1 = malloc((size_t)n * 10 * sizeof *P1), *P2 = malloc((size_t)n * 10 * sizeof *P2);
-  for (int m = 0; m < 2; m++) {
-    const kvi_bma_method meth = m ? KVI_BMA_LRT : KVI_BMA_WEIGHTS;
+  for (int m = 0; m < 3; m++) {
+    const kvi_bma_method meth = m == 2 ? KVI_BMA_SHARED : m ? KVI_BMA_LRT : KVI_BMA_WEIGHTS;
     kvi_set_threads(1);
     CHECK_OK(kvi_bma_probs(P1, net, X, n, 2, 4, meth));
     kvi_set_threads(2);
@@ -194,11 +373,15 @@ static void test_methods_agree(void) {
   const double d = max_diff(P, Q, (size_t)n * 3);
   printf("weights vs lrt, %d samples each: max |dP| = %.4f\n", S, d);
   CHECK(d < 0.03);
+  CHECK_OK(kvi_bma_probs(Q, net, ds.x, n, S, 3, KVI_BMA_SHARED));
+  const double d2 = max_diff(P, Q, (size_t)n * 3);
+  printf("weights vs shared, %d samples each: max |dP| = %.4f\n", S, d2);
+  CHECK(d2 < 0.03);
   kvi_eval_config c = kvi_eval_config_default();
   c.samples = 5, c.seed = 3;
   kvi_metrics m;
   CHECK_OK(kvi_evaluate_ex(&m, net, &ds, &c));
-  CHECK_OK(kvi_bma_probs(P, net, ds.x, n, 5, 3, KVI_BMA_WEIGHTS));
+  CHECK_OK(kvi_bma_probs(P, net, ds.x, n, 5, 3, c.bma));
   double nll = 0;
   for (int i = 0; i < n; i++) nll -= log(P[(size_t)i * 3 + ds.y[i]]);
   CHECK_NEAR(m.nll_bma, nll / n, 1e-12);
@@ -221,6 +404,9 @@ static void test_methods_agree(void) {
   kvi_bma_method bm;
   CHECK_OK(kvi_bma_parse(&bm, "lrt"));
   CHECK(bm == KVI_BMA_LRT && !strcmp(kvi_bma_name(bm), "lrt"));
+  CHECK_OK(kvi_bma_parse(&bm, "shared"));
+  CHECK(bm == KVI_BMA_SHARED && !strcmp(kvi_bma_name(bm), "shared"));
+  CHECK(kvi_eval_config_default().bma == KVI_BMA_SHARED);
   CHECK_FAILS(kvi_bma_parse(&bm, "mc"));
   CHECK_FAILS(kvi_bma_parse(&bm, NULL));
   free(P), free(Q);
@@ -260,6 +446,7 @@ int main(void) {
   test_direct("1-2-mp-flatten-3", 16, 4); /* convolution: the same weights over im2col patches */
   test_threads();
   test_methods_agree();
+  test_shared();
   test_point_and_compressed();
   TEST_MAIN_END();
 }
