@@ -466,10 +466,21 @@ static long kvi__m_chunks(const kvi_mn *q) {
   return (long)(((size_t)q->n * q->m + KVI__M_CHUNK - 1) / KVI__M_CHUNK);
 }
 
-/* Rows [i0, i1) of item t of nc over n rows, from the last rows up. */
-static void kvi__tri_item_rows(int t, int nc, int n, int *i0, int *i1) {
-  *i0 = (nc - 1 - t) * KVI__TRI_ROWS;
-  *i1 = *i0 + KVI__TRI_ROWS < n ? *i0 + KVI__TRI_ROWS : n;
+/* A block's factor items are KVI__TRI_ROWS rows of A, then of B, each from the last rows up.
+ * If item *t is one of them: its factor k (1: A, 2: B) and rows [i0, i1); else false, with the
+ * block's items taken off *t. */
+static bool kvi__factor_item(const kvi_mn *q, long *t, int *k, int *i0, int *i1) {
+  for (*k = 1; *k <= 2; (*k)++) {
+    const int n = *k == 1 ? q->n : q->m, nc = kvi__row_blocks(n, KVI__TRI_ROWS);
+    if (*t >= nc) {
+      *t -= nc;
+      continue;
+    }
+    *i0 = (nc - 1 - (int)*t) * KVI__TRI_ROWS;
+    *i1 = *i0 + KVI__TRI_ROWS < n ? *i0 + KVI__TRI_ROWS : n;
+    return true;
+  }
+  return false;
 }
 
 /* Item t of the measuring pass over the blocks: rows of A (u) or of B (v), or a chunk of M's
@@ -477,15 +488,10 @@ static void kvi__tri_item_rows(int t, int nc, int n, int *i0, int *i1) {
 static void kvi__fuse_measure_item(kvi__mn_ard_fuse *f, int nf, long t) {
   for (int l = 0; l < nf; l++) {
     const kvi_mn *q = &f[l].q;
-    for (int k = 1; k <= 2; k++) {
-      const int n = k == 1 ? q->n : q->m, nc = kvi__row_blocks(n, KVI__TRI_ROWS);
-      if (t >= nc) {
-        t -= nc;
-        continue;
-      }
-      int i0, i1;
-      kvi__tri_item_rows((int)t, nc, n, &i0, &i1);
-      kvi__chol_rownorm2_d_rows(k == 1 ? f[l].w.u : f[l].w.v, k == 1 ? q->A : q->B, n, i0, i1);
+    int k, i0, i1;
+    if (kvi__factor_item(q, &t, &k, &i0, &i1)) {
+      kvi__chol_rownorm2_d_rows(k == 1 ? f[l].w.u : f[l].w.v, k == 1 ? q->A : q->B,
+                                k == 1 ? q->n : q->m, i0, i1);
       return;
     }
     if (t >= kvi__m_chunks(q)) {
@@ -583,24 +589,18 @@ static void kvi__fuse_m_item(kvi__mn_ard_fuse *f, int t, kvi__rows_fn update, vo
 
 /* Item t of the factor pass: KVI__TRI_ROWS rows of A, then of B, of a fused block, from the
  * last rows up. */
-static void kvi__fuse_ab_item(kvi__mn_ard_fuse *f, int t, kvi__rows_fn update, void *ctx) {
+static void kvi__fuse_ab_item(kvi__mn_ard_fuse *f, long t, kvi__rows_fn update, void *ctx) {
   for (int l = 0;; l++) {
     if (!f[l].fused) continue;
     const kvi_mn *q = &f[l].q;
-    for (int k = 1; k <= 2; k++) {
-      const int n = k == 1 ? q->n : q->m, nc = kvi__row_blocks(n, KVI__TRI_ROWS);
-      if (t >= nc) {
-        t -= nc;
-        continue;
-      }
-      int i0, i1;
-      kvi__tri_item_rows(t, nc, n, &i0, &i1);
-      const double gs = f[l].gs, diag = gs * -(double)(k == 1 ? q->m : q->n);
-      kvi__chol_rownorm2_backward_update_rows(k == 1 ? f[l].g.A : f[l].g.B, k == 1 ? q->A : q->B, n,
-                                              k == 1 ? f[l].w.gu : f[l].w.gv, gs, diag, update, ctx,
-                                              f[l].off[k], f[l].role[k], i0, i1, f[l].pf);
-      return;
-    }
+    int k, i0, i1;
+    if (!kvi__factor_item(q, &t, &k, &i0, &i1)) continue;
+    const double gs = f[l].gs, diag = gs * -(double)(k == 1 ? q->m : q->n);
+    kvi__chol_rownorm2_backward_update_rows(k == 1 ? f[l].g.A : f[l].g.B, k == 1 ? q->A : q->B,
+                                            k == 1 ? q->n : q->m, k == 1 ? f[l].w.gu : f[l].w.gv,
+                                            gs, diag, update, ctx, f[l].off[k], f[l].role[k], i0,
+                                            i1, f[l].pf);
+    return;
   }
 }
 
@@ -627,7 +627,7 @@ void kvi__mn_ard_fuse_run(kvi__mn_ard_fuse *f, int nf, kvi__rows_fn update, void
     for (int l = 0; l < nf; l++)
       if (f[l].fused) kvi__mn_ard_reduce(&f[l].q, &f[l].w, &f[l].acc);
 #pragma omp for schedule(dynamic, 1)
-    for (int t = 0; t < nab; t++) kvi__fuse_ab_item(f, t, update, ctx);
+    for (long t = 0; t < nab; t++) kvi__fuse_ab_item(f, t, update, ctx);
   }
 
   for (int l = 0; l < nf; l++) {
