@@ -145,6 +145,8 @@ static void kvi__copy_means(kvi_net *net, kvi_real *buf, bool save) {
  * predictive; only the sharing of the first layer's draw between examples differs from
  * KVI_BMA_WEIGHTS. An MN+DIAG first layer keeps weight samples: its two scales cost more to
  * prepare than 10 samples save (bench_eval: 14.0 against 11.4 mean passes at K = 10). */
+#define KVI__SHARED_ROWS 1024
+
 typedef struct {
   const kvi_dense *l;
   int64_t rows, row0; /* rows prepared; the data set's index of the first */
@@ -175,6 +177,7 @@ static void kvi__shared_scales(kvi__shared *sh, const kvi_real *Xc, int b, const
   if (Af) {
     memcpy(Z, Xc, bn * sizeof *Z);
     kvi_trmm(true, false, false, b, n, 1, Af, n, Z, n); /* Z = X A */
+#pragma omp parallel for schedule(static) if (bn >= (1u << 16))
     for (int r = 0; r < b; r++) {
       double ss = 0;
       for (int i = 0; i < n; i++) ss += (double)Z[(size_t)r * n + i] * Z[(size_t)r * n + i];
@@ -182,6 +185,7 @@ static void kvi__shared_scales(kvi__shared *sh, const kvi_real *Xc, int b, const
     }
   }
   if (V) {
+#pragma omp parallel for schedule(static) if (bn >= (1u << 16))
     for (size_t i = 0; i < bn; i++) Z[i] = Xc[i] * Xc[i];
     kvi_real *sd = sh->sd + (size_t)r0 * m;
     kvi_gemm(false, false, b, m, n, 1, Z, n, V, m, 0, sd, m);
@@ -197,14 +201,16 @@ static kvi_status kvi__shared_prepare(kvi__shared *sh, kvi_net *net, const kvi_d
                                       const kvi_real *fac) {
   memset(sh, 0, sizeof *sh);
   sh->l = l, sh->rows = n, sh->row0 = row0;
-  const int nin = l->n, m = l->m, Bmax = net->max_batch;
+  /* the products with the data in chunks of KVI__SHARED_ROWS rows: a triangular product of
+   * 100 rows would spend much of its time packing the 784 x 784 factor */
+  const int nin = l->n, m = l->m, Bmax = net->max_batch, Bc = KVI__SHARED_ROWS;
   const bool mn = l->family == KVI_FAMILY_MN, diag = !mn;
   const size_t nm = (size_t)nin * m;
   sh->Y0 = kvi_alloc((size_t)n * m * sizeof(kvi_real));
   sh->s = mn ? kvi_alloc((size_t)n * sizeof(kvi_real)) : NULL;
   sh->sd = diag ? kvi_alloc((size_t)n * m * sizeof(kvi_real)) : NULL;
   sh->E = kvi_alloc((size_t)Bmax * m * sizeof(kvi_real));
-  kvi_real *Z = kvi_alloc((size_t)Bmax * nin * sizeof(kvi_real));
+  kvi_real *Z = kvi_alloc((size_t)(n < Bc ? n : Bc) * nin * sizeof(kvi_real));
   kvi_real *V = diag ? kvi_alloc(nm * sizeof(kvi_real)) : NULL; /* sigma^2 */
   if (!sh->Y0 || (mn && !sh->s) || (diag && !sh->sd) || !sh->E || !Z || (diag && !V)) {
     kvi_free(Z), kvi_free(V), kvi__shared_free(sh);
@@ -215,8 +221,8 @@ static kvi_status kvi__shared_prepare(kvi__shared *sh, kvi_net *net, const kvi_d
   if (diag)
     for (size_t i = 0; i < nm; i++) V[i] = fac[i] * fac[i];
   kvi_status s = KVI_OK;
-  for (int64_t r0 = 0; r0 < n && !s; r0 += Bmax) {
-    const int b = (int)(n - r0 < Bmax ? n - r0 : Bmax);
+  for (int64_t r0 = 0; r0 < n && !s; r0 += Bc) {
+    const int b = (int)(n - r0 < Bc ? n - r0 : Bc);
     const kvi_real *Xc = X + (size_t)r0 * nin;
     s = kvi_dense_forward(sh->Y0 + (size_t)r0 * m, net->ws[0], l, net->params, Xc, NULL, b);
     if (!s) kvi__shared_scales(sh, Xc, b, mn ? fac : NULL, V, Z, r0);
