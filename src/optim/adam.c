@@ -151,7 +151,6 @@ static kvi_status kvi__adam_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
       f->off[v] = off[v], f->role[v] = kvi__optimizer_view_role(p, off[v]);
   }
   kvi_status s = kvi__mn_ard_fuse_begin(mf, nmn);
-
   if (!s) s = kvi__adam_diag_blocks(&k, p, b, nb);
   if (s) {
     for (int i = 0; i < nmn; i++) kvi__mn_ard_fuse_free(&mf[i]);
@@ -161,7 +160,6 @@ static kvi_status kvi__adam_step_ard(kvi_optimizer *o, kvi_params *p, double lr,
   kvi__mn_ard_fuse_run(mf, nmn, kvi__adam_run, &k);
   kvi_free(mf);
   kvi__optimizer_walk_except(p, kvi__adam_run, &k, b, nb);
-
   return KVI_OK;
 }
 
