@@ -1,6 +1,7 @@
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE */
 /* Aligned allocation and the scratch arena. */
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <time.h>
 #include <math.h>
@@ -9,6 +10,24 @@
 
 #define KVI_ALIGN 64
 
+/* Blocks of at least KVI__HUGE bytes start on a 2 MB boundary, span whole 2 MB pages and ask
+ * the kernel for transparent huge pages (madvise; a no-op where they are off). The parameters,
+ * the optimizer's moments, the data set and the evaluation's buffers are such blocks: with 4 KB
+ * pages every step's passes over them miss the TLB once per page, and on virtual machines a first
+ * touch costs a page fault per 4 KB (12 MB took 24-64 ms on the 2-core VM of docs/benchmarks.md). */
+#define KVI__HUGE ((size_t)1 << 21)
+
+static void *kvi__alloc_aligned(size_t rounded) {
+  if (rounded < KVI__HUGE) return aligned_alloc(KVI_ALIGN, rounded);
+  const size_t whole = (rounded + KVI__HUGE - 1) / KVI__HUGE * KVI__HUGE;
+  if (whole < rounded) return NULL;
+  void *p = aligned_alloc(KVI__HUGE, whole);
+#ifdef MADV_HUGEPAGE
+  if (p) (void)madvise(p, whole, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
 void *kvi_alloc(size_t bytes) {
   if (bytes == 0) bytes = KVI_ALIGN;
   size_t rounded = (bytes + KVI_ALIGN - 1) / KVI_ALIGN * KVI_ALIGN;
@@ -16,7 +35,7 @@ void *kvi_alloc(size_t bytes) {
     kvi_fail(KVI_ERR_NOMEM, "allocation of %zu bytes overflows", bytes);
     return NULL;
   }
-  void *p = aligned_alloc(KVI_ALIGN, rounded);
+  void *p = kvi__alloc_aligned(rounded);
   if (!p) {
     kvi_fail(KVI_ERR_NOMEM, "out of memory allocating %zu bytes", bytes);
     return NULL;
