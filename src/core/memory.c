@@ -14,7 +14,8 @@
  * the kernel for transparent huge pages (madvise; a no-op where they are off). The parameters,
  * the optimizer's moments, the data set and the evaluation's buffers are such blocks: with 4 KB
  * pages every step's passes over them miss the TLB once per page, and on virtual machines a first
- * touch costs a page fault per 4 KB (12 MB took 24-64 ms on the 2-core VM of docs/benchmarks.md). */
+ * touch costs a page fault per 4 KB (12 MB took 24-64 ms on the 2-core VM of docs/benchmarks.md).
+ */
 #define KVI__HUGE ((size_t)1 << 21)
 
 static void *kvi__alloc_aligned(size_t rounded) {
