@@ -12,7 +12,7 @@
 
 /* Blocks of at least KVI__HUGE bytes start on a 2 MB boundary, span whole 2 MB pages and ask
  * the kernel for transparent huge pages (madvise; a no-op where they are off). The parameters,
- * the optimizer's moments, the data set and the evaluation's buffers are such blocks: with 4 KB
+ * their gradients, the optimizer's moments and the evaluation's buffers are such blocks: with 4 KB
  * pages every step's passes over them miss the TLB once per page, and on virtual machines a first
  * touch costs a page fault per 4 KB (12 MB took 24-64 ms on the 2-core VM of docs/benchmarks.md).
  */
