@@ -89,6 +89,10 @@ KVI_API kvi_status kvi_net_forward(kvi_net *net, const kvi_real **out, const kvi
  * row0 = 0, batch_total = batch. */
 KVI_API kvi_status kvi_net_forward_rows(kvi_net *net, const kvi_real **out, const kvi_real *X,
                                         int batch, kvi_rng *rng, int64_t row0, int batch_total);
+/* The mean-weight forward of layers [first, nlayers) of `batch` rows, from the input of layer
+ * `first` that the caller wrote into net->acts[first] (first > 0: the net's own buffer; e.g. a
+ * first layer's output drawn otherwise). *out points to (B, out_size). */
+KVI_API kvi_status kvi_net_forward_from(kvi_net *net, const kvi_real **out, int first, int batch);
 /* Backward from dOut (B, out_size) of the last forward: adds parameter gradients. */
 KVI_API kvi_status kvi_net_backward(kvi_net *net, const kvi_real *dOut, int batch);
 /* As kvi_net_backward, and the gradient with respect to the net's input too: *dX points to

@@ -18,6 +18,18 @@ static void kvi__draw_rows(const kvi_layer *L, kvi_real *eps, const kvi_rng *rng
                       eps + (size_t)p * batch * per, (size_t)batch * per);
 }
 
+/* Layer i's forward from acts[i] into acts[i + 1] (eps NULL: the means). */
+static kvi_status kvi__layer_forward(kvi_net *net, int i, int batch, const kvi_real *eps) {
+  const kvi_layer *L = &net->layers[i];
+  kvi_layer_call c = {.params = net->params,
+                      .ws = net->ws[i],
+                      .batch = batch,
+                      .X = net->acts[i],
+                      .Y = net->acts[i + 1],
+                      .eps = eps};
+  return L->ops->forward(L, &c);
+}
+
 kvi_status kvi_net_forward_rows(kvi_net *net, const kvi_real **out, const kvi_real *X, int batch,
                                 kvi_rng *rng, int64_t row0, int batch_total) {
   if (!net || !out || !X || batch <= 0 || batch > net->max_batch)
@@ -39,13 +51,21 @@ kvi_status kvi_net_forward_rows(kvi_net *net, const kvi_real **out, const kvi_re
       kvi__draw_rows(L, net->noise[i], rng, row0, batch, batch_total);
       rng->ctr += (L->ops->noise_size(L, batch_total) + 3) / 4; /* as the whole draw */
     }
-    kvi_layer_call c = {.params = net->params,
-                        .ws = net->ws[i],
-                        .batch = batch,
-                        .X = net->acts[i],
-                        .Y = net->acts[i + 1],
-                        .eps = nz ? net->noise[i] : NULL};
-    kvi_status s = L->ops->forward(L, &c);
+    kvi_status s = kvi__layer_forward(net, i, batch, nz ? net->noise[i] : NULL);
+    if (s) return s;
+  }
+  *out = net->acts[net->nlayers];
+  return KVI_OK;
+}
+
+kvi_status kvi_net_forward_from(kvi_net *net, const kvi_real **out, int first, int batch) {
+  if (!net || !out || batch <= 0 || batch > net->max_batch || first < 0 || first > net->nlayers)
+    return kvi_fail(KVI_ERR_ARG, "net_forward_from: layer %d or batch %d out of range", first,
+                    batch);
+  net->noisy = 0;
+  net->batch_total = batch;
+  for (int i = first; i < net->nlayers; i++) {
+    kvi_status s = kvi__layer_forward(net, i, batch, NULL);
     if (s) return s;
   }
   *out = net->acts[net->nlayers];

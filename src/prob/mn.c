@@ -629,7 +629,6 @@ void kvi__mn_ard_fuse_run(kvi__mn_ard_fuse *f, int nf, kvi__rows_fn update, void
 #pragma omp for schedule(dynamic, 1)
     for (long t = 0; t < nab; t++) kvi__fuse_ab_item(f, t, update, ctx);
   }
-
   for (int l = 0; l < nf; l++) {
     if (!f[l].fused) continue;
     *f[l].kl = 0.5 * f[l].acc - f[l].ld;

@@ -256,23 +256,13 @@ static void kvi__shared_draw(kvi__shared *sh, kvi_real *Y, int64_t r0, int b, in
  * its storage (eps NULL), softmax added into P. */
 static kvi_status kvi__shared_pass(double *P, kvi__shared *sh, kvi_net *net, int k, uint64_t seed) {
   const int Bmax = net->max_batch, K = net->out_size;
-  net->noisy = 0;
   for (int64_t r0 = 0; r0 < sh->rows; r0 += Bmax) {
     const int b = (int)(sh->rows - r0 < Bmax ? sh->rows - r0 : Bmax);
     kvi__shared_draw(sh, net->acts[1], r0, b, k, seed);
-    net->batch_total = b;
-    for (int i = 1; i < net->nlayers; i++) {
-      const kvi_layer *L = &net->layers[i];
-      kvi_layer_call c = {.params = net->params,
-                          .ws = net->ws[i],
-                          .batch = b,
-                          .X = net->acts[i],
-                          .Y = net->acts[i + 1],
-                          .eps = NULL};
-      kvi_status s = L->ops->forward(L, &c);
-      if (s) return s;
-    }
-    kvi__add_softmax(P + (size_t)r0 * K, net->acts[net->nlayers], b, K);
+    const kvi_real *y;
+    kvi_status s = kvi_net_forward_from(net, &y, 1, b);
+    if (s) return s;
+    kvi__add_softmax(P + (size_t)r0 * K, y, b, K);
   }
   return KVI_OK;
 }

@@ -318,6 +318,18 @@ static void test_shared(void) {
     CHECK(err < 1e-6);
     kvi_net_free(net);
   }
+  { /* kvi_net_forward_from: bad layers and batches */
+    kvi_net *net = make_net("6-5-3", d, 0, KVI_FAMILY_MN, 4);
+    const kvi_real *y;
+    if (net) {
+      CHECK_FAILS(kvi_net_forward_from(net, &y, -1, 2));
+      CHECK_FAILS(kvi_net_forward_from(net, &y, net->nlayers + 1, 2));
+      CHECK_FAILS(kvi_net_forward_from(net, &y, 1, 5));
+      CHECK_FAILS(kvi_net_forward_from(net, NULL, 1, 2));
+      CHECK_OK(kvi_net_forward_from(net, &y, net->nlayers, 2)); /* nothing to run */
+      kvi_net_free(net);
+    }
+  }
   /* a convolution first: the weights method's numbers */
   kvi_net *cnn = make_net("1-2-mp-flatten-3", 16, 4, KVI_FAMILY_MN, 4);
   if (cnn) {
