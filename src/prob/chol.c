@@ -41,8 +41,10 @@ KVI__HOT void kvi__chol_rownorm2_d_rows(double *out, const kvi_real *P, int n, i
 }
 
 void kvi__chol_rownorm2_d(double *out, const kvi_real *P, int n) {
-#pragma omp parallel for schedule(static, 16) if (KVI__CHOL_PAR(n))
-  for (int i = 0; i < n; i++) kvi__chol_rownorm2_d_rows(out, P, n, i, i + 1);
+  const int nc = (n + 15) / 16; /* chunks of 16 rows, dealt out round-robin */
+#pragma omp parallel for schedule(static, 1) if (KVI__CHOL_PAR(n))
+  for (int c = 0; c < nc; c++)
+    kvi__chol_rownorm2_d_rows(out, P, n, 16 * c, 16 * c + 16 < n ? 16 * c + 16 : n);
 }
 
 void kvi_chol_rownorm2(kvi_real *out, const kvi_real *P, int n) {
