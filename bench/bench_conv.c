@@ -3,11 +3,12 @@
  * family, sampled path (the same eps is reused: drawing it is the network's cost). The first
  * layer skips dX as the network does; "ws MB" is kvi_conv_ws_size. Prints the median of
  * --reps repetitions (default 21) after --warmup repetitions (default 3).
+ * --direct-all takes the direct kernels wherever they exist (not only where the rule picks them).
  * --paths instead compares, for the mean network (point weights), the im2col + GEMM passes with
  * the direct kernels (src/nn/conv_direct.c) on the CNN's and the VGG-like network's layer shapes:
  * forward, backward without dX (the weight and bias gradients) and the extra cost of dX, both
  * paths interleaved; "pass" is what kvi_conv_forward / kvi_conv_backward choose.
- *   bench_conv [--threads N] [--reps R] [--warmup W] [--batch B] [--paths] */
+ *   bench_conv [--threads N] [--reps R] [--warmup W] [--batch B] [--paths] [--direct-all] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,8 +137,12 @@ int main(int argc, char **argv) {
       B = atoi(argv[++a]);
     else if (!strcmp(argv[a], "--paths"))
       paths = 1;
+    else if (!strcmp(argv[a], "--direct-all"))
+      kvi__conv_direct_all = 1;
     else {
-      fprintf(stderr, "usage: %s [--threads N] [--reps R] [--warmup W] [--batch B] [--paths]\n",
+      fprintf(stderr,
+              "usage: %s [--threads N] [--reps R] [--warmup W] [--batch B] [--paths] "
+              "[--direct-all]\n",
               argv[0]);
       return 2;
     }

@@ -17,6 +17,7 @@
 #include "kronvi/layer.h"
 
 #include "core/vmath.h" /* KVI__HOT */
+#include "internal.h"   /* KVI_SQRT */
 #include "nn/conv_internal.h"
 
 /* Rows per chunk (E = ceil(rows / (oh * ow)) examples, at most KVI__CONV_CHUNK_MAX): the chunk's
@@ -99,10 +100,12 @@ static kvi__direct_plan kvi__direct_plan_layer(const kvi_conv *l) {
     d.grp = d.o_tv + kvi__al_reals(nm);
     d.diag = true;
   }
-  /* the input gradient, a convolution with c_in outputs, and DIAG's sampled passes: at least 4
-   * input channels (with fewer, GEMM and col2im are faster) */
+  /* the input gradient, a convolution with c_in outputs: at least 4 input channels (with fewer,
+   * GEMM and col2im are faster); DIAG's sampled passes wherever the backward is direct (the first
+   * layer, with one channel, has no input gradient) */
+  const bool dx_geom = d.dx;
   d.dx = d.dx && d.bwd && (kvi__conv_direct_all || l->c_in >= 4);
-  d.diag = d.diag && d.dx;
+  d.diag = d.diag && dx_geom && d.bwd;
   d.total = d.o_grp + (size_t)KVI__CONV_GROUPS * d.grp;
   d.on = true;
   return d;
@@ -387,11 +390,40 @@ static void kvi__direct_diag_pack(kvi_real *scr, const kvi__direct_plan *dp, con
   kvi__direct_pack(scr + dp->o_wtv, var, &dp->t, true);
 }
 
+/* DIAG's elementwise passes, in whole vectors. */
+KVI__HOT static void kvi__cv_square(kvi_real *restrict x2, const kvi_real *restrict x, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; i++) x2[i] = x[i] * x[i];
+}
+/* sd = sqrt(v) in place (rounding can leave a tiny negative variance: 0), y += sd eps */
+KVI__HOT static void kvi__cv_sd_noise(kvi_real *restrict y, kvi_real *restrict sd,
+                                      const kvi_real *restrict ep, size_t n) {
+#pragma omp simd
+  for (size_t k = 0; k < n; k++) {
+    const kvi_real v = sd[k] > 0 ? KVI_SQRT(sd[k]) : 0;
+    sd[k] = v;
+    y[k] += v * ep[k];
+  }
+}
+/* G = dY eps / (2 sd), 0 where sd = 0 */
+KVI__HOT static void kvi__cv_dvar(kvi_real *restrict G, const kvi_real *restrict sd,
+                                  const kvi_real *restrict dy, const kvi_real *restrict ep,
+                                  size_t n) {
+#pragma omp simd
+  for (size_t k = 0; k < n; k++) G[k] = sd[k] > 0 ? dy[k] * ep[k] / (2 * sd[k]) : 0;
+}
+/* dx += 2 x t */
+KVI__HOT static void kvi__cv_acc2(kvi_real *restrict dx, const kvi_real *restrict x,
+                                  const kvi_real *restrict t, size_t n) {
+#pragma omp simd
+  for (size_t i = 0; i < n; i++) dx[i] += 2 * x[i] * t[i];
+}
+
 /* The padded image of example e and its square (the padding stays zero). */
 static void kvi__direct_pad2(kvi_real *xp, kvi_real *x2, const kvi_real *x,
                              const kvi__direct_geom *g, bool first) {
   kvi__direct_pad(xp, x, g, first);
-  for (size_t i = 0; i < g->xp_len; i++) x2[i] = xp[i] * xp[i];
+  kvi__cv_square(x2, xp, g->xp_len);
 }
 
 /* DIAG's sampled forward (local reparameterization per output position) by the direct kernels:
@@ -420,11 +452,7 @@ static void kvi__direct_diag_forward(kvi_real *Y, const kvi_real *X, const kvi_r
                          c == c0 && e == e0);
         kvi__direct_forward(y, sg + dp->o_xp, scr + dp->o_wf, &dp->f);
         kvi__direct_forward(sd, sg + dp->o_x2, scr + dp->o_wv, &dp->f);
-        for (size_t k = 0; k < pm; k++) { /* rounding can leave a tiny negative variance: 0 */
-          const kvi_real v = sd[k] > 0 ? sqrt(sd[k]) : 0;
-          sd[k] = v;
-          y[k] += v * ep[k];
-        }
+        kvi__cv_sd_noise(y, sd, ep, pm);
         if (b) kvi__add_bias(y, b, pm / m, m);
       }
     }
@@ -601,7 +629,7 @@ static void kvi__direct_diag_group_backward(const kvi__conv_grads *gr, kvi_real 
       const kvi_real *dy = dY + (size_t)e * pm, *ep = eps + (size_t)e * pm;
       const kvi_real *sd = (const kvi_real *)(slots + (size_t)c * q->dws) + (size_t)(e - e0) * pm;
       const bool first = c == c0 && e == e0;
-      for (size_t k = 0; k < pm; k++) G[k] = sd[k] > 0 ? dy[k] * ep[k] / (2 * sd[k]) : 0;
+      kvi__cv_dvar(G, sd, dy, ep, pm);
       kvi__direct_pad2(sg + dp->o_xp, sg + dp->o_x2, X + (size_t)e * img, &dp->f, first);
       kvi__direct_pad_dy(sg + dp->o_dyp, dy, &dp->f);
       kvi__direct_wgrad(gr->M, sg + dp->o_xp, dy, sg + dp->o_dyp, &dp->f);
@@ -615,7 +643,7 @@ static void kvi__direct_diag_group_backward(const kvi__conv_grads *gr, kvi_real 
       kvi__direct_forward(dx, sg + dp->o_dyt, scr + dp->o_wt, &dp->t);
       kvi__direct_pad(sg + dp->o_gt, G, &dp->t, first);
       kvi__direct_forward(t, sg + dp->o_gt, scr + dp->o_wtv, &dp->t);
-      for (size_t i = 0; i < img; i++) dx[i] += 2 * x[i] * t[i];
+      kvi__cv_acc2(dx, x, t, img);
     }
   }
   const kvi_real *var = scr + dp->o_var;

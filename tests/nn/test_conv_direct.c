@@ -131,6 +131,12 @@ static void test_declines(int isa) {
                               KVI_FAMILY_POINT, KVI_PRIOR_NONE, 1.0, true));
     CHECK(kvi__conv_direct(&l, NULL, 50) == (rule[i][3] == 1));
     kvi_params_free(&p);
+    /* DIAG's sampled passes follow the same rule, the first layer's single channel included */
+    kvi_params_init(&p);
+    CHECK_OK(kvi_conv_declare(&l, &p, "c", rule[i][0], rule[i][0], rule[i][1], rule[i][2], 3, 1, 1,
+                              KVI_FAMILY_DIAG, KVI_PRIOR_ARD, 1.0, true));
+    CHECK(kvi__conv_direct(&l, &eps, 50) == (rule[i][3] == 1));
+    kvi_params_free(&p);
   }
   kvi__conv_direct_force = -1;
 }
