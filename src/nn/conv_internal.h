@@ -45,6 +45,67 @@ void kvi__direct_pad_dy(kvi_real *dyp, const kvi_real *dy, const kvi__direct_geo
  * dyl its last rows padded by kvi__direct_pad_dy. */
 void kvi__direct_wgrad(kvi_real *dW, const kvi_real *xp, const kvi_real *dy, const kvi_real *dyl,
                        const kvi__direct_geom *g);
+/* The split of a batch and the workspace layout (offsets in bytes). */
+typedef struct {
+  int E, nch, ngr;                   /* examples per chunk, chunks, groups */
+  size_t rows, rmax;                 /* rows of the batch, rows of the largest chunk */
+  size_t dws;                        /* bytes of one chunk's dense workspace */
+  size_t oM, oA, oB, oS, ob, gbytes; /* gradient buffer: offsets of the views, size */
+  size_t o_slots, o_dcols, o_grad, o_direct, total;
+} kvi__conv_plan;
+
+/* The direct kernels of a pass (conv_direct.c): a stride-1 layer run with its mean weights
+ * whose output channels fit them. Their scratch, at the end of the workspace: the packed kernel,
+ * the packed transposed kernel (dX), and per gradient group a padded image, the padded last rows
+ * of dY (the weight gradient) and a padded dY image (dX). */
+typedef struct {
+  bool on;                       /* direct forward */
+  bool bwd;                      /* direct weight gradient (else im2col and GEMM per chunk) */
+  bool dx;                       /* direct dX too (else dY W^T and col2im) */
+  kvi__direct_geom f, t;         /* the convolution; the transposed one (dX) */
+  size_t o_wf, o_wt, o_grp, grp; /* offsets (numbers) in the scratch; one group's share */
+  size_t o_xp, o_dyp, o_dyt;     /* offsets within a group's share */
+  /* DIAG's sampled passes: the variances sigma^2 (plain, packed, packed transposed); per group
+   * the squared image, G = dL/dvariance (an image, its padded last rows, its padded planes),
+   * a dX image and the variance gradient (k k c_in, c_out) */
+  bool diag;
+  size_t o_var, o_wv, o_wtv, o_x2, o_g, o_gp, o_gt, o_dx, o_tv;
+  /* MN's sampled passes (conv_mn.c): Z = conv(x, A), A = L + diag(e^a) materialized (Af) and
+   * packed (wa), B^T, e^a, e^b; per group the padded last rows of dZ and the full products
+   * X^T dZ (n x n) and dN^T eps (m x m) before they become the factors' gradients */
+  bool mn;
+  kvi__direct_geom fa;
+  size_t o_wa, o_af, o_bt, o_ea, o_eb, o_dzp, o_ta, o_tb;
+  size_t total; /* numbers of the scratch */
+} kvi__direct_plan;
+
+/* Where a group's parameter gradients go: group 0 into the parameter block, others into their
+ * buffer (zeroed first). */
+typedef struct {
+  kvi_real *M, *A, *B, *S, *b;
+} kvi__conv_grads;
+
+/* Shared by the passes (conv_run.c) and MN's direct passes (conv_mn.c). */
+size_t kvi__al_reals(size_t x); /* x rounded up to whole 64-byte lines of numbers */
+/* Chunk c of the plan: examples [*e0, *e1), first row *r0. */
+void kvi__chunk_range(const kvi__conv_plan *q, const kvi_conv *l, int c, int batch, int *e0,
+                      int *e1, size_t *r0);
+void kvi__add_bias(kvi_real *Y, const kvi_real *b, size_t rows, int m);    /* rows (rows, m) += b */
+void kvi__bias_grad(kvi_real *db, const kvi_real *dY, size_t rows, int m); /* db += col sums */
+/* MN's sampled passes by the direct kernels (conv_mn.c): the shared scratch (Af, its packing,
+ * B^T, e^a, e^b) from the parameters; the forward of the batch (Z, N and s of each chunk kept in
+ * its slot); the backward of gradient group g (dC: a chunk's (rows, n) buffer for dX). */
+void kvi__mn_direct_pack(kvi_real *scr, const kvi__direct_plan *dp, const kvi_conv *l,
+                         const kvi_params *p);
+void kvi__mn_direct_forward(kvi_real *Y, const kvi_real *X, const kvi_real *eps, kvi_real *scr,
+                            char *slots, const kvi__direct_plan *dp, const kvi_conv *l,
+                            const kvi_params *p, const kvi__conv_plan *q, int batch);
+void kvi__mn_direct_group_backward(const kvi__conv_grads *gr, kvi_real *dX, kvi_real *dC,
+                                   const kvi_real *dY, const kvi_real *X, const kvi_real *eps,
+                                   kvi_real *scr, char *slots, const kvi__direct_plan *dp,
+                                   const kvi_conv *l, const kvi_params *p, const kvi__conv_plan *q,
+                                   int g, int batch);
+
 extern int kvi__conv_direct_force; /* tests: -1 automatic, 0 none, 1 AVX2, 2 AVX-512 */
 extern int kvi__conv_direct_all;   /* tests: 1 = every pass direct where the kernels exist */
 

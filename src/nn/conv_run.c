@@ -35,35 +35,7 @@
 
 static size_t kvi__al64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
-/* The split of a batch and the workspace layout (offsets in bytes). */
-typedef struct {
-  int E, nch, ngr;                   /* examples per chunk, chunks, groups */
-  size_t rows, rmax;                 /* rows of the batch, rows of the largest chunk */
-  size_t dws;                        /* bytes of one chunk's dense workspace */
-  size_t oM, oA, oB, oS, ob, gbytes; /* gradient buffer: offsets of the views, size */
-  size_t o_slots, o_dcols, o_grad, o_direct, total;
-} kvi__conv_plan;
-
-/* The direct kernels of a pass (conv_direct.c): a stride-1 layer run with its mean weights
- * whose output channels fit them. Their scratch, at the end of the workspace: the packed kernel,
- * the packed transposed kernel (dX), and per gradient group a padded image, the padded last rows
- * of dY (the weight gradient) and a padded dY image (dX). */
-typedef struct {
-  bool on;                       /* direct forward */
-  bool bwd;                      /* direct weight gradient (else im2col and GEMM per chunk) */
-  bool dx;                       /* direct dX too (else dY W^T and col2im) */
-  kvi__direct_geom f, t;         /* the convolution; the transposed one (dX) */
-  size_t o_wf, o_wt, o_grp, grp; /* offsets (numbers) in the scratch; one group's share */
-  size_t o_xp, o_dyp, o_dyt;     /* offsets within a group's share */
-  /* DIAG's sampled passes: the variances sigma^2 (plain, packed, packed transposed); per group
-   * the squared image, G = dL/dvariance (an image, its padded last rows, its padded planes),
-   * a dX image and the variance gradient (k k c_in, c_out) */
-  bool diag;
-  size_t o_var, o_wv, o_wtv, o_x2, o_g, o_gp, o_gt, o_dx, o_tv;
-  size_t total; /* numbers of the scratch */
-} kvi__direct_plan;
-
-static size_t kvi__al_reals(size_t x) {
+size_t kvi__al_reals(size_t x) {
   const size_t al = 64 / sizeof(kvi_real);
   return (x + al - 1) / al * al;
 }
@@ -106,6 +78,24 @@ static kvi__direct_plan kvi__direct_plan_layer(const kvi_conv *l) {
   const bool dx_geom = d.dx;
   d.dx = d.dx && d.bwd && (kvi__conv_direct_all || l->c_in >= 4);
   d.diag = d.diag && dx_geom && d.bwd;
+  /* MN's sampled passes where the backward is direct and A's n = k k c_in columns fit the
+   * kernels as output channels (the single-channel first layer: n = 9); the scratch whatever
+   * the rule says, as above */
+  if (l->d.family == KVI_FAMILY_MN &&
+      kvi__direct_geom_make(&d.fa, l->h, l->w, l->c_in, l->d.n, l->k, l->pad)) {
+    const size_t n = (size_t)l->d.n, m = (size_t)l->c_out;
+    d.o_wa = d.o_grp;
+    d.o_af = d.o_wa + kvi__al_reals(n * d.fa.mw);
+    d.o_bt = d.o_af + kvi__al_reals(n * n);
+    d.o_ea = d.o_bt + kvi__al_reals(m * m);
+    d.o_eb = d.o_ea + kvi__al_reals(n);
+    d.o_grp = d.o_eb + kvi__al_reals(m);
+    d.o_dzp = d.grp;
+    d.o_ta = d.o_dzp + kvi__al_reals((size_t)(l->oh - d.fa.dy_safe) * l->ow * d.fa.mw);
+    d.o_tb = d.o_ta + kvi__al_reals(n * n);
+    d.grp = d.o_tb + kvi__al_reals(m * m);
+    d.mn = d.bwd;
+  }
   d.total = d.o_grp + (size_t)KVI__CONV_GROUPS * d.grp;
   d.on = true;
   return d;
@@ -119,8 +109,9 @@ static size_t kvi__direct_scratch(const kvi_conv *l) { return kvi__direct_plan_l
  * anyway, the forward does (and runs the GEMM) as before. */
 static kvi__direct_plan kvi__direct_plan_make(const kvi_conv *l, const kvi_real *eps) {
   kvi__direct_plan d = kvi__direct_plan_layer(l);
-  if (l->d.family == KVI_FAMILY_POINT ? !d.bwd : eps && !d.diag) d.on = false;
+  if (l->d.family == KVI_FAMILY_POINT ? !d.bwd : eps && !d.diag && !d.mn) d.on = false;
   if (!eps || l->d.family != KVI_FAMILY_DIAG) d.diag = false; /* DIAG sampled passes only */
+  if (!eps) d.mn = false;                                     /* MN sampled passes only */
   return d;
 }
 
@@ -297,15 +288,15 @@ kvi_status kvi__conv_rows(int *rows, const kvi_conv *l, int batch, const char *f
 }
 
 /* Chunk c of the plan: examples [*e0, *e1), first row *r0. */
-static void kvi__chunk_range(const kvi__conv_plan *q, const kvi_conv *l, int c, int batch, int *e0,
-                             int *e1, size_t *r0) {
+void kvi__chunk_range(const kvi__conv_plan *q, const kvi_conv *l, int c, int batch, int *e0,
+                      int *e1, size_t *r0) {
   *e0 = c * q->E;
   *e1 = *e0 + q->E < batch ? *e0 + q->E : batch;
   *r0 = (size_t)*e0 * l->oh * l->ow;
 }
 
 /* Adds the bias to rows (rows, m). */
-static void kvi__add_bias(kvi_real *Y, const kvi_real *b, size_t rows, int m) {
+void kvi__add_bias(kvi_real *Y, const kvi_real *b, size_t rows, int m) {
   for (size_t r = 0; r < rows; r++) {
     kvi_real *y = Y + r * m;
 #pragma omp simd
@@ -314,7 +305,7 @@ static void kvi__add_bias(kvi_real *Y, const kvi_real *b, size_t rows, int m) {
 }
 
 /* db += the column sums of dY (rows, m), rows in order. */
-static void kvi__bias_grad(kvi_real *db, const kvi_real *dY, size_t rows, int m) {
+void kvi__bias_grad(kvi_real *db, const kvi_real *dY, size_t rows, int m) {
   for (size_t r = 0; r < rows; r++) {
     const kvi_real *dy = dY + r * m;
 #pragma omp simd
@@ -478,6 +469,9 @@ kvi_status kvi_conv_forward(kvi_real *Y, void *ws, const kvi_conv *l, const kvi_
     if (dp.diag) {
       kvi__direct_diag_pack(scr, &dp, l, p, false);
       kvi__direct_diag_forward(Y, X, eps, scr, slots, &dp, l, p, &q, batch);
+    } else if (dp.mn) {
+      kvi__mn_direct_pack(scr, &dp, l, p);
+      kvi__mn_direct_forward(Y, X, eps, scr, slots, &dp, l, p, &q, batch);
     } else {
       kvi__direct_run_forward(Y, X, scr, &dp, l, p, &q, batch);
     }
@@ -502,12 +496,6 @@ kvi_status kvi_conv_forward(kvi_real *Y, void *ws, const kvi_conv *l, const kvi_
     if (st[g]) return st[g];
   return KVI_OK;
 }
-
-/* Where a group's parameter gradients go: group 0 into the parameter block, others into their
- * buffer (zeroed first). */
-typedef struct {
-  kvi_real *M, *A, *B, *S, *b;
-} kvi__conv_grads;
 
 static kvi__conv_grads kvi__group_grads(const kvi__conv_plan *q, const kvi_dense *d, kvi_params *p,
                                         char *buf) {
@@ -669,6 +657,8 @@ kvi_status kvi_conv_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, vo
   kvi_real *scr = (kvi_real *)((char *)ws + q.o_direct);
   if (dp.diag)
     kvi__direct_diag_pack(scr, &dp, l, p, true);
+  else if (dp.mn)
+    kvi__mn_direct_pack(scr, &dp, l, p);
   else if (dp.on && dp.dx && dX)
     kvi__direct_pack(scr + dp.o_wt, kvi_params_data(p, d->iM), &dp.t, true);
 #pragma omp parallel for schedule(static) if (q.ngr > 1)
@@ -677,6 +667,10 @@ kvi_status kvi_conv_backward(kvi_real *dX, kvi_params *p, const kvi_real *dY, vo
     kvi_real *dC = dX ? (kvi_real *)((char *)ws + q.o_dcols + (size_t)g * dcb) : NULL;
     if (dp.diag) {
       kvi__direct_diag_group_backward(&gr, dX, dY, X, eps, scr, slots, &dp, l, &q, g, batch);
+      continue;
+    }
+    if (dp.mn) {
+      kvi__mn_direct_group_backward(&gr, dX, dC, dY, X, eps, scr, slots, &dp, l, p, &q, g, batch);
       continue;
     }
     if (dp.on && dp.bwd) {

@@ -1,13 +1,13 @@
 /* Direct convolution kernels (src/nn/conv_direct.c, double precision): for each instruction set
  * this machine has (AVX-512, AVX2), the mean-network passes of kvi_conv_forward and
  * kvi_conv_backward (Y, the gradients of M and b, dX) with every pass direct against the im2col
- * path, and the same for DIAG's sampled passes (local reparameterization, fixed noise; also the
- * gradient of log sigma), over kernel sizes, paddings, channel counts up to the widest the kernels
- * take, image sizes, batches (one example, chunks and gradient groups), with and without dX; which
- * passes the automatic rule makes direct (and the declines: stride 2, too many output channels,
- * sampled passes); finite differences of the direct passes (point and DIAG, dX and every
- * parameter view); and the K-FAC observer's patches when the forward ran the direct kernels
- * (unfolded again from X). */
+ * path, and the same for DIAG's and MN's sampled passes (local reparameterization, fixed noise;
+ * also the gradients of log sigma, A and B), over kernel sizes, paddings, channel counts up to the
+ * widest the kernels take, image sizes, batches (one example, chunks and gradient groups), with and
+ * without dX; which passes the automatic rule makes direct (and the declines: stride 2, too many
+ * output channels, sampled passes); finite differences of the direct passes (point, DIAG and MN, dX
+ * and every parameter view); and the K-FAC observer's patches when the forward ran the direct
+ * kernels (unfolded again from X). */
 // ctest-timeout: 300
 #include "kronvi/nn.h"
 #include "kvi_test.h"
@@ -17,21 +17,21 @@ typedef struct {
   int h, w, cin, cout, k, pad, stride;
 } geom;
 
-static kvi_family run_family = KVI_FAMILY_POINT; /* DIAG: the sampled passes */
+static kvi_family run_family = KVI_FAMILY_POINT; /* DIAG, MN: the sampled passes */
 
-/* Y, dM, db, dX (DIAG: and d log sigma) of one layer (batch B) with the path chosen by
- * kvi__conv_direct_force. */
+/* Y, dX and the gradient of every parameter (M, b; DIAG: log sigma; MN: A and B) of one layer
+ * (batch B) with the path chosen by kvi__conv_direct_force. */
 static bool run(const geom *g, int B, int force, bool want_dx, kvi_real **out, size_t *len) {
   kvi_conv l;
   kvi_params p;
   kvi_params_init(&p);
-  const bool diag = run_family == KVI_FAMILY_DIAG;
+  const bool sampled = run_family != KVI_FAMILY_POINT;
   CHECK_OK(kvi_conv_declare(&l, &p, "c", g->h, g->w, g->cin, g->cout, g->k, g->stride, g->pad,
-                            run_family, diag ? KVI_PRIOR_ARD : KVI_PRIOR_NONE, 1.0, true));
+                            run_family, sampled ? KVI_PRIOR_ARD : KVI_PRIOR_NONE, 1.0, true));
   CHECK_OK(kvi_params_alloc(&p));
   kvi_rng r = kvi_rng_stream(7, 1);
   kvi_conv_init(&l, &p, &r, 1.0, -1.0);
-  kvi_rng_normal(&r, p.data, p.n); /* bias and log sigma too */
+  kvi_rng_normal(&r, p.data, p.n); /* bias, log sigma and the factors too */
   const size_t nx = (size_t)B * g->h * g->w * g->cin, ny = (size_t)B * l.oh * l.ow * g->cout;
   const size_t ne = kvi_conv_noise_size(&l, B);
   kvi_real *X = malloc(nx * sizeof *X), *dY = malloc(ny * sizeof *dY);
@@ -40,25 +40,21 @@ static bool run(const geom *g, int B, int force, bool want_dx, kvi_real **out, s
   kvi_rng_normal(&r, dY, ny);
   kvi_rng_normal(&r, eps, ne + 1);
   for (size_t i = 0; i < nx; i += 3) X[i] = 0; /* exact zeros as in images */
-  const kvi_real *e = diag ? eps : NULL;
+  const kvi_real *e = sampled ? eps : NULL;
   void *ws = kvi_alloc(kvi_conv_ws_size(&l, B));
-  const size_t nM = (size_t)l.d.n * g->cout, nS = diag ? nM : 0;
-  *len = ny + nM + g->cout + nx + nS;
+  *len = ny + nx + p.n;
   *out = calloc(*len, sizeof **out);
   kvi__conv_direct_force = force;
   kvi__conv_direct_all = force > 0;
   const bool direct = kvi__conv_direct(&l, e, B);
   kvi_params_zero_grad(&p);
   CHECK_OK(kvi_conv_forward(*out, ws, &l, &p, X, e, B));
-  CHECK_OK(kvi_conv_backward(want_dx ? *out + ny + nM + g->cout : NULL, &p, dY, ws, &l, X, e, B));
-  memcpy(*out + ny, kvi_params_grad(&p, l.d.iM), nM * sizeof **out);
-  memcpy(*out + ny + nM, kvi_params_grad(&p, l.d.ib), g->cout * sizeof **out);
-  if (diag) memcpy(*out + ny + nM + g->cout + nx, kvi_params_grad(&p, l.d.iS), nS * sizeof **out);
-  free(eps);
+  CHECK_OK(kvi_conv_backward(want_dx ? *out + ny : NULL, &p, dY, ws, &l, X, e, B));
+  memcpy(*out + ny + nx, p.grad, p.n * sizeof **out);
   kvi__conv_direct_force = -1;
   kvi__conv_direct_all = 0;
   kvi_free(ws);
-  free(X), free(dY);
+  free(X), free(dY), free(eps);
   kvi_params_free(&p);
   return direct;
 }
@@ -77,8 +73,11 @@ static void compare(const geom *g, int B, int isa, bool want_dx) {
   if (err > 1e-12)
     fprintf(stderr, "isa %d %dx%dx%d -> %d k%d p%d B%d dX %d: direct %d, max error %.3g\n", isa,
             g->h, g->w, g->cin, g->cout, g->k, g->pad, B, want_dx, direct, err);
-  /* DIAG's direct passes need the transposed kernel too: c_in within four vectors */
-  CHECK(direct == (run_family == KVI_FAMILY_POINT || g->cin <= widest(isa)));
+  /* DIAG's direct passes need the transposed kernel too: c_in within four vectors; MN's the
+   * n = k k c_in columns of A as output channels */
+  CHECK(direct == (run_family == KVI_FAMILY_POINT  ? true
+                   : run_family == KVI_FAMILY_DIAG ? g->cin <= widest(isa)
+                                                   : g->k * g->k * g->cin <= widest(isa)));
   CHECK(err < 1e-12);
   free(ref), free(got);
 }
@@ -167,9 +166,9 @@ static void test_fd(int isa, kvi_family fam, const geom *g) {
   fdfix f;
   memset(&f, 0, sizeof f);
   kvi_params_init(&f.p);
-  const bool diag = fam == KVI_FAMILY_DIAG;
+  const bool sampled = fam != KVI_FAMILY_POINT;
   CHECK_OK(kvi_conv_declare(&f.l, &f.p, "c", g->h, g->w, g->cin, g->cout, g->k, 1, g->pad, fam,
-                            diag ? KVI_PRIOR_ARD : KVI_PRIOR_NONE, 1.0, true));
+                            sampled ? KVI_PRIOR_ARD : KVI_PRIOR_NONE, 1.0, true));
   CHECK_OK(kvi_params_alloc(&f.p));
   kvi_rng r = kvi_rng_stream(5, (uint64_t)fam);
   kvi_conv_init(&f.l, &f.p, &r, 1.0, -1.0);
@@ -182,7 +181,7 @@ static void test_fd(int isa, kvi_family fam, const geom *g) {
   kvi_rng_normal(&r, f.X, nx);
   kvi_rng_normal(&r, f.R, f.ny);
   kvi_rng_normal(&r, f.eps, ne + 1);
-  f.e = diag ? f.eps : NULL;
+  f.e = sampled ? f.eps : NULL;
   f.ws = kvi_alloc(kvi_conv_ws_size(&f.l, f.B));
   kvi__conv_direct_force = isa;
   kvi__conv_direct_all = 1;
@@ -260,6 +259,12 @@ int main(void) {
     test_fd(isa, KVI_FAMILY_POINT, &g5);
     test_fd(isa, KVI_FAMILY_DIAG, &g3);
     test_fd(isa, KVI_FAMILY_DIAG, &g5);
+    run_family = KVI_FAMILY_MN; /* MN's sampled passes (A's columns as output channels) */
+    test_isa(isa);
+    run_family = KVI_FAMILY_POINT;
+    const geom m3 = {6, 5, 1, 4, 3, 1, 1}, m3b = {7, 6, 1, 3, 3, 0, 1};
+    test_fd(isa, KVI_FAMILY_MN, &m3);
+    test_fd(isa, KVI_FAMILY_MN, &m3b);
     test_declines(isa);
     test_cols(isa);
   }
