@@ -17,6 +17,8 @@
  * panels of equal work (a trmm and a gemm each; mn, mn-diag, group and cnn-mn). The AVX2 rows
  * were recorded with a build whose clones are AVX2 and baseline only, under OPENBLAS_CORETYPE
  * set to each core (that build reproduced every earlier AVX2 row before the change).
+ * cnn-mn was re-recorded once more when the first layer's MN sampled passes became direct
+ * convolutions (src/nn/conv_mn.c: other sums than im2col + GEMM; every other row unchanged).
  * BLAS kernels round differently on other cores, and the SIMD clones of the elementwise kernels
  * sum in another order at another vector width (kvi_simd_isa), so the digests are compared only
  * on the (core, ISA) they were recorded on (elsewhere they are printed). */
@@ -67,42 +69,42 @@ static const struct {
     {"Prescott",
      "avx2",
      {0xb36af3e2086faba3ull, 0xc6ee4e1cc1e19aedull, 0x2c1f73a24abbd3ceull, 0x38b557951b3151a0ull,
-      0x25f6b133b3b8bf28ull, 0x4cfbfcc0330f63dbull, 0x53d64c668b619494ull, 0x38279ad76f39b6a6ull,
+      0x25f6b133b3b8bf28ull, 0x4cfbfcc0330f63dbull, 0xbe295aca8a89d5fcull, 0x38279ad76f39b6a6ull,
       0x74d11c569ff43fddull}},
     {"Haswell",
      "avx2",
      {0xe1ab7c070ae34c67ull, 0x40309081fe7a4131ull, 0x41f51e04898dd2f0ull, 0xe7380aad68f7d52aull,
-      0xa60a7a9f6f2cbb88ull, 0x485b31e9a82aa8daull, 0x64375a151d99b60dull, 0x0441e9f7feb1e176ull,
+      0xa60a7a9f6f2cbb88ull, 0x485b31e9a82aa8daull, 0xfe1bcf2da70c21cfull, 0x0441e9f7feb1e176ull,
       0x01484003fc520c5dull}},
     {"Zen",
      "avx2",
      {0xe1ab7c070ae34c67ull, 0x40309081fe7a4131ull, 0x41f51e04898dd2f0ull, 0xe7380aad68f7d52aull,
-      0xa60a7a9f6f2cbb88ull, 0x485b31e9a82aa8daull, 0x64375a151d99b60dull, 0x0441e9f7feb1e176ull,
+      0xa60a7a9f6f2cbb88ull, 0x485b31e9a82aa8daull, 0xfe1bcf2da70c21cfull, 0x0441e9f7feb1e176ull,
       0x01484003fc520c5dull}},
     {"SkylakeX",
      "avx2",
      {0xd847fa3733c0fb4aull, 0x6910d1191705b3f5ull, 0x2174e201c41def44ull, 0x74cd78a4513d4086ull,
-      0xfa018046e08711e6ull, 0x0c27582b9df74e7aull, 0x7fae3316ac5861a3ull, 0x1526ee30bc75213eull,
+      0xfa018046e08711e6ull, 0x0c27582b9df74e7aull, 0xb3a34f7e88cc80e9ull, 0x1526ee30bc75213eull,
       0xb2efdac9ed9c422full}},
     {"Cooperlake",
      "avx2",
      {0x3dc62fbeff090f6eull, 0xf2ce5943adcddfc8ull, 0x74087b392b7d6708ull, 0xd032b2322724c44dull,
-      0xc14fa44aef0df9d4ull, 0x4cbe98a2da648f89ull, 0xe64dcd72c95ba7dfull, 0x1526ee30bc75213eull,
+      0xc14fa44aef0df9d4ull, 0x4cbe98a2da648f89ull, 0xf83f196a9d6c580dull, 0x1526ee30bc75213eull,
       0xb2efdac9ed9c422full}},
     {"Prescott",
      "avx512",
      {0x394740ff4146590eull, 0xc6ee4e1cc1e19aedull, 0x46da2b7c0a92fa05ull, 0x38b557951b3151a0ull,
-      0x25f6b133b3b8bf28ull, 0x4cfbfcc0330f63dbull, 0x77393e3e084cfce0ull, 0xb9a9dc3203925044ull,
+      0x25f6b133b3b8bf28ull, 0x4cfbfcc0330f63dbull, 0x649585154b06032cull, 0xb9a9dc3203925044ull,
       0x1b4f898688c6c6deull}},
     {"SkylakeX",
      "avx512",
      {0xc7dce5658a3e9513ull, 0x6910d1191705b3f5ull, 0xa1f7da6b7c26ecfeull, 0x74cd78a4513d4086ull,
-      0xfa018046e08711e6ull, 0x0c27582b9df74e7aull, 0x9a5ff5112f80233eull, 0x0b1d396a9cda2e04ull,
+      0xfa018046e08711e6ull, 0x0c27582b9df74e7aull, 0x15e7ea7acc42d205ull, 0x0b1d396a9cda2e04ull,
       0x079def5bd9bee4e3ull}},
     {"Cooperlake",
      "avx512",
      {0x2cdb2076bb5d46f9ull, 0xf2ce5943adcddfc8ull, 0x0d78267053af7923ull, 0xd032b2322724c44dull,
-      0xc14fa44aef0df9d4ull, 0x4cbe98a2da648f89ull, 0x295492b23fee789full, 0x0b1d396a9cda2e04ull,
+      0xc14fa44aef0df9d4ull, 0x4cbe98a2da648f89ull, 0xb3c251a3a50cfbf5ull, 0x0b1d396a9cda2e04ull,
       0x079def5bd9bee4e3ull}},
 };
 static int core_row = -1; /* row of recorded[] for this machine's core, -1: none */
