@@ -71,11 +71,11 @@ typedef struct {
   bool diag;
   size_t o_var, o_wv, o_wtv, o_x2, o_g, o_gp, o_gt, o_dx, o_tv;
   /* MN's sampled passes (conv_mn.c): Z = conv(x, A), A = L + diag(e^a) materialized (Af) and
-   * packed (wa), B^T, e^a, e^b; per group the padded last rows of dZ and the full products
+   * packed (wa), B^T materialized; per group the padded last rows of dZ and the full products
    * X^T dZ (n x n) and dN^T eps (m x m) before they become the factors' gradients */
   bool mn;
   kvi__direct_geom fa;
-  size_t o_wa, o_af, o_bt, o_ea, o_eb, o_dzp, o_ta, o_tb;
+  size_t o_wa, o_af, o_bt, o_dzp, o_ta, o_tb;
   size_t total; /* numbers of the scratch */
 } kvi__direct_plan;
 
@@ -93,7 +93,7 @@ void kvi__chunk_range(const kvi__conv_plan *q, const kvi_conv *l, int c, int bat
 void kvi__add_bias(kvi_real *Y, const kvi_real *b, size_t rows, int m);    /* rows (rows, m) += b */
 void kvi__bias_grad(kvi_real *db, const kvi_real *dY, size_t rows, int m); /* db += col sums */
 /* MN's sampled passes by the direct kernels (conv_mn.c): the shared scratch (Af, its packing,
- * B^T, e^a, e^b) from the parameters; the forward of the batch (Z, N and s of each chunk kept in
+ * B^T) from the parameters; the forward of the batch (Z, N and s of each chunk kept in
  * its slot); the backward of gradient group g (dC: a chunk's (rows, n) buffer for dX). */
 void kvi__mn_direct_pack(kvi_real *scr, const kvi__direct_plan *dp, const kvi_conv *l,
                          const kvi_params *p);

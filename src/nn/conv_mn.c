@@ -19,7 +19,7 @@
 #include "kronvi/layer.h"
 
 #include "core/vmath.h" /* KVI__HOT */
-#include "internal.h"   /* KVI_SQRT, KVI_EXP */
+#include "internal.h"   /* KVI_SQRT */
 #include "nn/conv_internal.h"
 
 /* A chunk slot's Z (rmax, n), N (rmax, m) and s (rmax), as the dense MN workspace lays them. */
@@ -37,20 +37,15 @@ static kvi__mn_slot kvi__mn_slot_at(char *slots, const kvi__conv_plan *q, int c,
 void kvi__mn_direct_pack(kvi_real *scr, const kvi__direct_plan *dp, const kvi_conv *l,
                          const kvi_params *p) {
   const int n = l->d.n, m = l->c_out;
-  const kvi_real *A = kvi_params_data(p, l->d.iA), *B = kvi_params_data(p, l->d.iB);
-  kvi_real *Af = scr + dp->o_af, *BT = scr + dp->o_bt, *ea = scr + dp->o_ea, *eb = scr + dp->o_eb;
-  memset(Af, 0, (size_t)n * n * sizeof *Af);
-  for (int i = 0; i < n; i++) {
-    ea[i] = KVI_EXP(A[(size_t)i * n + i]);
-    memcpy(Af + (size_t)i * n, A + (size_t)i * n, (size_t)i * sizeof *Af);
-    Af[(size_t)i * n + i] = ea[i];
-  }
-  memset(BT, 0, (size_t)m * m * sizeof *BT); /* BT[k][j] = B[j][k], k <= j */
-  for (int j = 0; j < m; j++) {
-    eb[j] = KVI_EXP(B[(size_t)j * m + j]);
-    for (int k = 0; k < j; k++) BT[(size_t)k * m + j] = B[(size_t)j * m + k];
-    BT[(size_t)j * m + j] = eb[j];
-  }
+  kvi_real *Af = scr + dp->o_af, *BT = scr + dp->o_bt;
+  kvi_chol_materialize(Af, kvi_params_data(p, l->d.iA), n);
+  kvi_chol_materialize(BT, kvi_params_data(p, l->d.iB), m);
+  for (int j = 0; j < m; j++) /* B^T in place */
+    for (int k = 0; k < j; k++) {
+      const kvi_real t = BT[(size_t)j * m + k];
+      BT[(size_t)j * m + k] = BT[(size_t)k * m + j];
+      BT[(size_t)k * m + j] = t;
+    }
   kvi__direct_pack(scr + dp->o_wa, Af, &dp->fa, false);
 }
 
@@ -116,13 +111,14 @@ KVI__HOT static void kvi__mn_rows_backward(kvi_real *restrict Z, kvi_real *restr
   }
 }
 
-/* dP (Cholesky parameter storage, d x d) += the lower triangle of T, its diagonal times e. */
-static void kvi__lower_add(kvi_real *dP, const kvi_real *T, const kvi_real *e, int d) {
+/* dP (Cholesky parameter storage, d x d) += the lower triangle of T, its diagonal times the
+ * factor's e^{p_ii}, the diagonal of its materialized form L (or of L^T). */
+static void kvi__lower_add(kvi_real *dP, const kvi_real *T, const kvi_real *L, int d) {
   for (int i = 0; i < d; i++) {
     kvi_real *row = dP + (size_t)i * d;
     const kvi_real *t = T + (size_t)i * d;
     for (int k = 0; k < i; k++) row[k] += t[k];
-    row[i] += e[i] * t[i];
+    row[i] += L[(size_t)i * d + i] * t[i];
   }
 }
 
@@ -167,6 +163,6 @@ void kvi__mn_direct_group_backward(const kvi__conv_grads *gr, kvi_real *dX, kvi_
     }
     if (dX) kvi__mn_direct_dx(dX, dC, dY + r0 * m, sl.Z, scr + dp->o_af, l, p, e0, e1);
   }
-  kvi__lower_add(gr->A, tA, scr + dp->o_ea, n);
-  kvi__lower_add(gr->B, tB, scr + dp->o_eb, m);
+  kvi__lower_add(gr->A, tA, scr + dp->o_af, n);
+  kvi__lower_add(gr->B, tB, scr + dp->o_bt, m);
 }

@@ -16,8 +16,8 @@
 
 #include "kronvi/layer.h"
 
+#include "core/ew.h"
 #include "core/vmath.h" /* KVI__HOT */
-#include "internal.h"   /* KVI_SQRT */
 #include "nn/conv_internal.h"
 
 /* Rows per chunk (E = ceil(rows / (oh * ow)) examples, at most KVI__CONV_CHUNK_MAX): the chunk's
@@ -87,9 +87,7 @@ static kvi__direct_plan kvi__direct_plan_layer(const kvi_conv *l) {
     d.o_wa = d.o_grp;
     d.o_af = d.o_wa + kvi__al_reals(n * d.fa.mw);
     d.o_bt = d.o_af + kvi__al_reals(n * n);
-    d.o_ea = d.o_bt + kvi__al_reals(m * m);
-    d.o_eb = d.o_ea + kvi__al_reals(n);
-    d.o_grp = d.o_eb + kvi__al_reals(m);
+    d.o_grp = d.o_bt + kvi__al_reals(m * m);
     d.o_dzp = d.grp;
     d.o_ta = d.o_dzp + kvi__al_reals((size_t)(l->oh - d.fa.dy_safe) * l->ow * d.fa.mw);
     d.o_tb = d.o_ta + kvi__al_reals(n * n);
@@ -381,40 +379,11 @@ static void kvi__direct_diag_pack(kvi_real *scr, const kvi__direct_plan *dp, con
   kvi__direct_pack(scr + dp->o_wtv, var, &dp->t, true);
 }
 
-/* DIAG's elementwise passes, in whole vectors. */
-KVI__HOT static void kvi__cv_square(kvi_real *restrict x2, const kvi_real *restrict x, size_t n) {
-#pragma omp simd
-  for (size_t i = 0; i < n; i++) x2[i] = x[i] * x[i];
-}
-/* sd = sqrt(v) in place (rounding can leave a tiny negative variance: 0), y += sd eps */
-KVI__HOT static void kvi__cv_sd_noise(kvi_real *restrict y, kvi_real *restrict sd,
-                                      const kvi_real *restrict ep, size_t n) {
-#pragma omp simd
-  for (size_t k = 0; k < n; k++) {
-    const kvi_real v = sd[k] > 0 ? KVI_SQRT(sd[k]) : 0;
-    sd[k] = v;
-    y[k] += v * ep[k];
-  }
-}
-/* G = dY eps / (2 sd), 0 where sd = 0 */
-KVI__HOT static void kvi__cv_dvar(kvi_real *restrict G, const kvi_real *restrict sd,
-                                  const kvi_real *restrict dy, const kvi_real *restrict ep,
-                                  size_t n) {
-#pragma omp simd
-  for (size_t k = 0; k < n; k++) G[k] = sd[k] > 0 ? dy[k] * ep[k] / (2 * sd[k]) : 0;
-}
-/* dx += 2 x t */
-KVI__HOT static void kvi__cv_acc2(kvi_real *restrict dx, const kvi_real *restrict x,
-                                  const kvi_real *restrict t, size_t n) {
-#pragma omp simd
-  for (size_t i = 0; i < n; i++) dx[i] += 2 * x[i] * t[i];
-}
-
 /* The padded image of example e and its square (the padding stays zero). */
 static void kvi__direct_pad2(kvi_real *xp, kvi_real *x2, const kvi_real *x,
                              const kvi__direct_geom *g, bool first) {
   kvi__direct_pad(xp, x, g, first);
-  kvi__cv_square(x2, xp, g->xp_len);
+  kvi__ew_square(x2, xp, 0, g->xp_len);
 }
 
 /* DIAG's sampled forward (local reparameterization per output position) by the direct kernels:
@@ -443,7 +412,7 @@ static void kvi__direct_diag_forward(kvi_real *Y, const kvi_real *X, const kvi_r
                          c == c0 && e == e0);
         kvi__direct_forward(y, sg + dp->o_xp, scr + dp->o_wf, &dp->f);
         kvi__direct_forward(sd, sg + dp->o_x2, scr + dp->o_wv, &dp->f);
-        kvi__cv_sd_noise(y, sd, ep, pm);
+        kvi__ew_sd_noise(y, sd, ep, 0, pm);
         if (b) kvi__add_bias(y, b, pm / m, m);
       }
     }
@@ -617,7 +586,7 @@ static void kvi__direct_diag_group_backward(const kvi__conv_grads *gr, kvi_real 
       const kvi_real *dy = dY + (size_t)e * pm, *ep = eps + (size_t)e * pm;
       const kvi_real *sd = (const kvi_real *)(slots + (size_t)c * q->dws) + (size_t)(e - e0) * pm;
       const bool first = c == c0 && e == e0;
-      kvi__cv_dvar(G, sd, dy, ep, pm);
+      kvi__ew_dvar(G, sd, dy, ep, 0, pm);
       kvi__direct_pad2(sg + dp->o_xp, sg + dp->o_x2, X + (size_t)e * img, &dp->f, first);
       kvi__direct_pad_dy(sg + dp->o_dyp, dy, &dp->f);
       kvi__direct_wgrad(gr->M, sg + dp->o_xp, dy, sg + dp->o_dyp, &dp->f);
@@ -631,7 +600,7 @@ static void kvi__direct_diag_group_backward(const kvi__conv_grads *gr, kvi_real 
       kvi__direct_forward(dx, sg + dp->o_dyt, scr + dp->o_wt, &dp->t);
       kvi__direct_pad(sg + dp->o_gt, G, &dp->t, first);
       kvi__direct_forward(t, sg + dp->o_gt, scr + dp->o_wtv, &dp->t);
-      kvi__cv_acc2(dx, x, t, img);
+      kvi__ew_acc_prod(dx, 2, x, t, 0, img);
     }
   }
   const kvi_real *var = scr + dp->o_var;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "prob/diag_ard.h"
+#include "core/ew.h"
 #include "prob/prob_internal.h"
 
 kvi_status kvi_diag_check(const kvi_diag *q) {
@@ -243,35 +244,6 @@ KVI__HOT static void kvi__ew_exp(kvi_real *out, const kvi_real *x, kvi_real a, s
 #pragma omp simd
   for (size_t k = k0; k < k1; k++) out[k] = KVI__VEXP(a * x[k]);
 }
-KVI__HOT static void kvi__ew_square(kvi_real *out, const kvi_real *x, size_t k0, size_t k1) {
-#pragma omp simd
-  for (size_t k = k0; k < k1; k++) out[k] = x[k] * x[k];
-}
-/* sd = sqrt(v) (rounding can leave a tiny negative v: 0), Y += sd eps */
-KVI__HOT static void kvi__ew_sd_noise(kvi_real *Y, kvi_real *sd, const kvi_real *eps, size_t k0,
-                                      size_t k1) {
-#pragma omp simd
-  for (size_t k = k0; k < k1; k++) {
-    kvi_real v = sd[k] > 0 ? KVI__SQRT(sd[k]) : 0;
-    sd[k] = v;
-    Y[k] += v * eps[k];
-  }
-}
-/* G = dY eps / (2 sd), 0 where sd = 0 */
-KVI__HOT static void kvi__ew_dv(kvi_real *G, const kvi_real *dY, const kvi_real *eps, size_t k0,
-                                size_t k1) {
-#pragma omp simd
-  for (size_t k = k0; k < k1; k++) {
-    kvi_real sdk = G[k];
-    G[k] = sdk > 0 ? dY[k] * eps[k] / (2 * sdk) : 0;
-  }
-}
-/* out += a x y */
-KVI__HOT static void kvi__ew_acc_prod(kvi_real *out, kvi_real a, const kvi_real *x,
-                                      const kvi_real *y, size_t k0, size_t k1) {
-#pragma omp simd
-  for (size_t k = k0; k < k1; k++) out[k] += a * x[k] * y[k];
-}
 
 /* formatted by hand: clang-format would put the loop on the _Pragma line */
 // clang-format off
@@ -308,7 +280,7 @@ void kvi__diagnoise_backward(kvi_real *g_log, kvi_real *dX, const kvi_real *dY, 
   kvi_real *X2 = kvi__ws_take(&cur, bn), *var = kvi__ws_take(&cur, nm);
   kvi_real *G = kvi__ws_take(&cur, bm), *T = kvi__ws_take(&cur, nm);
   /* y = sd * eps, sd = sqrt(v): dv = dY eps / (2 sd); sd = 0 (x = 0) is a kink: subgradient 0 */
-  KVI__EW_FOR(bm, kvi__ew_dv(G, dY, eps, k0, k1));
+  KVI__EW_FOR(bm, kvi__ew_dvar(G, G, dY, eps, k0, k1)); /* G holds sd */
   if (g_log) {
     /* v = X2 var: dvar = X2^T G; d log p = vscale * var * dvar */
     kvi_gemm(true, false, n, m, batch, 1, X2, n, G, m, 0, T, m);
